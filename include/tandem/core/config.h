@@ -1,0 +1,145 @@
+// The deployment file: typed structs with documented defaults (DESIGN.md "The deployment file").
+// Rule: a missing value takes the default below; a present but invalid value is an error naming the
+// file, line and key path. Unknown keys are errors (they are almost always typos).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace tandem {
+
+enum class LoadFormat { kAuto, kSafetensors, kGguf, kDummy };
+enum class ComputeDType { kBFloat16, kFloat16, kFloat32 };
+enum class Quantization { kNone, kNvfp4, kFp8 };
+enum class BackendKind { kCuda, kCpu };
+enum class RouterPolicy { kKvAware, kLeastLoaded, kRoundRobin, kRandom };
+enum class DisaggregationMode { kAlways, kConditional, kOff };
+enum class TransferBackend { kAuto, kUcx, kNccl, kLocal };
+enum class DiscoveryType { kEmbedded, kStatic, kEtcd };
+
+struct ModelSection {
+  std::string path;                         // HF directory, .gguf file or ModelOpt dir; "" only with dummy
+  LoadFormat load_format = LoadFormat::kAuto;
+  std::string dummy_config;                 // dummy weights: config.json path or preset name
+  ComputeDType dtype = ComputeDType::kBFloat16;  // GPU compute dtype; the CPU computes in fp32
+  Quantization quantization = Quantization::kNone;
+  int64_t max_model_len = 8192;
+  uint64_t seed = 0;                        // dummy weights and default sampling seed
+};
+
+struct Endpoint {
+  std::string host;
+  int port = 0;
+};
+
+struct FrontendSection {
+  Endpoint http{"0.0.0.0", 8000};
+  Endpoint grpc{"0.0.0.0", 8001};
+  std::string api_keys_env = "TANDEM_API_KEYS";  // comma-separated keys; unset or empty = no auth
+  int64_t max_request_bytes = 8 << 20;
+  int64_t max_queued_requests = 4096;
+};
+
+struct RouterSection {
+  RouterPolicy policy = RouterPolicy::kKvAware;
+  double kv_overlap_weight = 1.0;
+};
+
+struct DisaggregationSection {
+  DisaggregationMode mode = DisaggregationMode::kConditional;
+  int64_t max_local_prefill_tokens = 512;
+  int64_t max_prefill_queue = 32;  // conditional: prefill locally when the prefill queue is longer
+};
+
+struct PoolSection {
+  int replicas = 1;
+  int tensor_parallel = 1;
+  std::vector<int> devices;  // GPU ordinals, replicas * tensor_parallel of them; empty = assign in order
+  int64_t max_num_batched_tokens = 8192;
+  int64_t max_num_seqs = 256;
+};
+
+struct PoolsSection {
+  PoolSection prefill;
+  PoolSection decode;
+  PoolSection both{0, 1, {}, 8192, 256};  // aggregated workers (role both); 0 unless disaggregation is off
+};
+
+struct KvCacheSection {
+  int block_size = 16;
+  double gpu_memory_utilization = 0.90;
+  int64_t cpu_memory_mib = 1024;  // KV pool size per worker on the CPU backend
+  bool prefix_caching = true;
+};
+
+struct TransferSection {
+  TransferBackend backend = TransferBackend::kAuto;
+  bool layerwise = true;
+};
+
+struct StaticWorker {
+  std::string role;     // prefill | decode | both
+  std::string address;  // host:port of its gRPC server
+};
+
+struct DiscoverySection {
+  DiscoveryType type = DiscoveryType::kEmbedded;
+  std::vector<std::string> etcd_endpoints{"http://127.0.0.1:2379"};
+  int lease_ttl_s = 10;
+  std::string etcd_prefix = "/tandem";
+  std::vector<StaticWorker> static_workers;
+};
+
+struct LoggingSection {
+  std::string level = "info";
+};
+
+struct DeploymentConfig {
+  std::string source;  // file the config came from ("<defaults>" when none)
+  ModelSection model;
+  BackendKind backend = BackendKind::kCuda;
+  FrontendSection frontend;
+  RouterSection router;
+  DisaggregationSection disaggregation;
+  PoolsSection pools;
+  KvCacheSection kv_cache;
+  TransferSection transfer;
+  DiscoverySection discovery;
+  LoggingSection logging;
+};
+
+// One worker process of the resolved deployment: its role, replica index and devices.
+struct WorkerPlan {
+  std::string role;  // prefill | decode | both
+  int replica = 0;
+  std::vector<int> devices;  // empty on the cpu backend
+};
+
+// Parses `yaml_text` (named `source` in errors), applying `overrides` ("a.b.c=value", value in YAML
+// syntax) before validation.
+absl::StatusOr<DeploymentConfig> ParseDeploymentConfig(const std::string& yaml_text, const std::string& source,
+                                                       const std::vector<std::string>& overrides = {});
+
+// Reads and parses a deployment file.
+absl::StatusOr<DeploymentConfig> LoadDeploymentConfig(const std::string& path,
+                                                      const std::vector<std::string>& overrides = {});
+
+// The worker processes this deployment runs, with devices assigned.
+std::vector<WorkerPlan> PlanWorkers(const DeploymentConfig& config);
+
+// A human-readable resolved deployment (YAML with every default filled in, then the worker plan).
+std::string DescribeDeployment(const DeploymentConfig& config);
+
+const char* Name(LoadFormat v);
+const char* Name(ComputeDType v);
+const char* Name(Quantization v);
+const char* Name(BackendKind v);
+const char* Name(RouterPolicy v);
+const char* Name(DisaggregationMode v);
+const char* Name(TransferBackend v);
+const char* Name(DiscoveryType v);
+
+}  // namespace tandem

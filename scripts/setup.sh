@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Installs everything tandem needs on a fresh Debian 12 / Ubuntu 24.04 machine and builds it.
+# Idempotent: packages, the Python venv and the model are only fetched when missing, and the
+# build is incremental. Run as root or with sudo available.
+#
+#   scripts/setup.sh            install + build (build dir: $TANDEM_BUILD_DIR or ./build)
+#   scripts/setup.sh --no-build install only
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${TANDEM_BUILD_DIR:-$ROOT/build}"
+VENV="${TANDEM_VENV:-$ROOT/.venv}"
+DO_BUILD=1
+[[ "${1:-}" == "--no-build" ]] && DO_BUILD=0
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config ccache git unzip
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libspdlog-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libboost-dev libboost-system-dev
+  libpcre2-dev libutf8proc-dev libucx-dev ucx-utils libopenblas-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  etcd-server etcd-client iproute2 python3 python3-venv python3-pip
+)
+
+install_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "apt packages: all ${#APT_PACKAGES[@]} present"
+    return
+  fi
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  log "apt packages: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+find_cuda() {
+  if ! command -v nvcc >/dev/null 2>&1 && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+    export PATH="/usr/local/cuda/bin:$PATH"
+  fi
+  if command -v nvcc >/dev/null 2>&1; then
+    log "CUDA: $(nvcc --version | tail -1)"
+  else
+    log "CUDA: nvcc not found; building the CPU backend only (install the CUDA Toolkit 13 for GPU kernels)"
+  fi
+}
+
+setup_venv() {
+  local req="$ROOT/scripts/requirements-test.txt"
+  local stamp="$VENV/.tandem-requirements.sha256"
+  local want
+  want="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    log "python venv: up to date ($VENV)"
+    return
+  fi
+  log "python venv: installing test tools into $VENV"
+  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -r "$req"
+  echo "$want" > "$stamp"
+}
+
+build() {
+  local werror=OFF
+  [[ "${CI:-}" == "true" ]] && werror=ON
+  if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
+    log "configuring $BUILD_DIR"
+    cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_WERROR="$werror" >/dev/null
+  else
+    cmake "$BUILD_DIR" -DTANDEM_WERROR="$werror" >/dev/null
+  fi
+  log "building (jobs: $(nproc))"
+  cmake --build "$BUILD_DIR" -j"$(nproc)"
+}
+
+install_packages
+find_cuda
+setup_venv
+"$ROOT/scripts/fetch_model.sh" >/dev/null
+if ((DO_BUILD)); then build; fi
+log "done"

@@ -1,0 +1,24 @@
+// The `tandem` subcommands. Each takes its arguments (after the subcommand name) and returns the
+// process exit code: 0 success, 1 runtime failure, 2 bad usage. Each prints its own --help.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tandem::cli {
+
+using Args = std::vector<std::string>;
+
+struct Command {
+  const char* name;     // "config", "version", ...
+  const char* summary;  // one line for `tandem --help`
+  int (*run)(const Args& args);
+};
+
+int RunVersion(const Args& args);
+int RunConfig(const Args& args);
+
+// The table `tandem` dispatches on (main.cc).
+const std::vector<Command>& AllCommands();
+
+}  // namespace tandem::cli

@@ -1,0 +1,49 @@
+// The `tandem` binary: dispatches to a subcommand.
+#include <cstdio>
+#include <string>
+
+#include "commands.h"
+
+namespace tandem::cli {
+
+const std::vector<Command>& AllCommands() {
+  static const std::vector<Command> kCommands = {
+      {"config", "validate a deployment file and print the resolved deployment", RunConfig},
+      {"version", "print the version, git hash and the CUDA/NCCL/UCX versions built with", RunVersion},
+  };
+  return kCommands;
+}
+
+namespace {
+
+void PrintUsage(std::FILE* out) {
+  std::fprintf(out,
+               "Usage: tandem COMMAND [ARGS]\n\n"
+               "tandem: a disaggregated LLM inference serving engine.\n\nCommands:\n");
+  for (const Command& c : AllCommands()) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
+  std::fprintf(out, "\nRun 'tandem COMMAND --help' for a command's flags.\n");
+}
+
+}  // namespace
+}  // namespace tandem::cli
+
+int main(int argc, char** argv) {
+  using namespace tandem::cli;
+  if (argc < 2) {
+    PrintUsage(stderr);
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "-h" || name == "--help" || name == "help") {
+    PrintUsage(stdout);
+    return 0;
+  }
+  if (name == "--version") return RunVersion({});
+  Args args(argv + 2, argv + argc);
+  for (const Command& c : AllCommands()) {
+    if (name == c.name) return c.run(args);
+  }
+  std::fprintf(stderr, "tandem: unknown command '%s'\n\n", name.c_str());
+  PrintUsage(stderr);
+  return 2;
+}
