@@ -20,7 +20,7 @@ if(NOT TANDEM_CUDA STREQUAL "OFF")
 endif()
 
 if(TANDEM_CUDA_ENABLED)
-  set(CMAKE_CUDA_STANDARD 20)
+  set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 has no C++20 flags for nvcc
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include)
   find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu)
