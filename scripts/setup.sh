@@ -5,6 +5,7 @@
 #
 #   scripts/setup.sh            install + build (build dir: $TANDEM_BUILD_DIR or ./build)
 #   scripts/setup.sh --no-build install only
+# TANDEM_CUDA=ON|OFF|AUTO (default AUTO) chooses the CUDA backend.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -72,9 +73,10 @@ build() {
   [[ "${CI:-}" == "true" ]] && werror=ON
   if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
     log "configuring $BUILD_DIR"
-    cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_WERROR="$werror" >/dev/null
+    cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_WERROR="$werror" \
+      -DTANDEM_CUDA="${TANDEM_CUDA:-AUTO}" >/dev/null
   else
-    cmake "$BUILD_DIR" -DTANDEM_WERROR="$werror" >/dev/null
+    cmake "$BUILD_DIR" -DTANDEM_WERROR="$werror" -DTANDEM_CUDA="${TANDEM_CUDA:-AUTO}" >/dev/null
   fi
   log "building (jobs: $(nproc))"
   cmake --build "$BUILD_DIR" -j"$(nproc)"

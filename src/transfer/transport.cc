@@ -1,0 +1,48 @@
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "tandem/core/status.h"
+#include "tandem/transfer/kv_transport.h"
+#include "tandem/transfer/local_transport.h"
+#include "tandem/transfer/ucx_transport.h"
+
+namespace tandem::transfer {
+
+absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend backend) {
+  switch (backend) {
+    case TransferBackend::kAuto:
+    case TransferBackend::kUcx: {
+      TANDEM_ASSIGN_OR_RETURN(auto ucx, UcxTransport::Create());
+      return std::unique_ptr<KvTransport>(std::move(ucx));
+    }
+    case TransferBackend::kLocal:
+      return std::unique_ptr<KvTransport>(std::make_unique<LocalTransport>());
+    case TransferBackend::kNccl:
+      return absl::UnimplementedError(
+          "transfer backend nccl: GPU-to-GPU transfers come with the CUDA backend; use ucx or local");
+  }
+  return absl::InvalidArgumentError("unknown transfer backend");
+}
+
+absl::Status WaitForTransfer(KvTransport& transport, TransferId transfer, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    TANDEM_ASSIGN_OR_RETURN(TransferState state, transport.Poll(transfer));
+    switch (state) {
+      case TransferState::kDone:
+        return absl::OkStatus();
+      case TransferState::kFailed:
+        return absl::UnavailableError(absl::StrCat(transport.name(), " transfer ", transfer, " failed"));
+      case TransferState::kPending:
+        break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(transport.name(), " transfer ", transfer, " not done after ", timeout_ms, " ms"));
+    }
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace tandem::transfer

@@ -1,0 +1,443 @@
+#include "tandem/transfer/ucx_transport.h"
+
+#include <ucp/api/ucp.h>
+
+#include <cstring>
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+
+namespace tandem::transfer {
+namespace {
+
+constexpr unsigned kNotifyAmId = 7;
+
+absl::Status UcsError(ucs_status_t status, const char* what) {
+  return absl::InternalError(absl::StrCat("ucx ", what, ": ", ucs_status_string(status)));
+}
+
+// A UCX request pointer: nullptr (completed at once), an error pointer, or in flight.
+bool RequestFailed(ucs_status_ptr_t request) { return UCS_PTR_IS_ERR(request); }
+
+}  // namespace
+
+struct UcxTransport::State {
+  ucp_context_h context = nullptr;
+  ucp_worker_h worker = nullptr;
+  std::string address;
+
+  struct Region {
+    MemoryRegion region;
+    ucp_mem_h memh = nullptr;
+    std::string packed_rkey;
+  };
+  struct Peer {
+    ucp_ep_h ep = nullptr;
+    bool failed = false;
+    std::string error;
+  };
+  struct Remote {
+    PeerId peer;
+    uint64_t base;
+    uint64_t bytes;
+    ucp_rkey_h rkey = nullptr;
+  };
+  enum class Phase { kPuts, kFlush, kNotify, kDone, kFailed };
+  struct Transfer {
+    PeerId peer;
+    Phase phase = Phase::kPuts;
+    std::vector<void*> requests;  // in-flight puts, then the flush, then the notification
+    std::string notification;
+    std::string error;
+  };
+
+  std::mutex mu;
+  std::map<RegionId, Region> regions;
+  std::map<PeerId, Peer> peers;
+  std::map<RemoteRegionId, Remote> remotes;
+  std::map<TransferId, Transfer> transfers;
+  std::deque<std::string> inbox;
+  uint64_t next_id = 1;
+
+  ~State() {
+    for (auto& [id, t] : transfers) {
+      for (void* r : t.requests) {
+        if (r != nullptr) ucp_request_free(r);
+      }
+    }
+    for (auto& [id, remote] : remotes) {
+      if (remote.rkey != nullptr) ucp_rkey_destroy(remote.rkey);
+    }
+    for (auto& [id, peer] : peers) CloseEndpoint(peer.ep);
+    for (auto& [id, region] : regions) {
+      if (region.memh != nullptr) ucp_mem_unmap(context, region.memh);
+    }
+    if (worker != nullptr) ucp_worker_destroy(worker);
+    if (context != nullptr) ucp_cleanup(context);
+  }
+
+  void CloseEndpoint(ucp_ep_h ep) {
+    if (ep == nullptr) return;
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    ucs_status_ptr_t request = ucp_ep_close_nbx(ep, &param);
+    if (request != nullptr && !UCS_PTR_IS_ERR(request)) {
+      while (ucp_request_check_status(request) == UCS_INPROGRESS) ucp_worker_progress(worker);
+      ucp_request_free(request);
+    }
+  }
+
+  void Progress() {
+    while (ucp_worker_progress(worker) != 0) {
+    }
+  }
+
+  // Returns true when every request is complete (freeing them); sets `error` on a failure.
+  bool RequestsDone(Transfer& t) {
+    bool done = true;
+    for (void*& r : t.requests) {
+      if (r == nullptr) continue;
+      const ucs_status_t s = ucp_request_check_status(r);
+      if (s == UCS_INPROGRESS) {
+        done = false;
+        continue;
+      }
+      if (s != UCS_OK && t.error.empty()) t.error = ucs_status_string(s);
+      ucp_request_free(r);
+      r = nullptr;
+    }
+    if (done) t.requests.clear();
+    return done;
+  }
+
+  // Advances a transfer through puts → flush → notification.
+  void Advance(Transfer& t) {
+    Peer& peer = peers[t.peer];
+    if (peer.failed && t.phase != Phase::kDone) {
+      t.phase = Phase::kFailed;
+      if (t.error.empty()) t.error = "peer failed: " + peer.error;
+    }
+    while (t.phase != Phase::kDone && t.phase != Phase::kFailed) {
+      if (!RequestsDone(t)) return;
+      if (!t.error.empty()) {
+        t.phase = Phase::kFailed;
+        return;
+      }
+      ucp_request_param_t param{};
+      switch (t.phase) {
+        case Phase::kPuts: {
+          ucs_status_ptr_t r = ucp_ep_flush_nbx(peer.ep, &param);
+          if (RequestFailed(r)) {
+            t.error = ucs_status_string(UCS_PTR_STATUS(r));
+            t.phase = Phase::kFailed;
+            return;
+          }
+          t.requests.push_back(r);
+          t.phase = Phase::kFlush;
+          break;
+        }
+        case Phase::kFlush: {
+          if (t.notification.empty()) {
+            t.phase = Phase::kDone;
+            return;
+          }
+          param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+          param.flags = UCP_AM_SEND_FLAG_EAGER | UCP_AM_SEND_FLAG_REPLY;
+          ucs_status_ptr_t r =
+              ucp_am_send_nbx(peer.ep, kNotifyAmId, nullptr, 0, t.notification.data(), t.notification.size(), &param);
+          if (RequestFailed(r)) {
+            t.error = ucs_status_string(UCS_PTR_STATUS(r));
+            t.phase = Phase::kFailed;
+            return;
+          }
+          t.requests.push_back(r);
+          t.phase = Phase::kNotify;
+          break;
+        }
+        case Phase::kNotify:
+          t.phase = Phase::kDone;
+          return;
+        case Phase::kDone:
+        case Phase::kFailed:
+          return;
+      }
+    }
+  }
+};
+
+namespace {
+
+ucs_status_t OnNotification(void* arg, const void* /*header*/, size_t /*header_length*/, void* data, size_t length,
+                            const ucp_am_recv_param_t* param) {
+  auto* state = static_cast<UcxTransport::State*>(arg);
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
+    // Notifications are sent eagerly and are small; a rendezvous one is a protocol violation.
+    return UCS_ERR_UNSUPPORTED;
+  }
+  // Called from inside ucp_worker_progress, with state->mu already held by the caller.
+  state->inbox.emplace_back(static_cast<const char*>(data), length);
+  return UCS_OK;
+}
+
+void OnEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
+  auto* peer = static_cast<UcxTransport::State::Peer*>(arg);
+  peer->failed = true;
+  peer->error = ucs_status_string(status);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create() {
+  auto state = std::make_unique<State>();
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
+  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM;
+  params.mt_workers_shared = 0;
+  ucp_config_t* config = nullptr;
+  ucs_status_t s = ucp_config_read(nullptr, nullptr, &config);
+  if (s != UCS_OK) return UcsError(s, "config_read");
+  s = ucp_init(&params, config, &state->context);
+  ucp_config_release(config);
+  if (s != UCS_OK) return UcsError(s, "init");
+
+  ucp_worker_params_t worker_params{};
+  worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  worker_params.thread_mode = UCS_THREAD_MODE_SERIALIZED;  // every call holds State::mu
+  s = ucp_worker_create(state->context, &worker_params, &state->worker);
+  if (s != UCS_OK) return UcsError(s, "worker_create");
+
+  ucp_address_t* address = nullptr;
+  size_t address_length = 0;
+  s = ucp_worker_get_address(state->worker, &address, &address_length);
+  if (s != UCS_OK) return UcsError(s, "worker_get_address");
+  state->address.assign(reinterpret_cast<const char*>(address), address_length);
+  ucp_worker_release_address(state->worker, address);
+
+  ucp_am_handler_param_t handler{};
+  handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+  handler.id = kNotifyAmId;
+  handler.cb = OnNotification;
+  handler.arg = state.get();
+  s = ucp_worker_set_am_recv_handler(state->worker, &handler);
+  if (s != UCS_OK) return UcsError(s, "set_am_recv_handler");
+  return std::unique_ptr<UcxTransport>(new UcxTransport(std::move(state)));
+}
+
+UcxTransport::UcxTransport(std::unique_ptr<State> state) : state_(std::move(state)) {}
+UcxTransport::~UcxTransport() = default;
+
+absl::StatusOr<std::string> UcxTransport::LocalAddress() { return state_->address; }
+
+absl::StatusOr<RegionId> UcxTransport::RegisterMemory(const MemoryRegion& region) {
+  if (region.base == nullptr || region.bytes == 0) {
+    return absl::InvalidArgumentError("RegisterMemory: expected a non-null base and a non-zero size");
+  }
+  std::lock_guard<std::mutex> lock(state_->mu);
+  ucp_mem_map_params_t params{};
+  params.field_mask =
+      UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+  params.address = region.base;
+  params.length = region.bytes;
+  switch (region.kind) {
+    case MemoryKind::kHost:
+      params.memory_type = UCS_MEMORY_TYPE_HOST;
+      break;
+    case MemoryKind::kCuda:
+      params.memory_type = UCS_MEMORY_TYPE_CUDA;
+      break;
+  }
+  State::Region entry{region, nullptr, {}};
+  ucs_status_t s = ucp_mem_map(state_->context, &params, &entry.memh);
+  if (s != UCS_OK) return UcsError(s, "mem_map");
+  void* rkey = nullptr;
+  size_t rkey_size = 0;
+  s = ucp_rkey_pack(state_->context, entry.memh, &rkey, &rkey_size);
+  if (s != UCS_OK) {
+    ucp_mem_unmap(state_->context, entry.memh);
+    return UcsError(s, "rkey_pack");
+  }
+  entry.packed_rkey.assign(static_cast<const char*>(rkey), rkey_size);
+  ucp_rkey_buffer_release(rkey);
+  const RegionId id = state_->next_id++;
+  state_->regions[id] = std::move(entry);
+  return id;
+}
+
+absl::Status UcxTransport::DeregisterMemory(RegionId region) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->regions.find(region);
+  if (it == state_->regions.end()) return absl::NotFoundError(absl::StrCat("no registered region ", region));
+  ucp_mem_unmap(state_->context, it->second.memh);
+  state_->regions.erase(it);
+  return absl::OkStatus();
+}
+
+// Descriptor: u64 base address, u64 length, then the packed rkey.
+absl::StatusOr<std::string> UcxTransport::ExportRegion(RegionId region) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->regions.find(region);
+  if (it == state_->regions.end()) return absl::NotFoundError(absl::StrCat("no registered region ", region));
+  const uint64_t base = reinterpret_cast<uintptr_t>(it->second.region.base);
+  const uint64_t bytes = it->second.region.bytes;
+  std::string out(16, '\0');
+  std::memcpy(out.data(), &base, 8);
+  std::memcpy(out.data() + 8, &bytes, 8);
+  return out + it->second.packed_rkey;
+}
+
+absl::StatusOr<PeerId> UcxTransport::Connect(const std::string& peer_address) {
+  if (peer_address.empty()) return absl::InvalidArgumentError("ucx Connect: empty peer address");
+  std::lock_guard<std::mutex> lock(state_->mu);
+  const PeerId id = state_->next_id++;
+  State::Peer& peer = state_->peers[id];  // std::map: the address stays valid for the error callback
+  ucp_ep_params_t params{};
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  params.address = reinterpret_cast<const ucp_address_t*>(peer_address.data());
+  params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  params.err_handler.cb = OnEndpointError;
+  params.err_handler.arg = &peer;
+  const ucs_status_t s = ucp_ep_create(state_->worker, &params, &peer.ep);
+  if (s != UCS_OK) {
+    state_->peers.erase(id);
+    return UcsError(s, "ep_create");
+  }
+  return id;
+}
+
+absl::Status UcxTransport::Disconnect(PeerId peer) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->peers.find(peer);
+  if (it == state_->peers.end()) return absl::NotFoundError(absl::StrCat("no peer ", peer));
+  for (auto r = state_->remotes.begin(); r != state_->remotes.end();) {
+    if (r->second.peer == peer) {
+      ucp_rkey_destroy(r->second.rkey);
+      r = state_->remotes.erase(r);
+    } else {
+      ++r;
+    }
+  }
+  state_->CloseEndpoint(it->second.ep);
+  it->second.ep = nullptr;
+  it->second.failed = true;
+  it->second.error = "disconnected";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RemoteRegionId> UcxTransport::ImportRegion(PeerId peer, const std::string& descriptor) {
+  if (descriptor.size() <= 16) return absl::InvalidArgumentError("ucx ImportRegion: descriptor too short");
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->peers.find(peer);
+  if (it == state_->peers.end() || it->second.ep == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no connected peer ", peer));
+  }
+  State::Remote remote{peer, 0, 0, nullptr};
+  std::memcpy(&remote.base, descriptor.data(), 8);
+  std::memcpy(&remote.bytes, descriptor.data() + 8, 8);
+  const ucs_status_t s = ucp_ep_rkey_unpack(it->second.ep, descriptor.data() + 16, &remote.rkey);
+  if (s != UCS_OK) return UcsError(s, "ep_rkey_unpack");
+  const RemoteRegionId id = state_->next_id++;
+  state_->remotes[id] = remote;
+  return id;
+}
+
+absl::StatusOr<TransferId> UcxTransport::PostWrite(PeerId peer, std::span<const WriteOp> ops,
+                                                   std::string notification) {
+  if (notification.size() > kMaxNotificationBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("notification of ", notification.size(), " bytes exceeds ",
+                                                   kMaxNotificationBytes));
+  }
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto peer_it = state_->peers.find(peer);
+  if (peer_it == state_->peers.end() || peer_it->second.ep == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no connected peer ", peer));
+  }
+  if (peer_it->second.failed) {
+    return absl::UnavailableError(absl::StrCat("peer ", peer, " failed: ", peer_it->second.error));
+  }
+  // Validate every op before posting anything: a bad list moves no bytes.
+  for (const WriteOp& op : ops) {
+    auto local = state_->regions.find(op.local_region);
+    auto remote = state_->remotes.find(op.remote_region);
+    if (local == state_->regions.end()) {
+      return absl::NotFoundError(absl::StrCat("no registered region ", op.local_region));
+    }
+    if (remote == state_->remotes.end() || remote->second.peer != peer) {
+      return absl::NotFoundError(absl::StrCat("no imported region ", op.remote_region, " for peer ", peer));
+    }
+    if (op.local_offset + op.bytes > local->second.region.bytes || op.remote_offset + op.bytes > remote->second.bytes) {
+      return absl::OutOfRangeError(absl::StrCat("write of ", op.bytes, " bytes at local offset ", op.local_offset,
+                                                " / remote offset ", op.remote_offset, " exceeds the region"));
+    }
+  }
+  const TransferId id = state_->next_id++;
+  State::Transfer& t = state_->transfers[id];
+  t.peer = peer;
+  t.notification = std::move(notification);
+  for (const WriteOp& op : ops) {
+    if (op.bytes == 0) continue;
+    const State::Region& local = state_->regions[op.local_region];
+    const State::Remote& remote = state_->remotes[op.remote_region];
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_MEMH;
+    param.memh = local.memh;
+    ucs_status_ptr_t r = ucp_put_nbx(peer_it->second.ep, static_cast<char*>(local.region.base) + op.local_offset,
+                                     op.bytes, remote.base + op.remote_offset, remote.rkey, &param);
+    if (RequestFailed(r)) {
+      t.error = ucs_status_string(UCS_PTR_STATUS(r));
+      break;
+    }
+    if (r != nullptr) t.requests.push_back(r);
+  }
+  state_->Advance(t);
+  return id;
+}
+
+absl::StatusOr<TransferState> UcxTransport::Poll(TransferId transfer) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->transfers.find(transfer);
+  if (it == state_->transfers.end()) return absl::NotFoundError(absl::StrCat("no transfer ", transfer));
+  state_->Progress();
+  state_->Advance(it->second);
+  switch (it->second.phase) {
+    case State::Phase::kDone:
+      return TransferState::kDone;
+    case State::Phase::kFailed:
+      return absl::UnavailableError(absl::StrCat("ucx transfer ", transfer, " failed: ", it->second.error));
+    case State::Phase::kPuts:
+    case State::Phase::kFlush:
+    case State::Phase::kNotify:
+      return TransferState::kPending;
+  }
+  return TransferState::kPending;
+}
+
+void UcxTransport::Release(TransferId transfer) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->transfers.find(transfer);
+  if (it == state_->transfers.end()) return;
+  // A pending transfer still owns requests reading our memory: finish (or fail) it first.
+  while (it->second.phase != State::Phase::kDone && it->second.phase != State::Phase::kFailed) {
+    state_->Progress();
+    state_->Advance(it->second);
+  }
+  for (void* r : it->second.requests) {
+    if (r != nullptr) {
+      while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(state_->worker);
+      ucp_request_free(r);
+    }
+  }
+  state_->transfers.erase(it);
+}
+
+std::vector<std::string> UcxTransport::TakeNotifications() {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->Progress();
+  std::vector<std::string> out(std::make_move_iterator(state_->inbox.begin()),
+                               std::make_move_iterator(state_->inbox.end()));
+  state_->inbox.clear();
+  return out;
+}
+
+}  // namespace tandem::transfer
