@@ -8,7 +8,7 @@
 
 namespace tandem {
 
-std::string_view DTypeName(DType dtype) {
+const char* DTypeName(DType dtype) {
   switch (dtype) {
     case DType::kF32:
       return "f32";
@@ -88,7 +88,7 @@ uint16_t FloatToHalf(float f) {
   std::memcpy(&bits, &f, 4);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
   const uint32_t abs = bits & 0x7fffffffu;
-  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65536: inf
   if (abs < 0x38800000u) {
     // Result is subnormal (or zero) in fp16: value / 2^-24 rounded to nearest even.
@@ -108,7 +108,7 @@ uint16_t FloatToHalf(float f) {
 namespace {
 
 struct AlignedDeleter {
-  void operator()(void* p) const { ::operator delete(p, std::align_val_t{64}); }
+  void operator()(void* p) const { ::operator delete (p, std::align_val_t{64}); }
 };
 
 int64_t ShapeNumel(const std::vector<int64_t>& shape) {
@@ -136,7 +136,7 @@ Tensor Tensor::Empty(DType dtype, std::vector<int64_t> shape) {
   t.shape_ = std::move(shape);
   const size_t bytes = static_cast<size_t>(ShapeNumel(t.shape_)) * DTypeSize(dtype);
   if (bytes > 0) {
-    void* p = ::operator new(bytes, std::align_val_t{64});
+    void* p = ::operator new (bytes, std::align_val_t{64});
     t.storage_ = std::shared_ptr<void>(p, AlignedDeleter());
     t.data_ = p;
   }

@@ -8,9 +8,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
-#include <string_view>
 #include <type_traits>
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace tandem {
 
@@ -24,7 +25,7 @@ enum class DType {
 };
 
 // "f32", "f16", "bf16", "i32", "i64", "u8".
-std::string_view DTypeName(DType dtype);
+const char* DTypeName(DType dtype);
 // Bytes per element.
 size_t DTypeSize(DType dtype);
 
@@ -92,9 +93,7 @@ class Tensor {
   const void* raw_data() const { return data_; }
 
   // True when both tensors point at the same buffer (e.g. tied embeddings and lm_head).
-  bool SharesStorageWith(const Tensor& other) const {
-    return data_ != nullptr && data_ == other.data_;
-  }
+  bool SharesStorageWith(const Tensor& other) const { return data_ != nullptr && data_ == other.data_; }
   // A deep copy with its own storage.
   Tensor Clone() const;
   // Same storage, new shape with the same numel; aborts otherwise.

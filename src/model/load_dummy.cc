@@ -1,0 +1,106 @@
+// load_format: dummy — seeded random weights at a config's shapes, no files. Values depend only on
+// (seed, tensor name, element index), never on thread count or platform: a splitmix64 stream per
+// chunk of rows, seeded from the seed, an FNV-1a hash of the tensor's HF name and the chunk's row.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "load_internal.h"
+#include "load_progress.h"
+#include "parallel.h"
+#include "tandem/core/status.h"
+
+namespace tandem::model {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+uint64_t Fnv1a(absl::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (char c : s) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+// Uniform in [-1, 1), exactly representable (24 random bits).
+inline float UniformPm1(uint64_t& state) {
+  return static_cast<float>(static_cast<int32_t>(SplitMix64(state) >> 40) - (1 << 23)) * (1.0f / (1 << 23));
+}
+
+absl::StatusOr<ModelConfig> DummyConfig(const LoadOptions& options) {
+  const std::string& source = options.dummy_config.empty() ? options.path : options.dummy_config;
+  if (source.empty()) {
+    return absl::InvalidArgumentError(
+        "dummy weights need a config: set dummy_config to a preset name (llama-3-8b, llama-3-70b, "
+        "smollm2-135m, "
+        "tiny-llama), a config.json path or a model directory");
+  }
+  std::error_code ec;
+  if (fs::is_directory(source, ec)) return LoadHfConfigFromDir(source);
+  if (absl::EndsWith(source, ".json")) {
+    if (!fs::exists(source, ec)) return absl::NotFoundError(absl::StrCat(source, ": no such file"));
+    // A config.json next to generation_config.json reads like a directory.
+    if (fs::path(source).filename() == "config.json")
+      return LoadHfConfigFromDir(fs::path(source).parent_path().string());
+    std::ifstream in(source, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return ParseHfConfig(text, source);
+  }
+  return PresetConfig(source);
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedModel> LoadDummyModel(const LoadOptions& options) {
+  LoadedModel out;
+  TANDEM_ASSIGN_OR_RETURN(out.config, DummyConfig(options));
+  TANDEM_RETURN_IF_ERROR(ApplyLayerOverride(options, out.config.name, &out.config));
+  out.config.name = absl::StrCat(out.config.name, " (dummy weights, seed ", options.seed, ")");
+
+  const std::vector<WeightSlot> slots = ListWeightSlots(out.config, &out.weights);
+  const std::vector<RowChunk> chunks = AllocateAndChunk(slots);
+  uint64_t total_bytes = 0;
+  for (const WeightSlot& s : slots) total_bytes += static_cast<uint64_t>(s.dst->numel()) * 4;
+  std::vector<uint64_t> name_hash(slots.size());
+  for (size_t s = 0; s < slots.size(); ++s) name_hash[s] = Fnv1a(slots[s].hf_name);
+
+  LoadProgress progress(out.config.name, total_bytes, options.show_progress);
+  ParallelFor(static_cast<int64_t>(chunks.size()), [&](int64_t i) {
+    const RowChunk& c = chunks[static_cast<size_t>(i)];
+    const WeightSlot& slot = slots[c.slot];
+    const int64_t cols = SlotCols(slot);
+    uint64_t state = options.seed;
+    state = SplitMix64(state) ^ name_hash[c.slot];
+    state = SplitMix64(state) ^ static_cast<uint64_t>(c.row_begin);
+    float* dst = slot.dst->data<float>() + c.row_begin * cols;
+    const int64_t n = (c.row_end - c.row_begin) * cols;
+    if (slot.is_norm) {
+      for (int64_t k = 0; k < n; ++k) dst[k] = 1.0f + 0.125f * UniformPm1(state);
+    } else if (slot.shape.size() == 1) {  // biases
+      for (int64_t k = 0; k < n; ++k) dst[k] = 0.03125f * UniformPm1(state);
+    } else {
+      // Variance-preserving for y = x W^T: uniform(-a, a) with a = sqrt(3 / in_features).
+      const float a = std::sqrt(3.0f / static_cast<float>(cols));
+      for (int64_t k = 0; k < n; ++k) dst[k] = a * UniformPm1(state);
+    }
+    progress.Advance(static_cast<uint64_t>(n) * 4);
+  });
+  progress.Finish();
+  TieEmbeddings(out.config, &out.weights);
+  return out;
+}
+
+}  // namespace tandem::model

@@ -1,0 +1,35 @@
+// The per-format loaders behind LoadModel, and the chunked conversion they share. Internal.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tandem/model/loader.h"
+#include "weight_slots.h"
+
+namespace tandem::model {
+
+absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options);
+absl::StatusOr<LoadedModel> LoadGgufModel(const LoadOptions& options);
+absl::StatusOr<LoadedModel> LoadDummyModel(const LoadOptions& options);
+
+// Applies options.num_layers to a config: N in [1, config->num_layers] → config->num_layers = N.
+absl::Status ApplyLayerOverride(const LoadOptions& options, absl::string_view source, ModelConfig* config);
+
+// A row range of one slot's tensor: the unit of parallel conversion work.
+struct RowChunk {
+  size_t slot = 0;
+  int64_t row_begin = 0;
+  int64_t row_end = 0;
+};
+
+// Allocates every slot's fp32 destination and splits the work into row chunks of about 256K
+// elements each (deterministic: depends only on the shapes).
+std::vector<RowChunk> AllocateAndChunk(const std::vector<WeightSlot>& slots);
+
+// Elements per row of a slot (product of all dimensions but the first; 1 for vectors).
+int64_t SlotCols(const WeightSlot& slot);
+
+}  // namespace tandem::model

@@ -1,0 +1,240 @@
+// Hugging Face directory → ModelConfig + fp32 ModelWeights: config.json (+ generation_config.json),
+// model.safetensors or model.safetensors.index.json with its shards, tokenizer file paths.
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "load_internal.h"
+#include "load_progress.h"
+#include "nlohmann/json.hpp"
+#include "parallel.h"
+#include "tandem/core/status.h"
+#include "tandem/model/safetensors.h"
+
+namespace tandem::model {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+absl::StatusOr<std::string> ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The shard files named by model.safetensors.index.json's weight_map, in sorted order.
+absl::StatusOr<std::vector<std::string>> ShardsFromIndex(const std::string& index_path,
+                                                         const std::string& dir) {
+  TANDEM_ASSIGN_OR_RETURN(std::string text, ReadText(index_path));
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return absl::DataLossError(absl::StrCat(index_path, ": not a JSON object"));
+  auto wm = j.find("weight_map");
+  if (wm == j.end() || !wm->is_object()) {
+    return absl::DataLossError(absl::StrCat(index_path, ": missing weight_map object"));
+  }
+  std::set<std::string> files;
+  for (auto it = wm->begin(); it != wm->end(); ++it) {
+    if (!it->is_string()) {
+      return absl::DataLossError(
+          absl::StrCat(index_path, ": weight_map entry for '", it.key(), "' is not a file name"));
+    }
+    const std::string name = it->get<std::string>();
+    if (name.empty() || absl::StrContains(name, "/") || name == "..") {
+      return absl::DataLossError(
+          absl::StrCat(index_path, ": weight_map names a bad shard file '", name, "'"));
+    }
+    files.insert(name);
+  }
+  std::vector<std::string> paths;
+  for (const std::string& f : files) paths.push_back((fs::path(dir) / f).string());
+  return paths;
+}
+
+bool IgnorableExtraTensor(absl::string_view name, const ModelConfig& config, int file_layers) {
+  if (absl::EndsWith(name, "rotary_emb.inv_freq")) return true;
+  if (name == "lm_head.weight" && config.tie_word_embeddings) return true;  // HF ties it anyway
+  if (absl::StartsWith(name, "model.layers.")) {
+    std::vector<absl::string_view> parts = absl::StrSplit(name, '.');
+    int layer = -1;
+    if (parts.size() > 3 && absl::SimpleAtoi(parts[2], &layer)) {
+      return layer >= config.num_layers && layer < file_layers;  // skipped by the layer override
+    }
+  }
+  return false;
+}
+
+std::string ChatTemplateFrom(const std::string& tokenizer_config_path) {
+  auto text = ReadText(tokenizer_config_path);
+  if (!text.ok()) return "";
+  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return "";
+  auto ct = j.find("chat_template");
+  if (ct == j.end()) return "";
+  if (ct->is_string()) return ct->get<std::string>();
+  if (ct->is_array()) {  // [{"name": "default", "template": "..."}, ...]
+    for (const json& e : *ct) {
+      if (e.is_object() && e.value("name", "") == "default" && e.contains("template") &&
+          e["template"].is_string()) {
+        return e["template"].get<std::string>();
+      }
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
+  std::error_code ec;
+  std::string dir = options.path;
+  std::vector<std::string> shard_paths;
+  if (!fs::is_directory(dir, ec)) {
+    if (!absl::EndsWith(options.path, ".safetensors")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(options.path, ": expected a Hugging Face model directory or a .safetensors file"));
+    }
+    dir = fs::path(options.path).parent_path().string();
+    if (dir.empty()) dir = ".";
+    shard_paths.push_back(options.path);
+  }
+
+  LoadedModel out;
+  out.model_dir = dir;
+  TANDEM_ASSIGN_OR_RETURN(out.config, LoadHfConfigFromDir(dir));
+  const int file_layers = out.config.num_layers;
+  TANDEM_RETURN_IF_ERROR(ApplyLayerOverride(options, dir, &out.config));
+
+  if (shard_paths.empty()) {
+    const std::string index = (fs::path(dir) / "model.safetensors.index.json").string();
+    const std::string single = (fs::path(dir) / "model.safetensors").string();
+    if (fs::exists(index, ec)) {
+      TANDEM_ASSIGN_OR_RETURN(shard_paths, ShardsFromIndex(index, dir));
+    } else if (fs::exists(single, ec)) {
+      shard_paths.push_back(single);
+    } else {
+      return absl::NotFoundError(
+          absl::StrCat(dir, ": neither model.safetensors nor model.safetensors.index.json is present"));
+    }
+  }
+
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  std::map<std::string, std::pair<const SafetensorsTensorInfo*, const SafetensorsFile*>, std::less<>> all;
+  for (const std::string& p : shard_paths) {
+    TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> f, SafetensorsFile::Open(p));
+    for (const auto& [name, info] : f->tensors()) {
+      auto [it, inserted] = all.emplace(name, std::pair{&info, f.get()});
+      if (!inserted) {
+        return absl::DataLossError(
+            absl::StrCat("tensor '", name, "' appears in both ", it->second.second->path(), " and ", p));
+      }
+    }
+    files.push_back(std::move(f));
+  }
+
+  // The last layer must exist before anything is sized by num_hidden_layers.
+  const std::string last = absl::StrCat("model.layers.", file_layers - 1, ".input_layernorm.weight");
+  if (all.find(last) == all.end()) {
+    return absl::NotFoundError(absl::StrCat(dir, ": config.json says num_hidden_layers ", file_layers,
+                                            " but tensor '", last, "' is missing"));
+  }
+  std::vector<WeightSlot> slots = ListWeightSlots(out.config, &out.weights);
+  std::vector<const SafetensorsTensorInfo*> sources(slots.size());
+  std::set<std::string, std::less<>> used;
+  uint64_t total_bytes = 0;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    const WeightSlot& slot = slots[s];
+    auto it = all.find(slot.hf_name);
+    if (it == all.end()) {
+      return absl::NotFoundError(absl::StrCat(dir, ": tensor '", slot.hf_name,
+                                              "' is missing (expected shape [",
+                                              absl::StrJoin(slot.shape, ", "), "])"));
+    }
+    const SafetensorsTensorInfo& info = *it->second.first;
+    const std::string& file = it->second.second->path();
+    if (info.dtype != DType::kF32 && info.dtype != DType::kF16 && info.dtype != DType::kBF16) {
+      return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", slot.hf_name, "' has dtype ",
+                                                     DTypeName(info.dtype), ", expected F32, F16 or BF16"));
+    }
+    if (info.shape != slot.shape) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": tensor '", slot.hf_name, "' has shape [", absl::StrJoin(info.shape, ", "),
+                       "], the config expects [", absl::StrJoin(slot.shape, ", "), "]"));
+    }
+    sources[s] = &info;
+    used.insert(slot.hf_name);
+    total_bytes += info.nbytes;
+  }
+  for (const auto& [name, src] : all) {
+    if (used.count(name) != 0 || IgnorableExtraTensor(name, out.config, file_layers)) continue;
+    return absl::InvalidArgumentError(
+        absl::StrCat(src.second->path(), ": unexpected tensor '", name, "': the config (",
+                     ArchitectureName(out.config.architecture), ") has no use for it"));
+  }
+
+  const std::vector<RowChunk> chunks = AllocateAndChunk(slots);
+  LoadProgress progress(out.config.name, total_bytes, options.show_progress);
+  ParallelFor(static_cast<int64_t>(chunks.size()), [&](int64_t i) {
+    const RowChunk& c = chunks[static_cast<size_t>(i)];
+    const SafetensorsTensorInfo& info = *sources[c.slot];
+    const int64_t cols = SlotCols(slots[c.slot]);
+    float* dst = slots[c.slot].dst->data<float>() + c.row_begin * cols;
+    const int64_t n = (c.row_end - c.row_begin) * cols;
+    const size_t esize = DTypeSize(info.dtype);
+    const uint8_t* src = info.data + static_cast<size_t>(c.row_begin * cols) * esize;
+    switch (info.dtype) {
+      case DType::kF32:
+        std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+        break;
+      case DType::kF16:
+        for (int64_t k = 0; k < n; ++k) {
+          uint16_t h;
+          std::memcpy(&h, src + 2 * k, 2);
+          dst[k] = HalfToFloat(h);
+        }
+        break;
+      case DType::kBF16:
+        for (int64_t k = 0; k < n; ++k) {
+          uint16_t b;
+          std::memcpy(&b, src + 2 * k, 2);
+          dst[k] = Bf16ToFloat(b);
+        }
+        break;
+      case DType::kI32:
+      case DType::kI64:
+      case DType::kU8:
+        break;  // rejected above
+    }
+    progress.Advance(static_cast<uint64_t>(n) * esize);
+  });
+  progress.Finish();
+  TieEmbeddings(out.config, &out.weights);
+
+  const std::string tok = (fs::path(dir) / "tokenizer.json").string();
+  const std::string tok_cfg = (fs::path(dir) / "tokenizer_config.json").string();
+  if (fs::exists(tok, ec)) out.tokenizer_json_path = tok;
+  if (fs::exists(tok_cfg, ec)) {
+    out.tokenizer_config_json_path = tok_cfg;
+    out.chat_template = ChatTemplateFrom(tok_cfg);
+  }
+  const std::string jinja = (fs::path(dir) / "chat_template.jinja").string();
+  if (out.chat_template.empty() && fs::exists(jinja, ec)) {
+    auto text = ReadText(jinja);
+    if (text.ok()) out.chat_template = *text;
+  }
+  return out;
+}
+
+}  // namespace tandem::model

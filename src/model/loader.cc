@@ -1,0 +1,117 @@
+#include "tandem/model/loader.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "load_internal.h"
+#include "tandem/core/logging.h"
+#include "tandem/core/status.h"
+
+namespace tandem::model {
+
+absl::StatusOr<LoadFormat> ParseLoadFormat(absl::string_view name) {
+  const std::string n = absl::AsciiStrToLower(name);
+  if (n == "auto") return LoadFormat::kAuto;
+  if (n == "safetensors") return LoadFormat::kSafetensors;
+  if (n == "gguf") return LoadFormat::kGguf;
+  if (n == "dummy") return LoadFormat::kDummy;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown load format '", name, "': expected auto, safetensors, gguf or dummy"));
+}
+
+const char* LoadFormatName(LoadFormat format) {
+  switch (format) {
+    case LoadFormat::kAuto:
+      return "auto";
+    case LoadFormat::kSafetensors:
+      return "safetensors";
+    case LoadFormat::kGguf:
+      return "gguf";
+    case LoadFormat::kDummy:
+      return "dummy";
+  }
+  return "?";
+}
+
+absl::Status ApplyLayerOverride(const LoadOptions& options, absl::string_view source, ModelConfig* config) {
+  if (!options.num_layers.has_value()) return absl::OkStatus();
+  const int n = *options.num_layers;
+  if (n < 1 || n > config->num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": num_layers override ", n, " outside [1, ",
+                                                   config->num_layers, "] (the model's layer count)"));
+  }
+  config->num_layers = n;
+  return absl::OkStatus();
+}
+
+int64_t SlotCols(const WeightSlot& slot) {
+  int64_t cols = 1;
+  for (size_t i = 1; i < slot.shape.size(); ++i) cols *= slot.shape[i];
+  return cols;
+}
+
+std::vector<RowChunk> AllocateAndChunk(const std::vector<WeightSlot>& slots) {
+  constexpr int64_t kChunkElements = 1 << 18;
+  std::vector<RowChunk> chunks;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    *slots[s].dst = Tensor::Empty(DType::kF32, slots[s].shape);
+    const int64_t rows = slots[s].shape.empty() ? 1 : slots[s].shape[0];
+    const int64_t cols = SlotCols(slots[s]);
+    const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(cols, 1));
+    for (int64_t r = 0; r < rows; r += rows_per_chunk) {
+      chunks.push_back(RowChunk{s, r, std::min(rows, r + rows_per_chunk)});
+    }
+  }
+  return chunks;
+}
+
+absl::StatusOr<LoadedModel> LoadModel(const LoadOptions& options) {
+  namespace fs = std::filesystem;
+  LoadFormat format = options.format;
+  if (format == LoadFormat::kAuto) {
+    if (options.path.empty()) {
+      return absl::InvalidArgumentError("model path is empty (set model.path, or load_format: dummy)");
+    }
+    std::error_code ec;
+    if (fs::is_directory(options.path, ec)) {
+      format = LoadFormat::kSafetensors;
+    } else if (absl::EndsWithIgnoreCase(options.path, ".gguf")) {
+      format = LoadFormat::kGguf;
+    } else if (absl::EndsWithIgnoreCase(options.path, ".safetensors")) {
+      format = LoadFormat::kSafetensors;
+    } else if (!fs::exists(options.path, ec)) {
+      return absl::NotFoundError(absl::StrCat(options.path, ": no such file or directory"));
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          options.path, ": cannot tell the format: expected a directory (safetensors) or a .gguf file"));
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<LoadedModel> loaded;
+  switch (format) {
+    case LoadFormat::kSafetensors:
+      loaded = LoadSafetensorsModel(options);
+      break;
+    case LoadFormat::kGguf:
+      loaded = LoadGgufModel(options);
+      break;
+    case LoadFormat::kDummy:
+      loaded = LoadDummyModel(options);
+      break;
+    case LoadFormat::kAuto:
+      return absl::InternalError("load format still auto after detection");
+  }
+  if (!loaded.ok()) return loaded.status();
+  loaded->format = format;
+  loaded->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  TANDEM_RETURN_IF_ERROR(ValidateWeights(loaded->config, loaded->weights, loaded->config.name));
+  TLOG_INFO("loaded {} ({} {}, {} layers, {:.1f}M parameters) in {:.2f}s", loaded->config.name,
+            LoadFormatName(format), ArchitectureName(loaded->config.architecture), loaded->config.num_layers,
+            static_cast<double>(NumParameters(loaded->weights)) / 1e6, loaded->load_seconds);
+  return loaded;
+}
+
+}  // namespace tandem::model
