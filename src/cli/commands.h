@@ -17,6 +17,9 @@ struct Command {
 
 int RunVersion(const Args& args);
 int RunConfig(const Args& args);
+int RunServe(const Args& args);     // cmd_serve.cc, when the frontend module is built
+int RunTokenize(const Args& args);  // cmd_tokenize.cc, when the tokenizer module is built
+int RunGenerate(const Args& args);  // cmd_generate.cc, when the backend module is built
 
 // The table `tandem` dispatches on (main.cc).
 const std::vector<Command>& AllCommands();

@@ -10,6 +10,15 @@ const std::vector<Command>& AllCommands() {
   static const std::vector<Command> kCommands = {
       {"config", "validate a deployment file and print the resolved deployment", RunConfig},
       {"version", "print the version, git hash and the CUDA/NCCL/UCX versions built with", RunVersion},
+#ifdef TANDEM_HAVE_TOKENIZE
+      {"tokenize", "print the token ids of a text or chat (or the text of ids) as JSON", RunTokenize},
+#endif
+#ifdef TANDEM_HAVE_GENERATE
+      {"generate", "run a model locally on the CPU backend and print the generated tokens", RunGenerate},
+#endif
+#ifdef TANDEM_HAVE_SERVE
+      {"serve", "serve the OpenAI-compatible HTTP API and gRPC API over an in-process engine", RunServe},
+#endif
   };
   return kCommands;
 }
