@@ -20,6 +20,7 @@ int RunConfig(const Args& args);
 int RunServe(const Args& args);     // cmd_serve.cc, when the frontend module is built
 int RunTokenize(const Args& args);  // cmd_tokenize.cc, when the tokenizer module is built
 int RunGenerate(const Args& args);  // cmd_generate.cc, when the backend module is built
+int RunWorker(const Args& args);    // cmd_worker.cc, when the worker module is built
 
 // The table `tandem` dispatches on (main.cc).
 const std::vector<Command>& AllCommands();

@@ -16,6 +16,9 @@ const std::vector<Command>& AllCommands() {
 #ifdef TANDEM_HAVE_GENERATE
       {"generate", "run a model locally on the CPU backend and print the generated tokens", RunGenerate},
 #endif
+#ifdef TANDEM_HAVE_WORKER
+      {"worker", "run one worker (role prefill, decode or both) of a deployment", RunWorker},
+#endif
 #ifdef TANDEM_HAVE_SERVE
       {"serve", "serve the OpenAI-compatible HTTP API and gRPC API over an in-process engine", RunServe},
 #endif

@@ -1,0 +1,63 @@
+// The paged KV cache: one pool per layer, so a layer's blocks can be shipped as soon as that layer
+// is computed (DESIGN.md "KV cache layout"). Each pool is
+//   kv[layer]: [num_blocks, 2 (K, V), num_kv_heads, block_size, head_dim]   fp32, "HND"
+// so one block of one layer is one contiguous range of BytesPerBlock() bytes, and runs of
+// consecutive block ids are one contiguous range. The memory comes from the backend (host memory
+// on the CPU backend, device memory on CUDA).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tandem/backend/buffer.h"
+
+namespace tandem::backend {
+
+class Backend;
+
+struct KvCacheSpec {
+  int num_layers = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int block_size = 16;  // tokens per block
+  int num_blocks = 0;   // per layer
+
+  // Floats in one block of one layer: 2 * num_kv_heads * block_size * head_dim.
+  int64_t FloatsPerBlock() const {
+    return int64_t{2} * num_kv_heads * block_size * head_dim;
+  }
+  // Bytes in one block of one layer.
+  size_t BytesPerBlock() const { return static_cast<size_t>(FloatsPerBlock()) * sizeof(float); }
+  // Bytes in one layer's pool.
+  size_t BytesPerLayer() const { return BytesPerBlock() * static_cast<size_t>(num_blocks); }
+};
+
+class KvCache {
+ public:
+  // Allocates every layer's pool from `backend` (contents undefined until written).
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(Backend& backend, const KvCacheSpec& spec);
+
+  const KvCacheSpec& spec() const { return spec_; }
+  MemoryKind memory_kind() const { return layers_.front()->memory_kind(); }
+
+  // Base of layer `layer`'s pool; block b starts at LayerBase(layer) + b * FloatsPerBlock().
+  float* LayerBase(int layer) { return layers_[static_cast<size_t>(layer)]->as<float>(); }
+  const float* LayerBase(int layer) const { return layers_[static_cast<size_t>(layer)]->as<float>(); }
+  // Raw bytes of block `block` of layer `layer` (what the transfer module ships).
+  void* BlockData(int layer, int block) {
+    return LayerBase(layer) + static_cast<int64_t>(block) * spec_.FloatsPerBlock();
+  }
+  size_t BytesPerBlock() const { return spec_.BytesPerBlock(); }
+
+ private:
+  KvCache(const KvCacheSpec& spec, std::vector<std::unique_ptr<Buffer>> layers)
+      : spec_(spec), layers_(std::move(layers)) {}
+
+  KvCacheSpec spec_;
+  std::vector<std::unique_ptr<Buffer>> layers_;
+};
+
+}  // namespace tandem::backend

@@ -1,0 +1,80 @@
+// Composes the backend ops into the forward pass of the Llama family (Llama, Mistral, Qwen2 with
+// q/k/v bias, Qwen3 with per-head q/k RMSNorm) over the paged KV cache. One Forward() runs one planned
+// step: any mix of prefill chunks and decode tokens.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tandem/backend/backend.h"
+#include "tandem/backend/batch.h"
+#include "tandem/backend/kv_cache.h"
+#include "tandem/model/model_config.h"
+#include "tandem/model/weights.h"
+
+namespace tandem::backend {
+
+struct ModelRunnerOptions {
+  // The GGUF file `weights` were loaded from, if any. Its Q4_1 / Q8_0 matrices are then kept
+  // block-quantized in backend memory (about 5x fewer bytes read per decode step) where the backend
+  // supports the format and the blocks dequantize to exactly `weights` (checked row by row, so the
+  // logits are bit-for-bit those of the fp32 path); every other matrix stays fp32.
+  std::string gguf_path;
+};
+
+class ModelRunner {
+ public:
+  // Validates the weights against the config and copies them into backend memory (q/k/v and
+  // gate/up fused into one matrix each). `weights` may be released afterwards.
+  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(Backend* backend, const model::ModelConfig& config,
+                                                             const model::ModelWeights& weights,
+                                                             const ModelRunnerOptions& options = {});
+
+  // How many weight matrices are stored in each format (after fusing), e.g. for logs and tests.
+  int num_matrices(WeightFormat format) const;
+  ~ModelRunner();
+  ModelRunner(const ModelRunner&) = delete;
+  ModelRunner& operator=(const ModelRunner&) = delete;
+
+  const model::ModelConfig& config() const { return config_; }
+  Backend& backend() { return *backend_; }
+
+  // The KV cache shape this model needs for `num_blocks` blocks of `block_size` tokens.
+  KvCacheSpec MakeKvCacheSpec(int num_blocks, int block_size) const;
+
+  // Plans a step against `cache` (PlanBatch with this model's vocabulary and position limit).
+  absl::StatusOr<BatchPlan> Plan(const std::vector<SequenceStep>& steps, const KvCache& cache) const;
+
+  // Runs one step: writes every new token's K/V into `cache` and returns the logits of the rows the
+  // plan asked for, [plan.num_logits(), vocab_size] fp32 row-major, in plan order.
+  absl::StatusOr<std::vector<float>> Forward(const BatchPlan& plan, KvCache& cache);
+
+ private:
+  struct Layer;
+  ModelRunner(Backend* backend, const model::ModelConfig& config);
+  absl::Status Upload(const model::ModelWeights& weights, const ModelRunnerOptions& options);
+  absl::Status EnsureWorkspace(int num_tokens, int num_logits, const BatchPlan& plan);
+  absl::StatusOr<BatchView> UploadPlan(const BatchPlan& plan);
+
+  Backend* backend_;
+  model::ModelConfig config_;
+  std::vector<std::unique_ptr<Buffer>> storage_;  // every weight buffer
+  std::vector<Layer> layers_;
+  const float* embed_ = nullptr;  // [vocab, hidden]
+  const float* final_norm_ = nullptr;
+  Matrix lm_head_;
+  std::vector<Matrix> all_matrices_;
+  std::unique_ptr<Buffer> inv_freq_;  // [head_dim / 2]
+
+  // Step workspace, grown on demand.
+  int capacity_tokens_ = 0;
+  int capacity_logits_ = 0;
+  size_t capacity_meta_ = 0;
+  std::unique_ptr<Buffer> residual_, normed_, qkv_, attn_, proj_, gate_up_, act_, cos_sin_, logit_hidden_,
+      logit_normed_, logits_, meta_;
+};
+
+}  // namespace tandem::backend

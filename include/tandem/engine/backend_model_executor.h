@@ -1,0 +1,46 @@
+// The ModelExecutor over the backend's ModelRunner and its paged KV cache
+// (kv[layer]: [num_blocks, 2, num_kv_heads, block_size, head_dim]).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tandem/backend/backend.h"
+#include "tandem/backend/batch.h"
+#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/model_runner.h"
+#include "tandem/engine/model_executor.h"
+
+namespace tandem::engine {
+
+class BackendModelExecutor final : public ModelExecutor {
+ public:
+  // Takes the backend and the runner built on it, and allocates a KV cache of `num_blocks` blocks of
+  // `block_size` tokens from the backend.
+  static absl::StatusOr<std::unique_ptr<BackendModelExecutor>> Create(
+      std::unique_ptr<backend::Backend> backend, std::unique_ptr<backend::ModelRunner> runner,
+      int32_t num_blocks, int32_t block_size);
+  ~BackendModelExecutor() override;
+
+  int32_t vocab_size() const override;
+  int32_t num_kv_blocks() const override;
+  int32_t block_size() const override;
+  absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
+
+  backend::KvCache& kv_cache() { return *cache_; }
+  backend::ModelRunner& runner() { return *runner_; }
+
+ private:
+  BackendModelExecutor(std::unique_ptr<backend::Backend> backend,
+                       std::unique_ptr<backend::ModelRunner> runner, std::unique_ptr<backend::KvCache> cache);
+
+  std::unique_ptr<backend::Backend> backend_;
+  std::unique_ptr<backend::ModelRunner> runner_;  // uses backend_; destroyed first
+  std::unique_ptr<backend::KvCache> cache_;
+  std::vector<backend::SequenceStep> steps_;
+  std::vector<float> logits_;  // [num_logit_rows, vocab]
+};
+
+}  // namespace tandem::engine

@@ -1,0 +1,42 @@
+// What the step loop asks of the model: run one planned step and return the logits rows it
+// asked for. The real implementation drives the backend's ModelRunner
+// (backend_model_executor.h); the CUDA backend and tensor-parallel workers plug in the same way.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tandem/kvcache/block_pool.h"
+
+namespace tandem::engine {
+
+// One sequence's work in a step.
+struct ExecSequence {
+  std::span<const int32_t> token_ids;             // the new tokens: a prefill chunk or one decode token
+  int32_t start_position = 0;                     // tokens of this sequence already in the KV cache
+  std::span<const kvcache::BlockId> block_table;  // covers positions [0, start + new tokens)
+  bool needs_logits = false;                      // logits for the last new token
+};
+
+struct StepPlan {
+  std::vector<ExecSequence> seqs;
+  int32_t num_tokens = 0;
+  int32_t num_logit_rows = 0;  // sequences with needs_logits, in order
+};
+
+class ModelExecutor {
+ public:
+  virtual ~ModelExecutor() = default;
+  virtual int32_t vocab_size() const = 0;
+  // KV pool geometry the scheduler's block manager must match.
+  virtual int32_t num_kv_blocks() const = 0;
+  virtual int32_t block_size() const = 0;
+  // Runs `plan`, writing every new token's K/V into its blocks. Returns the logits
+  // [plan.num_logit_rows, vocab_size] fp32 row-major, rows in the order of the sequences that need
+  // them; the span stays valid until the next Execute.
+  virtual absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) = 0;
+};
+
+}  // namespace tandem::engine

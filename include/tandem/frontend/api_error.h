@@ -1,0 +1,35 @@
+// OpenAI-style API errors: an HTTP status plus {"error": {"message", "type", "param", "code"}}.
+// Bad input is always 4xx; 500 only for failures that are the server's own.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "nlohmann/json.hpp"
+
+namespace tandem::frontend {
+
+struct ApiError {
+  int http_status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;  // "" -> null
+  std::string code;   // "" -> null
+
+  nlohmann::json ToJson() const;
+  std::string Body() const { return ToJson().dump(); }
+};
+
+ApiError InvalidRequest(std::string message, std::string param = "", std::string code = "");
+ApiError ModelNotFound(const std::string& model);
+ApiError Unauthorized();
+ApiError NotFoundRoute(const std::string& target);
+ApiError MethodNotAllowed(const std::string& method, const std::string& target);
+ApiError PayloadTooLarge(long long limit_bytes);
+ApiError Overloaded(long long max_queued);
+
+// Maps a generator's error status to the API error clients see (InvalidArgument/OutOfRange -> 400,
+// NotFound -> 404, ResourceExhausted -> 429, Unavailable -> 503, Cancelled -> 499, else 500).
+ApiError FromStatus(const absl::Status& status);
+
+}  // namespace tandem::frontend

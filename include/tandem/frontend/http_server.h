@@ -1,0 +1,45 @@
+// The OpenAI-compatible HTTP/1.1 server on Boost.Beast/Asio: asynchronous (a few I/O threads serve
+// any number of keep-alive and streaming connections), request size limits, SSE streaming, and
+// cancellation of a request whose client disconnects. Endpoints:
+//   POST /v1/chat/completions  POST /v1/completions  GET /v1/models  GET /v1/models/{id}
+//   GET /health  GET /metrics  POST /tokenize  POST /detokenize
+// All of the Beast code lives in http_server.cc (it compiles slowly).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "tandem/frontend/openai_service.h"
+
+namespace tandem::frontend {
+
+struct HttpServerOptions {
+  std::string host = "0.0.0.0";
+  int port = 8000;  // 0: pick a free port (see HttpServer::port())
+  int num_threads = 2;
+  int64_t max_request_bytes = 8 << 20;  // larger bodies get 413
+  int idle_timeout_s = 120;             // keep-alive connections idle this long are closed
+};
+
+class HttpServer {
+ public:
+  HttpServer(OpenAiService* service, HttpServerOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds, listens and starts the I/O threads.
+  absl::Status Start();
+  // The bound port (after Start).
+  int port() const;
+  // Stops accepting and joins the I/O threads; open connections are dropped. Idempotent.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tandem::frontend

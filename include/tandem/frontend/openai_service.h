@@ -1,0 +1,111 @@
+// Transport-neutral OpenAI API logic: authorization, validation, chat templating, tokenization,
+// submission to the Generator, and the non-generating endpoints (/v1/models, /health, /metrics,
+// /tokenize, /detokenize). The HTTP server and the gRPC server are thin layers over it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "tandem/frontend/api_error.h"
+#include "tandem/frontend/generator.h"
+#include "tandem/frontend/metrics.h"
+#include "tandem/frontend/openai_request.h"
+
+namespace tandem::tokenizer {
+class Tokenizer;
+}  // namespace tandem::tokenizer
+
+namespace tandem::frontend {
+
+struct ServiceOptions {
+  std::string model_name;  // the id clients pass as `model`
+  int64_t max_model_len = 8192;
+  int64_t max_queued_requests = 4096;
+  std::vector<std::string> api_keys;  // empty: no authorization
+};
+
+// Keeps a request counted as in flight while alive.
+class InFlightGuard {
+ public:
+  explicit InFlightGuard(Metrics* metrics) : metrics_(metrics) { metrics_->AddInFlight(1); }
+  ~InFlightGuard() { metrics_->AddInFlight(-1); }
+  InFlightGuard(const InFlightGuard&) = delete;
+  InFlightGuard& operator=(const InFlightGuard&) = delete;
+
+ private:
+  Metrics* metrics_;
+};
+
+// A validated, tokenized request: one GenerateRequest per completions prompt (chat: exactly one).
+struct PreparedRequest {
+  OpenAiRequest request;
+  std::string id;  // "chatcmpl-..." / "cmpl-..."
+  int64_t created = 0;
+  std::vector<GenerateRequest> subs;
+  std::vector<std::string> prompt_texts;  // per sub, for echo
+  double arrival_s = 0;                   // monotonic seconds
+  std::shared_ptr<InFlightGuard> in_flight;
+};
+
+struct HttpReply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::string server_timing;  // optional `Server-Timing` header, e.g. "engine;dur=12.5" (milliseconds)
+};
+
+// Receives each sub-request's events on generator threads.
+using SubEventSink = std::function<void(size_t sub, GenerateEvent event)>;
+
+// Monotonic seconds (steady clock).
+double NowSeconds();
+
+class OpenAiService {
+ public:
+  OpenAiService(Generator* generator, const tokenizer::Tokenizer* tokenizer, ServiceOptions options);
+
+  // True when keys are off, or `authorization` is "Bearer <a configured key>" (constant-time compare).
+  bool Authorized(std::string_view authorization) const;
+
+  std::variant<PreparedRequest, ApiError> Prepare(ApiKind kind, const std::string& body);
+  std::variant<PreparedRequest, ApiError> Prepare(OpenAiRequest request);
+
+  // Submits every sub-request; events go to `sink` (which must not block). On error nothing is
+  // left running. Records TTFT / inter-token / token metrics.
+  std::optional<ApiError> Start(PreparedRequest& prepared, SubEventSink sink);
+  void Cancel(const PreparedRequest& prepared);
+
+  HttpReply Models() const;
+  HttpReply Health() const;
+  HttpReply MetricsText() const;
+  HttpReply Tokenize(const std::string& body) const;
+  HttpReply Detokenize(const std::string& body) const;
+
+  Generator& generator() { return *generator_; }
+  Metrics& metrics() { return metrics_; }
+  const ServiceOptions& options() const { return options_; }
+  const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
+
+ private:
+  std::optional<ApiError> CheckModel(const std::string& model) const;
+  std::optional<ApiError> CheckTokenIds(const std::vector<int32_t>& ids, const char* param) const;
+  void LogUnknownKeys(const std::vector<std::string>& keys);
+
+  Generator* generator_;
+  const tokenizer::Tokenizer* tokenizer_;
+  const ServiceOptions options_;
+  Metrics metrics_;
+  std::atomic<uint64_t> next_id_{1};
+  std::mutex unknown_mu_;
+  std::vector<std::string> unknown_logged_;
+};
+
+}  // namespace tandem::frontend

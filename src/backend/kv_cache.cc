@@ -1,0 +1,26 @@
+#include "tandem/backend/kv_cache.h"
+
+#include "absl/strings/str_cat.h"
+#include "tandem/backend/backend.h"
+#include "tandem/core/status.h"
+
+namespace tandem::backend {
+
+absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, const KvCacheSpec& spec) {
+  if (spec.num_layers <= 0 || spec.num_kv_heads <= 0 || spec.head_dim <= 0 || spec.block_size <= 0 ||
+      spec.num_blocks <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv cache: every size must be positive, got num_layers=", spec.num_layers, " num_kv_heads=",
+        spec.num_kv_heads, " head_dim=", spec.head_dim, " block_size=", spec.block_size,
+        " num_blocks=", spec.num_blocks));
+  }
+  std::vector<std::unique_ptr<Buffer>> layers;
+  layers.reserve(static_cast<size_t>(spec.num_layers));
+  for (int l = 0; l < spec.num_layers; ++l) {
+    TANDEM_ASSIGN_OR_RETURN(auto buffer, backend.Allocate(spec.BytesPerLayer()));
+    layers.push_back(std::move(buffer));
+  }
+  return std::unique_ptr<KvCache>(new KvCache(spec, std::move(layers)));
+}
+
+}  // namespace tandem::backend

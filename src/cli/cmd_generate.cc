@@ -1,0 +1,214 @@
+// `tandem generate`: a quick local run of a model on the CPU reference backend — load, prefill the
+// prompt, then sample up to --max-tokens tokens (greedy at temperature 0) and print them.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "commands.h"
+#include "flags.h"
+#include "tandem/backend/cpu_backend.h"
+#include "tandem/backend/model_runner.h"
+#include "tandem/backend/sequence_runner.h"
+#include "tandem/model/loader.h"
+#ifdef TANDEM_HAVE_TOKENIZE
+#include "tandem/tokenizer/tokenizer.h"
+#endif
+
+namespace tandem::cli {
+namespace {
+
+const std::vector<FlagSpec>& GenerateFlags() {
+  static const std::vector<FlagSpec> kSpecs = {
+      {"model", "model path: a Hugging Face directory or a .gguf file", true, false, "m"},
+      {"load-format", "auto | safetensors | gguf | dummy (default auto)"},
+      {"prompt-ids", "prompt token ids: \"1,2,3\" or \"1 2 3\""},
+      {"prompt", "prompt text (encoded with the model's tokenizer)"},
+      {"max-tokens", "tokens to generate at most (default 32)"},
+      {"temperature", "0 = greedy (default); > 0 samples from softmax(logits / T)"},
+      {"seed", "random seed for sampling (default 0)"},
+      {"threads", "CPU threads (default: all cores)"},
+      {"ignore-eos", "keep generating past an end-of-sequence token", false},
+      {"fp32", "use the dequantized fp32 weights even for a GGUF file (same results, slower)", false},
+  };
+  return kSpecs;
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "tandem generate: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+int Usage(const std::string& message) {
+  std::fprintf(stderr, "tandem generate: %s\n", message.c_str());
+  return 2;
+}
+
+absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& s) {
+  std::string cleaned;
+  for (char c : s) cleaned.push_back((c == ',' || c == '[' || c == ']') ? ' ' : c);
+  std::istringstream in(cleaned);
+  std::vector<int32_t> ids;
+  std::string word;
+  while (in >> word) {
+    char* end = nullptr;
+    const long v = std::strtol(word.c_str(), &end, 10);
+    if (end == word.c_str() || *end != '\0' || v < 0 || v > INT32_MAX) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--prompt-ids expects non-negative integer ids, found '", word, "'"));
+    }
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  if (ids.empty()) return absl::InvalidArgumentError("--prompt-ids is empty");
+  return ids;
+}
+
+int32_t Sample(const std::vector<float>& logits, double temperature, std::mt19937_64& rng) {
+  const int vocab = static_cast<int>(logits.size());
+  if (temperature <= 0.0) return backend::Argmax(logits.data(), vocab);
+  const float max_logit = logits[static_cast<size_t>(backend::Argmax(logits.data(), vocab))];
+  std::vector<double> p(logits.size());
+  double sum = 0;
+  for (size_t i = 0; i < p.size(); ++i) sum += p[i] = std::exp((logits[i] - max_logit) / temperature);
+  std::uniform_real_distribution<double> u(0.0, sum);
+  double r = u(rng);
+  for (size_t i = 0; i < p.size(); ++i) {
+    r -= p[i];
+    if (r <= 0) return static_cast<int32_t>(i);
+  }
+  return static_cast<int32_t>(p.size() - 1);
+}
+
+}  // namespace
+
+int RunGenerate(const Args& args) {
+  if (WantsHelp(args)) {
+    std::printf("%s", FormatHelp("tandem generate --model PATH (--prompt-ids 1,2,3 | --prompt TEXT) [--max-tokens N] "
+                                 "[--temperature T] [--seed S]",
+                                 "Run a model locally on the CPU backend and print the generated tokens.",
+                                 GenerateFlags())
+                          .c_str());
+    return 0;
+  }
+  auto flags = Flags::Parse(args, GenerateFlags());
+  if (!flags.ok()) return Usage(std::string(flags.status().message()));
+  if (!flags->positional().empty()) return Usage("unexpected argument '" + flags->positional()[0] + "'");
+  if (!flags->Has("model") && flags->Get("load-format") != "dummy") return Usage("--model is required");
+  if (flags->Has("prompt") == flags->Has("prompt-ids")) return Usage("give exactly one of --prompt and --prompt-ids");
+  auto max_tokens = flags->GetInt("max-tokens", 32);
+  auto temperature = flags->GetDouble("temperature", 0.0);
+  auto seed = flags->GetInt("seed", 0);
+  auto threads = flags->GetInt("threads", 0);
+  for (const absl::Status& s : {max_tokens.status(), temperature.status(), seed.status(), threads.status()}) {
+    if (!s.ok()) return Usage(std::string(s.message()));
+  }
+  if (*max_tokens < 1) return Usage(absl::StrCat("--max-tokens must be >= 1, found ", *max_tokens));
+  if (*temperature < 0) return Usage(absl::StrCat("--temperature must be >= 0, found ", *temperature));
+  if (*threads < 0) return Usage(absl::StrCat("--threads must be >= 0, found ", *threads));
+
+  model::LoadOptions load;
+  load.path = flags->Get("model");
+  auto format = model::ParseLoadFormat(flags->Get("load-format", "auto"));
+  if (!format.ok()) return Usage(std::string(format.status().message()));
+  load.format = *format;
+  load.seed = static_cast<uint64_t>(*seed);
+  auto loaded = model::LoadModel(load);
+  if (!loaded.ok()) return Fail(loaded.status());
+  const model::ModelConfig& config = loaded->config;
+
+  std::vector<int32_t> prompt;
+#ifdef TANDEM_HAVE_TOKENIZE
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  if (loaded->format != model::LoadFormat::kDummy) {
+    auto t = loaded->gguf.has_value() ? tokenizer::Tokenizer::FromGguf(*loaded->gguf)
+                                      : tokenizer::Tokenizer::FromModelPath(load.path);
+    if (t.ok()) {
+      tok = std::move(t).value();
+    } else if (flags->Has("prompt")) {
+      return Fail(t.status());
+    }
+  }
+  if (flags->Has("prompt")) {
+    if (tok == nullptr) return Usage("--prompt needs a model with a tokenizer; give --prompt-ids");
+    auto ids = tok->Encode(flags->Get("prompt"), /*add_special_tokens=*/true);
+    if (!ids.ok()) return Fail(ids.status());
+    prompt.assign(ids->begin(), ids->end());
+  }
+#else
+  if (flags->Has("prompt")) {
+    return Usage("this build has no tokenizer module: give the prompt as token ids with --prompt-ids");
+  }
+#endif
+  if (flags->Has("prompt-ids")) {
+    auto ids = ParseIds(flags->Get("prompt-ids"));
+    if (!ids.ok()) return Usage(std::string(ids.status().message()));
+    prompt = *ids;
+  }
+  if (prompt.empty()) return Usage("the prompt has no tokens");
+
+  auto cpu = backend::CreateCpuBackend({.num_threads = static_cast<int>(*threads)});
+  if (!cpu.ok()) return Fail(cpu.status());
+  backend::ModelRunnerOptions runner_options;
+  if (loaded->format == model::LoadFormat::kGguf && !flags->Has("fp32")) runner_options.gguf_path = load.path;
+  auto runner = backend::ModelRunner::Create(cpu->get(), config, loaded->weights, runner_options);
+  if (!runner.ok()) return Fail(runner.status());
+  loaded->weights = model::ModelWeights();  // the runner holds its own copy
+
+  const int max_len = static_cast<int>(prompt.size()) + static_cast<int>(*max_tokens);
+  if (max_len > config.max_position_embeddings) {
+    return Usage(absl::StrCat("prompt (", prompt.size(), ") + --max-tokens (", *max_tokens, ") exceeds the model's ",
+                              config.max_position_embeddings, " positions"));
+  }
+  const int block_size = 16;
+  auto cache = backend::KvCache::Create(**cpu, (*runner)->MakeKvCacheSpec((max_len + block_size - 1) / block_size,
+                                                                          block_size));
+  if (!cache.ok()) return Fail(cache.status());
+  backend::SequenceRunner sr(runner->get(), cache->get());
+  auto id = sr.AddSequence(prompt, max_len);
+  if (!id.ok()) return Fail(id.status());
+
+  std::mt19937_64 rng(static_cast<uint64_t>(*seed));
+  std::vector<int32_t> generated;
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  auto t1 = t0;
+  bool stopped_at_eos = false;
+  while (static_cast<int64_t>(generated.size()) < *max_tokens) {
+    auto out = sr.Step({{*id, 0}});
+    if (!out.ok()) return Fail(out.status());
+    if (generated.empty()) t1 = Clock::now();
+    const int32_t next = Sample(out->at(0).second, *temperature, rng);
+    generated.push_back(next);
+    const bool eos = std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), next) !=
+                     config.eos_token_ids.end();
+    if (eos && !flags->Has("ignore-eos")) {
+      stopped_at_eos = true;
+      break;
+    }
+    if (static_cast<int64_t>(generated.size()) < *max_tokens) {
+      if (auto st = sr.Append(*id, next); !st.ok()) return Fail(st);
+    }
+  }
+  const auto t2 = Clock::now();
+#ifdef TANDEM_HAVE_TOKENIZE
+  if (tok != nullptr) {
+    auto text = tok->Decode(std::vector<tokenizer::TokenId>(generated.begin(), generated.end()), true);
+    if (text.ok()) std::printf("%s\n", text->c_str());
+  }
+#endif
+  std::printf("ids: [%s]\n", absl::StrJoin(generated, ", ").c_str());
+  const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
+  const double decode_s = std::chrono::duration<double>(t2 - t1).count();
+  std::fprintf(stderr, "%s: prompt %zu tokens (%.1f tok/s), generated %zu tokens (%.1f tok/s)%s, %s kernels\n",
+               config.name.c_str(), prompt.size(), static_cast<double>(prompt.size()) / prefill_s, generated.size(),
+               generated.size() > 1 ? static_cast<double>(generated.size() - 1) / decode_s : 0.0,
+               stopped_at_eos ? ", stopped at end of sequence" : "", backend::CpuKernelIsa());
+  return 0;
+}
+
+}  // namespace tandem::cli

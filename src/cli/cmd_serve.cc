@@ -1,0 +1,147 @@
+// `tandem serve`: the OpenAI-compatible HTTP server and the gRPC API over an engine in this process
+// (LocalGenerator). The disaggregated deployment (router + worker pools) will plug in behind the
+// same frontend through the Generator interface.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "commands.h"
+#include "flags.h"
+#include "tandem/core/config.h"
+#include "tandem/core/logging.h"
+#include "tandem/frontend/grpc_server.h"
+#include "tandem/frontend/http_server.h"
+#include "tandem/frontend/local_generator.h"
+#include "tandem/frontend/openai_service.h"
+
+namespace tandem::cli {
+namespace {
+
+std::vector<std::string> ApiKeysFromEnv(const std::string& env_name) {
+  std::vector<std::string> keys;
+  if (env_name.empty()) return keys;
+  const char* value = std::getenv(env_name.c_str());
+  if (value == nullptr) return keys;
+  for (absl::string_view key : absl::StrSplit(value, ',')) {
+    key = absl::StripAsciiWhitespace(key);
+    if (!key.empty()) keys.emplace_back(key);
+  }
+  return keys;
+}
+
+}  // namespace
+
+int RunServe(const Args& args) {
+  const std::vector<FlagSpec> specs = {
+      {"config", "deployment YAML file (default: built-in defaults)", true, false, "c"},
+      {"model", "model path (.gguf file or HF directory); same as --set model.path=PATH", true, false, ""},
+      {"set", "override a key: --set frontend.http.port=9000 (value in YAML syntax)", true, true, ""},
+      {"served-model-name", "the model id clients pass (default: the model file's name)", true, false, ""},
+      {"http-threads", "HTTP I/O threads (default 2)", true, false, ""},
+      {"threads", "CPU backend threads (default: all cores)", true, false, ""},
+      {"no-grpc", "don't start the gRPC API", false, false, ""},
+  };
+  const std::string usage = "tandem serve [-c FILE] [--model PATH] [--set KEY=VALUE ...]";
+  if (WantsHelp(args)) {
+    std::printf("%s",
+                FormatHelp(usage,
+                           "Serve the OpenAI-compatible HTTP API and the gRPC API over an engine in "
+                           "this process. Without -c, the backend defaults to cpu. API keys come from the "
+                           "environment variable named by frontend.api_keys_env (comma separated).",
+                           specs)
+                    .c_str());
+    return 0;
+  }
+  auto flags = Flags::Parse(args, specs);
+  if (!flags.ok() || !flags->positional().empty()) {
+    std::fprintf(stderr, "tandem serve: %s\nUsage: %s\n",
+                 flags.ok() ? "unexpected argument" : std::string(flags.status().message()).c_str(),
+                 usage.c_str());
+    return 2;
+  }
+  std::vector<std::string> overrides;
+  if (!flags->Has("config")) overrides.push_back("backend=cpu");
+  if (flags->Has("model")) overrides.push_back("model.path=" + flags->Get("model"));
+  for (const std::string& s : flags->All("set")) overrides.push_back(s);
+  auto config = flags->Has("config") ? LoadDeploymentConfig(flags->Get("config"), overrides)
+                                     : ParseDeploymentConfig("{}", "<defaults>", overrides);
+  if (!config.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(config.status().message()).c_str());
+    return 1;
+  }
+  if (absl::Status s = InitLogging(config->logging.level, "serve"); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  auto http_threads = flags->GetInt("http-threads", 2);
+  auto threads = flags->GetInt("threads", 0);
+  if (!http_threads.ok() || !threads.ok()) {
+    std::fprintf(stderr, "error: --http-threads and --threads take integers\n");
+    return 2;
+  }
+
+  // Block the signals before any thread starts, so every thread inherits the mask and sigwait below
+  // is the one place they arrive.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  frontend::LocalGeneratorOptions gen_options;
+  gen_options.model_name = flags->Get("served-model-name");
+  gen_options.num_threads = static_cast<int>(*threads);
+  auto generator = frontend::LocalGenerator::Create(*config, gen_options);
+  if (!generator.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(generator.status().message()).c_str());
+    return 1;
+  }
+  frontend::ServiceOptions service_options;
+  service_options.model_name = (*generator)->ListModels().front().id;
+  service_options.max_model_len = (*generator)->max_model_len();
+  service_options.max_queued_requests = config->frontend.max_queued_requests;
+  service_options.api_keys = ApiKeysFromEnv(config->frontend.api_keys_env);
+  frontend::OpenAiService service(generator->get(), &(*generator)->tokenizer(), service_options);
+
+  frontend::HttpServerOptions http_options;
+  http_options.host = config->frontend.http.host;
+  http_options.port = config->frontend.http.port;
+  http_options.num_threads = static_cast<int>(*http_threads);
+  http_options.max_request_bytes = config->frontend.max_request_bytes;
+  frontend::HttpServer http(&service, http_options);
+  if (absl::Status s = http.Start(); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  std::unique_ptr<frontend::GrpcServer> grpc;
+  if (!flags->Has("no-grpc")) {
+    frontend::GrpcServerOptions grpc_options;
+    grpc_options.host = config->frontend.grpc.host;
+    grpc_options.port = config->frontend.grpc.port;
+    grpc_options.max_request_bytes = config->frontend.max_request_bytes;
+    grpc = std::make_unique<frontend::GrpcServer>(&service, grpc_options);
+    if (absl::Status s = grpc->Start(); !s.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  std::printf("tandem serve: model %s, http port %d, grpc port %d, api keys %s\n",
+              service_options.model_name.c_str(), http.port(), grpc ? grpc->port() : 0,
+              service_options.api_keys.empty() ? "off" : "on");
+  std::fflush(stdout);
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  TLOG_INFO("serve: signal {}, shutting down", signal);
+  http.Stop();
+  if (grpc) grpc->Stop();
+  (*generator)->Shutdown();
+  return 0;
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,99 @@
+#include "tandem/engine/engine_factory.h"
+
+#include <algorithm>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "tandem/backend/cpu_backend.h"
+#include "tandem/backend/model_runner.h"
+#include "tandem/core/logging.h"
+#include "tandem/core/status.h"
+#include "tandem/engine/backend_model_executor.h"
+#include "tandem/kvcache/block_hash.h"
+#include "tandem/model/loader.h"
+
+namespace tandem::engine {
+namespace {
+
+model::LoadFormat ToModelFormat(LoadFormat f) {
+  switch (f) {
+    case LoadFormat::kAuto:
+      return model::LoadFormat::kAuto;
+    case LoadFormat::kSafetensors:
+      return model::LoadFormat::kSafetensors;
+    case LoadFormat::kGguf:
+      return model::LoadFormat::kGguf;
+    case LoadFormat::kDummy:
+      return model::LoadFormat::kDummy;
+  }
+  return model::LoadFormat::kAuto;
+}
+
+int32_t ClampToInt32(int64_t v) {
+  return static_cast<int32_t>(std::clamp<int64_t>(v, 0, std::numeric_limits<int32_t>::max()));
+}
+
+}  // namespace
+
+SchedulerConfig SchedulerConfigFromDeployment(const DeploymentConfig& config, const PoolSection& pool) {
+  SchedulerConfig s;
+  s.max_num_seqs = ClampToInt32(pool.max_num_seqs);
+  s.max_num_batched_tokens = ClampToInt32(pool.max_num_batched_tokens);
+  s.max_model_len = ClampToInt32(config.model.max_model_len);
+  s.enable_chunked_prefill = true;
+  s.policy = SchedulingPolicy::kFcfs;
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const DeploymentConfig& config,
+                                                                   const PoolSection& pool) {
+  switch (config.backend) {
+    case BackendKind::kCpu:
+      break;
+    case BackendKind::kCuda:
+      return absl::UnimplementedError(
+          absl::StrCat(config.source, ": backend: cuda engines are not in this build yet, use backend: cpu"));
+  }
+  model::LoadOptions options;
+  options.path = config.model.path;
+  options.format = ToModelFormat(config.model.load_format);
+  options.dummy_config = config.model.dummy_config;
+  options.seed = config.model.seed;
+  TANDEM_ASSIGN_OR_RETURN(model::LoadedModel loaded, model::LoadModel(options));
+  if (config.model.max_model_len > loaded.config.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config.source, ": model.max_model_len: expected at most the model's max_position_embeddings (",
+        loaded.config.max_position_embeddings, "), found ", config.model.max_model_len));
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> be, backend::CreateCpuBackend({}));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::ModelRunner> runner,
+                          backend::ModelRunner::Create(be.get(), loaded.config, loaded.weights));
+  // KV pool: kv_cache.cpu_memory_mib over all layers.
+  const backend::KvCacheSpec one = runner->MakeKvCacheSpec(1, config.kv_cache.block_size);
+  const int64_t bytes_per_block = static_cast<int64_t>(one.BytesPerBlock()) * one.num_layers;
+  const int64_t num_blocks = config.kv_cache.cpu_memory_mib * (int64_t{1} << 20) / bytes_per_block;
+  const int64_t blocks_for_one =
+      (config.model.max_model_len + config.kv_cache.block_size - 1) / config.kv_cache.block_size;
+  if (num_blocks < blocks_for_one) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config.source, ": kv_cache.cpu_memory_mib: ", config.kv_cache.cpu_memory_mib,
+                     " MiB holds ", num_blocks, " blocks of ", bytes_per_block, " bytes, expected at least ",
+                     blocks_for_one, " (one max_model_len sequence)"));
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<BackendModelExecutor> executor,
+                          BackendModelExecutor::Create(std::move(be), std::move(runner),
+                                                       ClampToInt32(num_blocks), config.kv_cache.block_size));
+  EngineConfig ec;
+  ec.scheduler = SchedulerConfigFromDeployment(config, pool);
+  ec.scheduler.eos_token_ids.assign(loaded.config.eos_token_ids.begin(), loaded.config.eos_token_ids.end());
+  ec.enable_prefix_caching = config.kv_cache.prefix_caching;
+  ec.hash_salt = kvcache::HashSalt(loaded.config.name);
+  TLOG_INFO("engine: {} KV blocks of {} tokens ({} MiB), max_num_seqs {}, max_num_batched_tokens {}",
+            num_blocks, config.kv_cache.block_size, config.kv_cache.cpu_memory_mib, ec.scheduler.max_num_seqs,
+            ec.scheduler.max_num_batched_tokens);
+  return Engine::Create(ec, std::move(executor));
+}
+
+}  // namespace tandem::engine

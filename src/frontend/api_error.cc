@@ -1,0 +1,82 @@
+#include "tandem/frontend/api_error.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace tandem::frontend {
+
+nlohmann::json ApiError::ToJson() const {
+  nlohmann::json error = {{"message", message}, {"type", type}};
+  error["param"] = param.empty() ? nlohmann::json(nullptr) : nlohmann::json(param);
+  error["code"] = code.empty() ? nlohmann::json(nullptr) : nlohmann::json(code);
+  return {{"error", std::move(error)}};
+}
+
+ApiError InvalidRequest(std::string message, std::string param, std::string code) {
+  return ApiError{400, std::move(message), "invalid_request_error", std::move(param), std::move(code)};
+}
+
+ApiError ModelNotFound(const std::string& model) {
+  return ApiError{404, absl::StrCat("The model `", model, "` does not exist."), "invalid_request_error",
+                  "model", "model_not_found"};
+}
+
+ApiError Unauthorized() {
+  return ApiError{401, "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY'.",
+                  "invalid_request_error", "", "invalid_api_key"};
+}
+
+ApiError NotFoundRoute(const std::string& target) {
+  return ApiError{404, absl::StrCat("Unknown endpoint: ", target), "invalid_request_error", "", "not_found"};
+}
+
+ApiError MethodNotAllowed(const std::string& method, const std::string& target) {
+  return ApiError{405, absl::StrCat("Method ", method, " is not allowed on ", target),
+                  "invalid_request_error", "", "method_not_allowed"};
+}
+
+ApiError PayloadTooLarge(long long limit_bytes) {
+  return ApiError{413, absl::StrCat("Request body is larger than the limit of ", limit_bytes, " bytes."),
+                  "invalid_request_error", "", "request_too_large"};
+}
+
+ApiError Overloaded(long long max_queued) {
+  return ApiError{429,
+                  absl::StrCat("The server is overloaded: ", max_queued, " requests are already queued."),
+                  "rate_limit_error", "", "server_overloaded"};
+}
+
+ApiError FromStatus(const absl::Status& status) {
+  const std::string message(status.message());
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kFailedPrecondition:
+      return InvalidRequest(message);
+    case absl::StatusCode::kNotFound:
+      return ApiError{404, message, "invalid_request_error", "", "not_found"};
+    case absl::StatusCode::kResourceExhausted:
+      return ApiError{429, message, "rate_limit_error", "", "server_overloaded"};
+    case absl::StatusCode::kUnavailable:
+      return ApiError{503, message, "server_error", "", "service_unavailable"};
+    case absl::StatusCode::kCancelled:
+      return ApiError{499, message, "invalid_request_error", "", "cancelled"};
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+      return ApiError{401, message, "invalid_request_error", "", "invalid_api_key"};
+    case absl::StatusCode::kOk:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kUnimplemented:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kDoNotUseReservedForFutureExpansionUseDefaultInSwitchInstead_:
+      break;
+  }
+  return ApiError{500, message.empty() ? "internal error" : message, "server_error", "", "internal_error"};
+}
+
+}  // namespace tandem::frontend

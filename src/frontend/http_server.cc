@@ -1,0 +1,426 @@
+// Beast/Asio HTTP/1.1 server. One Session per connection, all of its handlers on one strand:
+//   read request → route → (generation) Prepare + Start → events posted from the generator's
+//   thread onto the strand → SSE chunks or one JSON body → next request (keep-alive).
+// While a request generates, a 1-byte-window read watches the socket: EOF or reset means the
+// client went away, and the request is cancelled down to the engine (which frees its KV blocks).
+#include "tandem/frontend/http_server.h"
+
+#include <deque>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "boost/asio/dispatch.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/strand.hpp"
+#include "boost/asio/write.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
+#include "tandem/core/logging.h"
+#include "tandem/frontend/openai_response.h"
+
+namespace tandem::frontend {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace net = boost::asio;
+using tcp = boost::asio::ip::tcp;
+
+constexpr auto kWriteTimeout = std::chrono::seconds(60);
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, OpenAiService* service, const HttpServerOptions& options)
+      : stream_(std::move(socket)), service_(service), options_(options) {
+    service_->metrics().AddOpenConnections(1);
+  }
+  ~Session() {
+    if (active_) service_->Cancel(*prepared_);
+    service_->metrics().AddOpenConnections(-1);
+  }
+
+  void Run() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+  }
+
+ private:
+  struct Outgoing {
+    std::string data;
+    bool last = false;  // streaming: the terminating zero-length chunk follows `data`
+  };
+
+  void DoRead() {
+    parser_.emplace();
+    parser_->body_limit(static_cast<uint64_t>(options_.max_request_bytes));
+    parser_->header_limit(64 * 1024);
+    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_s));
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  // Clients such as curl send `Expect: 100-continue` before a large body and wait for the go-ahead.
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnRead(ec);
+    const auto expect = parser_->get().find(http::field::expect);
+    if (expect != parser_->get().end() && beast::iequals(expect->value(), "100-continue")) {
+      static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      return net::async_write(stream_, net::buffer(kContinue),
+                              [self = shared_from_this()](beast::error_code wec, size_t) {
+                                if (wec) return self->Close();
+                                self->ReadBody();
+                              });
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      keep_alive_ = false;
+      version_ = parser_->get().version();
+      return WriteReply("", ErrorReply(PayloadTooLarge(options_.max_request_bytes)));
+    }
+    if (ec == http::error::header_limit) {
+      keep_alive_ = false;
+      return WriteReply("", ErrorReply(InvalidRequest("Request headers are too large.")));
+    }
+    if (ec) return Close();  // end of stream, timeout, reset or a malformed request
+    http::request<http::string_body> req = parser_->release();
+    version_ = req.version();
+    keep_alive_ = req.keep_alive();
+    Route(std::move(req));
+  }
+
+  static HttpReply ErrorReply(const ApiError& error) {
+    return HttpReply{error.http_status, "application/json", error.Body()};
+  }
+
+  void Route(http::request<http::string_body> req) {
+    std::string target(req.target());
+    if (size_t q = target.find('?'); q != std::string::npos) target.resize(q);
+    endpoint_ = target;
+    const http::verb method = req.method();
+    const bool is_get = method == http::verb::get;
+    const bool is_post = method == http::verb::post;
+    auto wrong_method = [&] {
+      return ErrorReply(MethodNotAllowed(std::string(req.method_string()), target));
+    };
+
+    if (target == "/health") return WriteReply(target, is_get ? service_->Health() : wrong_method());
+    if (target == "/metrics") return WriteReply(target, is_get ? service_->MetricsText() : wrong_method());
+
+    const bool known = target == "/v1/chat/completions" || target == "/v1/completions" ||
+                       target == "/v1/models" || target.rfind("/v1/models/", 0) == 0 ||
+                       target == "/tokenize" || target == "/detokenize";
+    if (!known) return WriteReply("unknown", ErrorReply(NotFoundRoute(target)));
+    const auto auth = req.find(http::field::authorization);
+    if (!service_->Authorized(auth == req.end()
+                                  ? std::string_view()
+                                  : std::string_view(auth->value().data(), auth->value().size()))) {
+      return WriteReply(target, ErrorReply(Unauthorized()));
+    }
+    if (target == "/v1/models") return WriteReply(target, is_get ? service_->Models() : wrong_method());
+    if (target.rfind("/v1/models/", 0) == 0) {
+      if (!is_get) return WriteReply("/v1/models", wrong_method());
+      return WriteReply("/v1/models", ModelReply(target.substr(std::string("/v1/models/").size())));
+    }
+    if (!is_post) return WriteReply(target, wrong_method());
+    if (target == "/tokenize") return WriteReply(target, service_->Tokenize(req.body()));
+    if (target == "/detokenize") return WriteReply(target, service_->Detokenize(req.body()));
+    StartGeneration(target == "/v1/chat/completions" ? ApiKind::kChat : ApiKind::kCompletion, req.body());
+  }
+
+  HttpReply ModelReply(const std::string& id) {
+    for (const ModelCard& card : service_->generator().ListModels()) {
+      if (card.id != id) continue;
+      nlohmann::json body = {{"id", card.id},
+                             {"object", "model"},
+                             {"created", card.created},
+                             {"owned_by", card.owned_by},
+                             {"max_model_len", card.max_model_len}};
+      return HttpReply{200, "application/json", body.dump()};
+    }
+    return ErrorReply(ModelNotFound(id));
+  }
+
+  void StartGeneration(ApiKind kind, const std::string& body) {
+    auto prepared = service_->Prepare(kind, body);
+    if (auto* error = std::get_if<ApiError>(&prepared)) return WriteReply(endpoint_, ErrorReply(*error));
+    prepared_ = std::get<PreparedRequest>(std::move(prepared));
+    builder_ = std::make_unique<ResponseBuilder>(*prepared_);
+    const uint64_t generation = ++generation_;
+    std::weak_ptr<Session> weak = weak_from_this();
+    auto executor = stream_.get_executor();
+    SubEventSink sink = [weak, executor, generation](size_t sub, GenerateEvent event) {
+      auto self = weak.lock();
+      if (!self) return;
+      net::post(executor, [self, generation, sub, event = std::move(event)]() mutable {
+        self->OnGenerateEvent(generation, sub, std::move(event));
+      });
+    };
+    active_ = true;
+    if (auto error = service_->Start(*prepared_, std::move(sink))) {
+      active_ = false;
+      ++generation_;  // drop events of sub-requests that were started and cancelled
+      return WriteReply(endpoint_, ErrorReply(*error));
+    }
+    started_s_ = NowSeconds();
+    streaming_ = prepared_->request.stream;
+    stream_.expires_never();
+    if (streaming_) {
+      std::string head = absl::StrCat(
+          "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+          "Transfer-Encoding: chunked\r\nConnection: ",
+          keep_alive_ ? "keep-alive" : "close", "\r\n\r\n");
+      Enqueue(Outgoing{std::move(head), false}, /*raw=*/true);
+      if (std::string begin = builder_->StreamBegin(); !begin.empty())
+        Enqueue(Outgoing{std::move(begin), false});
+    }
+    Watch();
+  }
+
+  // Reads while the request generates, to notice a client that goes away.
+  void Watch() {
+    if (watching_ || closed_) return;
+    watching_ = true;
+    stream_.socket().async_read_some(
+        buffer_.prepare(4096),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnWatch(ec, n); });
+  }
+
+  void OnWatch(beast::error_code ec, size_t n) {
+    watching_ = false;
+    if (n > 0) buffer_.commit(n);  // a pipelined request: parsed after this exchange
+    if (read_after_watch_) {
+      read_after_watch_ = false;
+      if (closed_) return;
+      return DoRead();
+    }
+    if (ec && ec != net::error::operation_aborted) {
+      if (active_) {
+        TLOG_INFO("request {}: client disconnected ({}), cancelling", prepared_->id, ec.message());
+        service_->Cancel(*prepared_);
+        active_ = false;
+        service_->metrics().CountRequest(endpoint_, 499);
+      }
+      Close();
+    }
+  }
+
+  void OnGenerateEvent(uint64_t generation, size_t sub, GenerateEvent event) {
+    if (generation != generation_ || !active_ || closed_) return;
+    std::string frames = builder_->OnEvent(sub, event);
+    if (builder_->failed() && !streaming_) {
+      // Cancel the other sub-requests; their events are dropped by the generation check.
+      service_->Cancel(*prepared_);
+    }
+    if (streaming_) {
+      const bool done = builder_->done();
+      if (!frames.empty() || done) Enqueue(Outgoing{std::move(frames), done});
+      if (done) {
+        if (builder_->failed()) service_->Cancel(*prepared_);
+        EndGeneration(builder_->failed() ? builder_->error().http_status : 200);
+      }
+      return;
+    }
+    if (builder_->done()) {
+      HttpReply reply = builder_->FinalReply();
+      // Time from submission to the last event: what the generator took, for measuring the frontend's share.
+      reply.server_timing = absl::StrFormat("engine;dur=%.3f", (NowSeconds() - started_s_) * 1e3);
+      EndGeneration(reply.status);
+      WriteReply("", std::move(reply));
+    }
+  }
+
+  void EndGeneration(int status) {
+    active_ = false;
+    ++generation_;
+    service_->metrics().CountRequest(endpoint_, status);
+    prepared_->in_flight.reset();
+  }
+
+  // Streaming output: chunk-framed (unless raw) and coalesced while a write is in flight.
+  void Enqueue(Outgoing out, bool raw = false) {
+    if (!raw && !out.data.empty())
+      out.data = absl::StrCat(absl::StrFormat("%x\r\n", out.data.size()), out.data, "\r\n");
+    if (out.last) out.data += "0\r\n\r\n";
+    pending_.push_back(std::move(out));
+    if (!writing_) WriteNext();
+  }
+
+  void WriteNext() {
+    if (pending_.empty() || closed_) return;
+    writing_ = true;
+    bool last = false;
+    in_flight_.clear();
+    for (Outgoing& o : pending_) {
+      in_flight_ += o.data;
+      last |= o.last;
+    }
+    pending_.clear();
+    stream_.expires_after(kWriteTimeout);
+    net::async_write(stream_, net::buffer(in_flight_),
+                     [self = shared_from_this(), last](beast::error_code ec, size_t) {
+                       self->writing_ = false;
+                       self->stream_.expires_never();
+                       if (ec) {
+                         if (self->active_) {
+                           self->service_->Cancel(*self->prepared_);
+                           self->active_ = false;
+                         }
+                         return self->Close();
+                       }
+                       if (last) return self->FinishExchange();
+                       self->WriteNext();
+                     });
+  }
+
+  void WriteReply(const std::string& endpoint, HttpReply reply) {
+    if (!endpoint.empty()) service_->metrics().CountRequest(endpoint, reply.status);
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(reply.status),
+                                                                   version_);
+    res->set(http::field::server, "tandem");
+    res->set(http::field::content_type, reply.content_type);
+    if (!reply.server_timing.empty()) res->set("Server-Timing", reply.server_timing);
+    res->keep_alive(keep_alive_);
+    res->body() = std::move(reply.body);
+    res->prepare_payload();
+    stream_.expires_after(kWriteTimeout);
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      if (ec) return self->Close();
+      self->FinishExchange();
+    });
+  }
+
+  // The response is written: read the next request, or close.
+  void FinishExchange() {
+    builder_.reset();
+    prepared_.reset();
+    streaming_ = false;
+    if (!keep_alive_) return Close();
+    if (watching_) {
+      read_after_watch_ = true;
+      stream_.socket().cancel();
+      return;
+    }
+    DoRead();
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  OpenAiService* service_;
+  const HttpServerOptions& options_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  std::string endpoint_;
+
+  std::optional<PreparedRequest> prepared_;
+  std::unique_ptr<ResponseBuilder> builder_;
+  uint64_t generation_ = 0;  // events of an older generation are dropped
+  double started_s_ = 0;     // when the generation was submitted
+  bool active_ = false;      // a generation is running
+  bool streaming_ = false;
+  bool watching_ = false;
+  bool read_after_watch_ = false;
+  bool writing_ = false;
+  bool closed_ = false;
+  std::deque<Outgoing> pending_;
+  std::string in_flight_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(OpenAiService* s, HttpServerOptions o)
+      : service(s),
+        options(std::move(o)),
+        ioc(std::max(1, options.num_threads)),
+        acceptor(net::make_strand(ioc)) {}
+
+  void Accept() {
+    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+      if (ec) {
+        if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+        TLOG_WARN("http: accept failed: {}", ec.message());
+      } else {
+        std::make_shared<Session>(std::move(socket), service, options)->Run();
+      }
+      Accept();
+    });
+  }
+
+  OpenAiService* service;
+  const HttpServerOptions options;
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+  int port = 0;
+  bool stopped = false;
+};
+
+HttpServer::HttpServer(OpenAiService* service, HttpServerOptions options)
+    : impl_(std::make_unique<Impl>(service, std::move(options))) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+absl::Status HttpServer::Start() {
+  beast::error_code ec;
+  const auto address = net::ip::make_address(impl_->options.host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frontend.http.host: expected an IP address, found '", impl_->options.host, "'"));
+  }
+  const tcp::endpoint endpoint(address, static_cast<uint16_t>(impl_->options.port));
+  tcp::acceptor& acceptor = impl_->acceptor;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("http: cannot listen on ", impl_->options.host, ":",
+                                               impl_->options.port, ": ", ec.message()));
+  }
+  impl_->port = acceptor.local_endpoint().port();
+  impl_->Accept();
+  for (int i = 0; i < std::max(1, impl_->options.num_threads); ++i) {
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  }
+  TLOG_INFO("http: listening on {}:{} ({} I/O threads)", impl_->options.host, impl_->port,
+            impl_->threads.size());
+  return absl::OkStatus();
+}
+
+int HttpServer::port() const { return impl_->port; }
+
+void HttpServer::Stop() {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  net::post(impl_->acceptor.get_executor(), [this] {
+    beast::error_code ec;
+    impl_->acceptor.close(ec);
+  });
+  impl_->ioc.stop();
+  for (std::thread& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+}  // namespace tandem::frontend

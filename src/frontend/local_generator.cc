@@ -1,0 +1,289 @@
+#include "tandem/frontend/local_generator.h"
+
+#include <algorithm>
+#include <ctime>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "tandem/backend/cpu_backend.h"
+#include "tandem/backend/model_runner.h"
+#include "tandem/core/logging.h"
+#include "tandem/core/status.h"
+#include "tandem/engine/backend_model_executor.h"
+#include "tandem/engine/engine.h"
+#include "tandem/engine/engine_loop.h"
+#include "tandem/model/loader.h"
+#include "tandem/tokenizer/detokenizer.h"
+#include "tandem/tokenizer/tokenizer.h"
+
+namespace tandem::frontend {
+namespace {
+
+// One request's state. Touched only on the engine loop thread (stop hooks and output callbacks
+// both run there), so it needs no lock.
+struct RequestState {
+  struct Choice {
+    std::unique_ptr<tokenizer::IncrementalDetokenizer> detok;
+    std::string pending_text;  // decoded by the stop hook, not yet delivered
+    bool finished = false;
+  };
+  const tokenizer::Tokenizer* tokenizer = nullptr;
+  std::vector<Choice> choices;
+  int32_t next_hook = 0;
+  int32_t num_finished = 0;
+  bool done = false;
+  Usage usage;
+  StreamCallback on_event;
+};
+
+// Feeds each output token to the sequence's detokenizer; stops the sequence on a stop string.
+class DetokenizingStopHook final : public engine::StopStringHook {
+ public:
+  DetokenizingStopHook(std::shared_ptr<RequestState> state, int32_t index)
+      : state_(std::move(state)), index_(index) {}
+  bool OnToken(int32_t token_id) override {
+    RequestState::Choice& choice = state_->choices[static_cast<size_t>(index_)];
+    if (choice.detok->stopped()) return true;
+    choice.pending_text += choice.detok->Push(token_id);
+    return choice.detok->stopped();
+  }
+
+ private:
+  std::shared_ptr<RequestState> state_;
+  int32_t index_;
+};
+
+FinishReason MapFinish(engine::FinishReason reason) {
+  switch (reason) {
+    case engine::FinishReason::kNone:
+      return FinishReason::kNone;
+    case engine::FinishReason::kStop:
+    case engine::FinishReason::kStopString:
+    case engine::FinishReason::kPrefillHandoff:
+      return FinishReason::kStop;
+    case engine::FinishReason::kLength:
+      return FinishReason::kLength;
+    case engine::FinishReason::kAborted:
+      return FinishReason::kAborted;
+    case engine::FinishReason::kError:
+      return FinishReason::kError;
+  }
+  return FinishReason::kError;
+}
+
+std::string TokenText(const tokenizer::Tokenizer& tok, int32_t id) {
+  auto text = tok.Decode({id}, /*skip_special_tokens=*/false);
+  if (text.ok()) return *std::move(text);
+  auto piece = tok.TokenToPiece(id);
+  return piece.ok() ? *std::move(piece) : std::string();
+}
+
+void OnOutput(const std::shared_ptr<RequestState>& state, engine::RequestOutput out) {
+  if (state->done) return;
+  GenerateEvent event;
+  if (out.finish_reason == engine::FinishReason::kError || !out.status.ok()) {
+    if (out.finish_reason != engine::FinishReason::kAborted) {
+      event.status = out.status.ok()
+                         ? absl::InternalError(absl::StrCat("request ", out.request_id, " failed"))
+                         : out.status;
+      event.final = true;
+      state->done = true;
+      state->on_event(std::move(event));
+      return;
+    }
+  }
+  if (out.index < 0 || out.index >= static_cast<int32_t>(state->choices.size())) return;
+  RequestState::Choice& choice = state->choices[static_cast<size_t>(out.index)];
+  if (choice.finished) return;
+  ChoiceDelta delta;
+  delta.index = out.index;
+  delta.token_ids = std::move(out.new_token_ids);
+  delta.text = std::move(choice.pending_text);
+  choice.pending_text.clear();
+  for (const engine::SampleResult& r : out.logprobs) {
+    TokenLogprob lp{r.token, TokenText(*state->tokenizer, r.token), r.logprob, {}};
+    for (const engine::TokenLogprob& t : r.top_logprobs) {
+      lp.top.push_back(TopLogprob{t.token, TokenText(*state->tokenizer, t.token), t.logprob});
+    }
+    delta.logprobs.push_back(std::move(lp));
+  }
+  if (out.finished) {
+    if (!choice.detok->stopped()) delta.text += choice.detok->Finish();
+    delta.finish_reason = MapFinish(out.finish_reason);
+    choice.finished = true;
+    ++state->num_finished;
+    state->usage.prompt_tokens = out.num_prompt_tokens;
+    state->usage.completion_tokens += out.num_output_tokens;
+    state->usage.cached_prompt_tokens = std::max(state->usage.cached_prompt_tokens, out.num_cached_tokens);
+  }
+  event.choices.push_back(std::move(delta));
+  if (state->num_finished == static_cast<int32_t>(state->choices.size())) {
+    event.final = true;
+    event.usage = state->usage;
+    state->done = true;
+  }
+  state->on_event(std::move(event));
+}
+
+std::string DefaultModelName(const std::string& path) {
+  std::filesystem::path p(path);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();  // trailing slash
+  std::string name = p.filename().string();
+  if (name.size() > 5 && name.substr(name.size() - 5) == ".gguf") name.resize(name.size() - 5);
+  return name.empty() ? "model" : name;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LocalGenerator>> LocalGenerator::Create(const DeploymentConfig& config,
+                                                                       const LocalGeneratorOptions& options) {
+  if (config.backend != BackendKind::kCpu) {
+    return absl::UnimplementedError(absl::StrCat("backend: '", Name(config.backend),
+                                                 "' is not available to the "
+                                                 "in-process frontend engine yet; use --set backend=cpu"));
+  }
+  model::LoadOptions load;
+  load.path = config.model.path;
+  TANDEM_ASSIGN_OR_RETURN(load.format, model::ParseLoadFormat(Name(config.model.load_format)));
+  load.seed = config.model.seed;
+  load.dummy_config = config.model.dummy_config;
+  TANDEM_ASSIGN_OR_RETURN(model::LoadedModel loaded, model::LoadModel(load));
+
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  if (loaded.gguf.has_value()) {
+    TANDEM_ASSIGN_OR_RETURN(tok, tokenizer::Tokenizer::FromGguf(*loaded.gguf));
+  } else if (!loaded.tokenizer_json_path.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(
+        tok, tokenizer::Tokenizer::FromFiles(loaded.tokenizer_json_path, loaded.tokenizer_config_json_path));
+  } else {
+    return absl::FailedPreconditionError(absl::StrCat("model.path '", config.model.path,
+                                                      "': expected a GGUF file or a "
+                                                      "directory with tokenizer.json, found no tokenizer"));
+  }
+
+  backend::CpuBackendOptions cpu;
+  cpu.num_threads = options.num_threads;
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> be, backend::CreateCpuBackend(cpu));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::ModelRunner> runner,
+                          backend::ModelRunner::Create(be.get(), loaded.config, loaded.weights));
+  loaded.weights = {};  // uploaded; free the host copy
+
+  const int block_size = config.kv_cache.block_size;
+  const backend::KvCacheSpec one = runner->MakeKvCacheSpec(1, block_size);
+  const int64_t bytes_per_block = static_cast<int64_t>(one.BytesPerBlock()) * one.num_layers;
+  const int64_t num_blocks =
+      config.kv_cache.cpu_memory_mib * (int64_t{1} << 20) / std::max<int64_t>(1, bytes_per_block);
+  if (num_blocks < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv_cache.cpu_memory_mib: ", config.kv_cache.cpu_memory_mib,
+                     " MiB holds no KV block of ", bytes_per_block, " bytes"));
+  }
+  int64_t max_model_len = config.model.max_model_len;
+  if (loaded.config.max_position_embeddings > 0) {
+    max_model_len = std::min<int64_t>(max_model_len, loaded.config.max_position_embeddings);
+  }
+
+  const PoolSection& pool =
+      config.disaggregation.mode == DisaggregationMode::kOff && config.pools.both.replicas > 0
+          ? config.pools.both
+          : config.pools.decode;
+  engine::EngineConfig engine_config;
+  engine_config.scheduler.max_num_seqs = static_cast<int32_t>(pool.max_num_seqs);
+  engine_config.scheduler.max_num_batched_tokens = static_cast<int32_t>(pool.max_num_batched_tokens);
+  engine_config.scheduler.max_model_len = static_cast<int32_t>(max_model_len);
+  engine_config.scheduler.eos_token_ids = loaded.config.eos_token_ids;
+  for (int32_t id : tok->stop_ids()) {
+    auto& eos = engine_config.scheduler.eos_token_ids;
+    if (std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(id);
+  }
+  engine_config.enable_prefix_caching = config.kv_cache.prefix_caching;
+
+  const int vocab = loaded.config.vocab_size;
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<engine::BackendModelExecutor> executor,
+                          engine::BackendModelExecutor::Create(std::move(be), std::move(runner),
+                                                               static_cast<int32_t>(num_blocks), block_size));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> eng,
+                          engine::Engine::Create(engine_config, std::move(executor)));
+
+  std::unique_ptr<LocalGenerator> gen(new LocalGenerator());
+  gen->tokenizer_ = std::move(tok);
+  gen->card_.id = options.model_name.empty() ? DefaultModelName(config.model.path) : options.model_name;
+  gen->card_.created = static_cast<int64_t>(std::time(nullptr));
+  gen->card_.max_model_len = max_model_len;
+  gen->card_.vocab_size = vocab;
+  gen->loop_ = std::make_unique<engine::EngineLoop>(std::move(eng));
+  gen->loop_->Start();
+  TLOG_INFO("local generator: model '{}' ({} layers, vocab {}), {} KV blocks of {} tokens, max_model_len {}",
+            gen->card_.id, loaded.config.num_layers, vocab, num_blocks, block_size, max_model_len);
+  return gen;
+}
+
+LocalGenerator::~LocalGenerator() { Shutdown(); }
+
+void LocalGenerator::Shutdown() {
+  stopped_ = true;
+  if (loop_) loop_->Stop();
+}
+
+absl::Status LocalGenerator::Generate(GenerateRequest request, StreamCallback on_event) {
+  engine::EngineRequest er;
+  er.request_id = request.request_id;
+  er.prompt_token_ids = std::move(request.prompt_token_ids);
+  engine::SamplingParams& p = er.params;
+  p.n = request.n;
+  p.temperature = request.temperature;
+  p.top_k = request.top_k;
+  p.top_p = request.top_p;
+  p.min_p = request.min_p;
+  p.repetition_penalty = request.repetition_penalty;
+  p.presence_penalty = request.presence_penalty;
+  p.frequency_penalty = request.frequency_penalty;
+  p.logit_bias = std::move(request.logit_bias);
+  p.seed = request.seed;
+  p.max_tokens = request.max_tokens;
+  p.min_tokens = request.min_tokens;
+  p.stop_token_ids = std::move(request.stop_token_ids);
+  p.ignore_eos = request.ignore_eos;
+  p.logprobs = request.logprobs;
+
+  auto state = std::make_shared<RequestState>();
+  state->tokenizer = tokenizer_.get();
+  state->on_event = std::move(on_event);
+  state->choices.resize(static_cast<size_t>(request.n));
+  tokenizer::DetokenizerOptions detok;
+  detok.skip_special_tokens = request.skip_special_tokens;
+  detok.stop_strings = request.stop;
+  for (RequestState::Choice& c : state->choices) {
+    c.detok = std::make_unique<tokenizer::IncrementalDetokenizer>(*tokenizer_, detok, er.prompt_token_ids);
+  }
+  er.stop_hook_factory = [state]() -> std::unique_ptr<engine::StopStringHook> {
+    return std::make_unique<DetokenizingStopHook>(state, state->next_hook++);
+  };
+  return loop_->Submit(std::move(er),
+                       [state](engine::RequestOutput out) { OnOutput(state, std::move(out)); });
+}
+
+void LocalGenerator::Cancel(const std::string& request_id) { loop_->Abort(request_id); }
+
+std::vector<ModelCard> LocalGenerator::ListModels() const { return {card_}; }
+
+GeneratorHealth LocalGenerator::Health() const {
+  if (stopped_) return GeneratorHealth{false, "the in-process engine is shut down"};
+  return GeneratorHealth{true, "in-process engine"};
+}
+
+GeneratorStats LocalGenerator::Stats() const {
+  const engine::SchedulerStats s = loop_->metrics();
+  GeneratorStats out;
+  out.num_running = s.num_running;
+  out.num_waiting = s.num_waiting;
+  out.kv_blocks_used = s.kv_blocks_used;
+  out.kv_blocks_total = s.kv_blocks_total;
+  out.num_preemptions = s.num_preemptions;
+  out.prefix_cache_hit_rate = s.prefix_cache_hit_rate();
+  out.num_steps = s.num_steps;
+  return out;
+}
+
+}  // namespace tandem::frontend

@@ -1,0 +1,95 @@
+"""Fixtures for the frontend e2e tests: a real `tandem serve` process over the real SmolLM2 GGUF.
+
+The binary comes from $TANDEM_BIN (ctest sets it) or build/bin/tandem; the model from
+$TANDEM_SMOLLM2_GGUF or ~/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf. Tests skip with
+the reason when either is missing.
+"""
+import os
+import pathlib
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+DEFAULT_MODEL = pathlib.Path.home() / ".cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAME = "smollm2"
+
+
+def tandem_bin():
+    path = os.environ.get("TANDEM_BIN") or str(ROOT / "build/bin/tandem")
+    if not os.path.exists(path):
+        pytest.skip(f"tandem binary not found at {path} (set TANDEM_BIN)")
+    return path
+
+
+def model_path():
+    path = os.environ.get("TANDEM_SMOLLM2_GGUF") or str(DEFAULT_MODEL)
+    if not os.path.exists(path):
+        pytest.skip(f"SmolLM2 GGUF not found at {path} (set TANDEM_SMOLLM2_GGUF or run scripts/setup.sh)")
+    return path
+
+
+class Server:
+    """A `tandem serve` process on free ports; `url` is its HTTP base, `grpc_target` its gRPC address."""
+
+    def __init__(self, extra_args=(), env=None):
+        args = [tandem_bin(), "serve", "--model", model_path(), "--served-model-name", MODEL_NAME,
+                "--set", "frontend.http.host=127.0.0.1", "--set", "frontend.http.port=0",
+                "--set", "frontend.grpc.host=127.0.0.1", "--set", "frontend.grpc.port=0",
+                "--set", "model.max_model_len=2048", "--set", "kv_cache.cpu_memory_mib=256",
+                "--threads", "2", *extra_args]
+        full_env = dict(os.environ)
+        full_env.setdefault("TANDEM_LOG_LEVEL", "warn")
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
+        self.log = []
+        ready = threading.Event()
+        self.http_port = self.grpc_port = None
+
+        def pump():
+            for line in self.proc.stdout:
+                self.log.append(line)
+                if line.startswith("tandem serve:") and "http port" in line:
+                    words = line.split()
+                    self.http_port = int(words[words.index("http") + 2].rstrip(","))
+                    self.grpc_port = int(words[words.index("grpc") + 2].rstrip(","))
+                    ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.time() + 180
+        while not ready.wait(0.2):
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise RuntimeError("tandem serve did not start:\n" + "".join(self.log))
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        r = requests.get(self.url + "/health", timeout=30)
+        assert r.status_code == 200, r.text
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def metric(self, name):
+        """The value of an unlabelled metric line `name VALUE` from /metrics."""
+        text = requests.get(self.url + "/metrics", timeout=10).text
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    yield s
+    s.stop()
+    assert s.proc.returncode == 0, "".join(s.log)
