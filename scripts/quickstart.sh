@@ -19,28 +19,29 @@ say "resolved deployment ($CONFIG)"
 "$TANDEM" config check -c "$CONFIG"
 
 if has_command serve; then
-  say "serving $MODEL disaggregated (1 prefill : 1 decode); sending a chat request"
+  if ! has_command worker; then
+    say "note: the disaggregated pools ('tandem worker', KV over UCX) are not in this build yet:"
+    echo "tandem serve runs the engine inside the frontend process, aggregated"
+  fi
+  port=$("$TANDEM" config check -c "$CONFIG" | sed -n 's/.*http: {host: [^,]*, port: \([0-9]*\)}.*/\1/p')
+  say "serving $MODEL on port $port; sending a chat request"
   "$TANDEM" serve -c "$CONFIG" &
   server=$!
   trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-  port=$("$TANDEM" config check -c "$CONFIG" | sed -n 's/.*http: {host: [^,]*, port: \([0-9]*\)}.*/\1/p')
   for _ in $(seq 1 120); do
     curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+    kill -0 $server 2>/dev/null || { echo "tandem serve exited" >&2; exit 1; }
     sleep 1
   done
+  model_id=$(curl -sf "http://127.0.0.1:$port/v1/models" | sed -n 's/.*"id" *: *"\([^"]*\)".*/\1/p' | head -1)
   curl -sS "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: application/json' -d '{
-    "model": "SmolLM2-135M-Instruct",
+    "model": "'"$model_id"'",
     "messages": [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
     "max_tokens": 48, "temperature": 0}'
   echo
 elif has_command generate; then
-  say "'tandem serve' is not built yet (disaggregation issue); running the model locally instead"
-  if has_command tokenize; then
-    "$TANDEM" generate --model "$MODEL" --max-tokens 48 \
-      --chat '[{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]'
-  else
-    "$TANDEM" generate --model "$MODEL" --max-tokens 32 --prompt-ids 1,9690,198,2683,314,260,3575,282,4649,47
-  fi
+  say "'tandem serve' is not in this build; running the model locally with 'tandem generate'"
+  "$TANDEM" generate --model "$MODEL" --max-tokens 32 --prompt "The capital of France is"
 else
-  say "'tandem serve' and 'tandem generate' are not built yet: only configuration is available"
+  say "'tandem serve' and 'tandem generate' are not in this build: only configuration is available"
 fi

@@ -17,7 +17,7 @@ DO_BUILD=1
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 APT_PACKAGES=(
-  build-essential cmake ninja-build pkg-config ccache git unzip
+  build-essential cmake ninja-build pkg-config ccache git unzip curl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libboost-dev libboost-system-dev
   libpcre2-dev libutf8proc-dev libucx-dev ucx-utils libopenblas-dev

@@ -24,8 +24,15 @@ absl::Status Supervisor::Spawn(Child& child) {
   std::vector<char*> argv;
   for (std::string& arg : child.spec.argv) argv.push_back(arg.data());
   argv.push_back(nullptr);
+  // Each child leads its own process group, so signals reach its whole tree (a worker's helpers
+  // too) and a terminal's Ctrl-C reaches only `tandem serve`, which shuts the children down.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
   pid_t pid = -1;
-  const int err = posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
+  const int err = posix_spawn(&pid, argv[0], nullptr, &attr, argv.data(), environ);
+  posix_spawnattr_destroy(&attr);
   if (err != 0) {
     return absl::InternalError(absl::StrCat("starting ", child.spec.name, " (", child.spec.argv[0],
                                             "): ", std::strerror(err)));
@@ -67,7 +74,7 @@ int Supervisor::Poll() {
 void Supervisor::Shutdown(std::chrono::milliseconds grace) {
   shutting_down_ = true;
   for (Child& child : children_) {
-    if (child.pid > 0) kill(child.pid, SIGTERM);
+    if (child.pid > 0) kill(-child.pid, SIGTERM);
   }
   const auto deadline = std::chrono::steady_clock::now() + grace;
   while (true) {
@@ -87,7 +94,7 @@ void Supervisor::Shutdown(std::chrono::milliseconds grace) {
   }
   for (Child& child : children_) {
     if (child.pid > 0) {
-      kill(child.pid, SIGKILL);
+      kill(-child.pid, SIGKILL);
       int status = 0;
       waitpid(child.pid, &status, 0);
       child.pid = -1;

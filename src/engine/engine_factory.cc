@@ -69,7 +69,9 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const Deploym
   }
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> be, backend::CreateCpuBackend({}));
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::ModelRunner> runner,
-                          backend::ModelRunner::Create(be.get(), loaded.config, loaded.weights));
+                          backend::ModelRunner::Create(be.get(), loaded.config, loaded.weights,
+                                                       backend::ModelRunnerOptions{
+                                                           loaded.gguf.has_value() ? config.model.path : ""}));
   // KV pool: kv_cache.cpu_memory_mib over all layers.
   const backend::KvCacheSpec one = runner->MakeKvCacheSpec(1, config.kv_cache.block_size);
   const int64_t bytes_per_block = static_cast<int64_t>(one.BytesPerBlock()) * one.num_layers;

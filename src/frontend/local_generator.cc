@@ -166,7 +166,9 @@ absl::StatusOr<std::unique_ptr<LocalGenerator>> LocalGenerator::Create(const Dep
   cpu.num_threads = options.num_threads;
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> be, backend::CreateCpuBackend(cpu));
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::ModelRunner> runner,
-                          backend::ModelRunner::Create(be.get(), loaded.config, loaded.weights));
+                          backend::ModelRunner::Create(be.get(), loaded.config, loaded.weights,
+                                                       backend::ModelRunnerOptions{
+                                                           loaded.gguf.has_value() ? config.model.path : ""}));
   loaded.weights = {};  // uploaded; free the host copy
 
   const int block_size = config.kv_cache.block_size;
