@@ -18,6 +18,12 @@
 #include "tandem/frontend/http_server.h"
 #include "tandem/frontend/local_generator.h"
 #include "tandem/frontend/openai_service.h"
+#include "tandem/tokenizer/tokenizer.h"
+#ifdef TANDEM_HAVE_LAUNCHER
+#include "launcher.h"
+#include "tandem/cluster/discovery.h"
+#include "tandem/frontend/remote_generator.h"
+#endif
 
 namespace tandem::cli {
 namespace {
@@ -45,6 +51,8 @@ int RunServe(const Args& args) {
       {"http-threads", "HTTP I/O threads (default 2)", true, false, ""},
       {"threads", "CPU backend threads (default: all cores)", true, false, ""},
       {"no-grpc", "don't start the gRPC API", false, false, ""},
+      {"local", "with -c: run one engine inside this process instead of the configured worker pools", false,
+       false, ""},
   };
   const std::string usage = "tandem serve [-c FILE] [--model PATH] [--set KEY=VALUE ...]";
   if (WantsHelp(args)) {
@@ -93,20 +101,76 @@ int RunServe(const Args& args) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  frontend::LocalGeneratorOptions gen_options;
-  gen_options.model_name = flags->Get("served-model-name");
-  gen_options.num_threads = static_cast<int>(*threads);
-  auto generator = frontend::LocalGenerator::Create(*config, gen_options);
-  if (!generator.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(generator.status().message()).c_str());
-    return 1;
+  // Either the deployment's worker pools as processes (with -c), or one engine in this process.
+  frontend::Generator* generator = nullptr;
+  const tokenizer::Tokenizer* tokenizer = nullptr;
+  int64_t max_model_len = 0;
+  std::unique_ptr<frontend::LocalGenerator> local;
+#ifdef TANDEM_HAVE_LAUNCHER
+  const bool launch = flags->Has("config") && !flags->Has("local");
+  Supervisor supervisor([](const std::string& name, int status, int restarts) {
+    TLOG_ERROR("serve: {} {} (restart {} follows)", name, DescribeWaitStatus(status), restarts + 1);
+  });
+  std::unique_ptr<cluster::Discovery> discovery;
+  std::unique_ptr<frontend::RemoteGenerator> remote;
+  if (launch) {
+    auto launched = LaunchWorkers(*config, "/proc/self/exe", supervisor);
+    if (!launched.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(launched.status().message()).c_str());
+      return 1;
+    }
+    std::printf("tandem serve: %zu worker(s) starting (", launched->workers.size());
+    for (size_t i = 0; i < launched->workers.size(); ++i) {
+      std::printf("%s%s %s", i ? ", " : "", launched->workers[i].role.c_str(), launched->workers[i].address.c_str());
+    }
+    std::printf(")\n");
+    std::fflush(stdout);
+    if (absl::Status s = WaitForWorkers(*launched, supervisor, std::chrono::seconds(300)); !s.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    DiscoverySection section = config->discovery;
+    section.type = DiscoveryType::kStatic;
+    section.static_workers = launched->workers;
+    auto made = cluster::MakeStaticDiscovery(section);
+    if (!made.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(made.status().message()).c_str());
+      return 1;
+    }
+    discovery = std::move(*made);
+    frontend::RemoteGeneratorOptions remote_options;
+    remote_options.model_name = flags->Get("served-model-name");
+    auto created = frontend::RemoteGenerator::Create(*config, discovery.get(), remote_options);
+    if (!created.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(created.status().message()).c_str());
+      return 1;
+    }
+    remote = std::move(*created);
+    generator = remote.get();
+    tokenizer = &remote->tokenizer();
+    max_model_len = remote->ListModels().front().max_model_len;
+  }
+#endif
+  if (generator == nullptr) {
+    frontend::LocalGeneratorOptions gen_options;
+    gen_options.model_name = flags->Get("served-model-name");
+    gen_options.num_threads = static_cast<int>(*threads);
+    auto created = frontend::LocalGenerator::Create(*config, gen_options);
+    if (!created.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(created.status().message()).c_str());
+      return 1;
+    }
+    local = std::move(*created);
+    generator = local.get();
+    tokenizer = &local->tokenizer();
+    max_model_len = local->max_model_len();
   }
   frontend::ServiceOptions service_options;
-  service_options.model_name = (*generator)->ListModels().front().id;
-  service_options.max_model_len = (*generator)->max_model_len();
+  service_options.model_name = generator->ListModels().front().id;
+  service_options.max_model_len = max_model_len;
   service_options.max_queued_requests = config->frontend.max_queued_requests;
   service_options.api_keys = ApiKeysFromEnv(config->frontend.api_keys_env);
-  frontend::OpenAiService service(generator->get(), &(*generator)->tokenizer(), service_options);
+  frontend::OpenAiService service(generator, tokenizer, service_options);
 
   frontend::HttpServerOptions http_options;
   http_options.host = config->frontend.http.host;
@@ -136,11 +200,22 @@ int RunServe(const Args& args) {
   std::fflush(stdout);
 
   int signal = 0;
-  sigwait(&signals, &signal);
+  while (true) {
+    const timespec tick{0, 200 * 1000 * 1000};
+    signal = sigtimedwait(&signals, nullptr, &tick);
+    if (signal > 0) break;
+#ifdef TANDEM_HAVE_LAUNCHER
+    if (launch) supervisor.Poll();  // reap and restart crashed workers
+#endif
+  }
   TLOG_INFO("serve: signal {}, shutting down", signal);
   http.Stop();
   if (grpc) grpc->Stop();
-  (*generator)->Shutdown();
+#ifdef TANDEM_HAVE_LAUNCHER
+  if (remote) remote->Shutdown();
+  supervisor.Shutdown();
+#endif
+  if (local) local->Shutdown();
   return 0;
 }
 

@@ -1,0 +1,68 @@
+// A C++ client for one worker's gRPC service (proto/tandem/v1/worker.proto), for the router, the
+// frontend and decode workers (which call prefill workers). Thread-safe: one channel, any number of
+// concurrent calls. gRPC errors come back as absl::Status with the same code and message.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tandem/v1/worker.grpc.pb.h"
+#include "tandem/v1/worker.pb.h"
+
+namespace tandem::cluster {
+
+// A call in flight that another thread may cancel (e.g. on client disconnect).
+class CallHandle {
+ public:
+  void Cancel();
+  bool cancelled() const;
+
+ private:
+  friend class WorkerClient;
+  void Attach(grpc::ClientContext* context);
+  void Detach();
+
+  mutable std::mutex mu_;
+  grpc::ClientContext* context_ = nullptr;
+  bool cancelled_ = false;
+};
+
+class WorkerClient {
+ public:
+  // `address` is host:port. Connects lazily; a call to an unreachable worker fails fast (UNAVAILABLE).
+  explicit WorkerClient(std::string address);
+
+  const std::string& address() const { return address_; }
+
+  absl::StatusOr<v1::WorkerInfo> GetInfo(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  // Streams the request's outputs to `on_response` (on the calling thread) until the last one.
+  // Returns the stream's final status. `handle`, if given, can cancel the call.
+  absl::Status Generate(const v1::WorkerGenerateRequest& request,
+                        const std::function<void(const v1::WorkerGenerateResponse&)>& on_response,
+                        CallHandle* handle = nullptr);
+
+  absl::StatusOr<v1::RemotePrefillResponse> RemotePrefill(const v1::RemotePrefillRequest& request,
+                                                          std::chrono::milliseconds timeout,
+                                                          CallHandle* handle = nullptr);
+
+  // Calls `on_report` for each report until it returns false, the handle cancels or the stream
+  // ends; returns the stream's status (CANCELLED after a stop is OK).
+  absl::Status StreamLoad(int interval_ms, const std::function<bool(const v1::LoadReport&)>& on_report,
+                          CallHandle* handle = nullptr);
+
+ private:
+  std::string address_;
+  std::unique_ptr<v1::Worker::Stub> stub_;
+};
+
+// grpc::Status -> absl::Status (same code and message) and back.
+absl::Status FromGrpc(const grpc::Status& status);
+grpc::Status ToGrpc(const absl::Status& status);
+
+}  // namespace tandem::cluster

@@ -1,0 +1,67 @@
+// The router's live feed from the workers: follows a Discovery, adds and removes its workers in the
+// Router (as DiscoveryBinding does, so use one or the other), keeps one StreamLoad call
+// (worker.proto) open per listed worker and applies every LoadReport to the Router (its KV events,
+// then its load). A worker that leaves discovery has its stream cancelled; a broken stream (worker
+// restarting) is retried every `retry_interval` while the worker stays listed. Each (re)connect
+// starts that worker's KV index from empty: events sent while nobody listened are lost, and an
+// index missing hits only costs a cache miss, while one promising stale hits would misroute.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "tandem/cluster/discovery.h"
+#include "tandem/cluster/worker_client.h"
+#include "tandem/router/router.h"
+
+namespace tandem::router {
+
+struct LoadFeedOptions {
+  int report_interval_ms = 100;
+  absl::Duration retry_interval = absl::Milliseconds(500);
+};
+
+class LoadFeeds {
+ public:
+  // Watches `discovery` at once; destroy this before `router` and `discovery`.
+  LoadFeeds(Router& router, cluster::Discovery& discovery, LoadFeedOptions options = {});
+  ~LoadFeeds();
+  LoadFeeds(const LoadFeeds&) = delete;
+  LoadFeeds& operator=(const LoadFeeds&) = delete;
+
+  int64_t reports_applied() const { return reports_applied_.load(); }
+  // Workers with a feed thread (listed in discovery).
+  int num_feeds() const;
+
+ private:
+  struct Feed {
+    cluster::WorkerInfo worker;
+    cluster::CallHandle handle;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stop = false;
+    std::thread thread;
+  };
+
+  void OnAdded(const cluster::WorkerInfo& worker);
+  void OnRemoved(const cluster::WorkerInfo& worker);
+  void Run(Feed& feed);
+  static void Stop(std::unique_ptr<Feed> feed);
+
+  Router& router_;
+  cluster::Discovery& discovery_;
+  const LoadFeedOptions options_;
+  std::atomic<int64_t> reports_applied_{0};
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Feed>> feeds_;  // by worker id
+  cluster::WatchId watch_id_ = 0;
+};
+
+}  // namespace tandem::router

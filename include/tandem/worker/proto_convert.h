@@ -1,0 +1,34 @@
+// Conversions between the worker control plane's messages (proto/tandem/v1/worker.proto) and the
+// engine's types, and the KV layout compatibility check that two workers run before exchanging
+// blocks (DESIGN.md "KV cache layout and what crosses the wire").
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "tandem/engine/engine.h"
+#include "tandem/kvcache/kv_events.h"
+#include "tandem/v1/worker.pb.h"
+
+namespace tandem::worker {
+
+// Bumped whenever the meaning of a block's bytes changes (kv[layer]: [blocks, 2, heads, block, dim]).
+inline constexpr int32_t kKvLayoutVersion = 1;
+
+engine::SamplingParams FromProto(const v1::WorkerSamplingParams& p);
+v1::WorkerSamplingParams ToProto(const engine::SamplingParams& p);
+
+v1::WorkerFinishReason ToProto(engine::FinishReason reason);
+engine::FinishReason FromProto(v1::WorkerFinishReason reason);
+
+// One engine output as a stream message (error status included).
+v1::WorkerGenerateResponse ToProto(const engine::RequestOutput& output);
+
+v1::KvCacheEvent ToProto(const kvcache::KvEvent& event);
+
+// OK when blocks written by one side mean the same to the other; otherwise FailedPrecondition naming
+// every field that differs, with both values ("here" is `mine`, "there" is `peer_name`'s).
+absl::Status CheckLayoutCompatible(const v1::KvLayout& mine, const v1::KvLayout& theirs,
+                                   const std::string& peer_name);
+
+}  // namespace tandem::worker

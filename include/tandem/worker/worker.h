@@ -1,0 +1,91 @@
+// A worker process's core: the engine on its own thread (EngineLoop), the gRPC worker service
+// (proto/tandem/v1/worker.proto), and the KV hand-off over a KvTransport. Roles:
+//   prefill  serves RemotePrefill: computes a prompt (KvRole kPrefillOnly), writes its KV blocks
+//            layer by layer into the caller's registered pool, returns the first token.
+//   decode   serves Generate; with disaggregation (mode always, or conditional when the uncached
+//            prompt is longer than max_local_prefill_tokens) it allocates the prompt's blocks
+//            (KvRole kRemotePrefill), asks a prefill worker to fill them, then decodes.
+//   both     aggregated: serves Generate with local prefill (and RemotePrefill too).
+// Decode-first hand-off (DESIGN.md "One request, end to end"):
+//   decode: Generate → engine allocates blocks → RemotePrefill(prompt, num_cached, block ids,
+//           own layout + transport address + per-layer region descriptors) ─▶ prefill
+//   prefill: compatibility check → import the decode pool once per decode instance → prefill-only
+//           → per layer: coalesced block runs → PostWrite (notification on the last layer) → wait
+//           for every write → ReleaseTransfer → reply with the first token
+//   decode: reply + notification seen → CompleteRemotePrefill → stream tokens. Any failure ends the
+//           request with kError and frees its blocks on both sides.
+// Both sides keep their transport progressing on a background thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tandem/core/config.h"
+#include "tandem/engine/engine.h"
+#include "tandem/engine/engine_loop.h"
+#include "tandem/v1/worker.pb.h"
+
+namespace tandem::worker {
+
+enum class WorkerRole { kPrefill, kDecode, kBoth };
+
+const char* RoleName(WorkerRole role);
+absl::StatusOr<WorkerRole> ParseRole(const std::string& name);
+
+struct WorkerOptions {
+  WorkerRole role = WorkerRole::kBoth;
+  std::string listen = "127.0.0.1:0";  // host:port of the gRPC server; port 0 picks a free one
+  TransferBackend transfer = TransferBackend::kAuto;
+  DisaggregationSection disaggregation;
+  // Decode: prefill workers (host:port) used when a request names none, in round-robin order.
+  std::vector<std::string> prefill_workers;
+  int64_t remote_prefill_timeout_ms = 120000;
+  // The layout's model field; empty: the model config's name.
+  std::string model_name;
+};
+
+// Counters for tests and metrics.
+struct WorkerStats {
+  int64_t remote_prefills = 0;  // decode: prompts prefilled by a prefill worker
+  int64_t local_prefills = 0;
+  int64_t remote_prefill_failures = 0;
+  int64_t kv_blocks_sent = 0;  // prefill: blocks (per layer counted once) written to decode workers
+  uint64_t kv_bytes_sent = 0;
+};
+
+class Worker {
+ public:
+  // Builds the engine for `options.role`'s pool from the deployment (engine_factory.h), then starts.
+  static absl::StatusOr<std::unique_ptr<Worker>> CreateFromDeployment(const DeploymentConfig& config,
+                                                                      WorkerOptions options);
+  // Starts a worker over an existing engine whose executor is a BackendModelExecutor.
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(std::unique_ptr<engine::Engine> engine,
+                                                        WorkerOptions options);
+  ~Worker();  // Shutdown()
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // host:port the gRPC server listens on (the chosen port when options.listen had port 0).
+  std::string address() const;
+  int port() const;
+  const v1::WorkerInfo& info() const;
+  WorkerStats stats() const;
+  engine::SchedulerStats engine_stats() const;
+
+  // Ends in-flight calls (their requests end with an error and free their blocks), stops the
+  // server, the hand-off threads and the engine loop. Idempotent.
+  void Shutdown();
+  // Blocks until Shutdown() (from another thread or a signal handler's helper).
+  void Wait();
+
+  class Impl;
+
+ private:
+  explicit Worker(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tandem::worker

@@ -1,0 +1,100 @@
+#include "launcher.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "tandem/cluster/worker_client.h"
+#include "tandem/core/logging.h"
+
+namespace tandem::cli {
+namespace {
+
+// A loopback port that is free now (the worker binds it a moment later).
+absl::StatusOr<int> FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::InternalError("socket() failed while choosing a worker port");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    return absl::InternalError("could not find a free loopback port for a worker");
+  }
+  close(fd);
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
+}  // namespace
+
+absl::StatusOr<LaunchedWorkers> LaunchWorkers(const DeploymentConfig& config, const std::string& tandem_exe,
+                                              Supervisor& supervisor) {
+  LaunchedWorkers launched;
+  const std::vector<WorkerPlan> plan = PlanWorkers(config);
+  if (plan.empty()) return absl::InvalidArgumentError("the deployment plans no worker (all pools have 0 replicas)");
+  for (const WorkerPlan& w : plan) {
+    auto port = FreePort();
+    if (!port.ok()) return port.status();
+    launched.workers.push_back({w.role, absl::StrCat("127.0.0.1:", *port)});
+  }
+  launched.config_path = absl::StrCat("/tmp/tandem-serve-", getpid(), ".yaml");
+  {
+    std::ofstream out(launched.config_path);
+    out << DescribeDeployment(config);
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", launched.config_path));
+  }
+  std::string workers_yaml = "discovery.workers=[";
+  for (size_t i = 0; i < launched.workers.size(); ++i) {
+    absl::StrAppend(&workers_yaml, i ? ", " : "", "{role: ", launched.workers[i].role, ", address: '",
+                    launched.workers[i].address, "'}");
+  }
+  workers_yaml += "]";
+  for (size_t i = 0; i < plan.size(); ++i) {
+    ProcessSpec spec;
+    spec.name = absl::StrCat(plan[i].role, "-", plan[i].replica);
+    spec.argv = {tandem_exe, "worker", "--role", plan[i].role, "-c", launched.config_path,
+                 "--listen", launched.workers[i].address, "--set", "discovery.type=static", "--set", workers_yaml};
+    if (absl::Status s = supervisor.Start(spec); !s.ok()) return s;
+    TLOG_INFO("serve: started {} on {}", spec.name, launched.workers[i].address);
+  }
+  return launched;
+}
+
+absl::Status WaitForWorkers(const LaunchedWorkers& launched, Supervisor& supervisor, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<bool> ready(launched.workers.size(), false);
+  size_t num_ready = 0;
+  while (num_ready < ready.size()) {
+    for (size_t i = 0; i < ready.size(); ++i) {
+      if (ready[i]) continue;
+      cluster::WorkerClient client(launched.workers[i].address);
+      if (client.GetInfo(std::chrono::milliseconds(500)).ok()) {
+        ready[i] = true;
+        ++num_ready;
+      }
+    }
+    supervisor.Poll();
+    if (num_ready == ready.size()) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::string late;
+      for (size_t i = 0; i < ready.size(); ++i) {
+        if (!ready[i]) absl::StrAppend(&late, late.empty() ? "" : ", ", launched.workers[i].role, " at ",
+                                       launched.workers[i].address);
+      }
+      return absl::DeadlineExceededError(
+          absl::StrCat("workers not ready after ", timeout.count(), " s: ", late));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,32 @@
+// `tandem serve -c FILE`: starts the deployment's worker processes (pools.prefill / pools.decode /
+// pools.both replicas, as PlanWorkers assigns them) under the Supervisor, each on a free loopback
+// port, and describes them as a static worker list for the frontend's discovery.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "supervisor.h"
+#include "tandem/core/config.h"
+
+namespace tandem::cli {
+
+struct LaunchedWorkers {
+  std::vector<StaticWorker> workers;  // role + 127.0.0.1:port, in PlanWorkers order
+  std::string config_path;            // the resolved deployment the workers were started with
+};
+
+// Writes the resolved `config` to a file, then starts one `tandem worker` per planned worker.
+// `tandem_exe` is this binary. Workers know each other (decode → prefill) through
+// discovery.type=static with the launched list.
+absl::StatusOr<LaunchedWorkers> LaunchWorkers(const DeploymentConfig& config, const std::string& tandem_exe,
+                                              Supervisor& supervisor);
+
+// Waits until every worker answers GetInfo, or `timeout` passes (an error naming the late ones).
+// Supervisor::Poll runs meanwhile, so a worker that crashes while loading is restarted.
+absl::Status WaitForWorkers(const LaunchedWorkers& launched, Supervisor& supervisor,
+                            std::chrono::seconds timeout);
+
+}  // namespace tandem::cli

@@ -1,0 +1,301 @@
+#include "tandem/frontend/remote_generator.h"
+
+#include <algorithm>
+#include <optional>
+#include <ctime>
+#include <filesystem>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "tandem/cluster/worker_client.h"
+#include "tandem/core/logging.h"
+#include "tandem/core/status.h"
+#include "tandem/kvcache/block_hash.h"
+#include "tandem/router/load_feeds.h"
+#include "tandem/router/router.h"
+#include "tandem/tokenizer/detokenizer.h"
+#include "tandem/tokenizer/tokenizer.h"
+
+namespace tandem::frontend {
+
+struct RemoteGenerator::InFlight {
+  GenerateRequest request;
+  StreamCallback on_event;
+  cluster::CallHandle handle;
+  std::atomic<bool> cancelled{false};
+};
+
+namespace {
+
+FinishReason MapFinish(v1::WorkerFinishReason reason) {
+  switch (reason) {
+    case v1::WORKER_FINISH_NONE:
+      return FinishReason::kNone;
+    case v1::WORKER_FINISH_STOP:
+    case v1::WORKER_FINISH_STOP_STRING:
+    case v1::WORKER_FINISH_PREFILL_HANDOFF:
+      return FinishReason::kStop;
+    case v1::WORKER_FINISH_LENGTH:
+      return FinishReason::kLength;
+    case v1::WORKER_FINISH_ABORTED:
+      return FinishReason::kAborted;
+    case v1::WORKER_FINISH_ERROR:
+      return FinishReason::kError;
+    default:
+      return FinishReason::kError;
+  }
+}
+
+std::string TokenText(const tokenizer::Tokenizer& tok, int32_t id) {
+  auto text = tok.Decode({id}, /*skip_special_tokens=*/false);
+  return text.ok() ? *std::move(text) : std::string();
+}
+
+std::string DefaultModelName(const std::string& path) {
+  std::filesystem::path p(path);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();
+  std::string name = p.filename().string();
+  if (name.size() > 5 && name.substr(name.size() - 5) == ".gguf") name.resize(name.size() - 5);
+  return name.empty() ? "model" : name;
+}
+
+v1::WorkerGenerateRequest ToWorkerRequest(const GenerateRequest& r) {
+  v1::WorkerGenerateRequest out;
+  out.set_request_id(r.request_id);
+  out.mutable_prompt_token_ids()->Add(r.prompt_token_ids.begin(), r.prompt_token_ids.end());
+  v1::WorkerSamplingParams* s = out.mutable_sampling();
+  s->set_n(r.n);
+  s->set_temperature(r.temperature);
+  s->set_top_k(r.top_k);
+  s->set_top_p(r.top_p);
+  s->set_min_p(r.min_p);
+  s->set_repetition_penalty(r.repetition_penalty);
+  s->set_presence_penalty(r.presence_penalty);
+  s->set_frequency_penalty(r.frequency_penalty);
+  for (const auto& [token, bias] : r.logit_bias) (*s->mutable_logit_bias())[token] = bias;
+  if (r.seed.has_value()) s->set_seed(*r.seed);
+  s->set_max_tokens(r.max_tokens);
+  s->set_min_tokens(r.min_tokens);
+  s->mutable_stop_token_ids()->Add(r.stop_token_ids.begin(), r.stop_token_ids.end());
+  s->set_ignore_eos(r.ignore_eos);
+  if (r.logprobs.has_value()) s->set_logprobs(*r.logprobs);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RemoteGenerator>> RemoteGenerator::Create(const DeploymentConfig& config,
+                                                                         cluster::Discovery* discovery,
+                                                                         const RemoteGeneratorOptions& options) {
+  auto gen = std::unique_ptr<RemoteGenerator>(new RemoteGenerator());
+  TANDEM_ASSIGN_OR_RETURN(gen->tokenizer_, tokenizer::Tokenizer::FromModelPath(config.model.path));
+  gen->card_.id = options.model_name.empty() ? DefaultModelName(config.model.path) : options.model_name;
+  gen->card_.created = static_cast<int64_t>(std::time(nullptr));
+  gen->card_.max_model_len = options.max_model_len > 0 ? options.max_model_len : config.model.max_model_len;
+  gen->card_.vocab_size = static_cast<int32_t>(gen->tokenizer_->vocab_size());
+  // The workers salt their block hashes with the model's name; the router must hash alike.
+  router::RouterOptions router_options =
+      router::RouterOptions::FromConfig(config, kvcache::HashSalt(DefaultModelName(config.model.path)));
+  gen->router_ = std::make_unique<router::Router>(router_options);
+  gen->discovery_ = discovery;
+  gen->feeds_ = std::make_unique<router::LoadFeeds>(*gen->router_, *discovery);
+  return gen;
+}
+
+RemoteGenerator::~RemoteGenerator() { Shutdown(); }
+
+void RemoteGenerator::Shutdown() {
+  if (stopped_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, call] : in_flight_) {
+      call->cancelled = true;
+      call->handle.Cancel();
+    }
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_.wait(lock, [&] { return active_threads_ == 0; });
+  lock.unlock();
+  feeds_.reset();
+}
+
+absl::Status RemoteGenerator::Generate(GenerateRequest request, StreamCallback on_event) {
+  if (stopped_) return absl::UnavailableError("the frontend is shutting down");
+  auto call = std::make_shared<InFlight>();
+  call->request = std::move(request);
+  call->on_event = std::move(on_event);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (in_flight_.count(call->request.request_id) > 0) {
+      return absl::AlreadyExistsError(absl::StrCat("request ", call->request.request_id, " is already running"));
+    }
+    in_flight_[call->request.request_id] = call;
+    ++active_threads_;
+  }
+  std::thread([this, call] { Run(call); }).detach();
+  return absl::OkStatus();
+}
+
+void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
+  const GenerateRequest& req = call->request;
+  auto finish = [&](GenerateEvent event) {
+    call->on_event(std::move(event));
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_.erase(req.request_id);
+    --active_threads_;
+    idle_.notify_all();
+  };
+
+  auto plan = router_->Route(req.prompt_token_ids);
+  if (!plan.ok()) {
+    GenerateEvent event;
+    event.status = absl::UnavailableError(absl::StrCat("no worker can serve the request: ", plan.status().message()));
+    event.final = true;
+    finish(std::move(event));
+    return;
+  }
+  v1::WorkerGenerateRequest wreq = ToWorkerRequest(req);
+  if (plan->prefill.has_value()) {
+    wreq.set_prefill_mode(v1::PREFILL_MODE_REMOTE);
+    wreq.set_prefill_worker(plan->prefill->address);
+    ++remote_prefills_;
+  } else {
+    wreq.set_prefill_mode(v1::PREFILL_MODE_LOCAL);
+  }
+  TLOG_DEBUG("[{}] routed to decode {} (cached blocks {}), prefill {}", req.request_id, plan->decode.worker_id,
+             plan->decode.cached_blocks, plan->prefill ? plan->prefill->worker_id : std::string("local"));
+
+  struct Choice {
+    std::unique_ptr<tokenizer::IncrementalDetokenizer> detok;
+    bool finished = false;
+    int32_t tokens = 0;  // delivered to the client
+  };
+  tokenizer::DetokenizerOptions detok_options;
+  detok_options.skip_special_tokens = req.skip_special_tokens;
+  detok_options.stop_strings = req.stop;
+  std::vector<Choice> choices(static_cast<size_t>(std::max(1, req.n)));
+  for (Choice& c : choices) {
+    c.detok = std::make_unique<tokenizer::IncrementalDetokenizer>(*tokenizer_, detok_options, req.prompt_token_ids);
+  }
+  int num_finished = 0;
+  int32_t cached_tokens = 0;
+  absl::Status worker_error;
+  std::optional<GenerateEvent> last;  // the event that finished the last choice: sent as the final one
+
+  cluster::WorkerClient client(plan->decode.address);
+  if (call->cancelled) call->handle.Cancel();
+  const absl::Status stream = client.Generate(
+      wreq,
+      [&](const v1::WorkerGenerateResponse& r) {
+        if (!worker_error.ok() || last.has_value()) return;
+        if (r.finish_reason() == v1::WORKER_FINISH_ERROR) {
+          worker_error = absl::Status(
+              r.error_code() == 0 ? absl::StatusCode::kInternal : static_cast<absl::StatusCode>(r.error_code()),
+              absl::StrCat("worker ", plan->decode.worker_id, ": ", r.error()));
+          return;
+        }
+        if (r.index() < 0 || r.index() >= static_cast<int>(choices.size())) return;
+        Choice& choice = choices[static_cast<size_t>(r.index())];
+        if (choice.finished) return;
+        ChoiceDelta delta;
+        delta.index = r.index();
+        for (int i = 0; i < r.token_ids_size() && !choice.detok->stopped(); ++i) {
+          const int32_t token = r.token_ids(i);
+          delta.token_ids.push_back(token);
+          ++choice.tokens;
+          delta.text += choice.detok->Push(token);
+          if (i < r.logprobs_size()) {
+            const v1::WorkerLogprobs& lp = r.logprobs(i);
+            TokenLogprob out{token, TokenText(*tokenizer_, token), lp.logprob(), {}};
+            for (const v1::WorkerTokenLogprob& t : lp.top()) {
+              out.top.push_back(TopLogprob{t.token(), TokenText(*tokenizer_, t.token()), t.logprob()});
+            }
+            delta.logprobs.push_back(std::move(out));
+          }
+        }
+        const bool stop_string = choice.detok->stopped();
+        if (r.finished() || stop_string) {
+          if (!stop_string) delta.text += choice.detok->Finish();
+          delta.finish_reason = stop_string ? FinishReason::kStop : MapFinish(r.finish_reason());
+          choice.finished = true;
+          ++num_finished;
+          cached_tokens = std::max(cached_tokens, r.num_cached_tokens());
+        }
+        GenerateEvent event;
+        event.choices.push_back(std::move(delta));
+        if (num_finished == static_cast<int>(choices.size())) {
+          last = std::move(event);
+          if (stop_string) call->handle.Cancel();  // the worker need not go on
+        } else {
+          call->on_event(std::move(event));
+        }
+      },
+      &call->handle);
+
+  router_->ReleaseRequest(plan->decode.worker_id, plan->decode.prompt_blocks);
+  if (plan->prefill.has_value()) {
+    router_->ReleaseRequest(plan->prefill->worker_id, plan->prefill->prompt_blocks - plan->prefill->cached_blocks);
+  }
+
+  GenerateEvent final_event;
+  if (!worker_error.ok()) {
+    final_event.status = worker_error;
+  } else if (last.has_value()) {
+    final_event = std::move(*last);
+  } else if (call->cancelled) {
+    for (size_t i = 0; i < choices.size(); ++i) {
+      if (choices[i].finished) continue;
+      ChoiceDelta delta;
+      delta.index = static_cast<int32_t>(i);
+      delta.finish_reason = FinishReason::kAborted;
+      final_event.choices.push_back(std::move(delta));
+    }
+  } else {
+    final_event.status = stream.ok() ? absl::InternalError(absl::StrCat("worker ", plan->decode.worker_id,
+                                                                        " ended the stream before the request "
+                                                                        "finished"))
+                                     : absl::Status(stream.code(), absl::StrCat("worker ", plan->decode.worker_id,
+                                                                               " (", plan->decode.address,
+                                                                               "): ", stream.message()));
+  }
+  final_event.final = true;
+  if (final_event.status.ok()) {
+    final_event.usage.prompt_tokens = static_cast<int32_t>(req.prompt_token_ids.size());
+    for (const Choice& c : choices) final_event.usage.completion_tokens += c.tokens;
+    final_event.usage.cached_prompt_tokens = cached_tokens;
+  }
+  finish(std::move(final_event));
+}
+
+void RemoteGenerator::Cancel(const std::string& request_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = in_flight_.find(request_id);
+  if (it == in_flight_.end()) return;
+  it->second->cancelled = true;
+  it->second->handle.Cancel();
+}
+
+std::vector<ModelCard> RemoteGenerator::ListModels() const { return {card_}; }
+
+GeneratorHealth RemoteGenerator::Health() const {
+  GeneratorHealth health;
+  const cluster::WorkerSnapshot snapshot = discovery_->Snapshot();
+  int decode_capable = 0;
+  for (const cluster::WorkerInfo& w : snapshot.workers) {
+    if (w.role != cluster::WorkerRole::kPrefill) ++decode_capable;
+  }
+  health.ready = decode_capable > 0 && !stopped_;
+  health.detail = absl::StrCat(snapshot.workers.size(), " worker(s), ", decode_capable, " decode-capable");
+  return health;
+}
+
+GeneratorStats RemoteGenerator::Stats() const {
+  GeneratorStats stats;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats.num_running = static_cast<int64_t>(in_flight_.size());
+  for (const std::string& id : router_->WorkerIds()) stats.kv_blocks_used += router_->LoadBlocks(id);
+  return stats;
+}
+
+}  // namespace tandem::frontend

@@ -1,0 +1,100 @@
+// A worker's LoadReport (proto) drives the router: KV events from a real KvCacheManager, sent as
+// worker.proto KvCacheEvents, make kv_aware route the repeated prefix back to that worker.
+#include "tandem/router/load_report.h"
+
+#include <numeric>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tandem/kvcache/kv_cache_manager.h"
+
+namespace tandem::router {
+namespace {
+
+v1::KvCacheEvent ToProto(const kvcache::KvEvent& e) {
+  v1::KvCacheEvent p;
+  switch (e.type) {
+    case kvcache::KvEventType::kBlockStored:
+      p.set_type(v1::KvCacheEvent::STORED);
+      break;
+    case kvcache::KvEventType::kBlockRemoved:
+      p.set_type(v1::KvCacheEvent::REMOVED);
+      break;
+    case kvcache::KvEventType::kAllCleared:
+      p.set_type(v1::KvCacheEvent::ALL_CLEARED);
+      break;
+  }
+  for (kvcache::BlockHash h : e.block_hashes) p.add_block_hashes(h);
+  p.set_parent_hash(e.parent_hash);
+  p.set_has_parent(e.has_parent);
+  for (int32_t t : e.token_ids) p.add_token_ids(t);
+  p.set_block_size(e.block_size);
+  return p;
+}
+
+TEST(LoadReportTest, ReportsFeedTheKvIndexAndTheLoad) {
+  const uint64_t salt = kvcache::HashSalt("m");
+  kvcache::KvCacheManager cache(kvcache::KvCacheConfig{
+      .num_blocks = 32, .block_size = 16, .enable_prefix_caching = true, .hash_salt = salt});
+  std::vector<int32_t> prompt(100);
+  std::iota(prompt.begin(), prompt.end(), 5);
+  kvcache::BlockTable table;
+  ASSERT_TRUE(cache.Allocate(table, 100));
+  cache.CacheFullBlocks(table, prompt, 100);
+
+  v1::LoadReport report;
+  report.set_num_running(1);
+  report.set_num_waiting(2);
+  report.set_kv_blocks_used(7);
+  for (const kvcache::KvEvent& e : cache.TakeEvents()) *report.add_events() = ToProto(e);
+
+  RouterOptions options;
+  options.block_size = 16;
+  options.hash_salt = salt;
+  Router router(options);
+  router.AddWorker({.id = "busy", .role = cluster::WorkerRole::kDecode, .address = "h:1"});
+  router.AddWorker({.id = "idle", .role = cluster::WorkerRole::kDecode, .address = "h:2"});
+  ApplyLoadReport(router, "busy", report);
+  EXPECT_EQ(router.CachedBlocks("busy"), 6);  // 100 tokens = 6 full blocks
+  EXPECT_EQ(router.LoadBlocks("busy"), 7);
+
+  // 6 cached of 7 blocks on "busy": cost 1 + 7 = 8; "idle": 7 + 0 = 7. The idle one wins here...
+  EXPECT_EQ(router.RouteDecode(prompt)->worker_id, "idle");
+  // ...but with a longer shared prefix the hit outweighs the load.
+  router.ReleaseRequest("idle", 7);
+  std::vector<int32_t> long_prompt(320);
+  std::iota(long_prompt.begin(), long_prompt.end(), 1000);
+  kvcache::BlockTable t2;
+  ASSERT_TRUE(cache.Allocate(t2, 320));
+  cache.CacheFullBlocks(t2, long_prompt, 320);
+  v1::LoadReport second;
+  second.set_kv_blocks_used(27);
+  for (const kvcache::KvEvent& e : cache.TakeEvents()) *second.add_events() = ToProto(e);
+  ApplyLoadReport(router, "busy", second);
+  std::vector<int32_t> again = long_prompt;
+  again.push_back(3);
+  // busy: (21 - 20) + 27 = 28; idle: 21 + 0 = 21 → still idle. Weight the overlap more:
+  EXPECT_EQ(router.RouteDecode(again)->worker_id, "idle");
+  RouterOptions heavy = options;
+  heavy.kv_overlap_weight = 4.0;
+  Router weighted(heavy);
+  weighted.AddWorker({.id = "busy", .role = cluster::WorkerRole::kDecode, .address = "h:1"});
+  weighted.AddWorker({.id = "idle", .role = cluster::WorkerRole::kDecode, .address = "h:2"});
+  ApplyLoadReport(weighted, "busy", report);
+  ApplyLoadReport(weighted, "busy", second);
+  // busy: 4 * 1 + 27 = 31; idle: 4 * 21 = 84.
+  absl::StatusOr<RouteResult> r = weighted.RouteDecode(again);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->worker_id, "busy");
+  EXPECT_EQ(r->cached_blocks, 20);
+
+  // An all-cleared event in a later report empties the index.
+  v1::LoadReport cleared;
+  cleared.add_events()->set_type(v1::KvCacheEvent::ALL_CLEARED);
+  ApplyLoadReport(weighted, "busy", cleared);
+  EXPECT_EQ(weighted.CachedBlocks("busy"), 0);
+  EXPECT_EQ(weighted.LoadBlocks("busy"), 0);
+}
+
+}  // namespace
+}  // namespace tandem::router
