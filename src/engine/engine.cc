@@ -254,7 +254,7 @@ absl::StatusOr<bool> Engine::Step() {
 }
 
 absl::Status Engine::CompleteRemotePrefill(const std::string& request_id, int32_t first_token,
-                                           absl::Status transfer) {
+                                           absl::Status transfer, std::optional<SampleResult> first_logprobs) {
   auto it = requests_.find(request_id);
   if (it == requests_.end()) return absl::NotFoundError(absl::StrCat("request ", request_id, " is not live"));
   const SeqId id = it->second.front();
@@ -270,6 +270,10 @@ absl::Status Engine::CompleteRemotePrefill(const std::string& request_id, int32_
   const Sequence* s = scheduler_.Find(id);
   RequestOutput o = MakeOutput(*s);
   o.new_token_ids.push_back(first_token);
+  if (first_logprobs.has_value() && s->params->logprobs.has_value()) {
+    first_logprobs->token = first_token;
+    o.logprobs.push_back(std::move(*first_logprobs));
+  }
   outputs_.push_back(std::move(o));
   Reap();
   return absl::OkStatus();

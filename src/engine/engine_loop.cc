@@ -127,9 +127,9 @@ void EngineLoop::Abort(const std::string& request_id) {
 }
 
 void EngineLoop::CompleteRemotePrefill(const std::string& request_id, int32_t first_token,
-                                       absl::Status transfer) {
-  Post([this, request_id, first_token, transfer] {
-    const absl::Status s = engine_->CompleteRemotePrefill(request_id, first_token, transfer);
+                                       absl::Status transfer, std::optional<SampleResult> first_logprobs) {
+  Post([this, request_id, first_token, transfer, first_logprobs] {
+    const absl::Status s = engine_->CompleteRemotePrefill(request_id, first_token, transfer, first_logprobs);
     if (!s.ok()) {
       TLOG_WARN("request {}: remote prefill completion rejected: {}", request_id, std::string(s.message()));
       engine_->AbortRequest(request_id, FinishReason::kError, s);

@@ -512,7 +512,7 @@ class Worker::Impl final : public v1::Worker::Service {
       state->in_flight = true;
     }
     const auto start = Clock::now();
-    absl::StatusOr<int32_t> first = RunRemotePrefill(request, *state);
+    absl::StatusOr<v1::RemotePrefillResponse> first = RunRemotePrefill(request, *state);
     bool cancelled = false;
     {
       std::lock_guard<std::mutex> lock(remote_mu_);
@@ -537,10 +537,21 @@ class Worker::Impl final : public v1::Worker::Service {
     TLOG_DEBUG("request {}: remote prefill of {} tokens done in {:.1f} ms", request.request_id,
                request.prompt_token_ids.size(), ms);
     (void)ms;
-    loop_->CompleteRemotePrefill(request.request_id, *first);
+    std::optional<engine::SampleResult> first_logprobs;
+    if (first->has_first_logprobs()) {
+      engine::SampleResult r;
+      r.token = first->first_token();
+      r.logprob = first->first_logprobs().logprob();
+      for (const v1::WorkerTokenLogprob& t : first->first_logprobs().top()) {
+        r.top_logprobs.push_back(engine::TokenLogprob{t.token(), t.logprob()});
+      }
+      first_logprobs = std::move(r);
+    }
+    loop_->CompleteRemotePrefill(request.request_id, first->first_token(), absl::OkStatus(), first_logprobs);
   }
 
-  absl::StatusOr<int32_t> RunRemotePrefill(const engine::RemoteKvRequest& request, const RemoteState& state) {
+  absl::StatusOr<v1::RemotePrefillResponse> RunRemotePrefill(const engine::RemoteKvRequest& request,
+                                                             const RemoteState& state) {
     TANDEM_ASSIGN_OR_RETURN(std::shared_ptr<cluster::WorkerClient> client,
                             PrefillClient(state.prefill_worker));
     v1::RemotePrefillRequest call;
@@ -565,7 +576,7 @@ class Worker::Impl final : public v1::Worker::Service {
           absl::StrCat("prefill worker ", state.prefill_worker,
                        " reported the KV written but no completion notice arrived"));
     }
-    return response->first_token();
+    return *std::move(response);
   }
 
   bool TakeNotification(const std::string& note, std::chrono::milliseconds timeout) {
@@ -677,6 +688,7 @@ class Worker::Impl final : public v1::Worker::Service {
     TANDEM_RETURN_IF_ERROR(
         loop_->Submit(std::move(er), [queue](engine::RequestOutput o) { queue->Push(std::move(o)); }));
     std::vector<int32_t> tokens;
+    std::vector<engine::SampleResult> logprobs;
     engine::RequestOutput last;
     bool cancelled = false;
     for (bool done = false; !done;) {
@@ -687,6 +699,7 @@ class Worker::Impl final : public v1::Worker::Service {
       std::optional<engine::RequestOutput> o = queue->Pop(kPollInterval);
       if (!o.has_value()) continue;
       tokens.insert(tokens.end(), o->new_token_ids.begin(), o->new_token_ids.end());
+      logprobs.insert(logprobs.end(), o->logprobs.begin(), o->logprobs.end());
       done = o->request_finished;
       if (done) last = std::move(*o);
     }
@@ -713,6 +726,15 @@ class Worker::Impl final : public v1::Worker::Service {
       stats_.kv_bytes_sent += bytes;
     }
     response.set_first_token(tokens.front());
+    if (!logprobs.empty()) {
+      v1::WorkerLogprobs* lp = response.mutable_first_logprobs();
+      lp->set_logprob(logprobs.front().logprob);
+      for (const engine::TokenLogprob& t : logprobs.front().top_logprobs) {
+        v1::WorkerTokenLogprob* top = lp->add_top();
+        top->set_token(t.token);
+        top->set_logprob(t.logprob);
+      }
+    }
     response.set_num_blocks_written(static_cast<int32_t>(sent));
     response.set_bytes_written(bytes);
     response.set_num_cached_tokens(last.num_cached_tokens);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,8 +92,10 @@ class Engine {
 
   // Decode side of disaggregation: the prefill worker filled the request's blocks and sampled
   // `first_token`; a non-OK `transfer` ends the request with kError.
+  // `first_logprobs`: the prefill worker's logprobs of `first_token` (when the request asks for them).
   absl::Status CompleteRemotePrefill(const std::string& request_id, int32_t first_token,
-                                     absl::Status transfer = absl::OkStatus());
+                                     absl::Status transfer = absl::OkStatus(),
+                                     std::optional<SampleResult> first_logprobs = std::nullopt);
   // Prefill side: the request's pinned blocks were transferred; free them.
   absl::Status ReleaseTransfer(const std::string& request_id);
 

@@ -64,7 +64,8 @@ class EngineLoop {
   absl::StatusOr<std::shared_ptr<OutputStream>> Submit(EngineRequest request);
   void Abort(const std::string& request_id);
   void CompleteRemotePrefill(const std::string& request_id, int32_t first_token,
-                             absl::Status transfer = absl::OkStatus());
+                             absl::Status transfer = absl::OkStatus(),
+                             std::optional<SampleResult> first_logprobs = std::nullopt);
   void ReleaseTransfer(const std::string& request_id);
 
   // Snapshot after the latest step.
