@@ -19,12 +19,12 @@ say "resolved deployment ($CONFIG)"
 "$TANDEM" config check -c "$CONFIG"
 
 if has_command serve; then
-  if ! has_command worker; then
-    say "note: the disaggregated pools ('tandem worker', KV over UCX) are not in this build yet:"
-    echo "tandem serve runs the engine inside the frontend process, aggregated"
-  fi
   port=$("$TANDEM" config check -c "$CONFIG" | sed -n 's/.*http: {host: [^,]*, port: \([0-9]*\)}.*/\1/p')
-  say "serving $MODEL on port $port; sending a chat request"
+  if has_command worker; then
+    say "serving $MODEL disaggregated (the pools of $CONFIG as worker processes) on port $port"
+  else
+    say "serving $MODEL on port $port (worker pools not in this build: one engine in the frontend process)"
+  fi
   "$TANDEM" serve -c "$CONFIG" &
   server=$!
   trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
@@ -34,6 +34,7 @@ if has_command serve; then
     sleep 1
   done
   model_id=$(curl -sf "http://127.0.0.1:$port/v1/models" | sed -n 's/.*"id" *: *"\([^"]*\)".*/\1/p' | head -1)
+  say "POST /v1/chat/completions (model $model_id)"
   curl -sS "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: application/json' -d '{
     "model": "'"$model_id"'",
     "messages": [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
