@@ -1,5 +1,7 @@
 #include "tandem/frontend/generator.h"
 
+#include <filesystem>
+
 namespace tandem::frontend {
 
 const char* FinishReasonName(FinishReason reason) {
@@ -16,6 +18,14 @@ const char* FinishReasonName(FinishReason reason) {
       return "error";
   }
   return "";
+}
+
+std::string DefaultModelName(const std::string& model_path) {
+  std::filesystem::path p(model_path);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();  // trailing slash
+  std::string name = p.filename().string();
+  if (name.size() > 5 && name.substr(name.size() - 5) == ".gguf") name.resize(name.size() - 5);
+  return name.empty() ? "model" : name;
 }
 
 }  // namespace tandem::frontend

@@ -126,13 +126,6 @@ void OnOutput(const std::shared_ptr<RequestState>& state, engine::RequestOutput 
   state->on_event(std::move(event));
 }
 
-std::string DefaultModelName(const std::string& path) {
-  std::filesystem::path p(path);
-  while (!p.empty() && p.filename().empty()) p = p.parent_path();  // trailing slash
-  std::string name = p.filename().string();
-  if (name.size() > 5 && name.substr(name.size() - 5) == ".gguf") name.resize(name.size() - 5);
-  return name.empty() ? "model" : name;
-}
 
 }  // namespace
 

@@ -52,13 +52,6 @@ std::string TokenText(const tokenizer::Tokenizer& tok, int32_t id) {
   return text.ok() ? *std::move(text) : std::string();
 }
 
-std::string DefaultModelName(const std::string& path) {
-  std::filesystem::path p(path);
-  while (!p.empty() && p.filename().empty()) p = p.parent_path();
-  std::string name = p.filename().string();
-  if (name.size() > 5 && name.substr(name.size() - 5) == ".gguf") name.resize(name.size() - 5);
-  return name.empty() ? "model" : name;
-}
 
 v1::WorkerGenerateRequest ToWorkerRequest(const GenerateRequest& r) {
   v1::WorkerGenerateRequest out;
@@ -94,9 +87,21 @@ absl::StatusOr<std::unique_ptr<RemoteGenerator>> RemoteGenerator::Create(const D
   gen->card_.created = static_cast<int64_t>(std::time(nullptr));
   gen->card_.max_model_len = options.max_model_len > 0 ? options.max_model_len : config.model.max_model_len;
   gen->card_.vocab_size = static_cast<int32_t>(gen->tokenizer_->vocab_size());
-  // The workers salt their block hashes with the model's name; the router must hash alike.
-  router::RouterOptions router_options =
-      router::RouterOptions::FromConfig(config, kvcache::HashSalt(DefaultModelName(config.model.path)));
+  // The workers salt their block hashes with their model's name (GetInfo's layout.model); the router
+  // must hash prompts alike or kv_aware routing would never see a prefix hit.
+  std::string worker_model;
+  for (const cluster::WorkerInfo& w : discovery->Snapshot().workers) {
+    cluster::WorkerClient client(w.address);
+    if (auto info = client.GetInfo(std::chrono::seconds(10)); info.ok()) {
+      worker_model = info->layout().model();
+      break;
+    }
+  }
+  if (worker_model.empty()) {
+    return absl::UnavailableError(
+        "no worker answered GetInfo: the router needs the workers' model name to hash prompts as they do");
+  }
+  router::RouterOptions router_options = router::RouterOptions::FromConfig(config, kvcache::HashSalt(worker_model));
   gen->router_ = std::make_unique<router::Router>(router_options);
   gen->discovery_ = discovery;
   gen->feeds_ = std::make_unique<router::LoadFeeds>(*gen->router_, *discovery);

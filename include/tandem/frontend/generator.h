@@ -52,6 +52,9 @@ enum class FinishReason { kNone, kStop, kLength, kAborted, kError };
 // "stop" | "length" | "abort" | "error" ("" for kNone): OpenAI's finish_reason strings.
 const char* FinishReasonName(FinishReason reason);
 
+// The model id served by default: the model file's or directory's name, without ".gguf".
+std::string DefaultModelName(const std::string& model_path);
+
 struct TopLogprob {
   int32_t token_id = 0;
   std::string token;  // the token's text (bytes that aren't valid UTF-8 are replaced)
