@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "tandem/tokenizer/tokenizer.h"
+
 namespace tandem::frontend {
 
 const char* FinishReasonName(FinishReason reason) {
@@ -18,6 +20,13 @@ const char* FinishReasonName(FinishReason reason) {
       return "error";
   }
   return "";
+}
+
+std::string TokenText(const tokenizer::Tokenizer& tokenizer, int32_t token_id) {
+  auto text = tokenizer.Decode({token_id}, /*skip_special_tokens=*/false);
+  if (text.ok()) return *std::move(text);
+  auto piece = tokenizer.TokenToPiece(token_id);
+  return piece.ok() ? *std::move(piece) : std::string();
 }
 
 std::string DefaultModelName(const std::string& model_path) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <ctime>
-#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -70,13 +69,6 @@ FinishReason MapFinish(engine::FinishReason reason) {
       return FinishReason::kError;
   }
   return FinishReason::kError;
-}
-
-std::string TokenText(const tokenizer::Tokenizer& tok, int32_t id) {
-  auto text = tok.Decode({id}, /*skip_special_tokens=*/false);
-  if (text.ok()) return *std::move(text);
-  auto piece = tok.TokenToPiece(id);
-  return piece.ok() ? *std::move(piece) : std::string();
 }
 
 void OnOutput(const std::shared_ptr<RequestState>& state, engine::RequestOutput out) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <optional>
 #include <ctime>
-#include <filesystem>
 #include <thread>
 #include <utility>
 
@@ -46,12 +45,6 @@ FinishReason MapFinish(v1::WorkerFinishReason reason) {
       return FinishReason::kError;
   }
 }
-
-std::string TokenText(const tokenizer::Tokenizer& tok, int32_t id) {
-  auto text = tok.Decode({id}, /*skip_special_tokens=*/false);
-  return text.ok() ? *std::move(text) : std::string();
-}
-
 
 v1::WorkerGenerateRequest ToWorkerRequest(const GenerateRequest& r) {
   v1::WorkerGenerateRequest out;

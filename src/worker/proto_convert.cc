@@ -90,20 +90,31 @@ engine::FinishReason FromProto(v1::WorkerFinishReason reason) {
   return engine::FinishReason::kNone;
 }
 
+v1::WorkerLogprobs ToProto(const engine::SampleResult& s) {
+  v1::WorkerLogprobs lp;
+  lp.set_logprob(s.logprob);
+  for (const engine::TokenLogprob& t : s.top_logprobs) {
+    v1::WorkerTokenLogprob* top = lp.add_top();
+    top->set_token(t.token);
+    top->set_logprob(t.logprob);
+  }
+  return lp;
+}
+
+engine::SampleResult FromProto(const v1::WorkerLogprobs& lp, int32_t token) {
+  engine::SampleResult s;
+  s.token = token;
+  s.logprob = lp.logprob();
+  for (const v1::WorkerTokenLogprob& t : lp.top()) s.top_logprobs.push_back(engine::TokenLogprob{t.token(), t.logprob()});
+  return s;
+}
+
 v1::WorkerGenerateResponse ToProto(const engine::RequestOutput& o) {
   v1::WorkerGenerateResponse r;
   r.set_request_id(o.request_id);
   r.set_index(o.index);
   for (int32_t t : o.new_token_ids) r.add_token_ids(t);
-  for (const engine::SampleResult& s : o.logprobs) {
-    v1::WorkerLogprobs* lp = r.add_logprobs();
-    lp->set_logprob(s.logprob);
-    for (const engine::TokenLogprob& t : s.top_logprobs) {
-      v1::WorkerTokenLogprob* top = lp->add_top();
-      top->set_token(t.token);
-      top->set_logprob(t.logprob);
-    }
-  }
+  for (const engine::SampleResult& s : o.logprobs) *r.add_logprobs() = ToProto(s);
   r.set_finished(o.finished);
   r.set_finish_reason(ToProto(o.finish_reason));
   if (!o.status.ok()) {

@@ -538,15 +538,7 @@ class Worker::Impl final : public v1::Worker::Service {
                request.prompt_token_ids.size(), ms);
     (void)ms;
     std::optional<engine::SampleResult> first_logprobs;
-    if (first->has_first_logprobs()) {
-      engine::SampleResult r;
-      r.token = first->first_token();
-      r.logprob = first->first_logprobs().logprob();
-      for (const v1::WorkerTokenLogprob& t : first->first_logprobs().top()) {
-        r.top_logprobs.push_back(engine::TokenLogprob{t.token(), t.logprob()});
-      }
-      first_logprobs = std::move(r);
-    }
+    if (first->has_first_logprobs()) first_logprobs = FromProto(first->first_logprobs(), first->first_token());
     loop_->CompleteRemotePrefill(request.request_id, first->first_token(), absl::OkStatus(), first_logprobs);
   }
 
@@ -726,15 +718,7 @@ class Worker::Impl final : public v1::Worker::Service {
       stats_.kv_bytes_sent += bytes;
     }
     response.set_first_token(tokens.front());
-    if (!logprobs.empty()) {
-      v1::WorkerLogprobs* lp = response.mutable_first_logprobs();
-      lp->set_logprob(logprobs.front().logprob);
-      for (const engine::TokenLogprob& t : logprobs.front().top_logprobs) {
-        v1::WorkerTokenLogprob* top = lp->add_top();
-        top->set_token(t.token);
-        top->set_logprob(t.logprob);
-      }
-    }
+    if (!logprobs.empty()) *response.mutable_first_logprobs() = ToProto(logprobs.front());
     response.set_num_blocks_written(static_cast<int32_t>(sent));
     response.set_bytes_written(bytes);
     response.set_num_cached_tokens(last.num_cached_tokens);

@@ -20,6 +20,10 @@
 
 #include "absl/status/status.h"
 
+namespace tandem::tokenizer {
+class Tokenizer;
+}  // namespace tandem::tokenizer
+
 namespace tandem::frontend {
 
 struct GenerateRequest {
@@ -51,6 +55,9 @@ enum class FinishReason { kNone, kStop, kLength, kAborted, kError };
 
 // "stop" | "length" | "abort" | "error" ("" for kNone): OpenAI's finish_reason strings.
 const char* FinishReasonName(FinishReason reason);
+
+// The text of one token for logprobs (special tokens kept; the raw piece when it does not decode).
+std::string TokenText(const tokenizer::Tokenizer& tokenizer, int32_t token_id);
 
 // The model id served by default: the model file's or directory's name, without ".gguf".
 std::string DefaultModelName(const std::string& model_path);

@@ -22,6 +22,10 @@ v1::WorkerFinishReason ToProto(engine::FinishReason reason);
 engine::FinishReason FromProto(v1::WorkerFinishReason reason);
 
 // One engine output as a stream message (error status included).
+// One sampled token's logprobs; FromProto takes the token id the message belongs to.
+v1::WorkerLogprobs ToProto(const engine::SampleResult& sample);
+engine::SampleResult FromProto(const v1::WorkerLogprobs& logprobs, int32_t token);
+
 v1::WorkerGenerateResponse ToProto(const engine::RequestOutput& output);
 
 v1::KvCacheEvent ToProto(const kvcache::KvEvent& event);

@@ -7,30 +7,12 @@
 
 #include "gtest/gtest.h"
 #include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/worker/proto_convert.h"
 
 namespace tandem::router {
 namespace {
 
-v1::KvCacheEvent ToProto(const kvcache::KvEvent& e) {
-  v1::KvCacheEvent p;
-  switch (e.type) {
-    case kvcache::KvEventType::kBlockStored:
-      p.set_type(v1::KvCacheEvent::STORED);
-      break;
-    case kvcache::KvEventType::kBlockRemoved:
-      p.set_type(v1::KvCacheEvent::REMOVED);
-      break;
-    case kvcache::KvEventType::kAllCleared:
-      p.set_type(v1::KvCacheEvent::ALL_CLEARED);
-      break;
-  }
-  for (kvcache::BlockHash h : e.block_hashes) p.add_block_hashes(h);
-  p.set_parent_hash(e.parent_hash);
-  p.set_has_parent(e.has_parent);
-  for (int32_t t : e.token_ids) p.add_token_ids(t);
-  p.set_block_size(e.block_size);
-  return p;
-}
+using worker::ToProto;  // the conversion the workers use to send KV events
 
 TEST(LoadReportTest, ReportsFeedTheKvIndexAndTheLoad) {
   const uint64_t salt = kvcache::HashSalt("m");
