@@ -1,23 +1,18 @@
-// `tandem serve`: the OpenAI-compatible HTTP server and the gRPC API over an engine in this process
-// (LocalGenerator). The disaggregated deployment (router + worker pools) will plug in behind the
-// same frontend through the Generator interface.
+// `tandem serve`: the OpenAI-compatible HTTP server and the gRPC API over either the deployment's
+// worker pools, launched and supervised as processes (-c FILE; RemoteGenerator routes to them), or
+// one engine inside this process (no -c, or --local: LocalGenerator).
 #include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "commands.h"
 #include "flags.h"
+#include "serve_frontend.h"
 #include "tandem/core/config.h"
 #include "tandem/core/logging.h"
-#include "tandem/frontend/grpc_server.h"
-#include "tandem/frontend/http_server.h"
 #include "tandem/frontend/local_generator.h"
-#include "tandem/frontend/openai_service.h"
 #include "tandem/tokenizer/tokenizer.h"
 #ifdef TANDEM_HAVE_LAUNCHER
 #include "launcher.h"
@@ -26,21 +21,6 @@
 #endif
 
 namespace tandem::cli {
-namespace {
-
-std::vector<std::string> ApiKeysFromEnv(const std::string& env_name) {
-  std::vector<std::string> keys;
-  if (env_name.empty()) return keys;
-  const char* value = std::getenv(env_name.c_str());
-  if (value == nullptr) return keys;
-  for (absl::string_view key : absl::StrSplit(value, ',')) {
-    key = absl::StripAsciiWhitespace(key);
-    if (!key.empty()) keys.emplace_back(key);
-  }
-  return keys;
-}
-
-}  // namespace
 
 int RunServe(const Args& args) {
   const std::vector<FlagSpec> specs = {
@@ -93,13 +73,7 @@ int RunServe(const Args& args) {
     return 2;
   }
 
-  // Block the signals before any thread starts, so every thread inherits the mask and sigwait below
-  // is the one place they arrive.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockShutdownSignals();
 
   // Either the deployment's worker pools as processes (with -c), or one engine in this process.
   frontend::Generator* generator = nullptr;
@@ -165,58 +139,21 @@ int RunServe(const Args& args) {
     tokenizer = &local->tokenizer();
     max_model_len = local->max_model_len();
   }
-  frontend::ServiceOptions service_options;
-  service_options.model_name = generator->ListModels().front().id;
-  service_options.max_model_len = max_model_len;
-  service_options.max_queued_requests = config->frontend.max_queued_requests;
-  service_options.api_keys = ApiKeysFromEnv(config->frontend.api_keys_env);
-  frontend::OpenAiService service(generator, tokenizer, service_options);
-
-  frontend::HttpServerOptions http_options;
-  http_options.host = config->frontend.http.host;
-  http_options.port = config->frontend.http.port;
-  http_options.num_threads = static_cast<int>(*http_threads);
-  http_options.max_request_bytes = config->frontend.max_request_bytes;
-  frontend::HttpServer http(&service, http_options);
-  if (absl::Status s = http.Start(); !s.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
-    return 1;
-  }
-  std::unique_ptr<frontend::GrpcServer> grpc;
-  if (!flags->Has("no-grpc")) {
-    frontend::GrpcServerOptions grpc_options;
-    grpc_options.host = config->frontend.grpc.host;
-    grpc_options.port = config->frontend.grpc.port;
-    grpc_options.max_request_bytes = config->frontend.max_request_bytes;
-    grpc = std::make_unique<frontend::GrpcServer>(&service, grpc_options);
-    if (absl::Status s = grpc->Start(); !s.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
-      return 1;
-    }
-  }
-  std::printf("tandem serve: model %s, http port %d, grpc port %d, api keys %s\n",
-              service_options.model_name.c_str(), http.port(), grpc ? grpc->port() : 0,
-              service_options.api_keys.empty() ? "off" : "on");
-  std::fflush(stdout);
-
-  int signal = 0;
-  while (true) {
-    const timespec tick{0, 200 * 1000 * 1000};
-    signal = sigtimedwait(&signals, nullptr, &tick);
-    if (signal > 0) break;
+  FrontendRun run;
+  run.command = "serve";
+  run.http_threads = static_cast<int>(*http_threads);
+  run.grpc = !flags->Has("no-grpc");
+  run.max_model_len = max_model_len;
 #ifdef TANDEM_HAVE_LAUNCHER
-    if (launch) supervisor.Poll();  // reap and restart crashed workers
+  if (launch) run.on_tick = [&supervisor] { supervisor.Poll(); };  // reap and restart crashed workers
 #endif
-  }
-  TLOG_INFO("serve: signal {}, shutting down", signal);
-  http.Stop();
-  if (grpc) grpc->Stop();
+  const int code = ServeFrontend(*config, generator, tokenizer, run, signals);
 #ifdef TANDEM_HAVE_LAUNCHER
   if (remote) remote->Shutdown();
   supervisor.Shutdown();
 #endif
   if (local) local->Shutdown();
-  return 0;
+  return code;
 }
 
 }  // namespace tandem::cli

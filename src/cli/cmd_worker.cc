@@ -1,22 +1,64 @@
 // `tandem worker --role prefill|decode|both -c CONFIG`: one worker process of a deployment (the
 // engine, the gRPC worker service and the KV transport), for clusters and for `tandem serve`'s
 // launcher. Prints "tandem worker ROLE listening on HOST:PORT" once it serves, then runs until
-// SIGINT/SIGTERM.
-#include <pthread.h>
+// SIGINT/SIGTERM. With discovery.type etcd it registers itself (id, role, advertised address, model
+// and KV metadata) under a lease for as long as it runs, so frontends route to it at once.
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "commands.h"
 #include "flags.h"
+#include "shutdown_signals.h"
+#include "tandem/cluster/discovery.h"
 #include "tandem/core/config.h"
 #include "tandem/core/logging.h"
 #include "tandem/worker/worker.h"
 
 namespace tandem::cli {
+namespace {
+
+// The address other processes use: --advertise HOST[:PORT] (HOST alone takes the listening port), else
+// the listening address (0.0.0.0 becomes 127.0.0.1, which only suits one host).
+absl::StatusOr<std::string> AdvertisedAddress(const std::string& advertise, const worker::Worker& w) {
+  if (advertise.empty()) return w.address();
+  const size_t colon = advertise.rfind(':');
+  const bool has_port = colon != std::string::npos && advertise.find(']', colon) == std::string::npos;
+  if (!has_port) return absl::StrCat(advertise, ":", w.port());
+  if (colon == 0 || colon + 1 == advertise.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("--advertise ", advertise, ": expected HOST or HOST:PORT"));
+  }
+  return advertise;
+}
+
+// The record frontends route by: WorkerInfo.model is the model name the worker salts its block hashes
+// with, so a frontend's router hashes prompts the same way without asking the worker.
+cluster::WorkerInfo Registration(const std::string& id, cluster::WorkerRole role, const std::string& address,
+                                 const v1::WorkerInfo& info) {
+  cluster::WorkerInfo out;
+  out.id = id;
+  out.role = role;
+  out.address = address;
+  out.model = info.layout().model();
+  out.metadata = {{"instance_id", info.instance_id()},
+                  {"transport", info.transport()},
+                  {"block_size", absl::StrCat(info.layout().block_size())},
+                  {"num_kv_blocks", absl::StrCat(info.num_kv_blocks())}};
+  return out;
+}
+
+std::string DefaultWorkerId(cluster::WorkerRole role) {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return absl::StrCat(cluster::WorkerRoleName(role), "-", host[0] ? host : "host", "-", getpid());
+}
+
+}  // namespace
 
 int RunWorker(const Args& args) {
   const std::vector<FlagSpec> specs = {
@@ -26,16 +68,19 @@ int RunWorker(const Args& args) {
        false, ""},
       {"prefill", "decode: a prefill worker's HOST:PORT; default: discovery.workers with role prefill", true,
        true, ""},
+      {"advertise", "HOST[:PORT] others reach this worker at (default: the --listen address)", true, false, ""},
+      {"id", "worker id in discovery (default: ROLE-HOSTNAME-PID)", true, false, ""},
       {"set", "override a key: --set kv_cache.block_size=32 (value in YAML syntax)", true, true, ""},
   };
   const std::string usage =
-      "tandem worker --role prefill|decode|both -c FILE [--listen HOST:PORT] [--prefill HOST:PORT ...] "
-      "[--set K=V ...]";
+      "tandem worker --role prefill|decode|both -c FILE [--listen HOST:PORT] [--advertise HOST[:PORT]] "
+      "[--prefill HOST:PORT ...] [--set K=V ...]";
   if (WantsHelp(args)) {
     std::printf("%s", FormatHelp(usage,
                                  "Run one worker of a deployment: the engine on this machine's devices and "
                                  "the gRPC worker service; decode workers pull prompt KV from prefill "
-                                 "workers over the configured KV transport.",
+                                 "workers over the configured KV transport. With discovery.type etcd the "
+                                 "worker registers itself under a lease until it exits.",
                                  specs)
                           .c_str());
     return 0;
@@ -49,7 +94,7 @@ int RunWorker(const Args& args) {
     std::fprintf(stderr, "Usage: %s\n", usage.c_str());
     return 2;
   }
-  auto role = worker::ParseRole(flags->Get("role"));
+  auto role = cluster::ParseWorkerRole(flags->Get("role"));
   if (!role.ok()) {
     std::fprintf(stderr, "tandem worker: %s\n", std::string(role.status().message()).c_str());
     return 2;
@@ -73,22 +118,44 @@ int RunWorker(const Args& args) {
       if (w.role == "prefill") options.prefill_workers.push_back(w.address);
     }
   }
-  // Block the signals before any thread starts so every thread inherits the mask and sigwait sees them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockShutdownSignals();
   auto w = worker::Worker::CreateFromDeployment(*config, options);
   if (!w.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(w.status().message()).c_str());
     return 1;
   }
-  std::printf("tandem worker %s listening on %s\n", worker::RoleName(*role), (*w)->address().c_str());
+  auto address = AdvertisedAddress(flags->Get("advertise"), **w);
+  if (!address.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(address.status().message()).c_str());
+    return 2;
+  }
+  // A cluster worker announces itself; `tandem serve`'s workers (embedded/static) are known already.
+  std::unique_ptr<cluster::Discovery> discovery;
+  const std::string id = flags->Get("id", DefaultWorkerId(*role));
+  if (config->discovery.type == DiscoveryType::kEtcd) {
+    auto made = cluster::MakeDiscovery(config->discovery);
+    if (!made.ok()) {
+      std::fprintf(stderr, "error: discovery: %s\n", std::string(made.status().message()).c_str());
+      return 1;
+    }
+    discovery = std::move(*made);
+    if (absl::Status s = discovery->Register(Registration(id, *role, *address, (*w)->info())); !s.ok()) {
+      std::fprintf(stderr, "error: registering %s in etcd: %s\n", id.c_str(), std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  std::printf("tandem worker %s listening on %s%s%s\n", cluster::WorkerRoleName(*role), address->c_str(),
+              discovery ? ", registered as " : "", discovery ? id.c_str() : "");
   std::fflush(stdout);
   int signal = 0;
   sigwait(&signals, &signal);
   TLOG_INFO("worker: signal {}, shutting down", signal);
+  if (discovery) {
+    // Leave routing first, so no new request arrives while the worker drains.
+    if (absl::Status s = discovery->Deregister(id); !s.ok()) {
+      TLOG_WARN("worker: deregister {}: {}", id, std::string(s.message()));
+    }
+  }
   (*w)->Shutdown();
   return 0;
 }

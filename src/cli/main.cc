@@ -20,7 +20,12 @@ const std::vector<Command>& AllCommands() {
       {"worker", "run one worker (role prefill, decode or both) of a deployment", RunWorker},
 #endif
 #ifdef TANDEM_HAVE_SERVE
-      {"serve", "serve the OpenAI-compatible HTTP API and gRPC API over an in-process engine", RunServe},
+      {"serve", "serve a deployment: the HTTP and gRPC APIs plus its worker pools (or one in-process engine)",
+       RunServe},
+#endif
+#ifdef TANDEM_HAVE_LAUNCHER
+      {"frontend", "serve the HTTP and gRPC APIs for a cluster, routing to the workers in discovery",
+       RunFrontend},
 #endif
   };
   return kCommands;

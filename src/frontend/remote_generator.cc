@@ -80,10 +80,19 @@ absl::StatusOr<std::unique_ptr<RemoteGenerator>> RemoteGenerator::Create(const D
   gen->card_.created = static_cast<int64_t>(std::time(nullptr));
   gen->card_.max_model_len = options.max_model_len > 0 ? options.max_model_len : config.model.max_model_len;
   gen->card_.vocab_size = static_cast<int32_t>(gen->tokenizer_->vocab_size());
-  // The workers salt their block hashes with their model's name (GetInfo's layout.model); the router
-  // must hash prompts alike or kv_aware routing would never see a prefix hit.
+  // The workers salt their block hashes with their model's name (GetInfo's layout.model, which they
+  // also register in discovery as WorkerInfo.model); the router must hash prompts alike or kv_aware
+  // routing would never see a prefix hit.
   std::string worker_model;
-  for (const cluster::WorkerInfo& w : discovery->Snapshot().workers) {
+  const std::vector<cluster::WorkerInfo> workers = discovery->Snapshot().workers;
+  for (const cluster::WorkerInfo& w : workers) {
+    if (!w.model.empty()) {
+      worker_model = w.model;
+      break;
+    }
+  }
+  for (const cluster::WorkerInfo& w : workers) {
+    if (!worker_model.empty()) break;
     cluster::WorkerClient client(w.address);
     if (auto info = client.GetInfo(std::chrono::seconds(10)); info.ok()) {
       worker_model = info->layout().model();

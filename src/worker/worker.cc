@@ -83,26 +83,6 @@ transfer::MemoryKind ToTransferKind(backend::MemoryKind kind) {
 
 }  // namespace
 
-const char* RoleName(WorkerRole role) {
-  switch (role) {
-    case WorkerRole::kPrefill:
-      return "prefill";
-    case WorkerRole::kDecode:
-      return "decode";
-    case WorkerRole::kBoth:
-      return "both";
-  }
-  return "?";
-}
-
-absl::StatusOr<WorkerRole> ParseRole(const std::string& name) {
-  if (name == "prefill") return WorkerRole::kPrefill;
-  if (name == "decode") return WorkerRole::kDecode;
-  if (name == "both") return WorkerRole::kBoth;
-  return absl::InvalidArgumentError(
-      absl::StrCat("worker role: expected prefill, decode or both, found '", name, "'"));
-}
-
 class Worker::Impl final : public v1::Worker::Service {
  public:
   Impl(WorkerOptions options, std::unique_ptr<engine::Engine> engine, backend::KvCache* kv,
@@ -119,7 +99,7 @@ class Worker::Impl final : public v1::Worker::Service {
     const backend::KvCacheSpec& spec = kv_->spec();
     TANDEM_ASSIGN_OR_RETURN(transport_, transfer::CreateTransport(options_.transfer));
     TANDEM_ASSIGN_OR_RETURN(std::string transport_address, transport_->LocalAddress());
-    info_.set_role(RoleName(options_.role));
+    info_.set_role(cluster::WorkerRoleName(options_.role));
     info_.set_instance_id(NewInstanceId());
     v1::KvLayout* layout = info_.mutable_layout();
     layout->set_model(options_.model_name.empty() ? model_name_ : options_.model_name);
@@ -155,7 +135,7 @@ class Worker::Impl final : public v1::Worker::Service {
     const std::string host = options_.listen.substr(0, options_.listen.rfind(':'));
     address_ = absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", port_);
     TLOG_INFO("worker {} ({}) listening on {}: {} layers x {} KV blocks of {} tokens, transport {}",
-              RoleName(options_.role), info_.instance_id(), address_, spec.num_layers, spec.num_blocks,
+              cluster::WorkerRoleName(options_.role), info_.instance_id(), address_, spec.num_layers, spec.num_blocks,
               spec.block_size, transport_->name());
     return absl::OkStatus();
   }

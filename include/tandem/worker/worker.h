@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tandem/cluster/discovery.h"
 #include "tandem/core/config.h"
 #include "tandem/engine/engine.h"
 #include "tandem/engine/engine_loop.h"
@@ -30,10 +31,8 @@
 
 namespace tandem::worker {
 
-enum class WorkerRole { kPrefill, kDecode, kBoth };
-
-const char* RoleName(WorkerRole role);
-absl::StatusOr<WorkerRole> ParseRole(const std::string& name);
+// The role discovery lists (cluster::WorkerRoleName / ParseWorkerRole name and parse it).
+using WorkerRole = cluster::WorkerRole;
 
 struct WorkerOptions {
   WorkerRole role = WorkerRole::kBoth;

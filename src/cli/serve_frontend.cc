@@ -1,0 +1,82 @@
+#include "serve_frontend.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "tandem/core/logging.h"
+#include "tandem/frontend/grpc_server.h"
+#include "tandem/frontend/http_server.h"
+#include "tandem/frontend/openai_service.h"
+
+namespace tandem::cli {
+namespace {
+
+std::vector<std::string> ApiKeysFromEnv(const std::string& env_name) {
+  std::vector<std::string> keys;
+  if (env_name.empty()) return keys;
+  const char* value = std::getenv(env_name.c_str());
+  if (value == nullptr) return keys;
+  for (absl::string_view key : absl::StrSplit(value, ',')) {
+    key = absl::StripAsciiWhitespace(key);
+    if (!key.empty()) keys.emplace_back(key);
+  }
+  return keys;
+}
+
+}  // namespace
+
+int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator,
+                  const tokenizer::Tokenizer* tokenizer, const FrontendRun& run, const sigset_t& signals) {
+  frontend::ServiceOptions service_options;
+  service_options.model_name = generator->ListModels().front().id;
+  service_options.max_model_len = run.max_model_len;
+  service_options.max_queued_requests = config.frontend.max_queued_requests;
+  service_options.api_keys = ApiKeysFromEnv(config.frontend.api_keys_env);
+  frontend::OpenAiService service(generator, tokenizer, service_options);
+
+  frontend::HttpServerOptions http_options;
+  http_options.host = config.frontend.http.host;
+  http_options.port = config.frontend.http.port;
+  http_options.num_threads = run.http_threads;
+  http_options.max_request_bytes = config.frontend.max_request_bytes;
+  frontend::HttpServer http(&service, http_options);
+  if (absl::Status s = http.Start(); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  std::unique_ptr<frontend::GrpcServer> grpc;
+  if (run.grpc) {
+    frontend::GrpcServerOptions grpc_options;
+    grpc_options.host = config.frontend.grpc.host;
+    grpc_options.port = config.frontend.grpc.port;
+    grpc_options.max_request_bytes = config.frontend.max_request_bytes;
+    grpc = std::make_unique<frontend::GrpcServer>(&service, grpc_options);
+    if (absl::Status s = grpc->Start(); !s.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+      http.Stop();
+      return 1;
+    }
+  }
+  std::printf("tandem %s: model %s, http port %d, grpc port %d, api keys %s\n", run.command,
+              service_options.model_name.c_str(), http.port(), grpc ? grpc->port() : 0,
+              service_options.api_keys.empty() ? "off" : "on");
+  std::fflush(stdout);
+
+  int signal = 0;
+  while (true) {
+    const timespec tick{0, 200 * 1000 * 1000};
+    signal = sigtimedwait(&signals, nullptr, &tick);
+    if (signal > 0) break;
+    if (run.on_tick) run.on_tick();
+  }
+  TLOG_INFO("{}: signal {}, shutting down", run.command, signal);
+  http.Stop();
+  if (grpc) grpc->Stop();
+  return 0;
+}
+
+}  // namespace tandem::cli
