@@ -6,7 +6,8 @@
 
 namespace tandem::backend {
 
-absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, const KvCacheSpec& spec) {
+absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, const KvCacheSpec& spec,
+                                                         const KvPoolAllocator& allocate) {
   if (spec.num_layers <= 0 || spec.num_kv_heads <= 0 || spec.head_dim <= 0 || spec.block_size <= 0 ||
       spec.num_blocks <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -17,7 +18,18 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, const
   std::vector<std::unique_ptr<Buffer>> layers;
   layers.reserve(static_cast<size_t>(spec.num_layers));
   for (int l = 0; l < spec.num_layers; ++l) {
-    TANDEM_ASSIGN_OR_RETURN(auto buffer, backend.Allocate(spec.BytesPerLayer()));
+    if (!allocate) {
+      TANDEM_ASSIGN_OR_RETURN(auto buffer, backend.Allocate(spec.BytesPerLayer()));
+      layers.push_back(std::move(buffer));
+      continue;
+    }
+    TANDEM_ASSIGN_OR_RETURN(auto buffer, allocate(spec.BytesPerLayer()));
+    if (buffer == nullptr || buffer->size() < spec.BytesPerLayer() ||
+        reinterpret_cast<uintptr_t>(buffer->data()) % 64 != 0 || buffer->memory_kind() != backend.memory_kind()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kv cache: the pool allocator must return ", spec.BytesPerLayer(),
+          " bytes, 64-byte aligned, of the backend's memory kind, for layer ", l));
+    }
     layers.push_back(std::move(buffer));
   }
   return std::unique_ptr<KvCache>(new KvCache(spec, std::move(layers)));

@@ -246,7 +246,8 @@ absl::StatusOr<BatchView> ModelRunner::UploadPlan(const BatchPlan& plan) {
   return view;
 }
 
-absl::StatusOr<std::vector<float>> ModelRunner::Forward(const BatchPlan& plan, KvCache& cache) {
+absl::StatusOr<std::vector<float>> ModelRunner::Forward(const BatchPlan& plan, KvCache& cache,
+                                                        const LayerDoneCallback* on_layer_done) {
   const model::ModelConfig& c = config_;
   const KvCacheSpec& spec = cache.spec();
   if (spec.num_layers != c.num_layers || spec.num_kv_heads != c.num_kv_heads || spec.head_dim != c.head_dim) {
@@ -298,6 +299,10 @@ absl::StatusOr<std::vector<float>> ModelRunner::Forward(const BatchPlan& plan, K
     b.Rotary(q, n, ld_qkv, nq, hd, cos_sin);
     b.Rotary(k, n, ld_qkv, nkv, hd, cos_sin);
     b.WriteKv(k, v, ld_qkv, batch, cache, l);
+    if (on_layer_done != nullptr) {
+      TANDEM_RETURN_IF_ERROR(b.Synchronize());  // the layer's K/V are in memory before anyone reads them
+      (*on_layer_done)(l);
+    }
     b.PagedAttention(q, ld_qkv, batch, cache, l, nq, scale, attn);
     b.MatMul(attn, n, layer.o, proj);
     b.AddRmsNorm(x, proj, layer.post_norm, n, hidden, eps, h);  // x += attention output

@@ -20,7 +20,7 @@ BackendModelExecutor::~BackendModelExecutor() {
 
 absl::StatusOr<std::unique_ptr<BackendModelExecutor>> BackendModelExecutor::Create(
     std::unique_ptr<backend::Backend> backend, std::unique_ptr<backend::ModelRunner> runner,
-    int32_t num_blocks, int32_t block_size) {
+    int32_t num_blocks, int32_t block_size, const backend::KvPoolAllocator& kv_allocator) {
   if (backend == nullptr || runner == nullptr) {
     return absl::InvalidArgumentError(
         "BackendModelExecutor: expected a backend and a model runner, found null");
@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<BackendModelExecutor>> BackendModelExecutor::Crea
                      num_blocks, " and ", block_size));
   }
   const backend::KvCacheSpec spec = runner->MakeKvCacheSpec(num_blocks, block_size);
-  TANDEM_ASSIGN_OR_RETURN(auto cache, backend::KvCache::Create(*backend, spec));
+  TANDEM_ASSIGN_OR_RETURN(auto cache, backend::KvCache::Create(*backend, spec, kv_allocator));
   return std::unique_ptr<BackendModelExecutor>(
       new BackendModelExecutor(std::move(backend), std::move(runner), std::move(cache)));
 }
@@ -56,13 +56,25 @@ absl::StatusOr<std::span<const float>> BackendModelExecutor::Execute(const StepP
     return absl::InternalError(absl::StrCat("step plan asks for ", plan.num_logit_rows,
                                             " logits rows, the backend planned ", batch.num_logits()));
   }
-  TANDEM_ASSIGN_OR_RETURN(logits_, runner_->Forward(batch, *cache_));
+  executing_ = &plan;
+  absl::StatusOr<std::vector<float>> logits =
+      runner_->Forward(batch, *cache_, on_layer_done_ ? &runner_hook_ : nullptr);
+  executing_ = nullptr;
+  TANDEM_ASSIGN_OR_RETURN(logits_, std::move(logits));
   const size_t expected = static_cast<size_t>(plan.num_logit_rows) * static_cast<size_t>(vocab_size());
   if (logits_.size() != expected) {
     return absl::InternalError(
         absl::StrCat("expected ", expected, " logits from the model runner, found ", logits_.size()));
   }
   return std::span<const float>(logits_);
+}
+
+absl::Status BackendModelExecutor::SetLayerDoneCallback(LayerDoneCallback callback) {
+  on_layer_done_ = std::move(callback);
+  if (on_layer_done_ && !runner_hook_) {
+    runner_hook_ = [this](int layer) { on_layer_done_(*executing_, static_cast<int32_t>(layer)); };
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tandem::engine

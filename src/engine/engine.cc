@@ -200,6 +200,8 @@ absl::StatusOr<bool> Engine::Step() {
     x.start_position = e.start_pos;
     x.block_table = e.seq->blocks.blocks;
     x.needs_logits = e.needs_logits;
+    x.request_id = e.seq->request_id;
+    x.kv_role = e.seq->kv_role;
   }
   plan_.num_tokens = out.num_tokens;
   plan_.num_logit_rows = out.num_logit_rows;

@@ -48,7 +48,8 @@ SchedulerConfig SchedulerConfigFromDeployment(const DeploymentConfig& config, co
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const DeploymentConfig& config,
-                                                                   const PoolSection& pool) {
+                                                                   const PoolSection& pool,
+                                                                   const backend::KvPoolAllocator& kv_allocator) {
   switch (config.backend) {
     case BackendKind::kCpu:
       break;
@@ -86,7 +87,8 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const Deploym
   }
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<BackendModelExecutor> executor,
                           BackendModelExecutor::Create(std::move(be), std::move(runner),
-                                                       ClampToInt32(num_blocks), config.kv_cache.block_size));
+                                                       ClampToInt32(num_blocks), config.kv_cache.block_size,
+                                                       kv_allocator));
   EngineConfig ec;
   ec.scheduler = SchedulerConfigFromDeployment(config, pool);
   ec.scheduler.eos_token_ids.assign(loaded.config.eos_token_ids.begin(), loaded.config.eos_token_ids.end());

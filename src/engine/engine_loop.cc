@@ -52,6 +52,7 @@ EngineLoop::~EngineLoop() { Stop(); }
 
 void EngineLoop::Start() {
   if (thread_.joinable()) return;
+  Publish();  // metrics() shows the pool (kv_blocks_total) before the first step
   thread_ = std::thread([this] { Run(); });
 }
 

@@ -104,6 +104,7 @@ std::string Metrics::Render(const GeneratorStats& stats) const {
   Counter("tandem_kv_transfer_bytes_total", "KV cache bytes moved between workers.", stats.transfer_bytes,
           &out);
   Counter("tandem_engine_steps_total", "Engine steps executed.", stats.num_steps, &out);
+  RenderWorkerMetrics(stats, &out);
   return out;
 }
 

@@ -169,6 +169,7 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
     ++remote_prefills_;
   } else {
     wreq.set_prefill_mode(v1::PREFILL_MODE_LOCAL);
+    ++local_prefills_;
   }
   TLOG_DEBUG("[{}] routed to decode {} (cached blocks {}), prefill {}", req.request_id, plan->decode.worker_id,
              plan->decode.cached_blocks, plan->prefill ? plan->prefill->worker_id : std::string("local"));
@@ -297,11 +298,66 @@ GeneratorHealth RemoteGenerator::Health() const {
   return health;
 }
 
+namespace {
+
+HistogramCounts FromProto(const v1::LatencyHistogram& h) {
+  HistogramCounts out;
+  out.upper_bounds.assign(h.upper_bounds().begin(), h.upper_bounds().end());
+  for (uint64_t c : h.counts()) out.counts.push_back(static_cast<int64_t>(c));
+  out.sum = h.sum();
+  out.count = static_cast<int64_t>(h.count());
+  return out;
+}
+
+WorkerMetrics ToWorkerMetrics(const router::WorkerFeedStatus& status) {
+  WorkerMetrics w;
+  w.id = status.worker.id;
+  w.role = cluster::WorkerRoleName(status.worker.role);
+  w.address = status.worker.address;
+  w.up = status.connected && status.last.has_value();
+  if (!w.up) return w;
+  const v1::LoadReport& r = *status.last;
+  w.num_running = r.num_running();
+  w.num_waiting = r.num_waiting();
+  w.num_waiting_for_remote_kv = r.num_waiting_for_remote_kv();
+  w.num_pending_transfer = r.num_pending_transfer();
+  w.prefill_queue_length = r.prefill_queue_length();
+  w.kv_blocks_used = r.kv_blocks_used();
+  w.kv_blocks_total = r.kv_blocks_total();
+  w.remote_prefills = r.remote_prefills();
+  w.local_prefills = r.local_prefills();
+  w.remote_prefill_failures = r.remote_prefill_failures();
+  w.remote_prefills_served = r.remote_prefills_served();
+  w.remote_prefills_failed = r.remote_prefills_failed();
+  w.kv_bytes_sent = static_cast<int64_t>(r.kv_bytes_sent());
+  w.kv_blocks_sent = r.kv_blocks_sent();
+  w.kv_bytes_received = static_cast<int64_t>(r.kv_bytes_received());
+  w.kv_blocks_received = r.kv_blocks_received();
+  w.kv_transfer_seconds = FromProto(r.kv_transfer_seconds());
+  w.remote_prefill_seconds = FromProto(r.remote_prefill_seconds());
+  return w;
+}
+
+}  // namespace
+
 GeneratorStats RemoteGenerator::Stats() const {
   GeneratorStats stats;
-  std::lock_guard<std::mutex> lock(mu_);
-  stats.num_running = static_cast<int64_t>(in_flight_.size());
-  for (const std::string& id : router_->WorkerIds()) stats.kv_blocks_used += router_->LoadBlocks(id);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats.num_running = static_cast<int64_t>(in_flight_.size());
+  }
+  stats.routed_remote_prefills = remote_prefills_.load();
+  stats.routed_local_prefills = local_prefills_.load();
+  if (feeds_ == nullptr) return stats;  // shut down
+  // The deployment's totals are the sums of what the live workers last reported.
+  for (const router::WorkerFeedStatus& status : feeds_->Statuses()) {
+    WorkerMetrics w = ToWorkerMetrics(status);
+    stats.num_waiting += w.num_waiting;
+    stats.kv_blocks_used += w.kv_blocks_used;
+    stats.kv_blocks_total += w.kv_blocks_total;
+    stats.transfer_bytes += w.kv_bytes_sent;
+    stats.workers.push_back(std::move(w));
+  }
   return stats;
 }
 

@@ -31,6 +31,17 @@ int LoadFeeds::num_feeds() const {
   return static_cast<int>(feeds_.size());
 }
 
+std::vector<WorkerFeedStatus> LoadFeeds::Statuses() const {
+  std::vector<WorkerFeedStatus> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  out.reserve(feeds_.size());
+  for (const auto& [id, feed] : feeds_) {
+    std::lock_guard<std::mutex> feed_lock(feed->mu);
+    out.push_back(WorkerFeedStatus{feed->worker, feed->connected, feed->reports, feed->last});
+  }
+  return out;
+}
+
 void LoadFeeds::Stop(std::unique_ptr<Feed> feed) {
   {
     std::lock_guard<std::mutex> lock(feed->mu);
@@ -94,11 +105,17 @@ void LoadFeeds::Run(Feed& feed) {
           }
           ApplyLoadReport(router_, id, report);
           reports_applied_.fetch_add(1);
+          v1::LoadReport kept = report;
+          kept.clear_events();
           std::lock_guard<std::mutex> lock(feed.mu);
+          feed.connected = true;
+          ++feed.reports;
+          feed.last = std::move(kept);
           return !feed.stop;
         },
         &feed.handle);
     std::unique_lock<std::mutex> lock(feed.mu);
+    feed.connected = false;
     if (feed.stop) return;
     TLOG_WARN("router: load stream of worker {} ({}) ended: {}; retrying", id, feed.worker.address,
               status.ToString());

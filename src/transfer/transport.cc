@@ -6,8 +6,21 @@
 #include "tandem/transfer/kv_transport.h"
 #include "tandem/transfer/local_transport.h"
 #include "tandem/transfer/ucx_transport.h"
+#ifdef TANDEM_HAS_NCCL
+#include "tandem/transfer/nccl_transport.h"
+#endif
 
 namespace tandem::transfer {
+
+absl::StatusOr<void*> KvTransport::AllocateMemory(std::size_t /*bytes*/, MemoryKind /*kind*/) {
+  return absl::UnimplementedError(absl::StrCat("transport ", name(),
+                                               " has no memory of its own; allocate from the backend and "
+                                               "register it"));
+}
+
+absl::Status KvTransport::FreeMemory(void* /*base*/) {
+  return absl::UnimplementedError(absl::StrCat("transport ", name(), " allocates no memory"));
+}
 
 absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend backend) {
   switch (backend) {
@@ -18,9 +31,15 @@ absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend bac
     }
     case TransferBackend::kLocal:
       return std::unique_ptr<KvTransport>(std::make_unique<LocalTransport>());
-    case TransferBackend::kNccl:
+    case TransferBackend::kNccl: {
+#ifdef TANDEM_HAS_NCCL
+      TANDEM_ASSIGN_OR_RETURN(auto nccl, NcclTransport::Create());  // the calling thread's CUDA device
+      return std::unique_ptr<KvTransport>(std::move(nccl));
+#else
       return absl::UnimplementedError(
-          "transfer backend nccl: GPU-to-GPU transfers come with the CUDA backend; use ucx or local");
+          "transfer backend nccl: this build has no CUDA (configure with TANDEM_CUDA=ON); use ucx or local");
+#endif
+    }
   }
   return absl::InvalidArgumentError("unknown transfer backend");
 }

@@ -19,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "grpcpp/grpcpp.h"
+#include "layerwise_sender.h"
+#include "transport_kv_memory.h"
 #include "tandem/backend/kv_cache.h"
 #include "tandem/cluster/worker_client.h"
 #include "tandem/core/logging.h"
@@ -89,6 +91,7 @@ class Worker::Impl final : public v1::Worker::Service {
        std::string model_name)
       : options_(std::move(options)),
         kv_(kv),
+        executor_(&engine->executor()),
         model_name_(std::move(model_name)),
         salt_(kvcache::HashSalt(model_name_)),
         loop_(std::make_unique<engine::EngineLoop>(std::move(engine))) {}
@@ -97,7 +100,10 @@ class Worker::Impl final : public v1::Worker::Service {
 
   absl::Status Start() {
     const backend::KvCacheSpec& spec = kv_->spec();
-    TANDEM_ASSIGN_OR_RETURN(transport_, transfer::CreateTransport(options_.transfer));
+    transport_ = std::move(options_.transport);
+    if (transport_ == nullptr) {
+      TANDEM_ASSIGN_OR_RETURN(transport_, transfer::CreateTransport(options_.transfer));
+    }
     TANDEM_ASSIGN_OR_RETURN(std::string transport_address, transport_->LocalAddress());
     info_.set_role(cluster::WorkerRoleName(options_.role));
     info_.set_instance_id(NewInstanceId());
@@ -120,6 +126,14 @@ class Worker::Impl final : public v1::Worker::Service {
       layer_regions_.push_back(id);
       TANDEM_ASSIGN_OR_RETURN(std::string descriptor, transport_->ExportRegion(id));
       info_.add_layer_regions(descriptor);
+    }
+    if (options_.layerwise && options_.role != WorkerRole::kDecode) {
+      sender_ = std::make_unique<LayerwiseKvSender>(transport_.get(), layer_regions_, spec.block_size,
+                                                    spec.BytesPerBlock());
+      TANDEM_RETURN_IF_ERROR(executor_->SetLayerDoneCallback(
+          [sender = sender_.get()](const engine::StepPlan& plan, int32_t layer) {
+            sender->OnLayerDone(plan, layer);
+          }));
     }
     loop_->Start();
     progress_thread_ = std::thread([this] { ProgressLoop(); });
@@ -259,7 +273,17 @@ class Worker::Impl final : public v1::Worker::Service {
 
   grpc::Status RemotePrefill(grpc::ServerContext* context, const v1::RemotePrefillRequest* request,
                              v1::RemotePrefillResponse* response) override {
+    {
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      ++stats_.prefill_queue_length;
+    }
     const absl::Status s = ServeRemotePrefill(context, *request, *response);
+    {
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      --stats_.prefill_queue_length;
+      ++(s.ok() ? stats_.remote_prefills_served : stats_.remote_prefills_failed);
+      if (s.ok()) stats_.kv_transfer_seconds.Observe(response->transfer_seconds());
+    }
     if (!s.ok())
       TLOG_WARN("remote prefill of request {} failed: {}", request->request_id(), std::string(s.message()));
     return cluster::ToGrpc(s);
@@ -291,11 +315,7 @@ class Worker::Impl final : public v1::Worker::Service {
         for (v1::KvCacheEvent& e : subscriber->events) *report.add_events() = std::move(e);
         subscriber->events.clear();
       }
-      const WorkerStats st = stats();
-      report.set_remote_prefills(st.remote_prefills);
-      report.set_local_prefills(st.local_prefills);
-      report.set_kv_bytes_sent(st.kv_bytes_sent);
-      report.set_kv_blocks_sent(st.kv_blocks_sent);
+      AddStatsToReport(stats(), &report);
       if (!writer->Write(report)) break;
       next += interval;
       while (Clock::now() < next && !context->IsCancelled() && !stopping_) {
@@ -514,6 +534,12 @@ class Worker::Impl final : public v1::Worker::Service {
       return;
     }
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    {
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      stats_.kv_blocks_received += first->num_blocks_written();
+      stats_.kv_bytes_received += first->bytes_written();
+      stats_.remote_prefill_seconds.Observe(ms / 1000.0);
+    }
     TLOG_DEBUG("request {}: remote prefill of {} tokens done in {:.1f} ms", request.request_id,
                request.prompt_token_ids.size(), ms);
     (void)ms;
@@ -656,9 +682,15 @@ class Worker::Impl final : public v1::Worker::Service {
     er.params = FromProto(request.sampling());
     er.params.n = 1;
     er.kv_role = engine::KvRole::kPrefillOnly;
+    if (sender_ != nullptr)
+      TANDEM_RETURN_IF_ERROR(sender_->Start(request.request_id(), Destination(pool, request)));
     auto queue = std::make_shared<OutputQueue>();
-    TANDEM_RETURN_IF_ERROR(
-        loop_->Submit(std::move(er), [queue](engine::RequestOutput o) { queue->Push(std::move(o)); }));
+    if (absl::Status s =
+            loop_->Submit(std::move(er), [queue](engine::RequestOutput o) { queue->Push(std::move(o)); });
+        !s.ok()) {
+      if (sender_ != nullptr) (void)sender_->Finish(request.request_id(), kTransferTimeoutMs);
+      return s;
+    }
     std::vector<int32_t> tokens;
     std::vector<engine::SampleResult> logprobs;
     engine::RequestOutput last;
@@ -675,6 +707,10 @@ class Worker::Impl final : public v1::Worker::Service {
       done = o->request_finished;
       if (done) last = std::move(*o);
     }
+    // Layer-wise: the writes posted while the prompt ran; wait for them before the blocks are freed.
+    const auto start = Clock::now();
+    LayerwiseKvSender::Result streamed;
+    if (sender_ != nullptr) streamed = sender_->Finish(request.request_id(), kTransferTimeoutMs);
     const bool pinned = last.finish_reason == engine::FinishReason::kPrefillHandoff;
     cancelled = cancelled || context->IsCancelled() || stopping_;  // no new transfers once stopping
     if (cancelled || last.finish_reason != engine::FinishReason::kPrefillHandoff || tokens.empty()) {
@@ -685,8 +721,10 @@ class Worker::Impl final : public v1::Worker::Service {
       return absl::InternalError(absl::StrCat(
           "prefill ended with ", engine::FinishReasonName(last.finish_reason), " instead of a KV hand-off"));
     }
-    const auto start = Clock::now();
-    const absl::Status written = WriteBlocks(pool, last.kv_blocks, request);
+    // Streamed in full, or a failed stream, or send everything now (layer-wise off, or it fell back).
+    const absl::Status written = streamed.complete || !streamed.status.ok()
+                                     ? streamed.status
+                                     : WriteBlocks(pool, last.kv_blocks, request);
     loop_->ReleaseTransfer(request.request_id());
     TANDEM_RETURN_IF_ERROR(written);
     const int64_t first = request.num_cached_tokens() / spec.block_size;
@@ -696,6 +734,8 @@ class Worker::Impl final : public v1::Worker::Service {
       std::lock_guard<std::mutex> lock(stats_mu_);
       stats_.kv_blocks_sent += sent;
       stats_.kv_bytes_sent += bytes;
+      if (sender_ != nullptr)
+        ++(streamed.complete ? stats_.kv_streamed_prefills : stats_.kv_stream_fallbacks);
     }
     response.set_first_token(tokens.front());
     if (!logprobs.empty()) *response.mutable_first_logprobs() = ToProto(logprobs.front());
@@ -703,7 +743,21 @@ class Worker::Impl final : public v1::Worker::Service {
     response.set_bytes_written(bytes);
     response.set_num_cached_tokens(last.num_cached_tokens);
     response.set_transfer_seconds(std::chrono::duration<double>(Clock::now() - start).count());
+    TLOG_DEBUG("request {}: KV of {} blocks x {} layers complete {:.1f} ms after the prefill ({})",
+               request.request_id(), sent, spec.num_layers, response.transfer_seconds() * 1e3,
+               streamed.complete ? "layerwise" : "after_prefill");
     return absl::OkStatus();
+  }
+
+  KvDestination Destination(const ImportedPool& pool, const v1::RemotePrefillRequest& request) const {
+    KvDestination d;
+    d.peer = pool.peer;
+    d.layers = pool.layers;
+    d.dst_blocks.assign(request.dst_block_ids().begin(), request.dst_block_ids().end());
+    d.num_tokens = request.prompt_token_ids_size();
+    d.first_block = request.num_cached_tokens() / kv_->spec().block_size;
+    d.notification = NotificationFor(request.request_id());
+    return d;
   }
 
   // Writes blocks [num_cached / block_size, end) of every layer into the decode worker's pool, one
@@ -746,11 +800,13 @@ class Worker::Impl final : public v1::Worker::Service {
   }
 
   const WorkerOptions options_;
-  backend::KvCache* const kv_;  // owned by the engine
+  backend::KvCache* const kv_;             // owned by the engine
+  engine::ModelExecutor* const executor_;  // owned by the engine
   const std::string model_name_;
   const uint64_t salt_;
   std::unique_ptr<engine::EngineLoop> loop_;
-  std::unique_ptr<transfer::KvTransport> transport_;  // destroyed before the loop (and the KV pool)
+  std::shared_ptr<transfer::KvTransport> transport_;  // destroyed before the loop (and the KV pool)
+  std::unique_ptr<LayerwiseKvSender> sender_;         // transfer.layerwise on a prefill-capable worker
   std::vector<transfer::RegionId> layer_regions_;
   v1::WorkerInfo info_;
   std::unique_ptr<grpc::Server> server_;
@@ -816,9 +872,21 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::CreateFromDeployment(const Deplo
       break;
   }
   options.transfer = config.transfer.backend;
+  options.layerwise = config.transfer.layerwise;
   options.disaggregation = config.disaggregation;
+  // The transport first: on the CPU backend the KV pools live in its memory where it has its own
+  // (ucx: shared memory, so a prefill worker on this host writes them without TCP).
+  TANDEM_ASSIGN_OR_RETURN(options.transport, transfer::CreateTransport(options.transfer));
+  backend::KvPoolAllocator kv_allocator;
+  switch (config.backend) {
+    case BackendKind::kCpu:
+      kv_allocator = TransportKvAllocator(options.transport);
+      break;
+    case BackendKind::kCuda:
+      break;  // device memory from the backend; the transport registers it
+  }
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
-                          engine::CreateEngineFromDeployment(config, *pool));
+                          engine::CreateEngineFromDeployment(config, *pool, kv_allocator));
   return Create(std::move(engine), std::move(options));
 }
 

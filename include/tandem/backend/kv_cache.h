@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -17,6 +18,10 @@
 namespace tandem::backend {
 
 class Backend;
+
+// Where the KV pools' memory comes from when not from the backend: e.g. shared memory a KV transport
+// allocates so that peers on the same host write it directly. Returns an owned buffer of `bytes`.
+using KvPoolAllocator = std::function<absl::StatusOr<std::unique_ptr<Buffer>>(size_t bytes)>;
 
 struct KvCacheSpec {
   int num_layers = 0;
@@ -37,8 +42,10 @@ struct KvCacheSpec {
 
 class KvCache {
  public:
-  // Allocates every layer's pool from `backend` (contents undefined until written).
-  static absl::StatusOr<std::unique_ptr<KvCache>> Create(Backend& backend, const KvCacheSpec& spec);
+  // Allocates every layer's pool from `allocate` when given, else from `backend` (contents undefined
+  // until written). The allocator's buffers must be of the backend's memory kind and 64-byte aligned.
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(Backend& backend, const KvCacheSpec& spec,
+                                                         const KvPoolAllocator& allocate = {});
 
   const KvCacheSpec& spec() const { return spec_; }
   MemoryKind memory_kind() const { return layers_.front()->memory_kind(); }

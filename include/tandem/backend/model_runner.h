@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,13 @@ struct ModelRunnerOptions {
   // logits are bit-for-bit those of the fp32 path); every other matrix stays fp32.
   std::string gguf_path;
 };
+
+// Called by Forward once per layer, in order, with the layer index: as soon as that layer's K/V of
+// every new token of the step is in the KV cache, before the rest of the step runs (this layer's
+// attention and MLP, the later layers). The K/V blocks of that layer are not written again by the step,
+// so the callee may start copying them out (layer-wise KV streaming, issue 7). On a backend that runs
+// asynchronously the writes have completed (Synchronize) when it is called.
+using LayerDoneCallback = std::function<void(int layer)>;
 
 class ModelRunner {
  public:
@@ -49,8 +57,10 @@ class ModelRunner {
   absl::StatusOr<BatchPlan> Plan(const std::vector<SequenceStep>& steps, const KvCache& cache) const;
 
   // Runs one step: writes every new token's K/V into `cache` and returns the logits of the rows the
-  // plan asked for, [plan.num_logits(), vocab_size] fp32 row-major, in plan order.
-  absl::StatusOr<std::vector<float>> Forward(const BatchPlan& plan, KvCache& cache);
+  // plan asked for, [plan.num_logits(), vocab_size] fp32 row-major, in plan order. `on_layer_done`
+  // (optional, owned by the caller) is called after each layer's K/V writes; null costs nothing.
+  absl::StatusOr<std::vector<float>> Forward(const BatchPlan& plan, KvCache& cache,
+                                             const LayerDoneCallback* on_layer_done = nullptr);
 
  private:
   struct Layer;

@@ -18,16 +18,17 @@ namespace tandem::engine {
 class BackendModelExecutor final : public ModelExecutor {
  public:
   // Takes the backend and the runner built on it, and allocates a KV cache of `num_blocks` blocks of
-  // `block_size` tokens from the backend.
+  // `block_size` tokens from `kv_allocator` when given (kv_cache.h), else from the backend.
   static absl::StatusOr<std::unique_ptr<BackendModelExecutor>> Create(
       std::unique_ptr<backend::Backend> backend, std::unique_ptr<backend::ModelRunner> runner,
-      int32_t num_blocks, int32_t block_size);
+      int32_t num_blocks, int32_t block_size, const backend::KvPoolAllocator& kv_allocator = {});
   ~BackendModelExecutor() override;
 
   int32_t vocab_size() const override;
   int32_t num_kv_blocks() const override;
   int32_t block_size() const override;
   absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
+  absl::Status SetLayerDoneCallback(LayerDoneCallback callback) override;
 
   backend::KvCache& kv_cache() { return *cache_; }
   backend::ModelRunner& runner() { return *runner_; }
@@ -41,6 +42,9 @@ class BackendModelExecutor final : public ModelExecutor {
   std::unique_ptr<backend::KvCache> cache_;
   std::vector<backend::SequenceStep> steps_;
   std::vector<float> logits_;  // [num_logit_rows, vocab]
+  LayerDoneCallback on_layer_done_;
+  backend::LayerDoneCallback runner_hook_;  // calls on_layer_done_ with *executing_; set once
+  const StepPlan* executing_ = nullptr;     // the plan of the Execute in progress
 };
 
 }  // namespace tandem::engine

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "tandem/backend/kv_cache.h"
 #include "tandem/core/config.h"
 #include "tandem/engine/engine.h"
 #include "tandem/engine/scheduler.h"
@@ -16,9 +17,11 @@ namespace tandem::engine {
 // The scheduler settings for one worker of `pool` (EOS tokens are left for the model to fill).
 SchedulerConfig SchedulerConfigFromDeployment(const DeploymentConfig& config, const PoolSection& pool);
 
-// Loads the model and builds the whole engine for one worker of `pool`. The CUDA backend is not
-// part of this build yet: backend cuda is Unimplemented, saying so.
+// Loads the model and builds the whole engine for one worker of `pool`, its KV pools from
+// `kv_allocator` when given (a worker passes its transport's shared memory), else from the backend.
+// The CUDA backend is not part of this build yet: backend cuda is Unimplemented, saying so.
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const DeploymentConfig& config,
-                                                                   const PoolSection& pool);
+                                                                   const PoolSection& pool,
+                                                                   const backend::KvPoolAllocator& kv_allocator = {});
 
 }  // namespace tandem::engine

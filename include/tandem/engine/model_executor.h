@@ -4,10 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tandem/engine/sequence.h"
 #include "tandem/kvcache/block_pool.h"
 
 namespace tandem::engine {
@@ -18,6 +22,8 @@ struct ExecSequence {
   int32_t start_position = 0;                     // tokens of this sequence already in the KV cache
   std::span<const kvcache::BlockId> block_table;  // covers positions [0, start + new tokens)
   bool needs_logits = false;                      // logits for the last new token
+  std::string_view request_id;                    // the sequence's request (valid during Execute)
+  KvRole kv_role = KvRole::kLocal;
 };
 
 struct StepPlan {
@@ -25,6 +31,11 @@ struct StepPlan {
   int32_t num_tokens = 0;
   int32_t num_logit_rows = 0;  // sequences with needs_logits, in order
 };
+
+// Called on the engine thread during Execute(plan), once per model layer in order 0..layers-1, as
+// soon as that layer's K/V of every sequence in `plan` is in the KV cache (the rest of the step still
+// to run). Keep it short: it runs between the layers of the step.
+using LayerDoneCallback = std::function<void(const StepPlan& plan, int32_t layer)>;
 
 class ModelExecutor {
  public:
@@ -37,6 +48,13 @@ class ModelExecutor {
   // [plan.num_logit_rows, vocab_size] fp32 row-major, rows in the order of the sequences that need
   // them; the span stays valid until the next Execute.
   virtual absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) = 0;
+  // Subscribes `callback` to the layers of every later Execute (an empty one unsubscribes). Call it
+  // before the engine runs (not thread-safe against Execute). Executors that cannot report layers
+  // say so (Unimplemented).
+  virtual absl::Status SetLayerDoneCallback(LayerDoneCallback callback) {
+    (void)callback;
+    return absl::UnimplementedError("this model executor does not report per-layer completion");
+  }
 };
 
 }  // namespace tandem::engine

@@ -112,6 +112,42 @@ struct GeneratorHealth {
   std::string detail;
 };
 
+// Observations by bucket, not cumulative: counts[i] is in (upper_bounds[i-1], upper_bounds[i]], the
+// last count (counts has one entry more than upper_bounds) above the last bound.
+struct HistogramCounts {
+  std::vector<double> upper_bounds;
+  std::vector<int64_t> counts;
+  double sum = 0;
+  int64_t count = 0;
+};
+
+// One worker of a deployment as the router's load feed last saw it (RemoteGenerator). Counters are
+// cumulative since the worker process started.
+struct WorkerMetrics {
+  std::string id;
+  std::string role;  // prefill | decode | both
+  std::string address;
+  bool up = false;  // its load stream is live; the fields below are its latest report (only when up)
+  int64_t num_running = 0;
+  int64_t num_waiting = 0;
+  int64_t num_waiting_for_remote_kv = 0;  // decode: prompts out at a prefill worker
+  int64_t num_pending_transfer = 0;       // prefill: prompts done, blocks being written
+  int64_t prefill_queue_length = 0;       // prefill: RemotePrefill calls received, not answered
+  int64_t kv_blocks_used = 0;
+  int64_t kv_blocks_total = 0;
+  int64_t remote_prefills = 0;          // decode: prompts prefilled by a prefill worker
+  int64_t local_prefills = 0;           // decode: prompts prefilled here
+  int64_t remote_prefill_failures = 0;  // decode: remote prefills that failed
+  int64_t remote_prefills_served = 0;   // prefill: RemotePrefill calls answered with a token
+  int64_t remote_prefills_failed = 0;   // prefill: RemotePrefill calls answered with an error
+  int64_t kv_bytes_sent = 0;
+  int64_t kv_blocks_sent = 0;
+  int64_t kv_bytes_received = 0;
+  int64_t kv_blocks_received = 0;
+  HistogramCounts kv_transfer_seconds;     // prefill: writing one request's blocks
+  HistogramCounts remote_prefill_seconds;  // decode: one RemotePrefill call
+};
+
 // Point-in-time gauges for /metrics.
 struct GeneratorStats {
   int64_t num_running = 0;
@@ -122,6 +158,10 @@ struct GeneratorStats {
   double prefix_cache_hit_rate = 0;
   int64_t transfer_bytes = 0;  // KV bytes moved between workers (0 when aggregated)
   int64_t num_steps = 0;
+  // Disaggregated deployments (RemoteGenerator) only: the router's prefill decisions and the workers.
+  int64_t routed_remote_prefills = 0;
+  int64_t routed_local_prefills = 0;
+  std::vector<WorkerMetrics> workers;  // empty when aggregated
 };
 
 class Generator {

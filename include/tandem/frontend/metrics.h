@@ -14,6 +14,10 @@
 
 namespace tandem::frontend {
 
+// The router's and every worker's lines of a disaggregated deployment (from stats.workers; nothing
+// when that is empty). Metrics::Render appends them; exposed for tests.
+void RenderWorkerMetrics(const GeneratorStats& stats, std::string* out);
+
 class Histogram {
  public:
   explicit Histogram(std::vector<double> upper_bounds);

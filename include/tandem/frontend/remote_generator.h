@@ -70,7 +70,8 @@ class RemoteGenerator final : public Generator {
   std::unique_ptr<router::LoadFeeds> feeds_;
   ModelCard card_;
   std::atomic<bool> stopped_{false};
-  std::atomic<int64_t> remote_prefills_{0};
+  std::atomic<int64_t> remote_prefills_{0};  // the router's decisions
+  std::atomic<int64_t> local_prefills_{0};
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<InFlight>> in_flight_;

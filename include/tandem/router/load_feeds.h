@@ -13,8 +13,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "tandem/cluster/discovery.h"
@@ -28,6 +30,14 @@ struct LoadFeedOptions {
   absl::Duration retry_interval = absl::Milliseconds(500);
 };
 
+// What the feed knows of one listed worker (for the frontend's per-worker metrics).
+struct WorkerFeedStatus {
+  cluster::WorkerInfo worker;
+  bool connected = false;  // its current stream has delivered a report and has not ended
+  int64_t reports = 0;     // reports applied from it, over every stream
+  std::optional<v1::LoadReport> last;  // its latest report, without the KV events
+};
+
 class LoadFeeds {
  public:
   // Watches `discovery` at once; destroy this before `router` and `discovery`.
@@ -39,6 +49,8 @@ class LoadFeeds {
   int64_t reports_applied() const { return reports_applied_.load(); }
   // Workers with a feed thread (listed in discovery).
   int num_feeds() const;
+  // Every listed worker, in id order.
+  std::vector<WorkerFeedStatus> Statuses() const;
 
  private:
   struct Feed {
@@ -47,6 +59,9 @@ class LoadFeeds {
     std::mutex mu;
     std::condition_variable cv;
     bool stop = false;
+    bool connected = false;
+    int64_t reports = 0;
+    std::optional<v1::LoadReport> last;
     std::thread thread;
   };
 

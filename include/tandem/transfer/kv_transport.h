@@ -52,6 +52,14 @@ class KvTransport {
   // This endpoint's address (opaque bytes) for peers to Connect() to; sent over the control plane.
   virtual absl::StatusOr<std::string> LocalAddress() = 0;
 
+  // Memory the transport allocates itself so that peers reach it by its fastest path (ucx: POSIX
+  // shared memory that a peer on the same host maps and writes with a memcpy, where ordinary memory
+  // would go over TCP loopback). Register it like any other memory (RegisterMemory accepts ranges
+  // inside it); free it after deregistering every range in it, before destroying the transport.
+  // A transport with no memory of its own says Unimplemented: allocate from the backend instead.
+  virtual absl::StatusOr<void*> AllocateMemory(std::size_t bytes, MemoryKind kind);
+  virtual absl::Status FreeMemory(void* base);
+
   // Registers memory for transfers; the id stays valid until DeregisterMemory or destruction.
   virtual absl::StatusOr<RegionId> RegisterMemory(const MemoryRegion& region) = 0;
   virtual absl::Status DeregisterMemory(RegionId region) = 0;
@@ -80,8 +88,9 @@ class KvTransport {
   static constexpr std::size_t kMaxNotificationBytes = 4096;
 };
 
-// Creates the transport for `backend` (kAuto picks ucx). kNccl without a CUDA build is an
-// Unimplemented error saying so.
+// Creates the transport for `backend` (kAuto picks ucx). kNccl binds to the calling thread's current
+// CUDA device; without a CUDA build it is an Unimplemented error saying so, and without a device a
+// FailedPrecondition error.
 absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend backend);
 
 // Polls until the transfer is done or failed, or `timeout_ms` passes (DeadlineExceeded).

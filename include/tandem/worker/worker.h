@@ -11,7 +11,9 @@
 //           own layout + transport address + per-layer region descriptors) ─▶ prefill
 //   prefill: compatibility check → import the decode pool once per decode instance → prefill-only
 //           → per layer: coalesced block runs → PostWrite (notification on the last layer) → wait
-//           for every write → ReleaseTransfer → reply with the first token
+//           for every write → ReleaseTransfer → reply with the first token. With `layerwise`, the
+//           writes of layer L leave from the engine's layer callback as soon as each chunk has
+//           computed it (src/worker/layerwise_sender.h), so they overlap the remaining layers/chunks.
 //   decode: reply + notification seen → CompleteRemotePrefill → stream tokens. Any failure ends the
 //           request with kError and frees its blocks on both sides.
 // Both sides keep their transport progressing on a background thread.
@@ -27,7 +29,9 @@
 #include "tandem/core/config.h"
 #include "tandem/engine/engine.h"
 #include "tandem/engine/engine_loop.h"
+#include "tandem/transfer/kv_transport.h"
 #include "tandem/v1/worker.pb.h"
+#include "tandem/worker/worker_stats.h"
 
 namespace tandem::worker {
 
@@ -38,21 +42,36 @@ struct WorkerOptions {
   WorkerRole role = WorkerRole::kBoth;
   std::string listen = "127.0.0.1:0";  // host:port of the gRPC server; port 0 picks a free one
   TransferBackend transfer = TransferBackend::kAuto;
+  // transfer.layerwise: a prefill worker posts each layer's KV blocks while the prompt still runs
+  // (as soon as the layer is computed); false: every layer after the prefill finished.
+  bool layerwise = true;
   DisaggregationSection disaggregation;
   // Decode: prefill workers (host:port) used when a request names none, in round-robin order.
   std::vector<std::string> prefill_workers;
   int64_t remote_prefill_timeout_ms = 120000;
   // The layout's model field; empty: the model config's name.
   std::string model_name;
+  // The KV transport; null: one made from `transfer`. CreateFromDeployment makes it first, so the
+  // KV pools can live in its memory (transport_kv_memory.h).
+  std::shared_ptr<transfer::KvTransport> transport;
 };
 
-// Counters for tests and metrics.
+// Counters for tests and metrics (sent to the router in every LoadReport, see worker_stats.h).
 struct WorkerStats {
   int64_t remote_prefills = 0;  // decode: prompts prefilled by a prefill worker
   int64_t local_prefills = 0;
   int64_t remote_prefill_failures = 0;
   int64_t kv_blocks_sent = 0;  // prefill: blocks (per layer counted once) written to decode workers
   uint64_t kv_bytes_sent = 0;
+  int64_t kv_streamed_prefills = 0;  // prefill: KV left layer by layer while the prompt ran (layerwise)
+  int64_t kv_stream_fallbacks = 0;   // prefill: layerwise, but sent after the prompt (preempted mid-prompt)
+  int64_t kv_blocks_received = 0;  // decode: blocks prefill workers wrote here (per layer counted once)
+  uint64_t kv_bytes_received = 0;
+  int64_t remote_prefills_served = 0;  // prefill: RemotePrefill calls answered with a first token
+  int64_t remote_prefills_failed = 0;  // prefill: RemotePrefill calls answered with an error
+  int32_t prefill_queue_length = 0;    // prefill: RemotePrefill calls received and not yet answered
+  LatencyCounts kv_transfer_seconds = LatencyCounts::ForTransfers();     // prefill: per request
+  LatencyCounts remote_prefill_seconds = LatencyCounts::ForTransfers();  // decode: RemotePrefill calls
 };
 
 class Worker {

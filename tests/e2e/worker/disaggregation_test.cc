@@ -95,16 +95,30 @@ bool NoBlocksHeld(const Worker& w, std::chrono::milliseconds timeout = std::chro
   return w.engine_stats().kv_blocks_used == 0;
 }
 
-class DisaggregationTest : public ::testing::TestWithParam<TransferBackend> {};
+// A KV transport, and whether the prefill worker streams the KV layer by layer while the prompt
+// runs (transfer.layerwise) or sends it after the prefill.
+struct Setup {
+  TransferBackend transfer;
+  bool layerwise;
+};
+
+class DisaggregationTest : public ::testing::TestWithParam<Setup> {
+ protected:
+  DeploymentConfig ParamConfig() const {
+    DeploymentConfig c = Config(GetParam().transfer);
+    c.transfer.layerwise = GetParam().layerwise;
+    return c;
+  }
+};
 
 TEST_P(DisaggregationTest, DisaggregatedEqualsAggregatedTokenForToken) {
-  const DeploymentConfig config = Config(GetParam());
+  const DeploymentConfig config = ParamConfig();
   auto aggregated = Start(config, WorkerRole::kBoth);
   auto prefill = Start(config, WorkerRole::kPrefill);
   ASSERT_TRUE(aggregated && prefill);
   auto decode = Start(config, WorkerRole::kDecode, {prefill->address()});
   ASSERT_TRUE(decode);
-  EXPECT_EQ(decode->info().transport(), std::string(Name(GetParam())));
+  EXPECT_EQ(decode->info().transport(), std::string(Name(GetParam().transfer)));
 
   // 60 prompts: lengths 1..200 (many past one 64-token chunk), the first 20 sharing a 70-token
   // prefix (full blocks the decode worker has cached after the first of them).
@@ -160,13 +174,26 @@ TEST_P(DisaggregationTest, DisaggregatedEqualsAggregatedTokenForToken) {
   const WorkerStats ps = prefill->stats();
   EXPECT_GT(ps.kv_blocks_sent, 0);
   EXPECT_GT(ps.kv_bytes_sent, 0u);
+  // Layer-wise: every prompt's KV left while it was computed (nothing preempted here); else after it.
+  EXPECT_EQ(ps.kv_streamed_prefills, GetParam().layerwise ? static_cast<int64_t>(prompts.size()) : 0);
+  EXPECT_EQ(ps.kv_stream_fallbacks, 0);
+  // What the prefill worker sent is what the decode worker received; both timed every call.
+  EXPECT_EQ(ds.kv_bytes_received, ps.kv_bytes_sent);
+  EXPECT_EQ(ds.kv_blocks_received, ps.kv_blocks_sent);
+  EXPECT_EQ(ps.remote_prefills_served, static_cast<int64_t>(prompts.size()));
+  EXPECT_EQ(ps.remote_prefills_failed, 0);
+  EXPECT_EQ(ps.prefill_queue_length, 0);
+  EXPECT_EQ(ps.kv_transfer_seconds.count, static_cast<int64_t>(prompts.size()));
+  EXPECT_GT(ps.kv_transfer_seconds.sum, 0.0);
+  EXPECT_EQ(ds.remote_prefill_seconds.count, static_cast<int64_t>(prompts.size()));
+  EXPECT_GE(ds.remote_prefill_seconds.sum, ps.kv_transfer_seconds.sum);
   EXPECT_TRUE(NoBlocksHeld(*prefill)) << prefill->engine_stats().kv_blocks_used;
   EXPECT_TRUE(NoBlocksHeld(*decode)) << decode->engine_stats().kv_blocks_used;
   EXPECT_TRUE(NoBlocksHeld(*aggregated));
 }
 
 TEST_P(DisaggregationTest, LoadStreamReportsKvEventsAndCounters) {
-  const DeploymentConfig config = Config(GetParam());
+  const DeploymentConfig config = ParamConfig();
   auto prefill = Start(config, WorkerRole::kPrefill);
   ASSERT_TRUE(prefill);
   auto decode = Start(config, WorkerRole::kDecode, {prefill->address()});
@@ -176,6 +203,8 @@ TEST_P(DisaggregationTest, LoadStreamReportsKvEventsAndCounters) {
   std::atomic<int> stored{0};
   std::atomic<int64_t> remote{0};
   std::atomic<int32_t> total{0};
+  std::atomic<uint64_t> received{0};
+  std::atomic<uint64_t> timed{0};
   std::thread watcher([&] {
     (void)client.StreamLoad(
         20,
@@ -185,6 +214,8 @@ TEST_P(DisaggregationTest, LoadStreamReportsKvEventsAndCounters) {
           }
           remote = r.remote_prefills();
           total = r.kv_blocks_total();
+          received = r.kv_bytes_received();
+          timed = r.remote_prefill_seconds().count();
           return true;
         },
         &handle);
@@ -192,7 +223,7 @@ TEST_P(DisaggregationTest, LoadStreamReportsKvEventsAndCounters) {
   const Result r = Generate(client, Request("x", Prompt(100, 5), 4));
   ASSERT_TRUE(r.status.ok()) << r.status;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while ((stored < 6 || remote < 1) && std::chrono::steady_clock::now() < deadline) {
+  while ((stored < 6 || remote < 1 || timed < 1) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   handle.Cancel();
@@ -200,10 +231,13 @@ TEST_P(DisaggregationTest, LoadStreamReportsKvEventsAndCounters) {
   EXPECT_GE(stored.load(), 6);  // 100 prompt tokens: 6 full blocks of 16
   EXPECT_EQ(remote.load(), 1);
   EXPECT_EQ(total.load(), decode->info().num_kv_blocks());
+  EXPECT_EQ(timed.load(), 1u);
+  EXPECT_EQ(received.load(), prefill->stats().kv_bytes_sent);
+  EXPECT_GT(received.load(), 0u);
 }
 
 TEST_P(DisaggregationTest, ClientCancelFreesBlocksOnBothSides) {
-  const DeploymentConfig config = Config(GetParam());
+  const DeploymentConfig config = ParamConfig();
   auto prefill = Start(config, WorkerRole::kPrefill);
   ASSERT_TRUE(prefill);
   auto decode = Start(config, WorkerRole::kDecode, {prefill->address()});
@@ -226,11 +260,13 @@ TEST_P(DisaggregationTest, ClientCancelFreesBlocksOnBothSides) {
   EXPECT_EQ(decode->engine_stats().num_running, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, DisaggregationTest,
-                         ::testing::Values(TransferBackend::kLocal, TransferBackend::kUcx),
-                         [](const ::testing::TestParamInfo<TransferBackend>& p) {
-                           return std::string(Name(p.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Transports, DisaggregationTest,
+    ::testing::Values(Setup{TransferBackend::kLocal, true}, Setup{TransferBackend::kLocal, false},
+                      Setup{TransferBackend::kUcx, true}, Setup{TransferBackend::kUcx, false}),
+    [](const ::testing::TestParamInfo<Setup>& p) {
+      return absl::StrCat(Name(p.param.transfer), p.param.layerwise ? "_layerwise" : "_after_prefill");
+    });
 
 TEST(ConditionalDisaggregationTest, PrefillsRemotelyOnlyWhenTheUncachedPromptIsLong) {
   DeploymentConfig config = Config(TransferBackend::kLocal);

@@ -76,6 +76,27 @@ TEST(LoadFeedsTest, LiveWorkerReportsDriveKvAwareRouting) {
     EXPECT_EQ(feeds.num_feeds(), 2);
     EXPECT_EQ(router.WorkerIds(), (std::vector<std::string>{"a", "b"}));
     ASSERT_TRUE(WaitFor([&] { return feeds.reports_applied() >= 4; }, std::chrono::seconds(5)));
+    // Each listed worker's stream is up and its latest report is kept, without its KV events.
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          const std::vector<WorkerFeedStatus> s = feeds.Statuses();
+          return s.size() == 2 && s[0].connected && s[1].connected;
+        },
+        std::chrono::seconds(5)));
+    {
+      const std::vector<WorkerFeedStatus> statuses = feeds.Statuses();
+      EXPECT_EQ(statuses[0].worker.id, "a");
+      EXPECT_EQ(statuses[1].worker.address, (*b)->address());
+      for (const WorkerFeedStatus& s : statuses) {
+        ASSERT_TRUE(s.last.has_value());
+        EXPECT_GE(s.reports, 1);
+        EXPECT_EQ(s.last->role(), "both");
+        EXPECT_EQ(s.last->kv_blocks_total(), (*a)->info().num_kv_blocks());
+        EXPECT_EQ(s.last->kv_blocks_used(), 0);
+        EXPECT_EQ(s.last->events_size(), 0);
+        EXPECT_EQ(s.last->kv_transfer_seconds().counts_size(), s.last->kv_transfer_seconds().upper_bounds_size() + 1);
+      }
+    }
 
     // A 100-token prompt (6 full blocks) runs on "a"; its prefix cache reports the blocks.
     const std::vector<int32_t> prompt = Prompt(100, 7);
@@ -107,8 +128,14 @@ TEST(LoadFeedsTest, LiveWorkerReportsDriveKvAwareRouting) {
     // "a" leaves: its feed stops and the router never picks it.
     ASSERT_TRUE(discovery->Deregister("a").ok());
     EXPECT_EQ(feeds.num_feeds(), 1);
+    EXPECT_EQ(feeds.Statuses().size(), 1u);
     EXPECT_EQ(router.WorkerIds(), std::vector<std::string>{"b"});
     EXPECT_EQ(router.RouteDecode(again)->worker_id, "b");
+
+    // "b" stops while still listed: its stream ends and the feed says so (keeping its last report).
+    (*b)->Shutdown();
+    EXPECT_TRUE(WaitFor([&] { return !feeds.Statuses().at(0).connected; }, std::chrono::seconds(5)));
+    EXPECT_TRUE(feeds.Statuses().at(0).last.has_value());
   }
   // The feeds are gone: reports stop, the router keeps what it had.
   EXPECT_EQ(router.WorkerIds(), std::vector<std::string>{"b"});
