@@ -638,6 +638,21 @@ class Worker::Impl final : public v1::Worker::Service {
     return pool;
   }
 
+  // Drops an imported pool after a failed transfer: a dead decode instance's endpoint and keys are
+  // freed, and a live one's next request reconnects on a fresh endpoint. Transfers still in flight
+  // on the old endpoint fail (they would have on a broken one anyway).
+  void ForgetPool(const std::string& instance_id, const ImportedPool& pool) {
+    {
+      std::lock_guard<std::mutex> lock(pools_mu_);
+      auto it = pools_.find(instance_id);
+      if (it == pools_.end() || it->second.peer != pool.peer) return;  // already replaced
+      pools_.erase(it);
+    }
+    (void)transport_->Disconnect(pool.peer);
+    TLOG_INFO("worker {}: dropped the KV pool of decode worker {} after a failed transfer", info_.instance_id(),
+              instance_id);
+  }
+
   absl::Status ServeRemotePrefill(grpc::ServerContext* context, const v1::RemotePrefillRequest& request,
                                   v1::RemotePrefillResponse& response) {
     if (stopping_) return absl::UnavailableError("prefill worker is shutting down");
@@ -726,7 +741,10 @@ class Worker::Impl final : public v1::Worker::Service {
                                      ? streamed.status
                                      : WriteBlocks(pool, last.kv_blocks, request);
     loop_->ReleaseTransfer(request.request_id());
-    TANDEM_RETURN_IF_ERROR(written);
+    if (!written.ok()) {
+      ForgetPool(dest.instance_id(), pool);
+      return written;
+    }
     const int64_t first = request.num_cached_tokens() / spec.block_size;
     const int64_t sent = static_cast<int64_t>(last.kv_blocks.size()) - first;
     const uint64_t bytes = static_cast<uint64_t>(sent) * spec.BytesPerBlock() * spec.num_layers;
