@@ -333,6 +333,8 @@ WorkerMetrics ToWorkerMetrics(const router::WorkerFeedStatus& status) {
   w.kv_blocks_sent = r.kv_blocks_sent();
   w.kv_bytes_received = static_cast<int64_t>(r.kv_bytes_received());
   w.kv_blocks_received = r.kv_blocks_received();
+  w.kv_streamed_prefills = r.kv_streamed_prefills();
+  w.kv_stream_fallbacks = r.kv_stream_fallbacks();
   w.kv_transfer_seconds = FromProto(r.kv_transfer_seconds());
   w.remote_prefill_seconds = FromProto(r.remote_prefill_seconds());
   return w;

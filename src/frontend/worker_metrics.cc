@@ -165,6 +165,13 @@ void RenderWorkerMetrics(const GeneratorStats& stats, std::string* out) {
             {{"ok", [](const WorkerMetrics& w) { return I(w.remote_prefills_served); }, Side::kPrefill},
              {"error", [](const WorkerMetrics& w) { return I(w.remote_prefills_failed); }, Side::kPrefill}},
             out);
+  PerWorker(ws, "tandem_worker_kv_sends_total", "counter",
+            "Prefill, with transfer.layerwise on: requests whose KV left layer by layer while the prompt "
+            "ran (layerwise), or after it because streaming gave up, e.g. on preemption (fallback).",
+            "mode",
+            {{"layerwise", [](const WorkerMetrics& w) { return I(w.kv_streamed_prefills); }, Side::kPrefill},
+             {"fallback", [](const WorkerMetrics& w) { return I(w.kv_stream_fallbacks); }, Side::kPrefill}},
+            out);
   PerWorker(ws, "tandem_worker_kv_transfer_bytes_total", "counter",
             "KV cache bytes written to decode workers (sent) or by prefill workers into this one (received).",
             "direction",
@@ -179,13 +186,13 @@ void RenderWorkerMetrics(const GeneratorStats& stats, std::string* out) {
             out);
   WorkerHistogram(
       ws, "tandem_worker_kv_transfer_seconds",
-      "Prefill: per request, from the end of its prefill until every KV write landed in the decode "
-      "worker (with layer-wise streaming: the part of the transfer not hidden behind compute).",
+      "Prefill: per request, from its first KV write posted (with layer-wise streaming: while the "
+      "prompt still runs) until every write landed in the decode worker.",
       Side::kPrefill, &WorkerMetrics::kv_transfer_seconds, out);
   WorkerGauge(
       ws, "tandem_worker_kv_transfer_bandwidth_bytes_per_second",
       "Prefill: KV bytes sent / kv_transfer_seconds_sum since the worker started (with layer-wise "
-      "streaming this is the effective rate after compute, above the link's).",
+      "streaming the transfers share time with compute, so this is at most the link's rate).",
       Side::kPrefill,
       [](const WorkerMetrics& w) {
         return w.kv_transfer_seconds.sum > 0 ? I(w.kv_bytes_sent) / w.kv_transfer_seconds.sum : 0.0;

@@ -20,6 +20,7 @@ struct LayerwiseKvSender::Stream {
   std::vector<int64_t> src_sent;  // their source block ids, from dest.first_block on
   // Under mu_.
   std::vector<transfer::TransferId> posted;
+  std::chrono::steady_clock::time_point first_post;  // of posted.front()
   absl::Status status;
   bool fallen_back = false;  // stopped streaming: the caller sends everything after the step
   bool complete = false;     // the final chunk's last layer, with the notification, is posted
@@ -80,6 +81,7 @@ void LayerwiseKvSender::OnLayerDone(const engine::StepPlan& plan, int32_t layer)
       s.status = Annotate(t.status(), absl::StrCat("writing layer ", layer, " of request ", s.request_id));
       continue;
     }
+    if (s.posted.empty()) s.first_post = std::chrono::steady_clock::now();
     s.posted.push_back(*t);
     if (last) s.complete = true;
   }
@@ -165,6 +167,7 @@ LayerwiseKvSender::Result LayerwiseKvSender::Finish(const std::string& request_i
     posted = std::move(s.posted);
     result.status = s.status;
     result.complete = s.complete;
+    result.first_post = s.first_post;
     streams_.erase(it);
     live_.fetch_sub(1);
   }

@@ -16,6 +16,7 @@
 // no longer streamed: Finish then reports it incomplete and the caller sends everything after the step.
 #pragma once
 
+#include <chrono>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -56,6 +57,9 @@ class LayerwiseKvSender {
   struct Result {
     absl::Status status;    // a post or a write failed
     bool complete = false;  // every block of every layer and the notification were posted and landed
+    // When the first write was posted (default-constructed when none was): the transfer spans from
+    // there to Finish's return, overlapping the prefill's compute.
+    std::chrono::steady_clock::time_point first_post;
   };
   // Handler thread, once the request produced its final output (no step runs it any more): forgets
   // it, then waits for each posted write (up to `timeout_ms`) and releases it. !complete with an OK

@@ -760,9 +760,16 @@ class Worker::Impl final : public v1::Worker::Service {
     response.set_num_blocks_written(static_cast<int32_t>(sent));
     response.set_bytes_written(bytes);
     response.set_num_cached_tokens(last.num_cached_tokens);
-    response.set_transfer_seconds(std::chrono::duration<double>(Clock::now() - start).count());
+    // The transfer's span: from its first write posted (layer-wise: while the prompt still ran) to the
+    // last one landed, so bytes / span is the bandwidth achieved. The part after the prefill, which is
+    // what adds to TTFT, is logged below.
+    const auto now = Clock::now();
+    const bool overlapped = streamed.complete && streamed.first_post != Clock::time_point{};
+    response.set_transfer_seconds(
+        std::chrono::duration<double>(now - (overlapped ? streamed.first_post : start)).count());
+    [[maybe_unused]] const double tail_ms = std::chrono::duration<double, std::milli>(now - start).count();
     TLOG_DEBUG("request {}: KV of {} blocks x {} layers complete {:.1f} ms after the prefill ({})",
-               request.request_id(), sent, spec.num_layers, response.transfer_seconds() * 1e3,
+               request.request_id(), sent, spec.num_layers, tail_ms,
                streamed.complete ? "layerwise" : "after_prefill");
     return absl::OkStatus();
   }

@@ -40,6 +40,8 @@ void AddStatsToReport(const WorkerStats& stats, v1::LoadReport* report) {
   report->set_remote_prefills_served(stats.remote_prefills_served);
   report->set_remote_prefills_failed(stats.remote_prefills_failed);
   report->set_prefill_queue_length(stats.prefill_queue_length);
+  report->set_kv_streamed_prefills(stats.kv_streamed_prefills);
+  report->set_kv_stream_fallbacks(stats.kv_stream_fallbacks);
   *report->mutable_kv_transfer_seconds() = ToProto(stats.kv_transfer_seconds);
   *report->mutable_remote_prefill_seconds() = ToProto(stats.remote_prefill_seconds);
 }

@@ -144,6 +144,8 @@ struct WorkerMetrics {
   int64_t kv_blocks_sent = 0;
   int64_t kv_bytes_received = 0;
   int64_t kv_blocks_received = 0;
+  int64_t kv_streamed_prefills = 0;  // prefill: KV sent layer by layer during the prompt
+  int64_t kv_stream_fallbacks = 0;   // prefill: layer-wise streaming gave up, sent after the prompt
   HistogramCounts kv_transfer_seconds;     // prefill: writing one request's blocks
   HistogramCounts remote_prefill_seconds;  // decode: one RemotePrefill call
 };

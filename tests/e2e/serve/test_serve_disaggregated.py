@@ -110,6 +110,9 @@ def test_metrics_show_each_worker_and_the_kv_it_moved(servers):
     assert m("tandem_worker_kv_transfer_seconds_count", "prefill") == served
     assert m("tandem_worker_kv_transfer_seconds_bucket", "prefill", le="+Inf") == served
     assert m("tandem_worker_kv_transfer_bandwidth_bytes_per_second", "prefill") > 0
+    # The quickstart streams layer by layer: every prompt's KV left while it ran, none fell back.
+    assert m("tandem_worker_kv_sends_total", "prefill", mode="layerwise") == served
+    assert m("tandem_worker_kv_sends_total", "prefill", mode="fallback") == 0
     assert m("tandem_worker_remote_prefill_seconds_count", "decode") == served
     assert m("tandem_worker_remote_prefill_seconds_sum", "decode") >= m("tandem_worker_kv_transfer_seconds_sum", "prefill")
     assert m("tandem_worker_remote_prefill_failures_total", "decode") == 0
