@@ -293,7 +293,19 @@ class Worker::Impl final : public v1::Worker::Service {
                           grpc::ServerWriter<v1::LoadReport>* writer) override {
     auto subscriber = std::make_shared<Subscriber>();
     {
+      // A subscriber first learns what is cached now (ALL_CLEARED, then every held block as STORED),
+      // so a frontend that connects late or restarts routes prefix hits at once. Events published
+      // meanwhile may repeat part of it; applying them twice changes nothing.
+      std::lock_guard<std::mutex> cached_lock(cached_mu_);
       std::lock_guard<std::mutex> lock(subscribers_mu_);
+      v1::KvCacheEvent& cleared = subscriber->events.emplace_back();
+      cleared.set_type(v1::KvCacheEvent::ALL_CLEARED);
+      if (!cached_.empty()) {
+        v1::KvCacheEvent& stored = subscriber->events.emplace_back();
+        stored.set_type(v1::KvCacheEvent::STORED);
+        stored.set_block_size(kv_->spec().block_size);
+        stored.mutable_block_hashes()->Add(cached_.begin(), cached_.end());
+      }
       subscribers_.push_back(subscriber);
     }
     const auto interval =

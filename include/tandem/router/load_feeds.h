@@ -3,8 +3,8 @@
 // (worker.proto) open per listed worker and applies every LoadReport to the Router (its KV events,
 // then its load). A worker that leaves discovery has its stream cancelled; a broken stream (worker
 // restarting) is retried every `retry_interval` while the worker stays listed. Each (re)connect
-// starts that worker's KV index from empty: events sent while nobody listened are lost, and an
-// index missing hits only costs a cache miss, while one promising stale hits would misroute.
+// starts that worker's KV index from empty, and the worker's first report rebuilds it (ALL_CLEARED,
+// then every block it holds as STORED), so a late or restarted frontend sees existing prefixes.
 #pragma once
 
 #include <atomic>

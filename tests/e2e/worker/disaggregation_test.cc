@@ -236,6 +236,31 @@ TEST_P(DisaggregationTest, LoadStreamReportsKvEventsAndCounters) {
   EXPECT_GT(received.load(), 0u);
 }
 
+// A subscriber that connects after blocks were cached (a restarted frontend) first gets them all.
+TEST_P(DisaggregationTest, LateLoadSubscriberGetsTheCachedBlocksFirst) {
+  const DeploymentConfig config = ParamConfig();
+  auto prefill = Start(config, WorkerRole::kPrefill);
+  ASSERT_TRUE(prefill);
+  auto decode = Start(config, WorkerRole::kDecode, {prefill->address()});
+  ASSERT_TRUE(decode);
+  cluster::WorkerClient client(decode->address());
+  ASSERT_TRUE(Generate(client, Request("early", Prompt(100, 9), 2)).status.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the worker publishes its events
+  std::vector<v1::KvCacheEvent> first;
+  cluster::CallHandle handle;
+  (void)client.StreamLoad(
+      20,
+      [&](const v1::LoadReport& r) {
+        first.assign(r.events().begin(), r.events().end());
+        return false;  // the first report is enough
+      },
+      &handle);
+  ASSERT_GE(first.size(), 2u);
+  EXPECT_EQ(first[0].type(), v1::KvCacheEvent::ALL_CLEARED);
+  EXPECT_EQ(first[1].type(), v1::KvCacheEvent::STORED);
+  EXPECT_GE(first[1].block_hashes_size(), 6);  // 100 prompt tokens: 6 full blocks of 16 stay cached
+}
+
 TEST_P(DisaggregationTest, ClientCancelFreesBlocksOnBothSides) {
   const DeploymentConfig config = ParamConfig();
   auto prefill = Start(config, WorkerRole::kPrefill);
