@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,8 +25,6 @@
 #include "tandem/cluster/discovery.h"
 #include "tandem/router/discovery_binding.h"
 #include "tandem/router/router.h"
-
-extern char** environ;
 
 namespace tandem::cluster {
 namespace {
@@ -97,18 +95,26 @@ class EtcdServer {
   // Starts again on the same ports and data.
   bool Restart() { return Spawn(); }
 
+  // fork + exec rather than posix_spawn: the child dies with this test process (PR_SET_PDEATHSIG), so
+  // an aborted or timed-out test leaves no etcd behind, and it inherits no descriptor beyond stdio.
   bool Spawn() {
     std::vector<char*> argv;
     for (std::string& a : args_) argv.push_back(a.data());
     argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
     const std::string log = dir_ + "/etcd.log";
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    const int rc = posix_spawn(&pid_, args_[0].c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    return rc == 0;
+    const pid_t parent = getpid();
+    pid_ = fork();
+    if (pid_ < 0) return false;
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(1);  // the test died before prctl
+      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(1);
+      close_range(3, ~0U, 0);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    return true;
   }
 
   ~EtcdServer() {
