@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -354,7 +355,11 @@ class Worker::Impl final : public v1::Worker::Service {
   struct ImportedPool {
     transfer::PeerId peer = 0;
     std::vector<transfer::RemoteRegionId> layers;
+    uint64_t last_used = 0;  // pool_clock_ at its latest use
   };
+  // Decode pools kept imported at once; past it the least recently used one is dropped (decode
+  // instances that restarted or left would otherwise keep their endpoints here forever).
+  static constexpr size_t kMaxImportedPools = 64;
   struct Subscriber {
     std::mutex mu;
     std::vector<v1::KvCacheEvent> events;
@@ -634,8 +639,21 @@ class Worker::Impl final : public v1::Worker::Service {
   absl::StatusOr<ImportedPool> ImportPool(const v1::WorkerInfo& dest) {
     std::lock_guard<std::mutex> lock(pools_mu_);
     auto it = pools_.find(dest.instance_id());
-    if (it != pools_.end()) return it->second;
+    if (it != pools_.end()) {
+      it->second.last_used = ++pool_clock_;
+      return it->second;
+    }
+    if (pools_.size() >= kMaxImportedPools) {
+      auto oldest = std::min_element(pools_.begin(), pools_.end(), [](const auto& a, const auto& b) {
+        return a.second.last_used < b.second.last_used;
+      });
+      TLOG_INFO("worker {}: dropping the least recently used KV pool import (decode worker {})",
+                info_.instance_id(), oldest->first);
+      (void)transport_->Disconnect(oldest->second.peer);
+      pools_.erase(oldest);
+    }
     ImportedPool pool;
+    pool.last_used = ++pool_clock_;
     TANDEM_ASSIGN_OR_RETURN(pool.peer, transport_->Connect(dest.transport_address()));
     for (const std::string& descriptor : dest.layer_regions()) {
       absl::StatusOr<transfer::RemoteRegionId> region = transport_->ImportRegion(pool.peer, descriptor);
@@ -862,6 +880,7 @@ class Worker::Impl final : public v1::Worker::Service {
   std::map<std::string, PrefillPeer> prefill_peers_;
   std::mutex pools_mu_;
   std::map<std::string, ImportedPool> pools_;
+  uint64_t pool_clock_ = 0;  // under pools_mu_
   std::mutex notes_mu_;
   std::condition_variable notes_cv_;
   std::set<std::string> notes_;
