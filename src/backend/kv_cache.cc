@@ -27,8 +27,13 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, const
     if (buffer == nullptr || buffer->size() < spec.BytesPerLayer() ||
         reinterpret_cast<uintptr_t>(buffer->data()) % 64 != 0 || buffer->memory_kind() != backend.memory_kind()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "kv cache: the pool allocator must return ", spec.BytesPerLayer(),
-          " bytes, 64-byte aligned, of the backend's memory kind, for layer ", l));
+          "kv cache: layer ", l, ": the pool allocator must return ", spec.BytesPerLayer(),
+          " bytes, 64-byte aligned, of the backend's memory kind; found ",
+          buffer == nullptr ? std::string("no buffer")
+                            : absl::StrCat(buffer->size(), " bytes at alignment ",
+                                           reinterpret_cast<uintptr_t>(buffer->data()) % 64 == 0 ? "64" : "<64",
+                                           buffer->memory_kind() == backend.memory_kind() ? ", same kind"
+                                                                                           : ", another kind")));
     }
     layers.push_back(std::move(buffer));
   }

@@ -2,7 +2,9 @@
 // to the workers that discovery lists (discovery.type etcd: workers register themselves with
 // `tandem worker`; static: the addresses in discovery.workers). The router follows workers joining
 // and leaving while it runs.
+#include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -19,17 +21,22 @@
 namespace tandem::cli {
 namespace {
 
-// Waits until discovery lists a worker, for at most `timeout`.
-bool WaitForFirstWorker(const cluster::Discovery& discovery, absl::Duration timeout) {
+enum class WaitResult { kWorker, kTimeout, kSignal };
+
+// Waits until discovery lists a worker, for at most `timeout`, or until a signal of `signals` comes.
+WaitResult WaitForFirstWorker(const cluster::Discovery& discovery, absl::Duration timeout,
+                              const sigset_t& signals) {
   const absl::Time deadline = absl::Now() + timeout;
   cluster::WorkerSnapshot snapshot = discovery.Snapshot();
   while (snapshot.workers.empty()) {
     const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
-    discovery.WaitForChange(snapshot.version, left);
+    if (left <= absl::ZeroDuration()) return WaitResult::kTimeout;
+    const timespec poll{0, 0};
+    if (sigtimedwait(&signals, nullptr, &poll) > 0) return WaitResult::kSignal;
+    discovery.WaitForChange(snapshot.version, std::min(left, absl::Milliseconds(200)));
     snapshot = discovery.Snapshot();
   }
-  return true;
+  return WaitResult::kWorker;
 }
 
 }  // namespace
@@ -93,10 +100,15 @@ int RunFrontend(const Args& args) {
     std::fprintf(stderr, "error: discovery: %s\n", std::string(discovery.status().message()).c_str());
     return 1;
   }
-  if (!WaitForFirstWorker(**discovery, absl::Seconds(*wait_workers))) {
-    std::fprintf(stderr, "error: no worker appeared in %s discovery within %lld s\n",
-                 Name(config->discovery.type), static_cast<long long>(*wait_workers));
-    return 1;
+  switch (WaitForFirstWorker(**discovery, absl::Seconds(*wait_workers), signals)) {
+    case WaitResult::kWorker:
+      break;
+    case WaitResult::kTimeout:
+      std::fprintf(stderr, "error: no worker appeared in %s discovery within %lld s\n",
+                   Name(config->discovery.type), static_cast<long long>(*wait_workers));
+      return 1;
+    case WaitResult::kSignal:
+      return 0;  // stopped before serving
   }
   frontend::RemoteGeneratorOptions remote_options;
   remote_options.model_name = flags->Get("served-model-name");

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "commands.h"
 #include "flags.h"
@@ -132,6 +133,14 @@ int RunWorker(const Args& args) {
   // A cluster worker announces itself; `tandem serve`'s workers (embedded/static) are known already.
   std::unique_ptr<cluster::Discovery> discovery;
   const std::string id = flags->Get("id", DefaultWorkerId(*role));
+  if (config->discovery.type == DiscoveryType::kEtcd && !flags->Has("advertise") &&
+      absl::StartsWith(*address, "127.0.0.1:") && !absl::StartsWith(options.listen, "127.0.0.1:")) {
+    std::fprintf(stderr,
+                 "error: --listen %s is a wildcard address: with etcd discovery give --advertise HOST, the "
+                 "address other hosts reach this worker at (else it would register %s)\n",
+                 options.listen.c_str(), address->c_str());
+    return 2;
+  }
   if (config->discovery.type == DiscoveryType::kEtcd) {
     auto made = cluster::MakeDiscovery(config->discovery);
     if (!made.ok()) {

@@ -88,20 +88,20 @@ transfer::MemoryKind ToTransferKind(backend::MemoryKind kind) {
 
 class Worker::Impl final : public v1::Worker::Service {
  public:
-  Impl(WorkerOptions options, std::unique_ptr<engine::Engine> engine, backend::KvCache* kv,
-       std::string model_name)
+  Impl(WorkerOptions options, std::shared_ptr<transfer::KvTransport> transport,
+       std::unique_ptr<engine::Engine> engine, backend::KvCache* kv, std::string model_name)
       : options_(std::move(options)),
         kv_(kv),
         executor_(&engine->executor()),
         model_name_(std::move(model_name)),
         salt_(kvcache::HashSalt(model_name_)),
-        loop_(std::make_unique<engine::EngineLoop>(std::move(engine))) {}
+        loop_(std::make_unique<engine::EngineLoop>(std::move(engine))),
+        transport_(std::move(transport)) {}
 
   ~Impl() override { Shutdown(); }
 
   absl::Status Start() {
     const backend::KvCacheSpec& spec = kv_->spec();
-    transport_ = std::move(options_.transport);
     if (transport_ == nullptr) {
       TANDEM_ASSIGN_OR_RETURN(transport_, transfer::CreateTransport(options_.transfer));
     }
@@ -668,9 +668,11 @@ class Worker::Impl final : public v1::Worker::Service {
     return pool;
   }
 
-  // Drops an imported pool after a failed transfer: a dead decode instance's endpoint and keys are
-  // freed, and a live one's next request reconnects on a fresh endpoint. Transfers still in flight
-  // on the old endpoint fail (they would have on a broken one anyway).
+  // Drops an imported pool after a failed transfer: closing the endpoint cancels writes still in
+  // flight, a dead decode instance's endpoint and keys are freed, and a live one's next request
+  // reconnects on a fresh endpoint. Other requests' transfers on the old endpoint fail with it (they
+  // share its fate on a broken endpoint; on a slow one they are collateral: pools are not
+  // reference-counted yet).
   void ForgetPool(const std::string& instance_id, const ImportedPool& pool) {
     {
       std::lock_guard<std::mutex> lock(pools_mu_);
@@ -756,6 +758,9 @@ class Worker::Impl final : public v1::Worker::Service {
     const auto start = Clock::now();
     LayerwiseKvSender::Result streamed;
     if (sender_ != nullptr) streamed = sender_->Finish(request.request_id(), kTransferTimeoutMs);
+    // A failed or timed-out write may still be in flight: closing the endpoint cancels it before the
+    // source blocks are released (and before it could land in blocks the decode worker reuses).
+    if (!streamed.status.ok()) ForgetPool(dest.instance_id(), pool);
     const bool pinned = last.finish_reason == engine::FinishReason::kPrefillHandoff;
     cancelled = cancelled || context->IsCancelled() || stopping_;  // no new transfers once stopping
     if (cancelled || last.finish_reason != engine::FinishReason::kPrefillHandoff || tokens.empty()) {
@@ -770,11 +775,9 @@ class Worker::Impl final : public v1::Worker::Service {
     const absl::Status written = streamed.complete || !streamed.status.ok()
                                      ? streamed.status
                                      : WriteBlocks(pool, last.kv_blocks, request);
+    if (!written.ok()) ForgetPool(dest.instance_id(), pool);  // as above, before the release
     loop_->ReleaseTransfer(request.request_id());
-    if (!written.ok()) {
-      ForgetPool(dest.instance_id(), pool);
-      return written;
-    }
+    if (!written.ok()) return written;
     const int64_t first = request.num_cached_tokens() / spec.block_size;
     const int64_t sent = static_cast<int64_t>(last.kv_blocks.size()) - first;
     const uint64_t bytes = static_cast<uint64_t>(sent) * spec.BytesPerBlock() * spec.num_layers;
@@ -860,7 +863,9 @@ class Worker::Impl final : public v1::Worker::Service {
   const std::string model_name_;
   const uint64_t salt_;
   std::unique_ptr<engine::EngineLoop> loop_;
-  std::shared_ptr<transfer::KvTransport> transport_;  // destroyed before the loop (and the KV pool)
+  // Reset in Shutdown, after its regions are deregistered; KV pools in its memory
+  // (transport_kv_memory.h) keep it alive until the engine, and so the pools, are gone.
+  std::shared_ptr<transfer::KvTransport> transport_;
   std::unique_ptr<LayerwiseKvSender> sender_;         // transfer.layerwise on a prefill-capable worker
   std::vector<transfer::RegionId> layer_regions_;
   v1::WorkerInfo info_;
@@ -908,7 +913,10 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(std::unique_ptr<engine::E
   }
   backend::KvCache* kv = &executor->kv_cache();
   std::string model_name = executor->runner().config().name;
-  auto impl = std::make_unique<Impl>(std::move(options), std::move(engine), kv, std::move(model_name));
+  std::shared_ptr<transfer::KvTransport> transport = std::move(options.transport);
+  options.transport = nullptr;
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(transport), std::move(engine), kv,
+                                     std::move(model_name));
   TANDEM_RETURN_IF_ERROR(impl->Start());
   return std::unique_ptr<Worker>(new Worker(std::move(impl)));
 }
@@ -932,7 +940,9 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::CreateFromDeployment(const Deplo
   options.disaggregation = config.disaggregation;
   // The transport first: on the CPU backend the KV pools live in its memory where it has its own
   // (ucx: shared memory, so a prefill worker on this host writes them without TCP).
-  TANDEM_ASSIGN_OR_RETURN(options.transport, transfer::CreateTransport(options.transfer));
+  if (options.transport == nullptr) {
+    TANDEM_ASSIGN_OR_RETURN(options.transport, transfer::CreateTransport(options.transfer));
+  }
   backend::KvPoolAllocator kv_allocator;
   switch (config.backend) {
     case BackendKind::kCpu:
