@@ -171,8 +171,13 @@ LayerwiseKvSender::Result LayerwiseKvSender::Finish(const std::string& request_i
     streams_.erase(it);
     live_.fetch_sub(1);
   }
+  // One deadline for all of them: a stuck peer holds this thread for timeout_ms, not per layer.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (transfer::TransferId t : posted) {
-    const absl::Status s = transfer::WaitForTransfer(*transport_, t, timeout_ms);
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const absl::Status s =
+        transfer::WaitForTransfer(*transport_, t, static_cast<int>(std::max<int64_t>(0, left.count())));
     if (!s.ok() && result.status.ok())
       result.status = Annotate(s, absl::StrCat("KV transfer of request ", request_id));
     transport_->Release(t);

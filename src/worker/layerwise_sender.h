@@ -62,8 +62,9 @@ class LayerwiseKvSender {
     std::chrono::steady_clock::time_point first_post;
   };
   // Handler thread, once the request produced its final output (no step runs it any more): forgets
-  // it, then waits for each posted write (up to `timeout_ms`) and releases it. !complete with an OK
-  // status: nothing or only part was streamed (preemption, no final chunk); send it all now.
+  // it, then waits for its posted writes (up to `timeout_ms` for all of them) and releases them.
+  // !complete with an OK status: nothing or only part was streamed (preemption, no final chunk);
+  // send it all now.
   Result Finish(const std::string& request_id, int timeout_ms);
 
  private:

@@ -112,10 +112,19 @@ def test_cancelled_stream_frees_the_engine(api, channel, server):
     next(call)
     call.cancel()
     import time
+    # Idle for a whole second: the engine may not have taken the request yet when the frontend has
+    # already dropped it (the first streamed message can precede the first engine step), so one idle
+    # reading could come before the request runs and is aborted.
     deadline = time.time() + 30
+    idle_since = None
     while time.time() < deadline:
-        if server.metric("tandem_num_requests_running") == 0 and server.metric("tandem_requests_in_flight") == 0:
+        idle = server.metric("tandem_num_requests_running") == 0 and server.metric("tandem_requests_in_flight") == 0
+        if not idle:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.time()
+        elif time.time() - idle_since >= 1.0:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert server.metric("tandem_num_requests_running") == 0
     assert server.metric("tandem_requests_in_flight") == 0
