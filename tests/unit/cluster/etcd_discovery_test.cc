@@ -245,7 +245,7 @@ TEST_F(EtcdDiscoveryTest, WorkersJoinLeaveAndExpire) {
   const double gone = WaitFor([&] { return !seen.Has("decode-a"); }, kLeaseTtlS + 3.0);
   ASSERT_GE(gone, 0) << "decode-a was still listed " << kLeaseTtlS + 3 << " s after its keep-alive stopped";
   std::printf("decode-a left %.3f s after its keep-alive stopped (lease ttl %d s)\n", gone, kLeaseTtlS);
-  EXPECT_EQ(router.WorkerIds(), std::vector<std::string>{"decode-b"});
+  EXPECT_GE(WaitFor([&] { return router.WorkerIds() == std::vector<std::string>{"decode-b"}; }, 2), 0);
   for (int i = 0; i < 20; ++i)
     EXPECT_EQ(router.RouteDecode(std::vector<int32_t>{1, 2, 3})->worker_id, "decode-b");
 
@@ -262,6 +262,8 @@ TEST_F(EtcdDiscoveryTest, WorkersJoinLeaveAndExpire) {
   ASSERT_GE(joined, 0);
   std::printf("prefill-c was seen %.3f s after registering\n", joined);
   EXPECT_LT(joined, 1.0);
+  // The router follows its own watch, which may deliver the join a moment after `seen`'s.
+  ASSERT_GE(WaitFor([&] { return router.RoutePrefill(std::vector<int32_t>{1}).ok(); }, 2), 0);
   EXPECT_EQ(router.RoutePrefill(std::vector<int32_t>{1})->worker_id, "prefill-c");
 
   // Deregistering revokes the lease: decode-b leaves at once.
