@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "commands.h"
 #include "flags.h"
@@ -119,6 +118,16 @@ int RunWorker(const Args& args) {
       if (w.role == "prefill") options.prefill_workers.push_back(w.address);
     }
   }
+  // Checked before the model loads: a wildcard listen address would register as 127.0.0.1.
+  const std::string listen_host = options.listen.substr(0, options.listen.rfind(':'));
+  if (config->discovery.type == DiscoveryType::kEtcd && !flags->Has("advertise") &&
+      (listen_host == "0.0.0.0" || listen_host == "[::]")) {
+    std::fprintf(stderr,
+                 "error: --listen %s is a wildcard address: with etcd discovery give --advertise HOST, the "
+                 "address other hosts reach this worker at (else it would register 127.0.0.1)\n",
+                 options.listen.c_str());
+    return 2;
+  }
   const sigset_t signals = BlockShutdownSignals();
   auto w = worker::Worker::CreateFromDeployment(*config, options);
   if (!w.ok()) {
@@ -133,14 +142,6 @@ int RunWorker(const Args& args) {
   // A cluster worker announces itself; `tandem serve`'s workers (embedded/static) are known already.
   std::unique_ptr<cluster::Discovery> discovery;
   const std::string id = flags->Get("id", DefaultWorkerId(*role));
-  if (config->discovery.type == DiscoveryType::kEtcd && !flags->Has("advertise") &&
-      absl::StartsWith(*address, "127.0.0.1:") && !absl::StartsWith(options.listen, "127.0.0.1:")) {
-    std::fprintf(stderr,
-                 "error: --listen %s is a wildcard address: with etcd discovery give --advertise HOST, the "
-                 "address other hosts reach this worker at (else it would register %s)\n",
-                 options.listen.c_str(), address->c_str());
-    return 2;
-  }
   if (config->discovery.type == DiscoveryType::kEtcd) {
     auto made = cluster::MakeDiscovery(config->discovery);
     if (!made.ok()) {
