@@ -20,4 +20,10 @@ cudaError_t RmsNorm(const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bf
 cudaError_t FusedAddRmsNorm(const __nv_bfloat16* x, __nv_bfloat16* residual, const __nv_bfloat16* weight,
                             __nv_bfloat16* out, int num_tokens, int hidden, float eps, cudaStream_t stream);
 
+// Per-head RMSNorm in place (Qwen3 q_norm / k_norm): each head_dim slice of x[t, 0:num_heads*head_dim]
+// (rows of stride ld elements) becomes bf16(weight * bf16(h * rsqrt(mean(h^2) + eps))). weight: [head_dim].
+// head_dim at most 256 (head_rmsnorm.cu); cudaErrorInvalidValue otherwise.
+cudaError_t HeadRmsNorm(__nv_bfloat16* x, int num_tokens, int ld, int num_heads, int head_dim,
+                        const __nv_bfloat16* weight, float eps, cudaStream_t stream);
+
 }  // namespace tandem::kernels

@@ -41,16 +41,20 @@ int32_t BackendModelExecutor::vocab_size() const { return runner_->config().voca
 int32_t BackendModelExecutor::num_kv_blocks() const { return cache_->spec().num_blocks; }
 int32_t BackendModelExecutor::block_size() const { return cache_->spec().block_size; }
 
-absl::StatusOr<std::span<const float>> BackendModelExecutor::Execute(const StepPlan& plan) {
-  steps_.resize(plan.seqs.size());
+void FillSequenceSteps(const StepPlan& plan, std::vector<backend::SequenceStep>* steps) {
+  steps->resize(plan.seqs.size());
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     const ExecSequence& in = plan.seqs[i];
-    backend::SequenceStep& step = steps_[i];
+    backend::SequenceStep& step = (*steps)[i];
     step.token_ids.assign(in.token_ids.begin(), in.token_ids.end());
     step.start_position = in.start_position;
     step.block_table.assign(in.block_table.begin(), in.block_table.end());
     step.needs_logits = in.needs_logits;
   }
+}
+
+absl::StatusOr<std::span<const float>> BackendModelExecutor::Execute(const StepPlan& plan) {
+  FillSequenceSteps(plan, &steps_);
   TANDEM_ASSIGN_OR_RETURN(backend::BatchPlan batch, runner_->Plan(steps_, *cache_));
   if (batch.num_logits() != plan.num_logit_rows) {
     return absl::InternalError(absl::StrCat("step plan asks for ", plan.num_logit_rows,

@@ -11,6 +11,10 @@
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
 #include "tandem/engine/backend_model_executor.h"
+#ifdef TANDEM_HAS_CUDA
+#include "tandem/backend/cuda_model_runner.h"
+#include "tandem/engine/cuda_model_executor.h"
+#endif
 #include "tandem/kvcache/block_hash.h"
 #include "tandem/model/loader.h"
 
@@ -35,6 +39,31 @@ int32_t ClampToInt32(int64_t v) {
   return static_cast<int32_t>(std::clamp<int64_t>(v, 0, std::numeric_limits<int32_t>::max()));
 }
 
+// backend: cuda — the CUDA model runner on the pool's first device (device 0 when the pool names none),
+// its KV pool sized by kv_cache.gpu_memory_utilization.
+absl::StatusOr<std::unique_ptr<Engine>> CreateCudaEngine(const DeploymentConfig& config, const PoolSection& pool,
+                                                         const model::LoadedModel& loaded, const EngineConfig& ec) {
+#ifdef TANDEM_HAS_CUDA
+  backend::CudaModelRunnerOptions options;
+  options.device = pool.devices.empty() ? 0 : pool.devices.front();
+  options.max_num_tokens = ClampToInt32(pool.max_num_batched_tokens);
+  options.max_num_seqs = ClampToInt32(pool.max_num_seqs);
+  options.max_model_len = ClampToInt32(config.model.max_model_len);
+  options.block_size = config.kv_cache.block_size;
+  options.gpu_memory_utilization = config.kv_cache.gpu_memory_utilization;
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::CudaModelRunner> runner,
+                          backend::CudaModelRunner::Create(loaded.config, loaded.weights, options));
+  return Engine::Create(ec, std::make_unique<CudaModelExecutor>(std::move(runner)));
+#else
+  (void)pool;
+  (void)loaded;
+  (void)ec;
+  return absl::UnimplementedError(absl::StrCat(
+      config.source, ": backend: cuda: this build of tandem has no CUDA backend (built without nvcc); use backend: cpu "
+                     "or rebuild with the CUDA Toolkit (scripts/setup.sh, TANDEM_CUDA=ON)"));
+#endif
+}
+
 }  // namespace
 
 SchedulerConfig SchedulerConfigFromDeployment(const DeploymentConfig& config, const PoolSection& pool) {
@@ -50,13 +79,6 @@ SchedulerConfig SchedulerConfigFromDeployment(const DeploymentConfig& config, co
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const DeploymentConfig& config,
                                                                    const PoolSection& pool,
                                                                    const backend::KvPoolAllocator& kv_allocator) {
-  switch (config.backend) {
-    case BackendKind::kCpu:
-      break;
-    case BackendKind::kCuda:
-      return absl::UnimplementedError(
-          absl::StrCat(config.source, ": backend: cuda engines are not in this build yet, use backend: cpu"));
-  }
   model::LoadOptions options;
   options.path = config.model.path;
   options.format = ToModelFormat(config.model.load_format);
@@ -67,6 +89,17 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const Deploym
     return absl::InvalidArgumentError(absl::StrCat(
         config.source, ": model.max_model_len: expected at most the model's max_position_embeddings (",
         loaded.config.max_position_embeddings, "), found ", config.model.max_model_len));
+  }
+  EngineConfig ec;
+  ec.scheduler = SchedulerConfigFromDeployment(config, pool);
+  ec.scheduler.eos_token_ids.assign(loaded.config.eos_token_ids.begin(), loaded.config.eos_token_ids.end());
+  ec.enable_prefix_caching = config.kv_cache.prefix_caching;
+  ec.hash_salt = kvcache::HashSalt(loaded.config.name);
+  switch (config.backend) {
+    case BackendKind::kCpu:
+      break;
+    case BackendKind::kCuda:
+      return CreateCudaEngine(config, pool, loaded, ec);
   }
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> be, backend::CreateCpuBackend({}));
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::ModelRunner> runner,
@@ -89,11 +122,6 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const Deploym
                           BackendModelExecutor::Create(std::move(be), std::move(runner),
                                                        ClampToInt32(num_blocks), config.kv_cache.block_size,
                                                        kv_allocator));
-  EngineConfig ec;
-  ec.scheduler = SchedulerConfigFromDeployment(config, pool);
-  ec.scheduler.eos_token_ids.assign(loaded.config.eos_token_ids.begin(), loaded.config.eos_token_ids.end());
-  ec.enable_prefix_caching = config.kv_cache.prefix_caching;
-  ec.hash_salt = kvcache::HashSalt(loaded.config.name);
   TLOG_INFO("engine: {} KV blocks of {} tokens ({} MiB), max_num_seqs {}, max_num_batched_tokens {}",
             num_blocks, config.kv_cache.block_size, config.kv_cache.cpu_memory_mib, ec.scheduler.max_num_seqs,
             ec.scheduler.max_num_batched_tokens);

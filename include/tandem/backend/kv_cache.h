@@ -1,6 +1,7 @@
 // The paged KV cache: one pool per layer, so a layer's blocks can be shipped as soon as that layer
 // is computed (DESIGN.md "KV cache layout"). Each pool is
-//   kv[layer]: [num_blocks, 2 (K, V), num_kv_heads, block_size, head_dim]   fp32, "HND"
+//   kv[layer]: [num_blocks, 2 (K, V), num_kv_heads, block_size, head_dim]   of spec.dtype, "HND"
+// (fp32 on the CPU backend, bf16 on CUDA)
 // so one block of one layer is one contiguous range of BytesPerBlock() bytes, and runs of
 // consecutive block ids are one contiguous range. The memory comes from the backend (host memory
 // on the CPU backend, device memory on CUDA).
@@ -14,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "tandem/backend/buffer.h"
+#include "tandem/core/tensor.h"
 
 namespace tandem::backend {
 
@@ -29,13 +31,14 @@ struct KvCacheSpec {
   int head_dim = 0;
   int block_size = 16;  // tokens per block
   int num_blocks = 0;   // per layer
+  DType dtype = DType::kF32;  // element type of the pools: kF32 (CPU) or kBF16 (CUDA)
 
-  // Floats in one block of one layer: 2 * num_kv_heads * block_size * head_dim.
-  int64_t FloatsPerBlock() const {
-    return int64_t{2} * num_kv_heads * block_size * head_dim;
-  }
+  // Elements in one block of one layer: 2 * num_kv_heads * block_size * head_dim.
+  int64_t ElementsPerBlock() const { return int64_t{2} * num_kv_heads * block_size * head_dim; }
+  // The same for fp32 pools (the CPU backend's ops index them as floats).
+  int64_t FloatsPerBlock() const { return ElementsPerBlock(); }
   // Bytes in one block of one layer.
-  size_t BytesPerBlock() const { return static_cast<size_t>(FloatsPerBlock()) * sizeof(float); }
+  size_t BytesPerBlock() const { return static_cast<size_t>(ElementsPerBlock()) * DTypeSize(dtype); }
   // Bytes in one layer's pool.
   size_t BytesPerLayer() const { return BytesPerBlock() * static_cast<size_t>(num_blocks); }
 };
@@ -46,16 +49,23 @@ class KvCache {
   // until written). The allocator's buffers must be of the backend's memory kind and 64-byte aligned.
   static absl::StatusOr<std::unique_ptr<KvCache>> Create(Backend& backend, const KvCacheSpec& spec,
                                                          const KvPoolAllocator& allocate = {});
+  // Allocates every layer's pool from `allocate` alone (the CUDA model runner's device memory), of
+  // `kind` memory.
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheSpec& spec, MemoryKind kind,
+                                                         const KvPoolAllocator& allocate);
 
   const KvCacheSpec& spec() const { return spec_; }
   MemoryKind memory_kind() const { return layers_.front()->memory_kind(); }
 
-  // Base of layer `layer`'s pool; block b starts at LayerBase(layer) + b * FloatsPerBlock().
+  // Base of layer `layer`'s pool, any dtype.
+  void* LayerData(int layer) { return layers_[static_cast<size_t>(layer)]->data(); }
+  const void* LayerData(int layer) const { return layers_[static_cast<size_t>(layer)]->data(); }
+  // Base of an fp32 pool; block b starts at LayerBase(layer) + b * FloatsPerBlock().
   float* LayerBase(int layer) { return layers_[static_cast<size_t>(layer)]->as<float>(); }
   const float* LayerBase(int layer) const { return layers_[static_cast<size_t>(layer)]->as<float>(); }
   // Raw bytes of block `block` of layer `layer` (what the transfer module ships).
   void* BlockData(int layer, int block) {
-    return LayerBase(layer) + static_cast<int64_t>(block) * spec_.FloatsPerBlock();
+    return static_cast<uint8_t*>(LayerData(layer)) + static_cast<size_t>(block) * spec_.BytesPerBlock();
   }
   size_t BytesPerBlock() const { return spec_.BytesPerBlock(); }
 

@@ -15,6 +15,9 @@
 
 namespace tandem::engine {
 
+// The backend's view of a step plan: one SequenceStep per sequence, reusing `steps`' storage.
+void FillSequenceSteps(const StepPlan& plan, std::vector<backend::SequenceStep>* steps);
+
 class BackendModelExecutor final : public ModelExecutor {
  public:
   // Takes the backend and the runner built on it, and allocates a KV cache of `num_blocks` blocks of

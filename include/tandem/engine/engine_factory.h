@@ -19,7 +19,8 @@ SchedulerConfig SchedulerConfigFromDeployment(const DeploymentConfig& config, co
 
 // Loads the model and builds the whole engine for one worker of `pool`, its KV pools from
 // `kv_allocator` when given (a worker passes its transport's shared memory), else from the backend.
-// The CUDA backend is not part of this build yet: backend cuda is Unimplemented, saying so.
+// backend: cuda builds the CUDA model runner (its KV pool in device memory; `kv_allocator` is for the
+// CPU backend's pools); in a build without CUDA it is Unimplemented, saying so.
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const DeploymentConfig& config,
                                                                    const PoolSection& pool,
                                                                    const backend::KvPoolAllocator& kv_allocator = {});

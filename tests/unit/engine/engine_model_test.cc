@@ -15,7 +15,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#ifdef TANDEM_HAS_CUDA
+#include <cuda_runtime.h>
+#endif
 #include "nlohmann/json.hpp"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/model_runner.h"
@@ -456,8 +460,19 @@ TEST(EngineFactoryTest, BuildsACpuEngineFromTheDeploymentFile) {
             absl::StatusCode::kInvalidArgument);
   config.model.max_model_len = 256;
   config.backend = BackendKind::kCuda;
-  EXPECT_EQ(CreateEngineFromDeployment(config, config.pools.decode).status().code(),
-            absl::StatusCode::kUnimplemented);
+#ifdef TANDEM_HAS_CUDA
+  // A CUDA build on a machine without a GPU says so (tests/gpu/ runs the CUDA engine where there is one).
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    const absl::Status no_gpu = CreateEngineFromDeployment(config, config.pools.decode).status();
+    EXPECT_EQ(no_gpu.code(), absl::StatusCode::kFailedPrecondition) << no_gpu;
+    EXPECT_THAT(std::string(no_gpu.message()), ::testing::HasSubstr("no CUDA device"));
+  }
+#else
+  const absl::Status no_cuda = CreateEngineFromDeployment(config, config.pools.decode).status();
+  EXPECT_EQ(no_cuda.code(), absl::StatusCode::kUnimplemented) << no_cuda;
+  EXPECT_THAT(std::string(no_cuda.message()), ::testing::HasSubstr("no CUDA backend"));
+#endif
 }
 
 }  // namespace

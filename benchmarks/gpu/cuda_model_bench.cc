@@ -1,0 +1,185 @@
+// The CUDA model runner at a real shape with dummy weights (default: Llama-3-8B, bf16), each figure
+// next to its floor measured in the same run:
+//   copy      cudaMemcpy device-to-device of 1 GiB (read + write bytes / time): the HBM ceiling
+//   gemm      cuBLASLt bf16 8192 x 8192 x 8192: the tensor-core ceiling
+//   decode    one decode step at batch 1, 8, 64, 256, every sequence with 1K tokens of context
+//             (CUDA graphs), against (weight bytes + KV bytes read) / copy bandwidth
+//   prefill   one prompt of 1K, 4K and 8K tokens, in TFLOP/s counted as gpt-fast counts
+//             (2 * parameters * tokens, attention excluded), against the GEMM ceiling
+// Medians of repeated runs. Usage: cuda_model_bench [preset=llama-3-8b] [layers=all]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "tandem/backend/cuda_gemm.h"
+#include "tandem/backend/cuda_handles.h"
+#include "tandem/backend/cuda_model_runner.h"
+#include "tandem/model/loader.h"
+
+namespace tandem::backend {
+namespace {
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+#define CHECK_OK(expr)                                                              \
+  do {                                                                              \
+    const auto& s_ = (expr);                                                        \
+    if (!s_.ok()) {                                                                 \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, std::string(s_.status().message()).c_str()); \
+      std::exit(1);                                                                 \
+    }                                                                               \
+  } while (0)
+
+absl::StatusOr<bool> Ok(absl::Status s) {
+  if (!s.ok()) return s;
+  return true;
+}
+
+double CopyBandwidth() {
+  const size_t bytes = size_t{1} << 30;
+  auto a = cuda::DeviceMemory::Allocate(bytes);
+  auto b = cuda::DeviceMemory::Allocate(bytes);
+  CHECK_OK(a);
+  CHECK_OK(b);
+  std::vector<double> times;
+  for (int i = 0; i < 12; ++i) {
+    cudaDeviceSynchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    cudaMemcpy((*b)->data(), (*a)->data(), bytes, cudaMemcpyDeviceToDevice);
+    cudaDeviceSynchronize();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * static_cast<double>(bytes) / Median(times);
+}
+
+double GemmRate() {
+  const int n = 8192;
+  auto x = cuda::DeviceMemory::Allocate(size_t{2} * n * n);
+  auto w = cuda::DeviceMemory::Allocate(size_t{2} * n * n);
+  auto y = cuda::DeviceMemory::Allocate(size_t{2} * n * n);
+  CHECK_OK(x);
+  CHECK_OK(w);
+  CHECK_OK(y);
+  cudaMemset((*x)->data(), 0, size_t{2} * n * n);
+  cudaMemset((*w)->data(), 0, size_t{2} * n * n);
+  auto gemm = cuda::CublasLtGemm::Create();
+  CHECK_OK(gemm);
+  std::vector<double> times;
+  for (int i = 0; i < 12; ++i) {
+    cudaDeviceSynchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK_OK(Ok((*gemm)->Matmul((*x)->as<__nv_bfloat16>(), (*w)->as<__nv_bfloat16>(), (*y)->data(), false, n, n, n,
+                                nullptr)));
+    cudaDeviceSynchronize();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * n * double{n} * n / Median(times);
+}
+
+int Main(int argc, char** argv) {
+  const std::string preset = argc > 1 ? argv[1] : "llama-3-8b";
+  model::LoadOptions load;
+  load.format = model::LoadFormat::kDummy;
+  load.dummy_config = preset;
+  if (argc > 2) load.num_layers = std::atoi(argv[2]);
+  const double copy_bw = CopyBandwidth();
+  const double gemm_rate = GemmRate();
+  std::printf("floors: copy %.2f TB/s (1 GiB D2D, read+write), bf16 GEMM %.0f TFLOP/s (8192^3 cuBLASLt)\n",
+              copy_bw / 1e12, gemm_rate / 1e12);
+
+  auto loaded = model::LoadModel(load);
+  CHECK_OK(loaded);
+  const model::ModelConfig c = loaded->config;
+  CudaModelRunnerOptions options;
+  options.max_num_tokens = 8192;
+  options.max_num_seqs = 256;
+  options.max_model_len = 8192;
+  auto runner = CudaModelRunner::Create(c, loaded->weights, options);
+  CHECK_OK(runner);
+  const double params = static_cast<double>(model::NumParameters(loaded->weights));
+  *loaded = model::LoadedModel{};  // host copy no longer needed
+  CudaModelRunner& r = **runner;
+  const KvCacheSpec& spec = r.kv_cache().spec();
+  for (int l = 0; l < spec.num_layers; ++l) {
+    cudaMemset(r.kv_cache().LayerData(l), 0, spec.BytesPerLayer());
+  }
+  const double weight_bytes = static_cast<double>(r.weight_bytes());
+  std::printf("model: %s, %d layers, %.2f GB bf16 weights, KV pool %d blocks of %d\n", c.name.c_str(), c.num_layers,
+              weight_bytes / 1e9, spec.num_blocks, spec.block_size);
+
+  struct Row {
+    std::string what;
+    double ms, floor_ms;
+    std::string extra;
+  };
+  std::vector<Row> rows;
+  const int context = 1024;
+  const int blocks_per_seq = (context + spec.block_size) / spec.block_size;
+  for (int batch : {1, 8, 64, 256}) {
+    if (batch * blocks_per_seq > spec.num_blocks) continue;
+    std::vector<SequenceStep> steps(static_cast<size_t>(batch));
+    for (int s = 0; s < batch; ++s) {
+      SequenceStep& st = steps[static_cast<size_t>(s)];
+      st.token_ids = {static_cast<int32_t>((s * 7919) % c.vocab_size)};
+      st.start_position = context - 1;
+      for (int b = 0; b < blocks_per_seq; ++b) st.block_table.push_back(s * blocks_per_seq + b);
+      st.needs_logits = true;
+    }
+    auto plan = r.Plan(steps);
+    CHECK_OK(plan);
+    std::vector<double> times;
+    for (int i = 0; i < 25; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      CHECK_OK(r.Forward(*plan));
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    times.erase(times.begin(), times.begin() + 3);  // graph capture and warm-up
+    const double kv_bytes =
+        static_cast<double>(batch) * context * spec.num_layers * 2.0 * spec.num_kv_heads * spec.head_dim * 2.0;
+    const double floor_s = (weight_bytes + kv_bytes) / copy_bw;
+    const double t = Median(times);
+    char extra[128];
+    std::snprintf(extra, sizeof extra, "%.0f%% of floor, %.0f tok/s, KV %.2f GB", 100.0 * floor_s / t, batch / t,
+                  kv_bytes / 1e9);
+    rows.push_back({"decode b=" + std::to_string(batch) + " ctx=1K", t * 1e3, floor_s * 1e3, extra});
+  }
+  for (int tokens : {1024, 4096, 8192}) {
+    if (tokens > options.max_num_tokens) continue;
+    std::vector<SequenceStep> steps(1);
+    for (int i = 0; i < tokens; ++i) steps[0].token_ids.push_back((i * 31) % c.vocab_size);
+    for (int b = 0; b < (tokens + spec.block_size - 1) / spec.block_size; ++b) steps[0].block_table.push_back(b);
+    auto plan = r.Plan(steps);
+    CHECK_OK(plan);
+    std::vector<double> times;
+    for (int i = 0; i < 6; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      CHECK_OK(r.Forward(*plan));
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    times.erase(times.begin());
+    const double t = Median(times);
+    const double flops = 2.0 * params * tokens;
+    char extra[128];
+    std::snprintf(extra, sizeof extra, "%.0f TFLOP/s (%.0f%% of GEMM), %.0f tok/s", flops / t / 1e12,
+                  100.0 * flops / t / gemm_rate, tokens / t);
+    rows.push_back({"prefill " + std::to_string(tokens), t * 1e3, flops / gemm_rate * 1e3, extra});
+  }
+  std::printf("\n| step | median ms | floor ms | |\n|---|---:|---:|---|\n");
+  for (const Row& row : rows) {
+    std::printf("| %s | %.3f | %.3f | %s |\n", row.what.c_str(), row.ms, row.floor_ms, row.extra.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace tandem::backend
+
+int main(int argc, char** argv) { return tandem::backend::Main(argc, argv); }

@@ -1,0 +1,47 @@
+// bf16 GEMMs of the forward pass through cuBLASLt: y[M, N] = x[M, K] @ W[N, K]^T (nn.Linear layout),
+// fp32 accumulation, bf16 or fp32 output. One handle and one workspace per runner; the algorithm for
+// each (M, N, K, output type) is chosen once by cuBLASLt's heuristic and cached, so a step's launches
+// do no host work beyond a hash lookup and can be captured in a CUDA graph.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <tuple>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tandem/backend/cuda_handles.h"
+
+namespace tandem::backend::cuda {
+
+class CublasLtGemm {
+ public:
+  static absl::StatusOr<std::unique_ptr<CublasLtGemm>> Create(size_t workspace_bytes = size_t{32} << 20);
+  ~CublasLtGemm();
+  CublasLtGemm(const CublasLtGemm&) = delete;
+  CublasLtGemm& operator=(const CublasLtGemm&) = delete;
+
+  // out [m, n] (bf16, or fp32 when out_fp32) = x [m, k] @ w [n, k]^T, rows of stride k and n.
+  absl::Status Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m, int n, int k,
+                      cudaStream_t stream);
+
+ private:
+  struct Plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  CublasLtGemm() = default;
+  absl::StatusOr<const Plan*> GetPlan(int m, int n, int k, bool out_fp32);
+
+  cublasLtHandle_t handle_ = nullptr;
+  std::unique_ptr<DeviceMemory> workspace_;
+  absl::flat_hash_map<std::tuple<int, int, int, bool>, Plan> plans_;
+};
+
+}  // namespace tandem::backend::cuda

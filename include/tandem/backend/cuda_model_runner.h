@@ -1,0 +1,77 @@
+// The Llama-family forward pass on an NVIDIA GPU (Hopper first): bf16 weights and activations, fp32
+// accumulation, cuBLASLt GEMMs (q/k/v and gate/up fused), tandem's own small kernels (kernels/),
+// FlashInfer paged attention where it has the geometry and a plain reference kernel elsewhere, and a
+// bf16 paged KV cache in the same [blocks, 2, kv_heads, block_size, head_dim] layout as the CPU's.
+//
+// A step is planned on the host first (backend/batch.h's BatchPlan packed into pinned staging with
+// fixed capacities, the attention plan), then launched on the runner's stream with no host work
+// between kernels. Decode-only steps are captured as CUDA graphs, one per padded batch size, and
+// replayed; prefill and mixed steps run eagerly. Only the rows of logits the plan asks for come back
+// to the host, fp32.
+//
+// Threading: one thread drives a runner (the engine thread). Built only with CUDA (TANDEM_HAS_CUDA).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tandem/backend/batch.h"
+#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/model_runner.h"
+#include "tandem/model/model_config.h"
+#include "tandem/model/weights.h"
+
+namespace tandem::backend {
+
+struct CudaModelRunnerOptions {
+  int device = 0;                 // CUDA ordinal
+  int max_num_tokens = 8192;      // most new tokens in one step (max_num_batched_tokens)
+  int max_num_seqs = 256;         // most sequences in one step
+  int max_model_len = 8192;       // longest sequence (sizes the block tables)
+  int block_size = 16;            // tokens per KV block
+  int num_blocks = 0;             // KV blocks per layer; 0: as many as gpu_memory_utilization allows
+  double gpu_memory_utilization = 0.90;  // share of the device's memory the runner may use in all
+  bool cuda_graphs = true;        // replay decode steps from CUDA graphs
+};
+
+class CudaModelRunner {
+ public:
+  // Uploads `weights` (host fp32, converted to bf16 on the device tensor by tensor), allocates the
+  // step workspaces for the options' capacities, then the KV pool.
+  static absl::StatusOr<std::unique_ptr<CudaModelRunner>> Create(const model::ModelConfig& config,
+                                                                 const model::ModelWeights& weights,
+                                                                 const CudaModelRunnerOptions& options);
+  ~CudaModelRunner();
+  CudaModelRunner(const CudaModelRunner&) = delete;
+  CudaModelRunner& operator=(const CudaModelRunner&) = delete;
+
+  const model::ModelConfig& config() const;
+  const CudaModelRunnerOptions& options() const;
+  KvCache& kv_cache();
+  // Bytes of weights on the device.
+  size_t weight_bytes() const;
+
+  // PlanBatch against the runner's KV pool and capacities (more tokens or sequences than the
+  // options allow is InvalidArgument).
+  absl::StatusOr<BatchPlan> Plan(const std::vector<SequenceStep>& steps) const;
+
+  // Runs one step: writes every new token's K/V and returns the logits rows the plan asked for,
+  // [plan.num_logits(), vocab] fp32 row-major in pinned host memory, valid until the next Forward.
+  // `on_layer_done` (optional) is called for each layer in order once that layer's K/V writes have
+  // completed on the device; the launches of later layers are already queued, so the GPU never
+  // waits for the host.
+  absl::StatusOr<std::span<const float>> Forward(const BatchPlan& plan, const LayerDoneCallback* on_layer_done = nullptr);
+
+  // Runs the same step as Forward without CUDA graphs (tests compare the two bitwise).
+  absl::StatusOr<std::span<const float>> ForwardEager(const BatchPlan& plan);
+
+ private:
+  struct Impl;
+  explicit CudaModelRunner(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tandem::backend

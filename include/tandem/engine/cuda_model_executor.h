@@ -1,0 +1,36 @@
+// The ModelExecutor over the CUDA model runner (backend/cuda_model_runner.h), which owns its bf16 KV
+// pool on the GPU. Built only with CUDA (TANDEM_HAS_CUDA).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tandem/backend/batch.h"
+#include "tandem/backend/cuda_model_runner.h"
+#include "tandem/engine/model_executor.h"
+
+namespace tandem::engine {
+
+class CudaModelExecutor final : public ModelExecutor {
+ public:
+  explicit CudaModelExecutor(std::unique_ptr<backend::CudaModelRunner> runner);
+
+  int32_t vocab_size() const override;
+  int32_t num_kv_blocks() const override;
+  int32_t block_size() const override;
+  absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
+  absl::Status SetLayerDoneCallback(LayerDoneCallback callback) override;
+
+  backend::CudaModelRunner& runner() { return *runner_; }
+
+ private:
+  std::unique_ptr<backend::CudaModelRunner> runner_;
+  std::vector<backend::SequenceStep> steps_;
+  LayerDoneCallback on_layer_done_;
+  backend::LayerDoneCallback runner_hook_;  // calls on_layer_done_ with *executing_; set once
+  const StepPlan* executing_ = nullptr;     // the plan of the Execute in progress
+};
+
+}  // namespace tandem::engine

@@ -1,0 +1,502 @@
+#include "tandem/backend/cuda_model_runner.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "tandem/backend/cuda_gemm.h"
+#include "elementwise/elementwise.cuh"
+#include "norm/rmsnorm.cuh"
+#include "rope/rope_kv.cuh"
+#include "step_attention.h"
+#include "tandem/backend/cuda_handles.h"
+#include "tandem/backend/rope.h"
+#include "tandem/core/logging.h"
+#include "tandem/core/status.h"
+
+namespace tandem::backend {
+
+using bf16 = __nv_bfloat16;
+using cuda::DeviceMemory;
+
+namespace {
+
+// Padded batch sizes of the decode graphs.
+constexpr int kGraphBuckets[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512};
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+struct CudaModelRunner::Impl {
+  struct Layer {
+    const bf16* input_norm = nullptr;  // [hidden]
+    const bf16* qkv = nullptr;         // [(nq + 2 nkv) * hd, hidden]: q rows, then k, then v
+    const bf16* qkv_bias = nullptr;    // [(nq + 2 nkv) * hd] or null
+    const bf16* q_norm = nullptr;      // [hd] or null
+    const bf16* k_norm = nullptr;      // [hd] or null
+    const bf16* o = nullptr;           // [hidden, nq * hd]
+    const bf16* post_norm = nullptr;   // [hidden]
+    const bf16* gate_up = nullptr;     // [2 * inter, hidden]: gate rows, then up
+    const bf16* down = nullptr;        // [hidden, inter]
+  };
+
+  model::ModelConfig config;
+  CudaModelRunnerOptions options;
+  int max_blocks_per_seq = 0;  // block-table row length (capacity, fixed)
+  size_t weight_bytes = 0;
+
+  cuda::Stream stream;
+  std::unique_ptr<cuda::CublasLtGemm> gemm;
+  std::vector<std::unique_ptr<DeviceMemory>> storage;  // weights
+  std::vector<Layer> layers;
+  const bf16* embed = nullptr;       // [vocab, hidden]
+  const bf16* final_norm = nullptr;  // [hidden]
+  const bf16* lm_head = nullptr;     // [vocab, hidden] (the embedding when tied)
+  std::unique_ptr<DeviceMemory> inv_freq;  // [hd / 2] fp32
+
+  // Step workspace, sized for the capacities at creation.
+  std::unique_ptr<DeviceMemory> residual, normed, qkv, attn, proj, gate_up, act, logit_hidden, logit_mlp,
+      logit_normed, logits;
+  // The step's batch: device and pinned staging with the same fixed layout (offsets below).
+  std::unique_ptr<DeviceMemory> meta;
+  cuda::PinnedMemory staging;
+  cuda::PinnedMemory host_logits;  // [max_num_seqs, vocab] fp32
+  size_t off_slots = 0, off_ids = 0, off_pos = 0, off_seq = 0, off_tables = 0, off_logit_rows = 0, meta_bytes = 0;
+
+  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<cuda::StepAttention> attention;
+  std::vector<cuda::Event> layer_done;  // one per layer
+  std::map<int, cuda::GraphExec> graphs;  // decode graphs by padded batch size
+
+  template <typename T>
+  T* Meta(size_t offset) const {
+    return reinterpret_cast<T*>(static_cast<uint8_t*>(meta->data()) + offset);
+  }
+  template <typename T>
+  T* Staged(size_t offset) const {
+    return reinterpret_cast<T*>(staging.as<uint8_t>() + offset);
+  }
+
+  absl::StatusOr<const bf16*> Upload(std::initializer_list<const Tensor*> parts, DeviceMemory* staging_f32);
+  absl::Status UploadWeights(const model::ModelWeights& weights);
+  absl::Status AllocateWorkspace();
+  absl::Status AllocateKvCache();
+  void Stage(const BatchPlan& plan, int padded_tokens, int padded_seqs, int padded_logits);
+  absl::Status CopyMeta(int tokens, int seqs, int logit_rows);
+  absl::Status Launch(int n, int m, const LayerDoneCallback* on_layer_done);
+  absl::StatusOr<std::span<const float>> Run(const BatchPlan& plan, const LayerDoneCallback* on_layer_done,
+                                             bool allow_graph);
+};
+
+// ---- Creation ----------------------------------------------------------------------------------
+
+absl::StatusOr<const bf16*> CudaModelRunner::Impl::Upload(std::initializer_list<const Tensor*> parts,
+                                                          DeviceMemory* staging_f32) {
+  int64_t total = 0;
+  for (const Tensor* t : parts) {
+    if (t->dtype() != DType::kF32) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cuda model runner: expected fp32 host weights, found ", DTypeName(t->dtype())));
+    }
+    total += t->numel();
+  }
+  TANDEM_ASSIGN_OR_RETURN(auto buffer, DeviceMemory::Allocate(static_cast<size_t>(total) * sizeof(bf16)));
+  bf16* dst = buffer->as<bf16>();
+  const int64_t chunk = static_cast<int64_t>(staging_f32->size() / sizeof(float));
+  for (const Tensor* t : parts) {
+    const float* src = t->data<float>();
+    for (int64_t done = 0; done < t->numel(); done += chunk) {
+      const int64_t count = std::min(chunk, t->numel() - done);
+      TANDEM_CUDA_CHECK(cudaMemcpyAsync(staging_f32->data(), src + done, static_cast<size_t>(count) * sizeof(float),
+                                        cudaMemcpyHostToDevice, stream.get()));
+      TANDEM_CUDA_CHECK(kernels::F32ToBf16(staging_f32->as<float>(), count, dst + done, stream.get()));
+      TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream.get()));  // the staging buffer is reused
+    }
+    dst += t->numel();
+  }
+  weight_bytes += buffer->size();
+  const bf16* p = buffer->as<bf16>();
+  storage.push_back(std::move(buffer));
+  return p;
+}
+
+absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& weights) {
+  TANDEM_ASSIGN_OR_RETURN(auto staging_f32, DeviceMemory::Allocate(size_t{64} << 20));
+  DeviceMemory* s = staging_f32.get();
+  TANDEM_ASSIGN_OR_RETURN(embed, Upload({&weights.embed_tokens}, s));
+  TANDEM_ASSIGN_OR_RETURN(final_norm, Upload({&weights.final_norm}, s));
+  const bool tied = !weights.lm_head.defined() || weights.lm_head.SharesStorageWith(weights.embed_tokens);
+  if (tied) {
+    lm_head = embed;
+  } else {
+    TANDEM_ASSIGN_OR_RETURN(lm_head, Upload({&weights.lm_head}, s));
+  }
+  for (size_t li = 0; li < weights.layers.size(); ++li) {
+    const model::LayerWeights& w = weights.layers[li];
+    Layer layer;
+    TANDEM_ASSIGN_OR_RETURN(layer.input_norm, Upload({&w.input_norm}, s));
+    TANDEM_ASSIGN_OR_RETURN(layer.post_norm, Upload({&w.post_attention_norm}, s));
+    TANDEM_ASSIGN_OR_RETURN(layer.qkv, Upload({&w.q_proj, &w.k_proj, &w.v_proj}, s));
+    if (config.attention_bias) {
+      TANDEM_ASSIGN_OR_RETURN(layer.qkv_bias, Upload({&w.q_bias, &w.k_bias, &w.v_bias}, s));
+    }
+    if (config.qk_norm) {
+      TANDEM_ASSIGN_OR_RETURN(layer.q_norm, Upload({&w.q_norm}, s));
+      TANDEM_ASSIGN_OR_RETURN(layer.k_norm, Upload({&w.k_norm}, s));
+    }
+    TANDEM_ASSIGN_OR_RETURN(layer.o, Upload({&w.o_proj}, s));
+    TANDEM_ASSIGN_OR_RETURN(layer.gate_up, Upload({&w.gate_proj, &w.up_proj}, s));
+    TANDEM_ASSIGN_OR_RETURN(layer.down, Upload({&w.down_proj}, s));
+    layers.push_back(layer);
+    if ((li + 1) % 8 == 0 || li + 1 == weights.layers.size()) {
+      TLOG_INFO("cuda model runner: {} of {} layers on GPU {} ({:.2f} GB of bf16 weights)", li + 1,
+                weights.layers.size(), options.device, static_cast<double>(weight_bytes) / 1e9);
+    }
+  }
+  const std::vector<float> freq = ComputeRopeInvFreq(config);
+  TANDEM_ASSIGN_OR_RETURN(inv_freq, DeviceMemory::Allocate(freq.size() * sizeof(float)));
+  TANDEM_CUDA_CHECK(
+      cudaMemcpy(inv_freq->data(), freq.data(), freq.size() * sizeof(float), cudaMemcpyHostToDevice));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Impl::AllocateWorkspace() {
+  const model::ModelConfig& c = config;
+  const int64_t n = options.max_num_tokens;
+  const int64_t m = options.max_num_seqs;
+  const int64_t hd = c.head_dim;
+  auto alloc = [](std::unique_ptr<DeviceMemory>* out, int64_t elems, size_t elem_bytes) -> absl::Status {
+    TANDEM_ASSIGN_OR_RETURN(*out, DeviceMemory::Allocate(static_cast<size_t>(elems) * elem_bytes));
+    return absl::OkStatus();
+  };
+  TANDEM_RETURN_IF_ERROR(alloc(&residual, n * c.hidden_size, 2));
+  TANDEM_RETURN_IF_ERROR(alloc(&normed, n * c.hidden_size, 2));
+  TANDEM_RETURN_IF_ERROR(alloc(&qkv, n * (c.num_attention_heads + 2 * c.num_kv_heads) * hd, 2));
+  TANDEM_RETURN_IF_ERROR(alloc(&attn, n * c.num_attention_heads * hd, 2));
+  TANDEM_RETURN_IF_ERROR(alloc(&proj, n * c.hidden_size, 2));
+  TANDEM_RETURN_IF_ERROR(alloc(&gate_up, n * 2 * c.intermediate_size, 2));
+  TANDEM_RETURN_IF_ERROR(alloc(&act, n * c.intermediate_size, 2));
+  TANDEM_RETURN_IF_ERROR(alloc(&logit_hidden, m * c.hidden_size, 2));
+  TANDEM_RETURN_IF_ERROR(alloc(&logit_mlp, m * c.hidden_size, 2));
+  TANDEM_RETURN_IF_ERROR(alloc(&logit_normed, m * c.hidden_size, 2));
+  TANDEM_RETURN_IF_ERROR(alloc(&logits, m * c.vocab_size, 4));
+  TANDEM_RETURN_IF_ERROR(host_logits.Allocate(static_cast<size_t>(m * c.vocab_size) * sizeof(float)));
+
+  // Fixed layout of the step's batch (int64 first, every region 256-byte aligned).
+  auto region = [this](size_t bytes) {
+    const size_t at = meta_bytes;
+    meta_bytes += (bytes + 255) / 256 * 256;
+    return at;
+  };
+  meta_bytes = 0;
+  off_slots = region(static_cast<size_t>(n) * sizeof(int64_t));
+  off_ids = region(static_cast<size_t>(n) * sizeof(int32_t));
+  off_pos = region(static_cast<size_t>(n) * sizeof(int32_t));
+  off_seq = region(static_cast<size_t>(n) * sizeof(int32_t));
+  off_tables = region(static_cast<size_t>(m) * max_blocks_per_seq * sizeof(int32_t));
+  off_logit_rows = region(static_cast<size_t>(m) * sizeof(int32_t));
+  TANDEM_ASSIGN_OR_RETURN(meta, DeviceMemory::Allocate(meta_bytes));
+  TANDEM_RETURN_IF_ERROR(staging.Allocate(meta_bytes));
+  layer_done.resize(static_cast<size_t>(c.num_layers));
+  for (cuda::Event& e : layer_done) TANDEM_RETURN_IF_ERROR(e.Create());
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Impl::AllocateKvCache() {
+  KvCacheSpec spec;
+  spec.num_layers = config.num_layers;
+  spec.num_kv_heads = config.num_kv_heads;
+  spec.head_dim = config.head_dim;
+  spec.block_size = options.block_size;
+  spec.dtype = DType::kBF16;
+  spec.num_blocks = 1;
+  const int64_t bytes_per_block_all_layers = static_cast<int64_t>(spec.BytesPerBlock()) * spec.num_layers;
+  int64_t blocks = options.num_blocks;
+  if (blocks <= 0) {
+    size_t free_bytes = 0, total_bytes = 0;
+    TANDEM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const int64_t used = static_cast<int64_t>(total_bytes - free_bytes);
+    const int64_t budget = static_cast<int64_t>(options.gpu_memory_utilization * static_cast<double>(total_bytes)) - used;
+    blocks = budget / bytes_per_block_all_layers;
+    if (blocks < max_blocks_per_seq) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cuda model runner: GPU ", options.device, " has room for ", std::max<int64_t>(blocks, 0),
+          " KV blocks after the weights (", weight_bytes, " bytes) at gpu_memory_utilization ",
+          options.gpu_memory_utilization, "; expected at least ", max_blocks_per_seq, " (one max_model_len sequence)"));
+    }
+  }
+  spec.num_blocks = static_cast<int>(std::min<int64_t>(blocks, INT32_MAX));
+  TANDEM_ASSIGN_OR_RETURN(cache, KvCache::Create(spec, MemoryKind::kDevice,
+                                                 [](size_t bytes) -> absl::StatusOr<std::unique_ptr<Buffer>> {
+                                                   TANDEM_ASSIGN_OR_RETURN(auto b, DeviceMemory::Allocate(bytes));
+                                                   return std::unique_ptr<Buffer>(std::move(b));
+                                                 }));
+  TLOG_INFO("cuda model runner: KV pool of {} blocks x {} tokens ({:.2f} GB bf16) on GPU {}", spec.num_blocks,
+            spec.block_size, static_cast<double>(bytes_per_block_all_layers) * spec.num_blocks / 1e9, options.device);
+  return absl::OkStatus();
+}
+
+CudaModelRunner::CudaModelRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+CudaModelRunner::~CudaModelRunner() {
+  if (impl_ != nullptr && impl_->stream.get() != nullptr) cudaStreamSynchronize(impl_->stream.get());
+}
+
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const model::ModelConfig& config,
+                                                                         const model::ModelWeights& weights,
+                                                                         const CudaModelRunnerOptions& options) {
+  TANDEM_RETURN_IF_ERROR(model::ValidateConfig(config, config.name));
+  TANDEM_RETURN_IF_ERROR(model::ValidateWeights(config, weights, config.name));
+  if (options.max_num_tokens <= 0 || options.max_num_seqs <= 0 || options.max_model_len <= 0 ||
+      options.block_size <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cuda model runner: expected positive max_num_tokens, max_num_seqs, max_model_len and block_size, found ",
+        options.max_num_tokens, ", ", options.max_num_seqs, ", ", options.max_model_len, ", ", options.block_size));
+  }
+  if (config.hidden_size % 8 != 0 || config.intermediate_size % 8 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cuda model runner: expected hidden_size and intermediate_size multiples of 8, found ",
+                     config.hidden_size, " and ", config.intermediate_size));
+  }
+  int devices = 0;
+  if (const cudaError_t err = cudaGetDeviceCount(&devices); err != cudaSuccess || devices == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("cuda model runner: no CUDA device is visible (cudaGetDeviceCount: ",
+                                                      cudaGetErrorName(err), ", ", devices, " devices)"));
+  }
+  if (options.device < 0 || options.device >= devices) {
+    return absl::InvalidArgumentError(absl::StrCat("cuda model runner: expected a device ordinal in [0, ", devices,
+                                                   "), found ", options.device));
+  }
+  TANDEM_CUDA_CHECK(cudaSetDevice(options.device));
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  impl->options = options;
+  impl->max_blocks_per_seq = static_cast<int>(CeilDiv(options.max_model_len, options.block_size));
+  TANDEM_RETURN_IF_ERROR(impl->stream.Create());
+  TANDEM_ASSIGN_OR_RETURN(impl->gemm, cuda::CublasLtGemm::Create());
+  TANDEM_RETURN_IF_ERROR(impl->UploadWeights(weights));
+  TANDEM_RETURN_IF_ERROR(impl->AllocateWorkspace());
+  TANDEM_RETURN_IF_ERROR(impl->AllocateKvCache());
+  cuda::AttentionSetup setup;
+  setup.num_q_heads = config.num_attention_heads;
+  setup.num_kv_heads = config.num_kv_heads;
+  setup.head_dim = config.head_dim;
+  setup.block_size = options.block_size;
+  setup.max_num_tokens = options.max_num_tokens;
+  setup.max_num_seqs = options.max_num_seqs;
+  setup.max_blocks_per_seq = impl->max_blocks_per_seq;
+  setup.batch.positions = impl->Meta<int32_t>(impl->off_pos);
+  setup.batch.token_seq = impl->Meta<int32_t>(impl->off_seq);
+  setup.batch.block_tables = impl->Meta<int32_t>(impl->off_tables);
+  setup.batch.max_blocks_per_seq = impl->max_blocks_per_seq;
+  TANDEM_ASSIGN_OR_RETURN(impl->attention, cuda::CreateStepAttention(setup));
+  TLOG_INFO("cuda model runner: {} on GPU {}: attention {}, CUDA graphs {}", config.name, options.device,
+            impl->attention->name(), options.cuda_graphs ? "on" : "off");
+  return std::unique_ptr<CudaModelRunner>(new CudaModelRunner(std::move(impl)));
+}
+
+const model::ModelConfig& CudaModelRunner::config() const { return impl_->config; }
+const CudaModelRunnerOptions& CudaModelRunner::options() const { return impl_->options; }
+KvCache& CudaModelRunner::kv_cache() { return *impl_->cache; }
+size_t CudaModelRunner::weight_bytes() const { return impl_->weight_bytes; }
+
+absl::StatusOr<BatchPlan> CudaModelRunner::Plan(const std::vector<SequenceStep>& steps) const {
+  const Impl& s = *impl_;
+  TANDEM_ASSIGN_OR_RETURN(BatchPlan plan, PlanBatch(steps, s.cache->spec().block_size, s.cache->spec().num_blocks,
+                                                    s.config.vocab_size,
+                                                    std::min(s.config.max_position_embeddings, s.options.max_model_len)));
+  if (plan.num_tokens > s.options.max_num_tokens || plan.num_seqs > s.options.max_num_seqs ||
+      plan.max_blocks_per_seq > s.max_blocks_per_seq) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cuda model runner: step of ", plan.num_tokens, " tokens, ", plan.num_seqs, " sequences and ",
+        plan.max_blocks_per_seq, " blocks per sequence; expected at most ", s.options.max_num_tokens, ", ",
+        s.options.max_num_seqs, " and ", s.max_blocks_per_seq));
+  }
+  return plan;
+}
+
+// ---- One step ----------------------------------------------------------------------------------
+
+void CudaModelRunner::Impl::Stage(const BatchPlan& plan, int padded_tokens, int padded_seqs, int padded_logits) {
+  const int n = plan.num_tokens, seqs = plan.num_seqs, m = plan.num_logits();
+  int64_t* slots = Staged<int64_t>(off_slots);
+  int32_t* ids = Staged<int32_t>(off_ids);
+  int32_t* pos = Staged<int32_t>(off_pos);
+  int32_t* seq = Staged<int32_t>(off_seq);
+  std::memcpy(slots, plan.slot_mapping.data(), static_cast<size_t>(n) * sizeof(int64_t));
+  std::memcpy(ids, plan.token_ids.data(), static_cast<size_t>(n) * sizeof(int32_t));
+  std::memcpy(pos, plan.positions.data(), static_cast<size_t>(n) * sizeof(int32_t));
+  std::memcpy(seq, plan.token_seq.data(), static_cast<size_t>(n) * sizeof(int32_t));
+  for (int t = n; t < padded_tokens; ++t) {  // padding rows: token 0 at position 0 of sequence 0, no KV write
+    slots[t] = -1;
+    ids[t] = 0;
+    pos[t] = 0;
+    seq[t] = 0;
+  }
+  int32_t* tables = Staged<int32_t>(off_tables);
+  for (int s = 0; s < padded_seqs; ++s) {
+    int32_t* row = tables + static_cast<int64_t>(s) * max_blocks_per_seq;
+    if (s < seqs) {
+      const int32_t* src = plan.block_tables.data() + static_cast<int64_t>(s) * plan.max_blocks_per_seq;
+      std::memcpy(row, src, static_cast<size_t>(plan.max_blocks_per_seq) * sizeof(int32_t));
+      std::fill(row + plan.max_blocks_per_seq, row + max_blocks_per_seq, 0);
+    } else {
+      std::fill(row, row + max_blocks_per_seq, 0);
+    }
+  }
+  int32_t* logit_rows = Staged<int32_t>(off_logit_rows);
+  std::memcpy(logit_rows, plan.logits_token_index.data(), static_cast<size_t>(m) * sizeof(int32_t));
+  for (int i = m; i < padded_logits; ++i) logit_rows[i] = i < padded_tokens ? i : 0;
+}
+
+absl::Status CudaModelRunner::Impl::CopyMeta(int tokens, int seqs, int logit_rows) {
+  auto copy = [this](size_t offset, size_t bytes) -> absl::Status {
+    if (bytes == 0) return absl::OkStatus();
+    TANDEM_CUDA_CHECK(cudaMemcpyAsync(Meta<uint8_t>(offset), Staged<uint8_t>(offset), bytes, cudaMemcpyHostToDevice,
+                                      stream.get()));
+    return absl::OkStatus();
+  };
+  const size_t t = static_cast<size_t>(tokens);
+  TANDEM_RETURN_IF_ERROR(copy(off_slots, t * sizeof(int64_t)));
+  TANDEM_RETURN_IF_ERROR(copy(off_ids, t * sizeof(int32_t)));
+  TANDEM_RETURN_IF_ERROR(copy(off_pos, t * sizeof(int32_t)));
+  TANDEM_RETURN_IF_ERROR(copy(off_seq, t * sizeof(int32_t)));
+  TANDEM_RETURN_IF_ERROR(copy(off_tables, static_cast<size_t>(seqs) * max_blocks_per_seq * sizeof(int32_t)));
+  TANDEM_RETURN_IF_ERROR(copy(off_logit_rows, static_cast<size_t>(logit_rows) * sizeof(int32_t)));
+  return absl::OkStatus();
+}
+
+// Enqueues the forward pass of n token rows (the batch already in `meta`) and the m logits rows'
+// copy to host_logits. No host synchronisation.
+absl::Status CudaModelRunner::Impl::Launch(int n, int m, const LayerDoneCallback* on_layer_done) {
+  const model::ModelConfig& c = config;
+  cudaStream_t st = stream.get();
+  const int hidden = c.hidden_size, hd = c.head_dim, nq = c.num_attention_heads, nkv = c.num_kv_heads;
+  const int inter = c.intermediate_size;
+  const int ld_qkv = (nq + 2 * nkv) * hd;
+  const float eps = c.rms_norm_eps;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  bf16* x = residual->as<bf16>();   // [n, hidden] residual stream
+  bf16* h = normed->as<bf16>();     // [n, hidden] normalized input of a sublayer
+  bf16* q = qkv->as<bf16>();        // [n, ld_qkv]: q, k, v
+  bf16* o = attn->as<bf16>();       // [n, nq * hd]
+  bf16* p = proj->as<bf16>();       // [n, hidden] output of a sublayer
+  bf16* gu = gate_up->as<bf16>();   // [n, 2 * inter]
+  bf16* a = act->as<bf16>();        // [n, inter]
+  const kernels::KvPoolLayout layout{nkv, options.block_size, hd};
+
+  TANDEM_CUDA_CHECK(kernels::GatherRows(embed, hidden, Meta<int32_t>(off_ids), n, x, st));
+  for (int l = 0; l < c.num_layers; ++l) {
+    const Layer& w = layers[static_cast<size_t>(l)];
+    if (l == 0) {
+      TANDEM_CUDA_CHECK(kernels::RmsNorm(x, w.input_norm, h, n, hidden, eps, st));
+    } else {
+      TANDEM_CUDA_CHECK(kernels::FusedAddRmsNorm(p, x, w.input_norm, h, n, hidden, eps, st));  // x += MLP out
+    }
+    TANDEM_RETURN_IF_ERROR(gemm->Matmul(h, w.qkv, q, false, n, ld_qkv, hidden, st));
+    if (w.qkv_bias != nullptr) TANDEM_CUDA_CHECK(kernels::AddBias(q, n, ld_qkv, ld_qkv, w.qkv_bias, st));
+    if (w.q_norm != nullptr) {
+      TANDEM_CUDA_CHECK(kernels::HeadRmsNorm(q, n, ld_qkv, nq, hd, w.q_norm, eps, st));
+      TANDEM_CUDA_CHECK(kernels::HeadRmsNorm(q + nq * hd, n, ld_qkv, nkv, hd, w.k_norm, eps, st));
+    }
+    bf16* kv_layer = static_cast<bf16*>(cache->LayerData(l));
+    TANDEM_CUDA_CHECK(kernels::RopeAndWriteKv(q, n, ld_qkv, nq, Meta<int32_t>(off_pos), inv_freq->as<float>(),
+                                              Meta<int64_t>(off_slots), layout, kv_layer, st));
+    if (on_layer_done != nullptr) TANDEM_CUDA_CHECK(cudaEventRecord(layer_done[static_cast<size_t>(l)].get(), st));
+    TANDEM_RETURN_IF_ERROR(attention->Run(q, ld_qkv, n, kv_layer, o, scale, st));
+    TANDEM_RETURN_IF_ERROR(gemm->Matmul(o, w.o, p, false, n, hidden, nq * hd, st));
+    TANDEM_CUDA_CHECK(kernels::FusedAddRmsNorm(p, x, w.post_norm, h, n, hidden, eps, st));  // x += attention out
+    TANDEM_RETURN_IF_ERROR(gemm->Matmul(h, w.gate_up, gu, false, n, 2 * inter, hidden, st));
+    TANDEM_CUDA_CHECK(kernels::SiluMul(gu, n, inter, a, st));
+    TANDEM_RETURN_IF_ERROR(gemm->Matmul(a, w.down, p, false, n, hidden, inter, st));
+  }
+  if (m == 0) return absl::OkStatus();
+  const int32_t* rows = Meta<int32_t>(off_logit_rows);
+  TANDEM_CUDA_CHECK(kernels::GatherRows(x, hidden, rows, m, logit_hidden->as<bf16>(), st));
+  TANDEM_CUDA_CHECK(kernels::GatherRows(p, hidden, rows, m, logit_mlp->as<bf16>(), st));
+  TANDEM_CUDA_CHECK(kernels::FusedAddRmsNorm(logit_mlp->as<bf16>(), logit_hidden->as<bf16>(), final_norm,
+                                             logit_normed->as<bf16>(), m, hidden, eps, st));
+  TANDEM_RETURN_IF_ERROR(gemm->Matmul(logit_normed->as<bf16>(), lm_head, logits->data(), true, m, c.vocab_size,
+                                      hidden, st));
+  TANDEM_CUDA_CHECK(cudaMemcpyAsync(host_logits.as<float>(), logits->data(),
+                                    static_cast<size_t>(m) * c.vocab_size * sizeof(float), cudaMemcpyDeviceToHost, st));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::span<const float>> CudaModelRunner::Impl::Run(const BatchPlan& plan,
+                                                                  const LayerDoneCallback* on_layer_done,
+                                                                  bool allow_graph) {
+  const KvCacheSpec& spec = cache->spec();
+  if (plan.block_size != spec.block_size || plan.num_tokens > options.max_num_tokens ||
+      plan.num_seqs > options.max_num_seqs || plan.max_blocks_per_seq > max_blocks_per_seq) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cuda model runner: plan (block size ", plan.block_size, ", ", plan.num_tokens, " tokens, ", plan.num_seqs,
+        " sequences, ", plan.max_blocks_per_seq, " blocks per sequence) does not fit the runner (block size ",
+        spec.block_size, ", at most ", options.max_num_tokens, ", ", options.max_num_seqs, ", ", max_blocks_per_seq,
+        "); plan it with CudaModelRunner::Plan"));
+  }
+  const int n = plan.num_tokens, m = plan.num_logits();
+  const bool decode_only = n == plan.num_seqs;
+  int bucket = 0;
+  if (allow_graph && options.cuda_graphs && decode_only && on_layer_done == nullptr) {
+    for (int b : kGraphBuckets) {
+      if (b >= n && b <= options.max_num_seqs && b <= options.max_num_tokens) {
+        bucket = b;
+        break;
+      }
+    }
+  }
+  cudaStream_t st = stream.get();
+  if (bucket == 0) {  // eager
+    Stage(plan, n, plan.num_seqs, m);
+    TANDEM_RETURN_IF_ERROR(CopyMeta(n, plan.num_seqs, m));
+    TANDEM_RETURN_IF_ERROR(attention->Plan(plan, false, st));
+    TANDEM_RETURN_IF_ERROR(Launch(n, m, on_layer_done));
+    if (on_layer_done != nullptr) {
+      for (int l = 0; l < config.num_layers; ++l) {
+        TANDEM_CUDA_CHECK(cudaEventSynchronize(layer_done[static_cast<size_t>(l)].get()));
+        (*on_layer_done)(l);
+      }
+    }
+  } else {  // decode graph for the padded batch: the copies of the batch are part of the graph
+    Stage(plan, bucket, bucket, bucket);
+    TANDEM_RETURN_IF_ERROR(attention->Plan(plan, true, st));
+    auto it = graphs.find(bucket);
+    if (it == graphs.end()) {
+      TANDEM_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+      absl::Status launched = CopyMeta(bucket, bucket, bucket);
+      if (launched.ok()) launched = Launch(bucket, bucket, nullptr);
+      cudaGraph_t graph = nullptr;
+      const cudaError_t end = cudaStreamEndCapture(st, &graph);
+      if (!launched.ok()) {
+        if (graph != nullptr) cudaGraphDestroy(graph);
+        return launched;
+      }
+      TANDEM_CUDA_CHECK(end);
+      cuda::GraphExec exec;
+      TANDEM_RETURN_IF_ERROR(exec.Instantiate(graph));
+      it = graphs.emplace(bucket, std::move(exec)).first;
+      TLOG_INFO("cuda model runner: captured the decode graph for batch {}", bucket);
+    }
+    TANDEM_RETURN_IF_ERROR(it->second.Launch(st));
+  }
+  TANDEM_CUDA_CHECK(cudaStreamSynchronize(st));
+  return std::span<const float>(host_logits.as<float>(), static_cast<size_t>(m) * config.vocab_size);
+}
+
+absl::StatusOr<std::span<const float>> CudaModelRunner::Forward(const BatchPlan& plan,
+                                                                const LayerDoneCallback* on_layer_done) {
+  return impl_->Run(plan, on_layer_done, /*allow_graph=*/true);
+}
+
+absl::StatusOr<std::span<const float>> CudaModelRunner::ForwardEager(const BatchPlan& plan) {
+  return impl_->Run(plan, nullptr, /*allow_graph=*/false);
+}
+
+}  // namespace tandem::backend

@@ -1,0 +1,38 @@
+#include "tandem/engine/cuda_model_executor.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "tandem/core/status.h"
+#include "tandem/engine/backend_model_executor.h"
+
+namespace tandem::engine {
+
+CudaModelExecutor::CudaModelExecutor(std::unique_ptr<backend::CudaModelRunner> runner) : runner_(std::move(runner)) {}
+
+int32_t CudaModelExecutor::vocab_size() const { return runner_->config().vocab_size; }
+int32_t CudaModelExecutor::num_kv_blocks() const { return runner_->kv_cache().spec().num_blocks; }
+int32_t CudaModelExecutor::block_size() const { return runner_->kv_cache().spec().block_size; }
+
+absl::StatusOr<std::span<const float>> CudaModelExecutor::Execute(const StepPlan& plan) {
+  FillSequenceSteps(plan, &steps_);
+  TANDEM_ASSIGN_OR_RETURN(backend::BatchPlan batch, runner_->Plan(steps_));
+  if (batch.num_logits() != plan.num_logit_rows) {
+    return absl::InternalError(absl::StrCat("step plan asks for ", plan.num_logit_rows,
+                                            " logits rows, the CUDA runner planned ", batch.num_logits()));
+  }
+  executing_ = &plan;
+  absl::StatusOr<std::span<const float>> logits = runner_->Forward(batch, on_layer_done_ ? &runner_hook_ : nullptr);
+  executing_ = nullptr;
+  return logits;
+}
+
+absl::Status CudaModelExecutor::SetLayerDoneCallback(LayerDoneCallback callback) {
+  on_layer_done_ = std::move(callback);
+  if (on_layer_done_ && !runner_hook_) {
+    runner_hook_ = [this](int layer) { on_layer_done_(*executing_, static_cast<int32_t>(layer)); };
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tandem::engine

@@ -1,0 +1,201 @@
+// The CUDA model runner against the CPU backend (the reference): the golden test models of every
+// architecture (head_dim 16: the reference attention kernel), and dummy models at SmolLM2's and
+// Llama-3-8B's shapes (head_dim 64 and 128, GQA 3 and 4: FlashInfer when built with it) cut to a few
+// layers. A batch of three sequences is prefilled in one mixed step (one of them in two chunks),
+// then decoded for several steps; each logits row must be within bf16 tolerance of the CPU's fp32
+// row, with the same argmax unless the CPU's top two are closer than bf16 resolves. A decode step
+// replayed from a CUDA graph equals the eager step bitwise.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "gpu_test_util.h"
+#include "gtest/gtest.h"
+#include "tandem/backend/cpu_backend.h"
+#include "tandem/backend/cuda_model_runner.h"
+#include "tandem/backend/model_runner.h"
+#include "tandem/model/loader.h"
+
+namespace tandem::backend {
+namespace {
+
+struct RowCheck {
+  double rel_err = 0;
+  bool argmax_equal = true;
+  bool near_tie = false;
+};
+
+RowCheck Compare(const float* got, const float* want, int vocab) {
+  double diff = 0, norm = 0;
+  int got_best = 0, want_best = 0, want_second = -1;
+  for (int i = 0; i < vocab; ++i) {
+    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
+    norm += double{want[i]} * want[i];
+    if (got[i] > got[got_best]) got_best = i;
+    if (want[i] > want[want_best]) {
+      want_second = want_best;
+      want_best = i;
+    } else if (i != want_best && (want_second < 0 || want[i] > want[want_second])) {
+      want_second = i;
+    }
+  }
+  RowCheck r;
+  r.rel_err = std::sqrt(diff / std::max(norm, 1e-30));
+  r.argmax_equal = got_best == want_best;
+  // bf16 keeps 8 bits of mantissa: logits closer than ~1% of their size are a tie at that precision.
+  r.near_tie = want_second >= 0 &&
+               (want[want_best] - want[want_second]) < 0.02 * std::max(1.0f, std::fabs(want[want_best]));
+  return r;
+}
+
+// Three sequences; sequence s owns blocks [s * per_seq, (s + 1) * per_seq).
+struct Batch {
+  std::vector<std::vector<int32_t>> tokens;  // every token each sequence has so far
+  int per_seq = 0;
+
+  SequenceStep Step(int s, int start, int count, bool logits) const {
+    SequenceStep step;
+    const std::vector<int32_t>& t = tokens[static_cast<size_t>(s)];
+    step.token_ids.assign(t.begin() + start, t.begin() + start + count);
+    step.start_position = start;
+    for (int b = 0; b < per_seq; ++b) step.block_table.push_back(s * per_seq + b);
+    step.needs_logits = logits;
+    return step;
+  }
+};
+
+void RunAgainstCpu(const std::string& label, const model::LoadedModel& loaded, int block_size, double tolerance) {
+  const model::ModelConfig& config = loaded.config;
+  const int vocab = config.vocab_size;
+  auto cpu_backend = CreateCpuBackend({});
+  ASSERT_TRUE(cpu_backend.ok());
+  auto cpu = ModelRunner::Create(cpu_backend->get(), config, loaded.weights);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  const int max_len = 160;
+  Batch batch;
+  batch.per_seq = (max_len + block_size - 1) / block_size;
+  auto cpu_cache = KvCache::Create(**cpu_backend, (*cpu)->MakeKvCacheSpec(3 * batch.per_seq, block_size));
+  ASSERT_TRUE(cpu_cache.ok());
+
+  CudaModelRunnerOptions options;
+  options.max_num_tokens = 256;
+  options.max_num_seqs = 8;
+  options.max_model_len = max_len;
+  options.block_size = block_size;
+  options.num_blocks = 3 * batch.per_seq;
+  auto gpu = CudaModelRunner::Create(config, loaded.weights, options);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+
+  // Prompts of 1, 17 and 97 tokens (97 in two chunks: 60 then 37 in the next step with the decodes).
+  uint32_t rng = 12345;
+  for (int len : {1, 17, 97}) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < len; ++i) {
+      rng = rng * 1664525u + 1013904223u;
+      p.push_back(static_cast<int32_t>((rng >> 8) % static_cast<uint32_t>(vocab)));
+    }
+    batch.tokens.push_back(p);
+  }
+  std::vector<std::vector<SequenceStep>> steps = {
+      {batch.Step(0, 0, 1, true), batch.Step(1, 0, 17, true), batch.Step(2, 0, 60, false)}};
+  double max_err = 0;
+  int rows = 0, ties = 0;
+  for (int step = 0; step < 10; ++step) {
+    std::vector<SequenceStep> plan_steps;
+    if (step == 0) {
+      plan_steps = steps[0];
+    } else {
+      for (int s = 0; s < 3; ++s) {
+        const int have = static_cast<int>(batch.tokens[static_cast<size_t>(s)].size());
+        if (s == 2 && step == 1) {
+          plan_steps.push_back(batch.Step(2, 60, 37, true));  // the rest of the long prompt
+        } else {
+          plan_steps.push_back(batch.Step(s, have - 1, 1, true));
+        }
+      }
+    }
+    auto cpu_plan = (*cpu)->Plan(plan_steps, **cpu_cache);
+    ASSERT_TRUE(cpu_plan.ok()) << cpu_plan.status();
+    auto want = (*cpu)->Forward(*cpu_plan, **cpu_cache);
+    ASSERT_TRUE(want.ok()) << want.status();
+    auto gpu_plan = (*gpu)->Plan(plan_steps);
+    ASSERT_TRUE(gpu_plan.ok()) << gpu_plan.status();
+    auto got = (*gpu)->Forward(*gpu_plan);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), want->size());
+    const std::vector<float> got_rows(got->begin(), got->end());
+    if (gpu_plan->num_tokens == gpu_plan->num_seqs) {  // a decode step: the graph equals the eager run
+      auto eager = (*gpu)->ForwardEager(*gpu_plan);
+      ASSERT_TRUE(eager.ok()) << eager.status();
+      ASSERT_EQ(eager->size(), got_rows.size());
+      EXPECT_TRUE(std::equal(got_rows.begin(), got_rows.end(), eager->begin()))
+          << label << ": decode step " << step << " from the CUDA graph differs from the eager step";
+    }
+    int logit_row = 0;
+    for (int s = 0; s < static_cast<int>(plan_steps.size()); ++s) {
+      if (!plan_steps[static_cast<size_t>(s)].needs_logits) continue;
+      const float* w = want->data() + static_cast<size_t>(logit_row) * vocab;
+      const float* g = got_rows.data() + static_cast<size_t>(logit_row) * vocab;
+      const RowCheck r = Compare(g, w, vocab);
+      max_err = std::max(max_err, r.rel_err);
+      ++rows;
+      EXPECT_LE(r.rel_err, tolerance) << label << ": step " << step << ", sequence " << s;
+      if (!r.argmax_equal) {
+        if (r.near_tie) {
+          ++ties;
+        } else {
+          ADD_FAILURE() << label << ": step " << step << ", sequence " << s << ": greedy token differs from the CPU's";
+        }
+      }
+      // Continue every sequence with the CPU's greedy token, so both sides see the same inputs.
+      const int32_t next = static_cast<int32_t>(std::max_element(w, w + vocab) - w);
+      if (s != 2 || step >= 1) batch.tokens[static_cast<size_t>(s)].push_back(next);
+      ++logit_row;
+    }
+  }
+  std::printf("%s (block size %d): %d rows, max relative error %.3g, %d near-tie argmax differences\n",
+              label.c_str(), block_size, rows, max_err, ties);
+}
+
+class GoldenModelOnGpu : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenModelOnGpu, MatchesCpuBackend) {
+  TANDEM_REQUIRE_GPU();
+  const std::string dir = std::string(TANDEM_SOURCE_DIR) + "/tests/golden/models/" + GetParam();
+  auto loaded = model::LoadModel({.path = dir, .show_progress = false});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  for (int block_size : {1, 16}) RunAgainstCpu(GetParam(), *loaded, block_size, 2e-2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, GoldenModelOnGpu,
+                         ::testing::Values("llama", "llama32", "mistral", "qwen2", "qwen3"));
+
+// Real geometries with dummy weights, a few layers (the CPU reference must stay quick).
+TEST(DummyModelOnGpu, SmolLm2ShapeMatchesCpuBackend) {
+  TANDEM_REQUIRE_GPU();
+  model::LoadOptions options;
+  options.format = model::LoadFormat::kDummy;
+  options.dummy_config = "smollm2-135m";
+  options.num_layers = 4;
+  options.show_progress = false;
+  auto loaded = model::LoadModel(options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  RunAgainstCpu("smollm2-135m x4 layers", *loaded, 16, 3e-2);
+}
+
+TEST(DummyModelOnGpu, Llama3_8bShapeMatchesCpuBackend) {
+  TANDEM_REQUIRE_GPU();
+  model::LoadOptions options;
+  options.format = model::LoadFormat::kDummy;
+  options.dummy_config = "llama-3-8b";
+  options.num_layers = 2;
+  options.show_progress = false;
+  auto loaded = model::LoadModel(options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  RunAgainstCpu("llama-3-8b x2 layers", *loaded, 16, 3e-2);
+}
+
+}  // namespace
+}  // namespace tandem::backend
