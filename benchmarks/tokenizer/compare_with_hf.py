@@ -3,7 +3,10 @@
 on the same text and tokenizers.
 
   /root/.cache/tandem/venv-tokenizer/bin/python benchmarks/tokenizer/compare_with_hf.py \
-      --bench build/bin/tokenizer_bench [--text FILE] [--seconds 2]
+      --bench build/bin/tokenizer_bench [--fixtures DIR] [--text FILE] [--seconds 2]
+
+The tokenizers are the test fixtures the build unpacks (tests/golden/tokenizer/fixtures/README.md);
+--fixtures defaults to where a build in build/ puts them.
 
 Without --text, a ~1 MB mixed text is made from the golden corpus, the repo's Markdown and C++ sources.
 """
@@ -22,7 +25,7 @@ from tokenizers import Tokenizer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-FIXTURES = os.path.join(REPO, "..", "shared", "fixtures", "tokenizers")
+FIXTURES = os.path.join(REPO, "build", "tests", "golden", "tokenizer", "fixtures")
 GOLDEN = os.path.join(REPO, "tests", "golden", "tokenizer")
 
 
@@ -75,6 +78,7 @@ def hf_bench(tok, text, seconds):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True, help="path of the tokenizer_bench binary")
+    ap.add_argument("--fixtures", default=FIXTURES, help="folder with one folder per tokenizer")
     ap.add_argument("--text")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--models", default="llama3,qwen3,deepseek_v3")
@@ -90,7 +94,7 @@ def main():
     print(f"text: {len(text.encode())} bytes, {text.count(chr(10)) + 1} lines", file=sys.stderr)
     rows = []
     for name in args.models.split(","):
-        d = os.path.join(FIXTURES, name)
+        d = os.path.join(args.fixtures, name)
         ours = json.loads(subprocess.check_output(
             [args.bench, "--model", d, "--text", text_path, "--seconds", str(args.seconds)]))
         theirs = hf_bench(Tokenizer.from_file(os.path.join(d, "tokenizer.json")), text, args.seconds)

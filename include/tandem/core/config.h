@@ -1,4 +1,4 @@
-// The deployment file: typed structs with documented defaults (DESIGN.md "The deployment file").
+// The deployment file: typed structs with documented defaults (docs/architecture.md "The deployment file").
 // Rule: a missing value takes the default below; a present but invalid value is an error naming the
 // file, line and key path. Unknown keys are errors (they are almost always typos).
 #pragma once

@@ -1,5 +1,5 @@
 // Turning "these source blocks into these destination blocks" into transport writes.
-// KV layout (DESIGN.md): one pool per layer, kv[layer]: [num_blocks, 2 (K,V), kv_heads, block_size,
+// KV layout (docs/architecture.md): one pool per layer, kv[layer]: [num_blocks, 2 (K,V), kv_heads, block_size,
 // head_dim], so one block of one layer is one contiguous range of `block_bytes`, and runs of
 // consecutive block ids on both sides coalesce into one write.
 #pragma once

@@ -6,7 +6,8 @@
   /root/.cache/tandem/venv-tokenizer/bin/python tests/golden/tokenizer/generate_goldens.py
 
 Inputs: corpus.json and conversations.json (from make_corpus.py), the tokenizer fixtures in
-../shared/fixtures/tokenizers/ and the SmolLM2 GGUF ($HOME/.cache/tandem/models/). Output:
+fixtures/tokenizers.tar.xz (read in place; fixtures/README.md) and the SmolLM2 GGUF
+($HOME/.cache/tandem/models/). Output:
 <name>.golden.json per tokenizer with, for every corpus line, the ids with and without special tokens
 and the decoded texts, and for every conversation the chat template rendered as transformers'
 apply_chat_template renders it (with and without add_generation_prompt).
@@ -14,6 +15,7 @@ apply_chat_template renders it (with and without add_generation_prompt).
 import json
 import os
 import sys
+import tarfile
 from datetime import datetime
 
 import jinja2
@@ -22,8 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, AddedToken
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-FIXTURES = os.path.join(REPO, "..", "shared", "fixtures", "tokenizers")
+FIXTURES = os.path.join(HERE, "fixtures", "tokenizers.tar.xz")
 GGUF = os.path.expanduser("~/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
@@ -116,10 +117,11 @@ def load(name):
         return smollm2_from_gguf()
     if name == "spm_tiny":
         return spm_tiny()
-    d = os.path.join(FIXTURES, name)
-    with open(os.path.join(d, "tokenizer_config.json"), encoding="utf-8") as f:
-        config = json.load(f)
-    return Tokenizer.from_file(os.path.join(d, "tokenizer.json")), config
+    with tarfile.open(FIXTURES, "r:xz") as archive:
+        def read(member):
+            return archive.extractfile(f"{name}/{member}").read().decode("utf-8")
+        config = json.loads(read("tokenizer_config.json"))
+        return Tokenizer.from_str(read("tokenizer.json")), config
 
 
 def spm_tiny():

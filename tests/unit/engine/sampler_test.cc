@@ -3,8 +3,10 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "gtest/gtest.h"
 
 namespace tandem::engine {
@@ -178,23 +180,27 @@ TEST(SamplerTest, LogprobsAreRawLogSoftmaxWithSortedTop) {
 }
 
 TEST(SamplingParamsTest, ValidateNamesFieldAndValue) {
+  auto invalid = [](const absl::Status& s, const std::string& message) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_EQ(s.message(), message);
+  };
   SamplingParams p;
   EXPECT_TRUE(p.Validate(100).ok());
   p.top_p = 0.0f;
-  EXPECT_NE(p.Validate(100).message().find("top_p"), std::string::npos);
+  invalid(p.Validate(100), "top_p: expected in (0, 1], found 0");
   p = {};
   p.logit_bias = {{100, 1.0f}};
-  EXPECT_FALSE(p.Validate(100).ok());
+  invalid(p.Validate(100), "logit_bias: expected token ids in [0, 100), found 100");
   p = {};
   p.min_tokens = 20;
   p.max_tokens = 10;
-  EXPECT_FALSE(p.Validate(100).ok());
+  invalid(p.Validate(100), "min_tokens: expected in [0, max_tokens=10], found 20");
   p = {};
   p.stop_token_ids = {-1};
-  EXPECT_FALSE(p.Validate(100).ok());
+  invalid(p.Validate(100), "stop_token_ids: expected token ids in [0, 100), found -1");
   p = {};
   p.n = 0;
-  EXPECT_FALSE(p.Validate(100).ok());
+  invalid(p.Validate(100), "n: expected >= 1, found 0");
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// Locating the tokenizer goldens (tests/golden/tokenizer/) and fixtures (../shared/fixtures/tokenizers/).
+// Locating the tokenizer goldens (tests/golden/tokenizer/) and the real tokenizers, which the build
+// unpacks from tests/golden/tokenizer/fixtures/tokenizers.tar.xz into TANDEM_TOKENIZER_FIXTURES_DIR.
 #pragma once
 
 #include <cstdlib>
@@ -16,7 +17,7 @@ namespace tandem::tokenizer::testing {
 inline std::string SourceDir() { return TANDEM_SOURCE_DIR; }
 inline std::string GoldenDir() { return SourceDir() + "/tests/golden/tokenizer"; }
 inline std::string FixtureDir(const std::string& name) {
-  return SourceDir() + "/../shared/fixtures/tokenizers/" + name;
+  return std::string(TANDEM_TOKENIZER_FIXTURES_DIR) + "/" + name;
 }
 inline std::string SmolLm2GgufPath() {
   const char* home = std::getenv("HOME");

@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -18,6 +19,12 @@ namespace tandem::transfer {
 namespace {
 
 using ::testing::ElementsAre;
+
+// An error test checks what the caller is told, not only that something failed.
+void ExpectError(const absl::Status& status, absl::StatusCode code, const std::string& message) {
+  EXPECT_EQ(status.code(), code) << status;
+  EXPECT_EQ(status.message(), message);
+}
 
 TEST(BlockRunsTest, CoalescesConsecutivePairs) {
   auto runs = CoalesceBlockRuns({3, 4, 5, 9, 10, 2}, {7, 8, 9, 1, 2, 3});
@@ -37,8 +44,10 @@ TEST(BlockRunsTest, CoalescesConsecutivePairs) {
 }
 
 TEST(BlockRunsTest, RejectsMismatchedLists) {
-  EXPECT_FALSE(CoalesceBlockRuns({1, 2}, {1}).ok());
-  EXPECT_FALSE(CoalesceBlockRuns({-1}, {1}).ok());
+  ExpectError(CoalesceBlockRuns({1, 2}, {1}).status(), absl::StatusCode::kInvalidArgument,
+              "block lists differ in length: 2 source vs 1 destination blocks");
+  ExpectError(CoalesceBlockRuns({3, -1}, {1, 2}).status(), absl::StatusCode::kInvalidArgument,
+              "negative block id at index 1: -1 -> 2");
   auto empty = CoalesceBlockRuns({}, {});
   ASSERT_TRUE(empty.ok());
   EXPECT_TRUE(empty->empty());
@@ -123,12 +132,16 @@ TEST_P(TransportTest, OutOfRangeWriteMovesNothing) {
   const WriteOp bad_op{*src_region, 0, *remote, 256, 512};  // 256 + 512 > 512
   const WriteOp ops[] = {ok_op, bad_op};
   auto transfer = src_t->PostWrite(*peer, ops, "");
-  ASSERT_FALSE(transfer.ok());
-  EXPECT_EQ(transfer.status().code(), absl::StatusCode::kOutOfRange);
+  ExpectError(transfer.status(), absl::StatusCode::kOutOfRange,
+              "write of 512 bytes at local offset 0 / remote offset 256 exceeds the region");
   EXPECT_EQ(dst[0], 0) << "a rejected write list must move no bytes";
-  EXPECT_FALSE(src_t->PostWrite(*peer, {}, std::string(KvTransport::kMaxNotificationBytes + 1, 'x')).ok());
-  EXPECT_FALSE(src_t->RegisterMemory({nullptr, 10, MemoryKind::kHost, -1}).ok());
-  EXPECT_FALSE(src_t->ImportRegion(*peer, "garbage").ok());
+  ExpectError(src_t->PostWrite(*peer, {}, std::string(KvTransport::kMaxNotificationBytes + 1, 'x')).status(),
+              absl::StatusCode::kInvalidArgument, "notification of 4097 bytes exceeds 4096");
+  ExpectError(src_t->RegisterMemory({nullptr, 10, MemoryKind::kHost, -1}).status(),
+              absl::StatusCode::kInvalidArgument, "RegisterMemory: expected a non-null base and a non-zero size");
+  ExpectError(src_t->ImportRegion(*peer, "garbage").status(), absl::StatusCode::kInvalidArgument,
+              GetParam() == "local" ? "local transport: malformed region descriptor"
+                                    : "ucx ImportRegion: descriptor too short");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TransportTest, ::testing::Values("local", "ucx"),
@@ -211,8 +224,8 @@ TEST(TransportFactoryTest, NcclNeedsCuda) {
     EXPECT_NE(t.status().message().find("no CUDA device"), std::string::npos) << t.status();
   }
 #else
-  ASSERT_FALSE(t.ok());
-  EXPECT_EQ(t.status().code(), absl::StatusCode::kUnimplemented);
+  ExpectError(t.status(), absl::StatusCode::kUnimplemented,
+              "transfer backend nccl: this build has no CUDA (configure with TANDEM_CUDA=ON); use ucx or local");
 #endif
   auto local = CreateTransport(TransferBackend::kLocal);
   ASSERT_TRUE(local.ok());

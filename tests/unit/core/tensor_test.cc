@@ -1,4 +1,4 @@
-// tandem::Tensor and the fp16/bf16 conversions (core, tested here with its first users).
+// tandem::Tensor and the fp16/bf16 conversions.
 #include "tandem/core/tensor.h"
 
 #include <cstdint>
