@@ -132,6 +132,7 @@ int Main(int argc, char** argv) {
       st.start_position = context - 1;
       for (int b = 0; b < blocks_per_seq; ++b) st.block_table.push_back(s * blocks_per_seq + b);
       st.needs_logits = true;
+      st.needs_full_logits = false;  // greedy: only the argmax leaves the GPU
     }
     auto plan = r.Plan(steps);
     CHECK_OK(plan);

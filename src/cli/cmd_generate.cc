@@ -1,8 +1,11 @@
-// `tandem generate`: a quick local run of a model on the CPU reference backend — load, prefill the
-// prompt, then sample up to --max-tokens tokens (greedy at temperature 0) and print them.
+// `tandem generate`: a quick local run of one sequence — load, prefill the prompt, then sample up to
+// --max-tokens tokens (greedy at temperature 0) and print them with the prefill and decode rates — on
+// the CPU reference backend or, with --backend cuda, on a GPU.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -15,6 +18,10 @@
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/backend/sequence_runner.h"
+#ifdef TANDEM_HAS_CUDA
+#include "tandem/backend/cuda_model_runner.h"
+#endif
+#include "tandem/core/status.h"
 #include "tandem/model/loader.h"
 #ifdef TANDEM_HAVE_TOKENIZE
 #include "tandem/tokenizer/tokenizer.h"
@@ -32,6 +39,8 @@ const std::vector<FlagSpec>& GenerateFlags() {
       {"max-tokens", "tokens to generate at most (default 32)"},
       {"temperature", "0 = greedy (default); > 0 samples from softmax(logits / T)"},
       {"seed", "random seed for sampling (default 0)"},
+      {"backend", "cpu (default) | cuda"},
+      {"device", "CUDA device ordinal with --backend cuda (default 0)"},
       {"threads", "CPU threads (default: all cores)"},
       {"ignore-eos", "keep generating past an end-of-sequence token", false},
       {"fp32", "use the dequantized fp32 weights even for a GGUF file (same results, slower)", false},
@@ -84,13 +93,98 @@ int32_t Sample(const std::vector<float>& logits, double temperature, std::mt1993
   return static_cast<int32_t>(p.size() - 1);
 }
 
+// One sequence on a backend: Step() runs the tokens not yet in the KV cache and returns the logits
+// of the last one; Append() adds the sampled token.
+class OneSequence {
+ public:
+  virtual ~OneSequence() = default;
+  virtual absl::StatusOr<std::vector<float>> Step() = 0;
+  virtual absl::Status Append(int32_t token) = 0;
+  virtual std::string describe() const = 0;
+};
+
+class CpuSequence final : public OneSequence {
+ public:
+  static absl::StatusOr<std::unique_ptr<OneSequence>> Create(const model::LoadedModel& loaded, const std::string& gguf,
+                                                             int threads, const std::vector<int32_t>& prompt,
+                                                             int max_len) {
+    std::unique_ptr<CpuSequence> s(new CpuSequence());
+    TANDEM_ASSIGN_OR_RETURN(s->backend_, backend::CreateCpuBackend({.num_threads = threads}));
+    TANDEM_ASSIGN_OR_RETURN(s->runner_, backend::ModelRunner::Create(s->backend_.get(), loaded.config, loaded.weights,
+                                                                     backend::ModelRunnerOptions{gguf}));
+    const int block_size = 16;
+    TANDEM_ASSIGN_OR_RETURN(s->cache_, backend::KvCache::Create(*s->backend_, s->runner_->MakeKvCacheSpec(
+                                                                                  (max_len + block_size - 1) / block_size,
+                                                                                  block_size)));
+    s->seqs_ = std::make_unique<backend::SequenceRunner>(s->runner_.get(), s->cache_.get());
+    TANDEM_ASSIGN_OR_RETURN(s->id_, s->seqs_->AddSequence(prompt, max_len));
+    return std::unique_ptr<OneSequence>(std::move(s));
+  }
+  absl::StatusOr<std::vector<float>> Step() override {
+    TANDEM_ASSIGN_OR_RETURN(auto out, seqs_->Step({{id_, 0}}));
+    return std::move(out.at(0).second);
+  }
+  absl::Status Append(int32_t token) override { return seqs_->Append(id_, token); }
+  std::string describe() const override { return absl::StrCat("cpu (", backend::CpuKernelIsa(), " kernels)"); }
+
+ private:
+  CpuSequence() = default;
+  std::unique_ptr<backend::Backend> backend_;
+  std::unique_ptr<backend::ModelRunner> runner_;
+  std::unique_ptr<backend::KvCache> cache_;
+  std::unique_ptr<backend::SequenceRunner> seqs_;
+  int id_ = 0;
+};
+
+#ifdef TANDEM_HAS_CUDA
+class CudaSequence final : public OneSequence {
+ public:
+  static absl::StatusOr<std::unique_ptr<OneSequence>> Create(const model::LoadedModel& loaded, int device,
+                                                             const std::vector<int32_t>& prompt, int max_len) {
+    std::unique_ptr<CudaSequence> s(new CudaSequence());
+    backend::CudaModelRunnerOptions options;
+    options.device = device;
+    options.max_num_tokens = std::max<int>(static_cast<int>(prompt.size()), 1);
+    options.max_num_seqs = 1;
+    options.max_model_len = max_len;
+    options.num_blocks = (max_len + options.block_size - 1) / options.block_size;
+    TANDEM_ASSIGN_OR_RETURN(s->runner_, backend::CudaModelRunner::Create(loaded.config, loaded.weights, options));
+    for (int b = 0; b < options.num_blocks; ++b) s->step_.block_table.push_back(b);
+    s->step_.token_ids = prompt;
+    s->device_ = device;
+    return std::unique_ptr<OneSequence>(std::move(s));
+  }
+  absl::StatusOr<std::vector<float>> Step() override {
+    const int need = (step_.start_position + static_cast<int>(step_.token_ids.size()) + 15) / 16;
+    backend::SequenceStep step = step_;
+    step.block_table.resize(static_cast<size_t>(need));
+    TANDEM_ASSIGN_OR_RETURN(backend::BatchPlan plan, runner_->Plan({step}));
+    TANDEM_ASSIGN_OR_RETURN(backend::CudaStepOutput out, runner_->Forward(plan));
+    step_.start_position += static_cast<int32_t>(step_.token_ids.size());
+    step_.token_ids.clear();
+    return std::vector<float>(out.logits.begin(), out.logits.end());
+  }
+  absl::Status Append(int32_t token) override {
+    step_.token_ids.push_back(token);
+    return absl::OkStatus();
+  }
+  std::string describe() const override { return absl::StrCat("cuda (GPU ", device_, ", bf16)"); }
+
+ private:
+  CudaSequence() = default;
+  std::unique_ptr<backend::CudaModelRunner> runner_;
+  backend::SequenceStep step_;
+  int device_ = 0;
+};
+#endif
+
 }  // namespace
 
 int RunGenerate(const Args& args) {
   if (WantsHelp(args)) {
     std::printf("%s", FormatHelp("tandem generate --model PATH (--prompt-ids 1,2,3 | --prompt TEXT) [--max-tokens N] "
                                  "[--temperature T] [--seed S]",
-                                 "Run a model locally on the CPU backend and print the generated tokens.",
+                                 "Run a model locally (CPU backend, or --backend cuda) and print the generated tokens.",
                                  GenerateFlags())
                           .c_str());
     return 0;
@@ -104,7 +198,13 @@ int RunGenerate(const Args& args) {
   auto temperature = flags->GetDouble("temperature", 0.0);
   auto seed = flags->GetInt("seed", 0);
   auto threads = flags->GetInt("threads", 0);
-  for (const absl::Status& s : {max_tokens.status(), temperature.status(), seed.status(), threads.status()}) {
+  auto device = flags->GetInt("device", 0);
+  const std::string backend_name = flags->Get("backend", "cpu");
+  if (backend_name != "cpu" && backend_name != "cuda") {
+    return Usage(absl::StrCat("--backend: expected cpu or cuda, found '", backend_name, "'"));
+  }
+  for (const absl::Status& s :
+       {max_tokens.status(), temperature.status(), seed.status(), threads.status(), device.status()}) {
     if (!s.ok()) return Usage(std::string(s.message()));
   }
   if (*max_tokens < 1) return Usage(absl::StrCat("--max-tokens must be >= 1, found ", *max_tokens));
@@ -151,26 +251,24 @@ int RunGenerate(const Args& args) {
   }
   if (prompt.empty()) return Usage("the prompt has no tokens");
 
-  auto cpu = backend::CreateCpuBackend({.num_threads = static_cast<int>(*threads)});
-  if (!cpu.ok()) return Fail(cpu.status());
-  backend::ModelRunnerOptions runner_options;
-  if (loaded->format == model::LoadFormat::kGguf && !flags->Has("fp32")) runner_options.gguf_path = load.path;
-  auto runner = backend::ModelRunner::Create(cpu->get(), config, loaded->weights, runner_options);
-  if (!runner.ok()) return Fail(runner.status());
-  loaded->weights = model::ModelWeights();  // the runner holds its own copy
-
   const int max_len = static_cast<int>(prompt.size()) + static_cast<int>(*max_tokens);
   if (max_len > config.max_position_embeddings) {
     return Usage(absl::StrCat("prompt (", prompt.size(), ") + --max-tokens (", *max_tokens, ") exceeds the model's ",
                               config.max_position_embeddings, " positions"));
   }
-  const int block_size = 16;
-  auto cache = backend::KvCache::Create(**cpu, (*runner)->MakeKvCacheSpec((max_len + block_size - 1) / block_size,
-                                                                          block_size));
-  if (!cache.ok()) return Fail(cache.status());
-  backend::SequenceRunner sr(runner->get(), cache->get());
-  auto id = sr.AddSequence(prompt, max_len);
-  if (!id.ok()) return Fail(id.status());
+  absl::StatusOr<std::unique_ptr<OneSequence>> seq;
+  if (backend_name == "cpu") {
+    const std::string gguf = loaded->format == model::LoadFormat::kGguf && !flags->Has("fp32") ? load.path : "";
+    seq = CpuSequence::Create(*loaded, gguf, static_cast<int>(*threads), prompt, max_len);
+  } else {
+#ifdef TANDEM_HAS_CUDA
+    seq = CudaSequence::Create(*loaded, static_cast<int>(*device), prompt, max_len);
+#else
+    return Usage("--backend cuda: this build of tandem has no CUDA backend (built without nvcc)");
+#endif
+  }
+  if (!seq.ok()) return Fail(seq.status());
+  loaded->weights = model::ModelWeights();  // the runner holds its own copy
 
   std::mt19937_64 rng(static_cast<uint64_t>(*seed));
   std::vector<int32_t> generated;
@@ -179,10 +277,10 @@ int RunGenerate(const Args& args) {
   auto t1 = t0;
   bool stopped_at_eos = false;
   while (static_cast<int64_t>(generated.size()) < *max_tokens) {
-    auto out = sr.Step({{*id, 0}});
-    if (!out.ok()) return Fail(out.status());
+    auto logits = (*seq)->Step();
+    if (!logits.ok()) return Fail(logits.status());
     if (generated.empty()) t1 = Clock::now();
-    const int32_t next = Sample(out->at(0).second, *temperature, rng);
+    const int32_t next = Sample(*logits, *temperature, rng);
     generated.push_back(next);
     const bool eos = std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), next) !=
                      config.eos_token_ids.end();
@@ -191,7 +289,7 @@ int RunGenerate(const Args& args) {
       break;
     }
     if (static_cast<int64_t>(generated.size()) < *max_tokens) {
-      if (auto st = sr.Append(*id, next); !st.ok()) return Fail(st);
+      if (auto st = (*seq)->Append(next); !st.ok()) return Fail(st);
     }
   }
   const auto t2 = Clock::now();
@@ -204,10 +302,10 @@ int RunGenerate(const Args& args) {
   std::printf("ids: [%s]\n", absl::StrJoin(generated, ", ").c_str());
   const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
   const double decode_s = std::chrono::duration<double>(t2 - t1).count();
-  std::fprintf(stderr, "%s: prompt %zu tokens (%.1f tok/s), generated %zu tokens (%.1f tok/s)%s, %s kernels\n",
+  std::fprintf(stderr, "%s: prompt %zu tokens (%.1f tok/s), generated %zu tokens (%.1f tok/s)%s, on %s\n",
                config.name.c_str(), prompt.size(), static_cast<double>(prompt.size()) / prefill_s, generated.size(),
                generated.size() > 1 ? static_cast<double>(generated.size() - 1) / decode_s : 0.0,
-               stopped_at_eos ? ", stopped at end of sequence" : "", backend::CpuKernelIsa());
+               stopped_at_eos ? ", stopped at end of sequence" : "", (*seq)->describe().c_str());
   return 0;
 }
 

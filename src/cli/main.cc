@@ -14,7 +14,7 @@ const std::vector<Command>& AllCommands() {
       {"tokenize", "print the token ids of a text or chat (or the text of ids) as JSON", RunTokenize},
 #endif
 #ifdef TANDEM_HAVE_GENERATE
-      {"generate", "run a model locally on the CPU backend and print the generated tokens", RunGenerate},
+      {"generate", "run a model locally (cpu, or --backend cuda) and print the generated tokens", RunGenerate},
 #endif
 #ifdef TANDEM_HAVE_WORKER
       {"worker", "run one worker (role prefill, decode or both) of a deployment", RunWorker},

@@ -50,6 +50,7 @@ void FillSequenceSteps(const StepPlan& plan, std::vector<backend::SequenceStep>*
     step.start_position = in.start_position;
     step.block_table.assign(in.block_table.begin(), in.block_table.end());
     step.needs_logits = in.needs_logits;
+    step.needs_full_logits = in.needs_full_logits;
   }
 }
 

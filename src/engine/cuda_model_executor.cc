@@ -22,9 +22,12 @@ absl::StatusOr<std::span<const float>> CudaModelExecutor::Execute(const StepPlan
                                             " logits rows, the CUDA runner planned ", batch.num_logits()));
   }
   executing_ = &plan;
-  absl::StatusOr<std::span<const float>> logits = runner_->Forward(batch, on_layer_done_ ? &runner_hook_ : nullptr);
+  argmax_ = {};
+  absl::StatusOr<backend::CudaStepOutput> out = runner_->Forward(batch, on_layer_done_ ? &runner_hook_ : nullptr);
   executing_ = nullptr;
-  return logits;
+  if (!out.ok()) return out.status();
+  argmax_ = out->argmax;
+  return out->logits;
 }
 
 absl::Status CudaModelExecutor::SetLayerDoneCallback(LayerDoneCallback callback) {

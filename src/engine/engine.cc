@@ -10,6 +10,20 @@
 #include "tandem/core/status.h"
 
 namespace tandem::engine {
+namespace {
+
+// Whether the sampler needs the sequence's whole logits row this step. Not when the token is the
+// plain argmax of the raw logits (sampler.h, steps 1-4 all no-ops): greedy (or top_k 1) with no
+// logit_bias, no penalties, no logprobs, and nothing masked by min_tokens any more.
+bool NeedsHostSampling(const Sequence& s) {
+  const SamplingParams& p = *s.params;
+  const bool argmax_only = (p.greedy() || p.top_k == 1) && p.logit_bias.empty() && p.repetition_penalty == 1.0f &&
+                           p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f && !p.logprobs.has_value() &&
+                           static_cast<int32_t>(s.output().size()) >= p.min_tokens;
+  return !argmax_only;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config,
                                                        std::unique_ptr<ModelExecutor> executor) {
@@ -200,6 +214,7 @@ absl::StatusOr<bool> Engine::Step() {
     x.start_position = e.start_pos;
     x.block_table = e.seq->blocks.blocks;
     x.needs_logits = e.needs_logits;
+    x.needs_full_logits = NeedsHostSampling(*e.seq);
     x.request_id = e.seq->request_id;
     x.kv_role = e.seq->kv_role;
   }
@@ -230,9 +245,15 @@ absl::StatusOr<bool> Engine::Step() {
   sampled_.resize(static_cast<size_t>(out.num_logit_rows));
   results_.resize(static_cast<size_t>(out.num_logit_rows));
   const std::span<const int32_t> eos(config_.scheduler.eos_token_ids);
+  const std::span<const int32_t> argmax = executor_->LastArgmax();
   for (const ScheduledSeq& e : out.seqs) {
     if (!e.needs_logits) continue;
     const Sequence& s = *e.seq;
+    if (!argmax.empty() && !plan_.seqs[static_cast<size_t>(&e - out.seqs.data())].needs_full_logits) {
+      results_[e.logit_row] = SampleResult{.token = argmax[static_cast<size_t>(e.logit_row)]};
+      sampled_[e.logit_row] = results_[e.logit_row].token;
+      continue;
+    }
     const auto row =
         logits->subspan(static_cast<size_t>(e.logit_row) * vocab_size_, static_cast<size_t>(vocab_size_));
     const SamplerInput in{.params = s.params.get(),

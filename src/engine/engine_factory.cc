@@ -76,15 +76,17 @@ SchedulerConfig SchedulerConfigFromDeployment(const DeploymentConfig& config, co
   return s;
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const DeploymentConfig& config,
-                                                                   const PoolSection& pool,
-                                                                   const backend::KvPoolAllocator& kv_allocator) {
+absl::StatusOr<model::LoadedModel> LoadDeploymentModel(const DeploymentConfig& config) {
   model::LoadOptions options;
   options.path = config.model.path;
   options.format = ToModelFormat(config.model.load_format);
   options.dummy_config = config.model.dummy_config;
   options.seed = config.model.seed;
-  TANDEM_ASSIGN_OR_RETURN(model::LoadedModel loaded, model::LoadModel(options));
+  return model::LoadModel(options);
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const DeploymentConfig& config, const PoolSection& pool,
+                                                     model::LoadedModel& loaded, const EngineBuildOptions& options) {
   if (config.model.max_model_len > loaded.config.max_position_embeddings) {
     return absl::InvalidArgumentError(absl::StrCat(
         config.source, ": model.max_model_len: expected at most the model's max_position_embeddings (",
@@ -93,19 +95,28 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const Deploym
   EngineConfig ec;
   ec.scheduler = SchedulerConfigFromDeployment(config, pool);
   ec.scheduler.eos_token_ids.assign(loaded.config.eos_token_ids.begin(), loaded.config.eos_token_ids.end());
+  for (int32_t id : options.extra_eos_token_ids) {
+    auto& eos = ec.scheduler.eos_token_ids;
+    if (std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(id);
+  }
   ec.enable_prefix_caching = config.kv_cache.prefix_caching;
   ec.hash_salt = kvcache::HashSalt(loaded.config.name);
   switch (config.backend) {
     case BackendKind::kCpu:
       break;
-    case BackendKind::kCuda:
-      return CreateCudaEngine(config, pool, loaded, ec);
+    case BackendKind::kCuda: {
+      auto engine = CreateCudaEngine(config, pool, loaded, ec);
+      loaded.weights = {};  // on the device now
+      return engine;
+    }
   }
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> be, backend::CreateCpuBackend({}));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> be,
+                          backend::CreateCpuBackend({.num_threads = options.cpu_threads}));
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::ModelRunner> runner,
                           backend::ModelRunner::Create(be.get(), loaded.config, loaded.weights,
                                                        backend::ModelRunnerOptions{
                                                            loaded.gguf.has_value() ? config.model.path : ""}));
+  loaded.weights = {};  // the runner holds its own copy
   // KV pool: kv_cache.cpu_memory_mib over all layers.
   const backend::KvCacheSpec one = runner->MakeKvCacheSpec(1, config.kv_cache.block_size);
   const int64_t bytes_per_block = static_cast<int64_t>(one.BytesPerBlock()) * one.num_layers;
@@ -121,11 +132,18 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const Deploym
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<BackendModelExecutor> executor,
                           BackendModelExecutor::Create(std::move(be), std::move(runner),
                                                        ClampToInt32(num_blocks), config.kv_cache.block_size,
-                                                       kv_allocator));
+                                                       options.kv_allocator));
   TLOG_INFO("engine: {} KV blocks of {} tokens ({} MiB), max_num_seqs {}, max_num_batched_tokens {}",
             num_blocks, config.kv_cache.block_size, config.kv_cache.cpu_memory_mib, ec.scheduler.max_num_seqs,
             ec.scheduler.max_num_batched_tokens);
   return Engine::Create(ec, std::move(executor));
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const DeploymentConfig& config,
+                                                                   const PoolSection& pool,
+                                                                   const backend::KvPoolAllocator& kv_allocator) {
+  TANDEM_ASSIGN_OR_RETURN(model::LoadedModel loaded, LoadDeploymentModel(config));
+  return CreateEngine(config, pool, loaded, EngineBuildOptions{.kv_allocator = kv_allocator});
 }
 
 }  // namespace tandem::engine

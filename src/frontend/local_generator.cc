@@ -5,12 +5,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "tandem/backend/cpu_backend.h"
-#include "tandem/backend/model_runner.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
-#include "tandem/engine/backend_model_executor.h"
 #include "tandem/engine/engine.h"
+#include "tandem/engine/engine_factory.h"
 #include "tandem/engine/engine_loop.h"
 #include "tandem/model/loader.h"
 #include "tandem/tokenizer/detokenizer.h"
@@ -123,18 +121,7 @@ void OnOutput(const std::shared_ptr<RequestState>& state, engine::RequestOutput 
 
 absl::StatusOr<std::unique_ptr<LocalGenerator>> LocalGenerator::Create(const DeploymentConfig& config,
                                                                        const LocalGeneratorOptions& options) {
-  if (config.backend != BackendKind::kCpu) {
-    return absl::UnimplementedError(absl::StrCat("backend: '", Name(config.backend),
-                                                 "' is not available to the "
-                                                 "in-process frontend engine yet; use --set backend=cpu"));
-  }
-  model::LoadOptions load;
-  load.path = config.model.path;
-  TANDEM_ASSIGN_OR_RETURN(load.format, model::ParseLoadFormat(Name(config.model.load_format)));
-  load.seed = config.model.seed;
-  load.dummy_config = config.model.dummy_config;
-  TANDEM_ASSIGN_OR_RETURN(model::LoadedModel loaded, model::LoadModel(load));
-
+  TANDEM_ASSIGN_OR_RETURN(model::LoadedModel loaded, engine::LoadDeploymentModel(config));
   std::unique_ptr<tokenizer::Tokenizer> tok;
   if (loaded.gguf.has_value()) {
     TANDEM_ASSIGN_OR_RETURN(tok, tokenizer::Tokenizer::FromGguf(*loaded.gguf));
@@ -146,52 +133,20 @@ absl::StatusOr<std::unique_ptr<LocalGenerator>> LocalGenerator::Create(const Dep
                                                       "': expected a GGUF file or a "
                                                       "directory with tokenizer.json, found no tokenizer"));
   }
-
-  backend::CpuBackendOptions cpu;
-  cpu.num_threads = options.num_threads;
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> be, backend::CreateCpuBackend(cpu));
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::ModelRunner> runner,
-                          backend::ModelRunner::Create(be.get(), loaded.config, loaded.weights,
-                                                       backend::ModelRunnerOptions{
-                                                           loaded.gguf.has_value() ? config.model.path : ""}));
-  loaded.weights = {};  // uploaded; free the host copy
-
-  const int block_size = config.kv_cache.block_size;
-  const backend::KvCacheSpec one = runner->MakeKvCacheSpec(1, block_size);
-  const int64_t bytes_per_block = static_cast<int64_t>(one.BytesPerBlock()) * one.num_layers;
-  const int64_t num_blocks =
-      config.kv_cache.cpu_memory_mib * (int64_t{1} << 20) / std::max<int64_t>(1, bytes_per_block);
-  if (num_blocks < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kv_cache.cpu_memory_mib: ", config.kv_cache.cpu_memory_mib,
-                     " MiB holds no KV block of ", bytes_per_block, " bytes"));
-  }
-  int64_t max_model_len = config.model.max_model_len;
+  // `tandem serve --model` takes the model's own length when it is shorter than model.max_model_len.
+  DeploymentConfig local = config;
   if (loaded.config.max_position_embeddings > 0) {
-    max_model_len = std::min<int64_t>(max_model_len, loaded.config.max_position_embeddings);
+    local.model.max_model_len = std::min<int64_t>(local.model.max_model_len, loaded.config.max_position_embeddings);
   }
-
+  const int64_t max_model_len = local.model.max_model_len;
   const PoolSection& pool =
-      config.disaggregation.mode == DisaggregationMode::kOff && config.pools.both.replicas > 0
-          ? config.pools.both
-          : config.pools.decode;
-  engine::EngineConfig engine_config;
-  engine_config.scheduler.max_num_seqs = static_cast<int32_t>(pool.max_num_seqs);
-  engine_config.scheduler.max_num_batched_tokens = static_cast<int32_t>(pool.max_num_batched_tokens);
-  engine_config.scheduler.max_model_len = static_cast<int32_t>(max_model_len);
-  engine_config.scheduler.eos_token_ids = loaded.config.eos_token_ids;
-  for (int32_t id : tok->stop_ids()) {
-    auto& eos = engine_config.scheduler.eos_token_ids;
-    if (std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(id);
-  }
-  engine_config.enable_prefix_caching = config.kv_cache.prefix_caching;
-
+      local.disaggregation.mode == DisaggregationMode::kOff && local.pools.both.replicas > 0 ? local.pools.both
+                                                                                              : local.pools.decode;
+  engine::EngineBuildOptions build;
+  build.cpu_threads = options.num_threads;
+  build.extra_eos_token_ids.assign(tok->stop_ids().begin(), tok->stop_ids().end());
   const int vocab = loaded.config.vocab_size;
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<engine::BackendModelExecutor> executor,
-                          engine::BackendModelExecutor::Create(std::move(be), std::move(runner),
-                                                               static_cast<int32_t>(num_blocks), block_size));
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> eng,
-                          engine::Engine::Create(engine_config, std::move(executor)));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> eng, engine::CreateEngine(local, pool, loaded, build));
 
   std::unique_ptr<LocalGenerator> gen(new LocalGenerator());
   gen->tokenizer_ = std::move(tok);
@@ -201,8 +156,8 @@ absl::StatusOr<std::unique_ptr<LocalGenerator>> LocalGenerator::Create(const Dep
   gen->card_.vocab_size = vocab;
   gen->loop_ = std::make_unique<engine::EngineLoop>(std::move(eng));
   gen->loop_->Start();
-  TLOG_INFO("local generator: model '{}' ({} layers, vocab {}), {} KV blocks of {} tokens, max_model_len {}",
-            gen->card_.id, loaded.config.num_layers, vocab, num_blocks, block_size, max_model_len);
+  TLOG_INFO("local generator: model '{}' ({} layers, vocab {}) on the {} backend, max_model_len {}", gen->card_.id,
+            loaded.config.num_layers, vocab, Name(config.backend), max_model_len);
   return gen;
 }
 

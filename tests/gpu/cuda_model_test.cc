@@ -124,14 +124,21 @@ void RunAgainstCpu(const std::string& label, const model::LoadedModel& loaded, i
     ASSERT_TRUE(gpu_plan.ok()) << gpu_plan.status();
     auto got = (*gpu)->Forward(*gpu_plan);
     ASSERT_TRUE(got.ok()) << got.status();
-    ASSERT_EQ(got->size(), want->size());
-    const std::vector<float> got_rows(got->begin(), got->end());
+    ASSERT_EQ(got->logits.size(), want->size());
+    ASSERT_EQ(got->argmax.size(), static_cast<size_t>(gpu_plan->num_logits()));
+    const std::vector<float> got_rows(got->logits.begin(), got->logits.end());
+    const std::vector<int32_t> got_argmax(got->argmax.begin(), got->argmax.end());
+    for (size_t r = 0; r < got_argmax.size(); ++r) {  // the device argmax is the argmax of the row it returned
+      const float* row = got_rows.data() + r * static_cast<size_t>(vocab);
+      EXPECT_EQ(got_argmax[r], std::max_element(row, row + vocab) - row) << label << ": step " << step << ", row " << r;
+    }
     if (gpu_plan->num_tokens == gpu_plan->num_seqs) {  // a decode step: the graph equals the eager run
       auto eager = (*gpu)->ForwardEager(*gpu_plan);
       ASSERT_TRUE(eager.ok()) << eager.status();
-      ASSERT_EQ(eager->size(), got_rows.size());
-      EXPECT_TRUE(std::equal(got_rows.begin(), got_rows.end(), eager->begin()))
+      ASSERT_EQ(eager->logits.size(), got_rows.size());
+      EXPECT_TRUE(std::equal(got_rows.begin(), got_rows.end(), eager->logits.begin()))
           << label << ": decode step " << step << " from the CUDA graph differs from the eager step";
+      EXPECT_TRUE(std::equal(got_argmax.begin(), got_argmax.end(), eager->argmax.begin()));
     }
     int logit_row = 0;
     for (int s = 0; s < static_cast<int>(plan_steps.size()); ++s) {

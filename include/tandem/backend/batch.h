@@ -16,6 +16,9 @@ struct SequenceStep {
   int32_t start_position = 0;        // tokens of this sequence already in the KV cache
   std::vector<int32_t> block_table;  // physical block ids covering positions [0, start + new)
   bool needs_logits = true;          // logits for the last new token (end of prompt chunk, or decode)
+  // The whole logits row must reach the host (sampling there); false: its argmax is enough (greedy
+  // without penalties or logprobs), so a device backend need not copy the row out.
+  bool needs_full_logits = true;
 };
 
 // Everything the kernels need, flattened. num_tokens = sum of new tokens over the sequences.
@@ -35,6 +38,7 @@ struct BatchPlan {
   std::vector<int32_t> context_lens;     // [num_seqs] start + new tokens
   std::vector<int32_t> logits_token_index;  // [num_logits] token rows whose logits are returned
   std::vector<int32_t> logits_seq;          // [num_logits] sequence of each logits row
+  std::vector<uint8_t> logits_full;         // [num_logits] 1: the row's full logits go to the host
 
   int num_logits() const { return static_cast<int>(logits_token_index.size()); }
 };

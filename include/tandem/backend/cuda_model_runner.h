@@ -37,6 +37,12 @@ struct CudaModelRunnerOptions {
   bool cuda_graphs = true;        // replay decode steps from CUDA graphs
 };
 
+// What one step returns, in pinned host memory valid until the next step.
+struct CudaStepOutput {
+  std::span<const float> logits;    // [num_logits, vocab] fp32; rows whose plan.logits_full is 0 are stale
+  std::span<const int32_t> argmax;  // [num_logits] argmax of each row, lowest id on ties (computed on the GPU)
+};
+
 class CudaModelRunner {
  public:
   // Uploads `weights` (host fp32, converted to bf16 on the device tensor by tensor), allocates the
@@ -58,15 +64,15 @@ class CudaModelRunner {
   // options allow is InvalidArgument).
   absl::StatusOr<BatchPlan> Plan(const std::vector<SequenceStep>& steps) const;
 
-  // Runs one step: writes every new token's K/V and returns the logits rows the plan asked for,
-  // [plan.num_logits(), vocab] fp32 row-major in pinned host memory, valid until the next Forward.
+  // Runs one step: writes every new token's K/V and returns, for the logits rows the plan asked for
+  // (plan order), each row's argmax and, where plan.logits_full says so, the whole fp32 row.
   // `on_layer_done` (optional) is called for each layer in order once that layer's K/V writes have
   // completed on the device; the launches of later layers are already queued, so the GPU never
   // waits for the host.
-  absl::StatusOr<std::span<const float>> Forward(const BatchPlan& plan, const LayerDoneCallback* on_layer_done = nullptr);
+  absl::StatusOr<CudaStepOutput> Forward(const BatchPlan& plan, const LayerDoneCallback* on_layer_done = nullptr);
 
   // Runs the same step as Forward without CUDA graphs (tests compare the two bitwise).
-  absl::StatusOr<std::span<const float>> ForwardEager(const BatchPlan& plan);
+  absl::StatusOr<CudaStepOutput> ForwardEager(const BatchPlan& plan);
 
  private:
   struct Impl;

@@ -22,12 +22,14 @@ class CudaModelExecutor final : public ModelExecutor {
   int32_t block_size() const override;
   absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
   absl::Status SetLayerDoneCallback(LayerDoneCallback callback) override;
+  std::span<const int32_t> LastArgmax() const override { return argmax_; }
 
   backend::CudaModelRunner& runner() { return *runner_; }
 
  private:
   std::unique_ptr<backend::CudaModelRunner> runner_;
   std::vector<backend::SequenceStep> steps_;
+  std::span<const int32_t> argmax_;  // of the last Execute (the runner's pinned memory)
   LayerDoneCallback on_layer_done_;
   backend::LayerDoneCallback runner_hook_;  // calls on_layer_done_ with *executing_; set once
   const StepPlan* executing_ = nullptr;     // the plan of the Execute in progress

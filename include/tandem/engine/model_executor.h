@@ -22,6 +22,9 @@ struct ExecSequence {
   int32_t start_position = 0;                     // tokens of this sequence already in the KV cache
   std::span<const kvcache::BlockId> block_table;  // covers positions [0, start + new tokens)
   bool needs_logits = false;                      // logits for the last new token
+  // The engine samples this row on the host from the full logits (false: greedy with nothing that
+  // changes the argmax, so the executor's LastArgmax() is the token and the row may stay on the device).
+  bool needs_full_logits = true;
   std::string_view request_id;                    // the sequence's request (valid during Execute)
   KvRole kv_role = KvRole::kLocal;
 };
@@ -47,7 +50,11 @@ class ModelExecutor {
   // Runs `plan`, writing every new token's K/V into its blocks. Returns the logits
   // [plan.num_logit_rows, vocab_size] fp32 row-major, rows in the order of the sequences that need
   // them; the span stays valid until the next Execute.
+  // Rows of sequences with needs_full_logits false may hold stale values when LastArgmax() is not empty.
   virtual absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) = 0;
+  // The argmax (lowest id on ties) of every logits row of the last Execute, [num_logit_rows], computed
+  // where the logits are (on the GPU); empty when this executor leaves it to the engine.
+  virtual std::span<const int32_t> LastArgmax() const { return {}; }
   // Subscribes `callback` to the layers of every later Execute (an empty one unsubscribes). Call it
   // before the engine runs (not thread-safe against Execute). Executors that cannot report layers
   // say so (Unimplemented).

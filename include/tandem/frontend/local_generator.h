@@ -33,8 +33,8 @@ struct LocalGeneratorOptions {
 
 class LocalGenerator final : public Generator {
  public:
-  // Loads config.model, builds the backend (config.backend: only cpu in this build), sizes the KV
-  // pool (kv_cache.cpu_memory_mib) and starts the engine loop.
+  // Loads config.model and its tokenizer, builds the engine through engine_factory.h (config.backend,
+  // cpu or cuda; model.max_model_len capped at the model's positions) and starts the engine loop.
   static absl::StatusOr<std::unique_ptr<LocalGenerator>> Create(const DeploymentConfig& config,
                                                                 const LocalGeneratorOptions& options);
   ~LocalGenerator() override;

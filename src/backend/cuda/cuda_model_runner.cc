@@ -13,6 +13,7 @@
 #include "elementwise/elementwise.cuh"
 #include "norm/rmsnorm.cuh"
 #include "rope/rope_kv.cuh"
+#include "sampling/argmax.cuh"
 #include "step_attention.h"
 #include "tandem/backend/cuda_handles.h"
 #include "tandem/backend/rope.h"
@@ -62,11 +63,12 @@ struct CudaModelRunner::Impl {
 
   // Step workspace, sized for the capacities at creation.
   std::unique_ptr<DeviceMemory> residual, normed, qkv, attn, proj, gate_up, act, logit_hidden, logit_mlp,
-      logit_normed, logits;
+      logit_normed, logits, argmax;
   // The step's batch: device and pinned staging with the same fixed layout (offsets below).
   std::unique_ptr<DeviceMemory> meta;
   cuda::PinnedMemory staging;
   cuda::PinnedMemory host_logits;  // [max_num_seqs, vocab] fp32
+  cuda::PinnedMemory host_argmax;  // [max_num_seqs] int32
   size_t off_slots = 0, off_ids = 0, off_pos = 0, off_seq = 0, off_tables = 0, off_logit_rows = 0, meta_bytes = 0;
 
   std::unique_ptr<KvCache> cache;
@@ -90,8 +92,8 @@ struct CudaModelRunner::Impl {
   void Stage(const BatchPlan& plan, int padded_tokens, int padded_seqs, int padded_logits);
   absl::Status CopyMeta(int tokens, int seqs, int logit_rows);
   absl::Status Launch(int n, int m, const LayerDoneCallback* on_layer_done);
-  absl::StatusOr<std::span<const float>> Run(const BatchPlan& plan, const LayerDoneCallback* on_layer_done,
-                                             bool allow_graph);
+  absl::Status CopyLogitsOut(const BatchPlan& plan);
+  absl::StatusOr<CudaStepOutput> Run(const BatchPlan& plan, const LayerDoneCallback* on_layer_done, bool allow_graph);
 };
 
 // ---- Creation ----------------------------------------------------------------------------------
@@ -186,7 +188,9 @@ absl::Status CudaModelRunner::Impl::AllocateWorkspace() {
   TANDEM_RETURN_IF_ERROR(alloc(&logit_mlp, m * c.hidden_size, 2));
   TANDEM_RETURN_IF_ERROR(alloc(&logit_normed, m * c.hidden_size, 2));
   TANDEM_RETURN_IF_ERROR(alloc(&logits, m * c.vocab_size, 4));
+  TANDEM_RETURN_IF_ERROR(alloc(&argmax, m, 4));
   TANDEM_RETURN_IF_ERROR(host_logits.Allocate(static_cast<size_t>(m * c.vocab_size) * sizeof(float)));
+  TANDEM_RETURN_IF_ERROR(host_argmax.Allocate(static_cast<size_t>(m) * sizeof(int32_t)));
 
   // Fixed layout of the step's batch (int64 first, every region 256-byte aligned).
   auto region = [this](size_t bytes) {
@@ -372,8 +376,8 @@ absl::Status CudaModelRunner::Impl::CopyMeta(int tokens, int seqs, int logit_row
   return absl::OkStatus();
 }
 
-// Enqueues the forward pass of n token rows (the batch already in `meta`) and the m logits rows'
-// copy to host_logits. No host synchronisation.
+// Enqueues the forward pass of n token rows (the batch already in `meta`), the m logits rows' argmax
+// and its copy to host_argmax. No host synchronisation.
 absl::Status CudaModelRunner::Impl::Launch(int n, int m, const LayerDoneCallback* on_layer_done) {
   const model::ModelConfig& c = config;
   cudaStream_t st = stream.get();
@@ -424,14 +428,35 @@ absl::Status CudaModelRunner::Impl::Launch(int n, int m, const LayerDoneCallback
                                              logit_normed->as<bf16>(), m, hidden, eps, st));
   TANDEM_RETURN_IF_ERROR(gemm->Matmul(logit_normed->as<bf16>(), lm_head, logits->data(), true, m, c.vocab_size,
                                       hidden, st));
-  TANDEM_CUDA_CHECK(cudaMemcpyAsync(host_logits.as<float>(), logits->data(),
-                                    static_cast<size_t>(m) * c.vocab_size * sizeof(float), cudaMemcpyDeviceToHost, st));
+  TANDEM_CUDA_CHECK(kernels::ArgmaxRows(logits->as<float>(), m, c.vocab_size, argmax->as<int32_t>(), st));
+  TANDEM_CUDA_CHECK(cudaMemcpyAsync(host_argmax.as<int32_t>(), argmax->data(), static_cast<size_t>(m) * sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, st));
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::span<const float>> CudaModelRunner::Impl::Run(const BatchPlan& plan,
-                                                                  const LayerDoneCallback* on_layer_done,
-                                                                  bool allow_graph) {
+// Copies the logits rows the host samples from: all of them in one copy when every row is wanted,
+// else row by row (greedy rows stay on the device).
+absl::Status CudaModelRunner::Impl::CopyLogitsOut(const BatchPlan& plan) {
+  const size_t row_bytes = static_cast<size_t>(config.vocab_size) * sizeof(float);
+  const int m = plan.num_logits();
+  const int full = static_cast<int>(std::count(plan.logits_full.begin(), plan.logits_full.end(), uint8_t{1}));
+  if (full == 0) return absl::OkStatus();
+  if (full == m) {
+    TANDEM_CUDA_CHECK(cudaMemcpyAsync(host_logits.as<float>(), logits->data(), row_bytes * static_cast<size_t>(m),
+                                      cudaMemcpyDeviceToHost, stream.get()));
+    return absl::OkStatus();
+  }
+  for (int r = 0; r < m; ++r) {
+    if (plan.logits_full[static_cast<size_t>(r)] == 0) continue;
+    const size_t at = row_bytes * static_cast<size_t>(r);
+    TANDEM_CUDA_CHECK(cudaMemcpyAsync(host_logits.as<uint8_t>() + at, logits->as<uint8_t>() + at, row_bytes,
+                                      cudaMemcpyDeviceToHost, stream.get()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan, const LayerDoneCallback* on_layer_done,
+                                                          bool allow_graph) {
   const KvCacheSpec& spec = cache->spec();
   if (plan.block_size != spec.block_size || plan.num_tokens > options.max_num_tokens ||
       plan.num_seqs > options.max_num_seqs || plan.max_blocks_per_seq > max_blocks_per_seq) {
@@ -456,7 +481,7 @@ absl::StatusOr<std::span<const float>> CudaModelRunner::Impl::Run(const BatchPla
   if (bucket == 0) {  // eager
     Stage(plan, n, plan.num_seqs, m);
     TANDEM_RETURN_IF_ERROR(CopyMeta(n, plan.num_seqs, m));
-    TANDEM_RETURN_IF_ERROR(attention->Plan(plan, false, st));
+    TANDEM_RETURN_IF_ERROR(attention->Plan(plan, 0, st));
     TANDEM_RETURN_IF_ERROR(Launch(n, m, on_layer_done));
     if (on_layer_done != nullptr) {
       for (int l = 0; l < config.num_layers; ++l) {
@@ -466,7 +491,7 @@ absl::StatusOr<std::span<const float>> CudaModelRunner::Impl::Run(const BatchPla
     }
   } else {  // decode graph for the padded batch: the copies of the batch are part of the graph
     Stage(plan, bucket, bucket, bucket);
-    TANDEM_RETURN_IF_ERROR(attention->Plan(plan, true, st));
+    TANDEM_RETURN_IF_ERROR(attention->Plan(plan, bucket, st));
     auto it = graphs.find(bucket);
     if (it == graphs.end()) {
       TANDEM_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
@@ -486,16 +511,19 @@ absl::StatusOr<std::span<const float>> CudaModelRunner::Impl::Run(const BatchPla
     }
     TANDEM_RETURN_IF_ERROR(it->second.Launch(st));
   }
+  TANDEM_RETURN_IF_ERROR(CopyLogitsOut(plan));
   TANDEM_CUDA_CHECK(cudaStreamSynchronize(st));
-  return std::span<const float>(host_logits.as<float>(), static_cast<size_t>(m) * config.vocab_size);
+  CudaStepOutput out;
+  out.logits = std::span<const float>(host_logits.as<float>(), static_cast<size_t>(m) * config.vocab_size);
+  out.argmax = std::span<const int32_t>(host_argmax.as<int32_t>(), static_cast<size_t>(m));
+  return out;
 }
 
-absl::StatusOr<std::span<const float>> CudaModelRunner::Forward(const BatchPlan& plan,
-                                                                const LayerDoneCallback* on_layer_done) {
+absl::StatusOr<CudaStepOutput> CudaModelRunner::Forward(const BatchPlan& plan, const LayerDoneCallback* on_layer_done) {
   return impl_->Run(plan, on_layer_done, /*allow_graph=*/true);
 }
 
-absl::StatusOr<std::span<const float>> CudaModelRunner::ForwardEager(const BatchPlan& plan) {
+absl::StatusOr<CudaStepOutput> CudaModelRunner::ForwardEager(const BatchPlan& plan) {
   return impl_->Run(plan, nullptr, /*allow_graph=*/false);
 }
 

@@ -33,15 +33,17 @@ class StepAttention {
  public:
   virtual ~StepAttention() = default;
   virtual const char* name() const = 0;
-  // Plans `plan` (already validated against the capacities). for_graph: the step is a decode step
-  // about to be captured or replayed.
-  virtual absl::Status Plan(const BatchPlan& plan, bool for_graph, cudaStream_t stream) = 0;
+  // Plans `plan` (already validated against the capacities). graph_seqs > 0: a decode step about to
+  // be captured or replayed as a graph of graph_seqs rows (>= plan.num_seqs); rows past the plan's
+  // are padding (token 0 at position 0, no KV write) and attend over block 0, whatever it holds.
+  virtual absl::Status Plan(const BatchPlan& plan, int graph_seqs, cudaStream_t stream) = 0;
   // q: [n, num_q_heads * head_dim] rows of stride ld_q; kv_layer: one layer's pool; out [n, nq * hd].
   virtual absl::Status Run(const __nv_bfloat16* q, int ld_q, int n, const __nv_bfloat16* kv_layer,
                            __nv_bfloat16* out, float scale, cudaStream_t stream) = 0;
 };
 
-// FlashInfer when it supports the geometry (and TANDEM_HAS_FLASHINFER), else the reference kernel.
+// FlashInfer when it supports the geometry (head_dim 64 or 128, its GQA group sizes), else the
+// reference kernel.
 absl::StatusOr<std::unique_ptr<StepAttention>> CreateStepAttention(const AttentionSetup& setup);
 
 // The reference kernel alone (tests compare the two).
