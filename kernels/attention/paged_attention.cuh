@@ -83,9 +83,9 @@ class PagedAttention {
   // in a CUDA graph after a for_graph Plan of num_seqs sequences may be replayed after any later
   // for_graph Plan of the same num_seqs (same q, kv, out pointers, ld_q and sm_scale, which the graph
   // bakes in). Plan itself is never captured.
-  [[nodiscard]] std::string Plan(const int32_t* qo_indptr, const int32_t* kv_indptr, const int32_t* kv_indices,
-                                 const int32_t* kv_last_page_len, int num_seqs, bool for_graph,
-                                 cudaStream_t stream);
+  [[nodiscard]] std::string Plan(const int32_t* qo_indptr, const int32_t* kv_indptr,
+                                 const int32_t* kv_indices, const int32_t* kv_last_page_len, int num_seqs,
+                                 bool for_graph, cudaStream_t stream);
 
   // Runs the planned step for one layer. Shapes as at the top of this file; num_tokens is the plan's
   // qo_indptr[num_seqs]. ld_q >= num_qo_heads * head_dim and a multiple of 8 (16-byte rows: the
