@@ -59,8 +59,9 @@ class PagedAttention {
   // `max_seqs` sequences and `max_blocks` block ids in total (sum over the sequences' block tables).
   // Needs a current CUDA device of compute capability 9.0 (the prefill kernel is sm90-only).
   // Errors on unsupported geometry (naming the value and what is supported) or limits (max_tokens,
-  // max_seqs, max_blocks >= 1; max_tokens / 128 + max_seqs <= 4096, so that FlashInfer's sm90 scheduler
-  // keeps one schedule per head, the only variant compiled).
+  // max_seqs, max_blocks >= 1; ceil(max_tokens / T) + max_seqs - 1 <= 4096 with the sm90 query tile
+  // T = 128, or 192 for head_dim 64, so that FlashInfer's sm90 scheduler keeps one schedule per head,
+  // the only variant compiled).
   [[nodiscard]] static std::string Create(const AttentionGeometry& geometry, int max_tokens, int max_seqs,
                                           int max_blocks, std::unique_ptr<PagedAttention>* out);
 
