@@ -26,13 +26,13 @@
       return 1;                                                                                 \
     }                                                                                           \
   } while (0)
-#define CHECK_STR(expr)                                                          \
-  do {                                                                           \
-    const std::string e = (expr);                                                \
-    if (!e.empty()) {                                                            \
+#define CHECK_STR(expr)                                                             \
+  do {                                                                              \
+    const std::string e = (expr);                                                   \
+    if (!e.empty()) {                                                               \
       std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, e.c_str()); \
-      return 1;                                                                  \
-    }                                                                            \
+      return 1;                                                                     \
+    }                                                                               \
   } while (0)
 
 namespace {
@@ -106,9 +106,10 @@ int RunCase(const Case& c, double copy_gbs, double gemm_tflops) {
     std::vector<double> plan_us;
     for (int i = 0; i < 20; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
-      CHECK_STR(attn->Plan(qo_indptr.data(), kv_indptr.data(), kv_indices.data(), last_page_len.data(), c.batch,
-                           graph_mode == 1, nullptr));
-      plan_us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      CHECK_STR(attn->Plan(qo_indptr.data(), kv_indptr.data(), kv_indices.data(), last_page_len.data(),
+                           c.batch, graph_mode == 1, nullptr));
+      plan_us.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     }
     std::sort(plan_us.begin(), plan_us.end());
     CHECK(cudaDeviceSynchronize());
@@ -157,8 +158,9 @@ double GemmCeiling(int n) {
   cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
   const float ms = MedianMs(
       [&] {
-        status = cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b, CUDA_R_16BF, n,
-                              &beta, c, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        status =
+            cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b, CUDA_R_16BF,
+                         n, &beta, c, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
       },
       10);
   cudaFree(a);
@@ -184,22 +186,24 @@ int main() {
   CHECK(cudaMalloc(&src, copy_bytes));
   CHECK(cudaMalloc(&dst, copy_bytes));
   CHECK(cudaMemset(src, 1, copy_bytes));
-  const float copy_ms = MedianMs([&] { cudaMemcpyAsync(dst, src, copy_bytes, cudaMemcpyDeviceToDevice); }, 20);
+  const float copy_ms =
+      MedianMs([&] { cudaMemcpyAsync(dst, src, copy_bytes, cudaMemcpyDeviceToDevice); }, 20);
   const double copy_gbs = 2.0 * copy_bytes / (copy_ms * 1e-3) / 1e9;
   CHECK(cudaFree(src));
   CHECK(cudaFree(dst));
   const double gemm_tflops = GemmCeiling(8192);
-  std::printf("device: %s, copy ceiling %.0f GB/s (1 GiB D2D, read+write), bf16 GEMM ceiling %.1f TFLOP/s "
-              "(cuBLAS 8192^3)\n",
-              prop.name, copy_gbs, gemm_tflops);
-  std::printf("%-10s %-13s %5s %6s %6s %-5s %9s %9s %14s %7s\n", "model", "kernel", "batch", "qo", "kv", "plan",
-              "plan_us", "run_us", "achieved", "%ceil");
+  std::printf(
+      "device: %s, copy ceiling %.0f GB/s (1 GiB D2D, read+write), bf16 GEMM ceiling %.1f TFLOP/s "
+      "(cuBLAS 8192^3)\n",
+      prop.name, copy_gbs, gemm_tflops);
+  std::printf("%-10s %-13s %5s %6s %6s %-5s %9s %9s %14s %7s\n", "model", "kernel", "batch", "qo", "kv",
+              "plan", "plan_us", "run_us", "achieved", "%ceil");
 
   const AttentionGeometry llama{32, 8, 128, 16}, smollm{9, 3, 64, 16};
   const Case cases[] = {
-      {"llama3-8b", llama, 64, 1, 4096},   // the decode yardstick: 1 GiB of KV per layer
-      {"llama3-8b", llama, 1, 1, 4096},    {"llama3-8b", llama, 8, 1, 32768}, {"llama3-8b", llama, 256, 1, 1024},
-      {"smollm2", smollm, 64, 1, 4096},
+      {"llama3-8b", llama, 64, 1, 4096},  // the decode yardstick: 1 GiB of KV per layer
+      {"llama3-8b", llama, 1, 1, 4096},    {"llama3-8b", llama, 8, 1, 32768},
+      {"llama3-8b", llama, 256, 1, 1024},  {"smollm2", smollm, 64, 1, 4096},
       {"llama3-8b", llama, 1, 8192, 8192},  // the prefill yardstick: causal 8K
       {"llama3-8b", llama, 4, 2048, 2048}, {"llama3-8b", llama, 1, 512, 8192},  // a chunk on a long cache
       {"smollm2", smollm, 1, 8192, 8192},

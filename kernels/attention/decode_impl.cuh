@@ -3,12 +3,11 @@
 // applied before K is written), no mask (a decode row sees its whole sequence), no LSE output.
 #pragma once
 
+#include <exception>
 #include <flashinfer/attention/decode.cuh>
 #include <flashinfer/attention/default_decode_params.cuh>
 #include <flashinfer/attention/scheduler.cuh>
 #include <flashinfer/attention/variants.cuh>
-
-#include <exception>
 #include <string>
 #include <vector>
 
@@ -74,10 +73,13 @@ std::string DecodeRun(const Workspaces& ws, const std::vector<int64_t>& plan_inf
                   static_cast<uint32_t>(args.num_qo_heads), /*q_stride_n=*/args.ld_q, /*q_stride_h=*/kHeadDim,
                   /*window_left=*/-1, /*logits_soft_cap=*/0.f, args.sm_scale, /*rope_scale=*/1.f,
                   /*rope_theta=*/1e4f);
-    params.request_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.request_indices_offset);
-    params.kv_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.kv_tile_indices_offset);
+    params.request_indices =
+        flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.request_indices_offset);
+    params.kv_tile_indices =
+        flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.kv_tile_indices_offset);
     params.o_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.o_indptr_offset);
-    params.kv_chunk_size_ptr = flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.kv_chunk_size_ptr_offset);
+    params.kv_chunk_size_ptr =
+        flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.kv_chunk_size_ptr_offset);
     params.padded_batch_size = static_cast<uint32_t>(info.padded_batch_size);
     DType* tmp_v = nullptr;
     float* tmp_s = nullptr;
@@ -85,11 +87,13 @@ std::string DecodeRun(const Workspaces& ws, const std::vector<int64_t>& plan_inf
       tmp_v = flashinfer::GetPtrFromBaseOffset<DType>(ws.float_ws, info.v_offset);
       tmp_s = flashinfer::GetPtrFromBaseOffset<float>(ws.float_ws, info.s_offset);
       if (info.enable_cuda_graph) {
-        params.block_valid_mask = flashinfer::GetPtrFromBaseOffset<bool>(ws.int_ws, info.block_valid_mask_offset);
+        params.block_valid_mask =
+            flashinfer::GetPtrFromBaseOffset<bool>(ws.int_ws, info.block_valid_mask_offset);
       }
     }
-    const cudaError_t err = flashinfer::BatchDecodeWithPagedKVCacheDispatched<kHeadDim, kPosEncoding, Variant>(
-        params, tmp_v, tmp_s, /*enable_pdl=*/false, stream);
+    const cudaError_t err =
+        flashinfer::BatchDecodeWithPagedKVCacheDispatched<kHeadDim, kPosEncoding, Variant>(
+            params, tmp_v, tmp_s, /*enable_pdl=*/false, stream);
     return CudaErrorText(err, "flashinfer::BatchDecodeWithPagedKVCacheDispatched");
   } catch (const std::exception& e) {
     return std::string("flashinfer::BatchDecodeWithPagedKVCacheDispatched: ") + e.what();
@@ -100,8 +104,8 @@ std::string DecodeRun(const Workspaces& ws, const std::vector<int64_t>& plan_inf
 
 // Explicit instantiation of both calls for one head_dim, inside namespace
 // tandem::kernels::attention_units (the whole content of decode_hd<D>.cu).
-#define TANDEM_INSTANTIATE_DECODE(HEAD_DIM)                                                                 \
-  template std::string DecodePlan<HEAD_DIM>(const Workspaces&, const StepCsr&, int, int, int, bool,     \
-                                            cudaStream_t, std::vector<int64_t>*);                      \
+#define TANDEM_INSTANTIATE_DECODE(HEAD_DIM)                                                                \
+  template std::string DecodePlan<HEAD_DIM>(const Workspaces&, const StepCsr&, int, int, int, bool,        \
+                                            cudaStream_t, std::vector<int64_t>*);                          \
   template std::string DecodeRun<HEAD_DIM>(const Workspaces&, const std::vector<int64_t>&, const StepCsr&, \
                                            const RunArgs&, cudaStream_t)

@@ -28,13 +28,13 @@ struct Workspaces {
 // The step's CSR on the host (as given to Plan) and its device copy (what kernels read).
 struct StepCsr {
   int num_seqs = 0;
-  int num_tokens = 0;                        // qo_indptr[num_seqs]
-  const int32_t* qo_indptr_h = nullptr;      // [num_seqs + 1]
-  const int32_t* kv_indptr_h = nullptr;      // [num_seqs + 1], in blocks
-  const int32_t* kv_len_h = nullptr;         // [num_seqs], in tokens
-  int32_t* kv_indptr_d = nullptr;            // [num_seqs + 1]
-  int32_t* kv_indices_d = nullptr;           // [kv_indptr[num_seqs]]
-  int32_t* kv_last_page_len_d = nullptr;     // [num_seqs]
+  int num_tokens = 0;                     // qo_indptr[num_seqs]
+  const int32_t* qo_indptr_h = nullptr;   // [num_seqs + 1]
+  const int32_t* kv_indptr_h = nullptr;   // [num_seqs + 1], in blocks
+  const int32_t* kv_len_h = nullptr;      // [num_seqs], in tokens
+  int32_t* kv_indptr_d = nullptr;         // [num_seqs + 1]
+  int32_t* kv_indices_d = nullptr;        // [kv_indptr[num_seqs]]
+  int32_t* kv_last_page_len_d = nullptr;  // [num_seqs]
 };
 
 // Geometry and the per-layer pointers of one Run.

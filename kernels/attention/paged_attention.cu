@@ -1,15 +1,15 @@
 // PagedAttention: validation, workspaces and the choice of kernel; the FlashInfer templates live in
 // decode_hd<D>.cu and prefill_sm90_hd<D>.cu (flashinfer_units.h), so this unit compiles quickly.
-#include "attention/paged_attention.cuh"
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "attention/flashinfer_units.h"
+#include "attention/paged_attention.cuh"
 #include "common/cuda_check.cuh"
 
 namespace tandem::kernels {
@@ -26,6 +26,19 @@ constexpr int64_t kSm90MaxWorksPerHead = 4096;
 size_t AlignUp(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 std::string Str(int64_t v) { return std::to_string(v); }
+
+// Calls fn(std::integral_constant<int, D>{}) for the head dims the units are built for (decode_hd<D>.cu,
+// prefill_sm90_hd<D>.cu); an error for any other.
+template <typename F>
+std::string DispatchHeadDim(int head_dim, F&& fn) {
+  switch (head_dim) {
+    case 64:
+      return fn(std::integral_constant<int, 64>{});
+    case 128:
+      return fn(std::integral_constant<int, 128>{});
+  }
+  return "head_dim " + Str(head_dim) + " is not built (64 and 128 are; add units for more)";
+}
 
 struct DeviceFree {
   void operator()(void* p) const { cudaFree(p); }
@@ -127,54 +140,67 @@ const AttentionGeometry& PagedAttention::geometry() const { return state_->geome
 size_t PagedAttention::device_bytes() const {
   return state_->float_bytes + state_->int_bytes + state_->layout.total * sizeof(int32_t);
 }
-size_t PagedAttention::pinned_bytes() const { return state_->int_bytes + state_->layout.total * sizeof(int32_t); }
+size_t PagedAttention::pinned_bytes() const {
+  return state_->int_bytes + state_->layout.total * sizeof(int32_t);
+}
 
 std::string PagedAttention::Create(const AttentionGeometry& g, int max_tokens, int max_seqs, int max_blocks,
                                    std::unique_ptr<PagedAttention>* out) {
-  const std::string where = "PagedAttention::Create: ";
-  if (out == nullptr) return where + "out is null";
+  const char* const where = "PagedAttention::Create: ";  // std::string only on errors
+  if (out == nullptr) return std::string(where) + "out is null";
   out->reset();
   if (g.num_qo_heads < 1 || g.num_kv_heads < 1 || g.num_qo_heads % g.num_kv_heads != 0) {
-    return where + "expected num_qo_heads a positive multiple of num_kv_heads >= 1, found num_qo_heads=" +
+    return std::string(where) +
+           "expected num_qo_heads a positive multiple of num_kv_heads >= 1, found num_qo_heads=" +
            Str(g.num_qo_heads) + " num_kv_heads=" + Str(g.num_kv_heads);
   }
   const int group = g.num_qo_heads / g.num_kv_heads;
   if (std::find(std::begin(kGroupSizes), std::end(kGroupSizes), group) == std::end(kGroupSizes)) {
-    return where + "GQA group size num_qo_heads/num_kv_heads=" + Str(group) + " (" + Str(g.num_qo_heads) + "/" +
-           Str(g.num_kv_heads) + ") is not one FlashInfer's decode kernel is built for (1, 2, 3, 4, 6, 8, 16)";
+    return std::string(where) + "GQA group size num_qo_heads/num_kv_heads=" + Str(group) + " (" +
+           Str(g.num_qo_heads) + "/" + Str(g.num_kv_heads) +
+           ") is not one FlashInfer's decode kernel is built for (1, 2, 3, 4, 6, 8, 16)";
   }
-  if (g.head_dim != 64 && g.head_dim != 128) {
-    return where + "head_dim " + Str(g.head_dim) + " is not built (64 and 128 are; add units for more)";
+  if (std::string e = DispatchHeadDim(g.head_dim, [](auto) { return std::string(); }); !e.empty()) {
+    return std::string(where) + e;
   }
   if (g.block_size < 1 || g.block_size > kMaxBlockSize) {
-    return where + "expected block_size in [1, " + Str(kMaxBlockSize) + "], found " + Str(g.block_size);
+    return std::string(where) + "expected block_size in [1, " + Str(kMaxBlockSize) + "], found " +
+           Str(g.block_size);
   }
   if (max_tokens < 1 || max_seqs < 1 || max_blocks < 1) {
-    return where + "expected max_tokens, max_seqs, max_blocks >= 1, found " + Str(max_tokens) + ", " +
-           Str(max_seqs) + ", " + Str(max_blocks);
+    return std::string(where) + "expected max_tokens, max_seqs, max_blocks >= 1, found " + Str(max_tokens) +
+           ", " + Str(max_seqs) + ", " + Str(max_blocks);
   }
   const int cta_tile_q = units::Sm90CtaTileQ(g.head_dim);
   // Upper bound on the sm90 plan's query tiles per head: sum over sequences of ceil(qo_len / tile).
   const int64_t works_per_head = (int64_t{max_tokens} + cta_tile_q - 1) / cta_tile_q + max_seqs - 1;
   if (works_per_head > kSm90MaxWorksPerHead) {
-    return where + "max_tokens/" + Str(cta_tile_q) + " + max_seqs - 1 = " + Str(works_per_head) +
+    return std::string(where) + "max_tokens/" + Str(cta_tile_q) + " + max_seqs - 1 = " + Str(works_per_head) +
            " exceeds " + Str(kSm90MaxWorksPerHead) +
            " (past that FlashInfer's sm90 scheduler uses a kernel variant that is not built)";
   }
 
   int device = 0, major = 0, minor = 0, num_sm = 0, max_blocks_per_sm = 0;
   std::string err = CudaErrorText(cudaGetDevice(&device), "cudaGetDevice");
-  if (err.empty()) err = CudaErrorText(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
-  if (err.empty()) err = CudaErrorText(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "cudaDeviceGetAttribute");
-  if (err.empty()) err = CudaErrorText(cudaDeviceGetAttribute(&num_sm, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  if (err.empty()) {
-    err = CudaErrorText(cudaDeviceGetAttribute(&max_blocks_per_sm, cudaDevAttrMaxBlocksPerMultiprocessor, device),
+  if (err.empty())
+    err = CudaErrorText(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
                         "cudaDeviceGetAttribute");
+  if (err.empty())
+    err = CudaErrorText(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
+                        "cudaDeviceGetAttribute");
+  if (err.empty())
+    err = CudaErrorText(cudaDeviceGetAttribute(&num_sm, cudaDevAttrMultiProcessorCount, device),
+                        "cudaDeviceGetAttribute");
+  if (err.empty()) {
+    err = CudaErrorText(
+        cudaDeviceGetAttribute(&max_blocks_per_sm, cudaDevAttrMaxBlocksPerMultiprocessor, device),
+        "cudaDeviceGetAttribute");
   }
-  if (!err.empty()) return where + err;
+  if (!err.empty()) return std::string(where) + err;
   if (major != 9 || minor != 0) {
-    return where + "needs a compute capability 9.0 device (kernels are built for sm_90a), found " + Str(major) +
-           "." + Str(minor);
+    return std::string(where) +
+           "needs a compute capability 9.0 device (kernels are built for sm_90a), found " + Str(major) + "." +
+           Str(minor);
   }
 
   auto s = std::make_unique<State>();
@@ -193,12 +219,13 @@ std::string PagedAttention::Create(const AttentionGeometry& g, int max_tokens, i
                               AlignUp(static_cast<size_t>(g.num_qo_heads) * padded * 4, 16);
   // int: request_indices, kv_tile_indices [padded], o_indptr [padded+1], kv_chunk_size [1],
   // block_valid_mask [padded] bools, each 16-byte aligned.
-  const size_t decode_int = 3 * AlignUp(static_cast<size_t>(padded + 1) * 4, 16) + 16 +
-                            AlignUp(static_cast<size_t>(padded), 16);
+  const size_t decode_int =
+      3 * AlignUp(static_cast<size_t>(padded + 1) * 4, 16) + 16 + AlignUp(static_cast<size_t>(padded), 16);
   // sm90 prefill (PrefillSM90Plan, no CUDA graph): 7 arrays of one int per work item (works =
   // num_qo_heads * tiles per head) + work_indptr [SMs + 1], each 16-byte aligned; no float workspace.
   const int64_t works = works_per_head * g.num_qo_heads;
-  const size_t sm90_int = 7 * AlignUp(static_cast<size_t>(works) * 4, 16) + AlignUp((num_sm + size_t{1}) * 4, 16);
+  const size_t sm90_int =
+      7 * AlignUp(static_cast<size_t>(works) * 4, 16) + AlignUp((num_sm + size_t{1}) * 4, 16);
   s->float_bytes = decode_float + 256;
   s->int_bytes = std::max(decode_int, sm90_int) + 256;
 
@@ -229,24 +256,26 @@ std::string PagedAttention::Create(const AttentionGeometry& g, int max_tokens, i
   if (err.empty()) {
     err = CudaErrorText(cudaEventCreateWithFlags(&s->copies_done, cudaEventDisableTiming), "cudaEventCreate");
   }
-  if (!err.empty()) return where + err;
+  if (!err.empty()) return std::string(where) + err;
   out->reset(new PagedAttention(std::move(s)));
   return "";
 }
 
-std::string PagedAttention::Plan(const int32_t* qo_indptr, const int32_t* kv_indptr, const int32_t* kv_indices,
-                                 const int32_t* kv_last_page_len, int num_seqs, bool for_graph, cudaStream_t stream) {
+std::string PagedAttention::Plan(const int32_t* qo_indptr, const int32_t* kv_indptr,
+                                 const int32_t* kv_indices, const int32_t* kv_last_page_len, int num_seqs,
+                                 bool for_graph, cudaStream_t stream) {
   State& s = *state_;
   s.kernel = AttentionKernel::kNone;  // until this plan succeeds: Run refuses a half-made plan
-  const std::string where = "PagedAttention::Plan: ";
+  const char* const where = "PagedAttention::Plan: ";  // std::string only on errors
   if (qo_indptr == nullptr || kv_indptr == nullptr || kv_indices == nullptr || kv_last_page_len == nullptr) {
-    return where + "null array";
+    return std::string(where) + "null array";
   }
   if (num_seqs < 1 || num_seqs > s.max_seqs) {
-    return where + "expected num_seqs in [1, " + Str(s.max_seqs) + "], found " + Str(num_seqs);
+    return std::string(where) + "expected num_seqs in [1, " + Str(s.max_seqs) + "], found " + Str(num_seqs);
   }
   if (qo_indptr[0] != 0 || kv_indptr[0] != 0) {
-    return where + "expected qo_indptr[0] = kv_indptr[0] = 0, found " + Str(qo_indptr[0]) + ", " + Str(kv_indptr[0]);
+    return std::string(where) + "expected qo_indptr[0] = kv_indptr[0] = 0, found " + Str(qo_indptr[0]) +
+           ", " + Str(kv_indptr[0]);
   }
   const int bs = s.geometry.block_size;
   bool decode = true;
@@ -254,24 +283,28 @@ std::string PagedAttention::Plan(const int32_t* qo_indptr, const int32_t* kv_ind
   for (int i = 0; i < num_seqs; ++i) {
     const int64_t qo_len = int64_t{qo_indptr[i + 1]} - qo_indptr[i];
     const int64_t blocks = int64_t{kv_indptr[i + 1]} - kv_indptr[i];
-    const std::string seq = "sequence " + Str(i) + ": ";
-    if (qo_len < 1) return where + seq + "expected >= 1 query row, found " + Str(qo_len);
+    // Built only on an error (Plan runs every step).
+    const auto seq = [i] { return "sequence " + Str(i) + ": "; };
+    if (qo_len < 1) return std::string(where) + seq() + "expected >= 1 query row, found " + Str(qo_len);
     if (qo_indptr[i + 1] > s.max_tokens) {
-      return where + "qo_indptr[" + Str(i + 1) + "] = " + Str(qo_indptr[i + 1]) + " exceeds max_tokens " +
-             Str(s.max_tokens);
+      return std::string(where) + "qo_indptr[" + Str(i + 1) + "] = " + Str(qo_indptr[i + 1]) +
+             " exceeds max_tokens " + Str(s.max_tokens);
     }
-    if (blocks < 1) return where + seq + "expected >= 1 block, found " + Str(blocks);
+    if (blocks < 1) return std::string(where) + seq() + "expected >= 1 block, found " + Str(blocks);
     if (kv_indptr[i + 1] > s.max_blocks) {
-      return where + "kv_indptr[" + Str(i + 1) + "] = " + Str(kv_indptr[i + 1]) + " exceeds max_blocks " +
-             Str(s.max_blocks);
+      return std::string(where) + "kv_indptr[" + Str(i + 1) + "] = " + Str(kv_indptr[i + 1]) +
+             " exceeds max_blocks " + Str(s.max_blocks);
     }
     if (kv_last_page_len[i] < 1 || kv_last_page_len[i] > bs) {
-      return where + seq + "expected kv_last_page_len in [1, " + Str(bs) + "], found " + Str(kv_last_page_len[i]);
+      return std::string(where) + seq() + "expected kv_last_page_len in [1, " + Str(bs) + "], found " +
+             Str(kv_last_page_len[i]);
     }
     const int64_t kv_len = (blocks - 1) * bs + kv_last_page_len[i];
-    if (kv_len > INT32_MAX) return where + seq + "kv_len " + Str(kv_len) + " does not fit int32";
+    if (kv_len > INT32_MAX)
+      return std::string(where) + seq() + "kv_len " + Str(kv_len) + " does not fit int32";
     if (qo_len > kv_len) {
-      return where + seq + "expected qo_len <= kv_len (new tokens are in the cache), found qo_len " + Str(qo_len) +
+      return std::string(where) + seq() +
+             "expected qo_len <= kv_len (new tokens are in the cache), found qo_len " + Str(qo_len) +
              " > kv_len " + Str(kv_len);
     }
     s.kv_len[static_cast<size_t>(i)] = static_cast<int32_t>(kv_len);
@@ -279,17 +312,18 @@ std::string PagedAttention::Plan(const int32_t* qo_indptr, const int32_t* kv_ind
   }
   const int num_blocks = kv_indptr[num_seqs];
   for (int j = 0; j < num_blocks; ++j) {
-    if (kv_indices[j] < 0) return where + "kv_indices[" + Str(j) + "] = " + Str(kv_indices[j]) + " is negative";
+    if (kv_indices[j] < 0)
+      return std::string(where) + "kv_indices[" + Str(j) + "] = " + Str(kv_indices[j]) + " is negative";
   }
   if (for_graph && !decode) {
-    return where + "for_graph needs a decode step (one query row per sequence); this step has " +
+    return std::string(where) + "for_graph needs a decode step (one query row per sequence); this step has " +
            Str(qo_indptr[num_seqs]) + " rows for " + Str(num_seqs) + " sequences";
   }
 
   // The previous plan's copies read the pinned buffers we are about to overwrite.
   if (s.copies_pending) {
     const std::string e = CudaErrorText(cudaEventSynchronize(s.copies_done), "cudaEventSynchronize");
-    if (!e.empty()) return where + e;
+    if (!e.empty()) return std::string(where) + e;
     s.copies_pending = false;
   }
   const StepLayout& L = s.layout;
@@ -302,7 +336,7 @@ std::string PagedAttention::Plan(const int32_t* qo_indptr, const int32_t* kv_ind
       cudaMemcpyAsync(s.step_d.get(), s.step_h.get(), sizeof(int32_t) * (L.kv_indices + num_blocks),
                       cudaMemcpyHostToDevice, stream),
       "cudaMemcpyAsync(step arrays)");
-  if (!err.empty()) return where + err;
+  if (!err.empty()) return std::string(where) + err;
 
   s.num_seqs = num_seqs;
   s.num_tokens = qo_indptr[num_seqs];
@@ -312,15 +346,16 @@ std::string PagedAttention::Plan(const int32_t* qo_indptr, const int32_t* kv_ind
   const AttentionKernel kernel = decode ? AttentionKernel::kDecode : AttentionKernel::kPrefillSm90;
   switch (kernel) {
     case AttentionKernel::kDecode:
-      err = g.head_dim == 64 ? units::DecodePlan<64>(ws, csr, g.num_qo_heads, g.num_kv_heads, bs, for_graph, stream,
-                                                      &s.plan_info)
-                             : units::DecodePlan<128>(ws, csr, g.num_qo_heads, g.num_kv_heads, bs, for_graph,
-                                                       stream, &s.plan_info);
+      err = DispatchHeadDim(g.head_dim, [&](auto d) {
+        return units::DecodePlan<decltype(d)::value>(ws, csr, g.num_qo_heads, g.num_kv_heads, bs, for_graph,
+                                                     stream, &s.plan_info);
+      });
       break;
     case AttentionKernel::kPrefillSm90:
-      err = g.head_dim == 64
-                ? units::PrefillSm90Plan<64>(ws, csr, g.num_qo_heads, g.num_kv_heads, bs, stream, &s.plan_info)
-                : units::PrefillSm90Plan<128>(ws, csr, g.num_qo_heads, g.num_kv_heads, bs, stream, &s.plan_info);
+      err = DispatchHeadDim(g.head_dim, [&](auto d) {
+        return units::PrefillSm90Plan<decltype(d)::value>(ws, csr, g.num_qo_heads, g.num_kv_heads, bs, stream,
+                                                          &s.plan_info);
+      });
       break;
     case AttentionKernel::kNone:
       err = "no kernel chosen";
@@ -329,8 +364,8 @@ std::string PagedAttention::Plan(const int32_t* qo_indptr, const int32_t* kv_ind
   // Record even after a failed plan: the step-array copy above was issued.
   const std::string rec = CudaErrorText(cudaEventRecord(s.copies_done, stream), "cudaEventRecord");
   s.copies_pending = rec.empty();
-  if (!err.empty()) return where + err;
-  if (!rec.empty()) return where + rec;
+  if (!err.empty()) return std::string(where) + err;
+  if (!rec.empty()) return std::string(where) + rec;
   s.kernel = kernel;
   return "";
 }
@@ -339,13 +374,16 @@ std::string PagedAttention::Run(const __nv_bfloat16* q, int ld_q, const __nv_bfl
                                 float sm_scale, cudaStream_t stream) {
   const State& s = *state_;
   const AttentionGeometry& g = s.geometry;
-  const std::string where = "PagedAttention::Run: ";
-  const auto aligned16 = [](const void* p) { return p != nullptr && (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
+  const char* const where = "PagedAttention::Run: ";  // std::string only on errors
+  const auto aligned16 = [](const void* p) {
+    return p != nullptr && (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+  };
   if (!aligned16(q) || !aligned16(kv) || !aligned16(out)) {
-    return where + "q, kv and out must be non-null and 16-byte aligned";
+    return std::string(where) + "q, kv and out must be non-null and 16-byte aligned";
   }
   if (ld_q < g.num_qo_heads * g.head_dim || ld_q % 8 != 0) {
-    return where + "expected ld_q >= num_qo_heads*head_dim = " + Str(g.num_qo_heads * g.head_dim) +
+    return std::string(where) +
+           "expected ld_q >= num_qo_heads*head_dim = " + Str(g.num_qo_heads * g.head_dim) +
            " and a multiple of 8, found " + Str(ld_q);
   }
   units::RunArgs args;
@@ -363,17 +401,19 @@ std::string PagedAttention::Run(const __nv_bfloat16* q, int ld_q, const __nv_bfl
   std::string err;
   switch (s.kernel) {
     case AttentionKernel::kNone:
-      return where + "no successful Plan to run";
+      return std::string(where) + "no successful Plan to run";
     case AttentionKernel::kDecode:
-      err = g.head_dim == 64 ? units::DecodeRun<64>(ws, s.plan_info, csr, args, stream)
-                             : units::DecodeRun<128>(ws, s.plan_info, csr, args, stream);
+      err = DispatchHeadDim(g.head_dim, [&](auto d) {
+        return units::DecodeRun<decltype(d)::value>(ws, s.plan_info, csr, args, stream);
+      });
       break;
     case AttentionKernel::kPrefillSm90:
-      err = g.head_dim == 64 ? units::PrefillSm90Run<64>(ws, s.plan_info, csr, args, stream)
-                             : units::PrefillSm90Run<128>(ws, s.plan_info, csr, args, stream);
+      err = DispatchHeadDim(g.head_dim, [&](auto d) {
+        return units::PrefillSm90Run<decltype(d)::value>(ws, s.plan_info, csr, args, stream);
+      });
       break;
   }
-  return err.empty() ? "" : where + err;
+  return err.empty() ? "" : std::string(where) + err;
 }
 
 }  // namespace tandem::kernels

@@ -59,8 +59,9 @@ class PagedAttention {
   // `max_seqs` sequences and `max_blocks` block ids in total (sum over the sequences' block tables).
   // Needs a current CUDA device of compute capability 9.0 (the prefill kernel is sm90-only).
   // Errors on unsupported geometry (naming the value and what is supported) or limits (max_tokens,
-  // max_seqs, max_blocks >= 1; max_tokens / 128 + max_seqs <= 4096, so that FlashInfer's sm90 scheduler
-  // keeps one schedule per head, the only variant compiled).
+  // max_seqs, max_blocks >= 1; ceil(max_tokens / T) + max_seqs - 1 <= 4096 with the sm90 query tile
+  // T = 128, or 192 for head_dim 64, so that FlashInfer's sm90 scheduler keeps one schedule per head,
+  // the only variant compiled).
   [[nodiscard]] static std::string Create(const AttentionGeometry& geometry, int max_tokens, int max_seqs,
                                           int max_blocks, std::unique_ptr<PagedAttention>* out);
 
@@ -83,9 +84,9 @@ class PagedAttention {
   // in a CUDA graph after a for_graph Plan of num_seqs sequences may be replayed after any later
   // for_graph Plan of the same num_seqs (same q, kv, out pointers, ld_q and sm_scale, which the graph
   // bakes in). Plan itself is never captured.
-  [[nodiscard]] std::string Plan(const int32_t* qo_indptr, const int32_t* kv_indptr, const int32_t* kv_indices,
-                                 const int32_t* kv_last_page_len, int num_seqs, bool for_graph,
-                                 cudaStream_t stream);
+  [[nodiscard]] std::string Plan(const int32_t* qo_indptr, const int32_t* kv_indptr,
+                                 const int32_t* kv_indices, const int32_t* kv_last_page_len, int num_seqs,
+                                 bool for_graph, cudaStream_t stream);
 
   // Runs the planned step for one layer. Shapes as at the top of this file; num_tokens is the plan's
   // qo_indptr[num_seqs]. ld_q >= num_qo_heads * head_dim and a multiple of 8 (16-byte rows: the

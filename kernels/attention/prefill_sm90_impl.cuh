@@ -5,14 +5,13 @@
 // head, which PagedAttention::Create rules out, and each variant costs a full FA3 compile.
 #pragma once
 
+#include <exception>
 #include <flashinfer/attention/hopper/default_params.cuh>
 #include <flashinfer/attention/hopper/prefill_sm90.cuh>
 #include <flashinfer/attention/hopper/variants.cuh>
 #include <flashinfer/attention/mask.cuh>
 #include <flashinfer/attention/scheduler.cuh>
 #include <flashinfer/cutlass_utils.cuh>
-
-#include <exception>
 #include <string>
 #include <vector>
 
@@ -96,7 +95,8 @@ std::string PrefillSm90Run(const Workspaces& ws, const std::vector<int64_t>& pla
     params.additional_params.token_pos_in_items_len = 0;
     params.additional_params.maybe_max_item_len_ptr = nullptr;
     params.kv_indices = csr.kv_indices_d;
-    params.qo_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.qo_tile_indices_offset);
+    params.qo_tile_indices =
+        flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.qo_tile_indices_offset);
     params.qo_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.qo_indptr_offset);
     params.kv_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.kv_indptr_offset);
     params.qo_lens = flashinfer::GetPtrFromBaseOffset<int32_t>(ws.int_ws, info.qo_len_offset);
@@ -118,8 +118,8 @@ std::string PrefillSm90Run(const Workspaces& ws, const std::vector<int64_t>& pla
 
 // Explicit instantiation of both calls for one head_dim, inside namespace
 // tandem::kernels::attention_units (the whole content of prefill_sm90_hd<D>.cu).
-#define TANDEM_INSTANTIATE_PREFILL_SM90(HEAD_DIM)                                                          \
-  template std::string PrefillSm90Plan<HEAD_DIM>(const Workspaces&, const StepCsr&, int, int, int,         \
-                                                 cudaStream_t, std::vector<int64_t>*);                     \
-  template std::string PrefillSm90Run<HEAD_DIM>(const Workspaces&, const std::vector<int64_t>&,            \
+#define TANDEM_INSTANTIATE_PREFILL_SM90(HEAD_DIM)                                                  \
+  template std::string PrefillSm90Plan<HEAD_DIM>(const Workspaces&, const StepCsr&, int, int, int, \
+                                                 cudaStream_t, std::vector<int64_t>*);             \
+  template std::string PrefillSm90Run<HEAD_DIM>(const Workspaces&, const std::vector<int64_t>&,    \
                                                 const StepCsr&, const RunArgs&, cudaStream_t)

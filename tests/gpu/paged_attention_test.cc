@@ -7,6 +7,8 @@
 // <= 1e-2. The kernels round the output to bf16 (<= 2^-9 relative per element) and the sm90 kernel
 // also rounds the softmax weights to bf16 before P @ V (~2^-9 relative per term, averaging out);
 // together ~2e-3 relative, while a wrong block, head, position or mask moves a vector by O(1).
+#include "attention/paged_attention.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -20,7 +22,6 @@
 #include <string>
 #include <vector>
 
-#include "attention/paged_attention.cuh"
 #include "gpu_test_util.h"
 #include "tandem/backend/backend.h"
 #include "tandem/backend/batch.h"
@@ -72,7 +73,8 @@ Step MakeStep(const std::vector<SeqSpec>& seqs, int block_size, int num_blocks, 
   for (const SeqSpec& s : seqs) {
     const int kv_len = s.cached + s.new_tokens;
     const int blocks = CeilDiv(kv_len, block_size);
-    std::vector<int32_t> table(ids.begin() + static_cast<int64_t>(next), ids.begin() + static_cast<int64_t>(next) + blocks);
+    std::vector<int32_t> table(ids.begin() + static_cast<int64_t>(next),
+                               ids.begin() + static_cast<int64_t>(next) + blocks);
     next += static_cast<size_t>(blocks);
     step.kv_indices.insert(step.kv_indices.end(), table.begin(), table.end());
     step.tables.push_back(std::move(table));
@@ -114,13 +116,17 @@ class Problem {
     auto backend_or = backend::CreateCpuBackend({});
     ASSERT_TRUE(backend_or.ok()) << backend_or.status();
     backend_ = std::move(*backend_or);
-    backend::KvCacheSpec spec{.num_layers = num_layers_, .num_kv_heads = g_.num_kv_heads, .head_dim = g_.head_dim,
-                              .block_size = g_.block_size, .num_blocks = num_blocks_};
+    backend::KvCacheSpec spec{.num_layers = num_layers_,
+                              .num_kv_heads = g_.num_kv_heads,
+                              .head_dim = g_.head_dim,
+                              .block_size = g_.block_size,
+                              .num_blocks = num_blocks_};
     auto cache_or = backend::KvCache::Create(*backend_, spec);
     ASSERT_TRUE(cache_or.ok()) << cache_or.status();
     cache_ = std::move(*cache_or);
     for (int l = 0; l < num_layers_; ++l) {
-      const std::vector<float> f = ToFloat(pools_[static_cast<size_t>(l)]);  // same [blocks, 2, H, B, D] layout
+      const std::vector<float> f =
+          ToFloat(pools_[static_cast<size_t>(l)]);  // same [blocks, 2, H, B, D] layout
       std::copy(f.begin(), f.end(), cache_->LayerBase(l));
       d_pools_.push_back(std::make_unique<DeviceBuffer>(pool_elems_ * 2));
       ASSERT_TRUE(d_pools_.back()->ok());
@@ -142,19 +148,26 @@ class Problem {
       ss.block_table = step.tables[s];
       steps.push_back(std::move(ss));
     }
-    auto plan_or = backend::PlanBatch(steps, g_.block_size, num_blocks_, /*vocab_size=*/1, /*max_positions=*/0);
+    auto plan_or =
+        backend::PlanBatch(steps, g_.block_size, num_blocks_, /*vocab_size=*/1, /*max_positions=*/0);
     EXPECT_TRUE(plan_or.ok()) << plan_or.status();
     if (!plan_or.ok()) return {};
     const backend::BatchPlan& plan = *plan_or;
-    backend::BatchView view{.num_tokens = plan.num_tokens, .num_seqs = plan.num_seqs, .block_size = plan.block_size,
-                            .max_blocks_per_seq = plan.max_blocks_per_seq, .max_context_len = plan.max_context_len,
-                            .num_logits = plan.num_logits(), .token_ids = plan.token_ids.data(),
-                            .positions = plan.positions.data(), .token_seq = plan.token_seq.data(),
-                            .slot_mapping = plan.slot_mapping.data(), .block_tables = plan.block_tables.data(),
+    backend::BatchView view{.num_tokens = plan.num_tokens,
+                            .num_seqs = plan.num_seqs,
+                            .block_size = plan.block_size,
+                            .max_blocks_per_seq = plan.max_blocks_per_seq,
+                            .max_context_len = plan.max_context_len,
+                            .num_logits = plan.num_logits(),
+                            .token_ids = plan.token_ids.data(),
+                            .positions = plan.positions.data(),
+                            .token_seq = plan.token_seq.data(),
+                            .slot_mapping = plan.slot_mapping.data(),
+                            .block_tables = plan.block_tables.data(),
                             .context_lens = plan.context_lens.data(),
                             .logits_token_index = plan.logits_token_index.data()};
-    const std::vector<float> qf =
-        ToFloat(std::vector<__nv_bfloat16>(q_.begin(), q_.begin() + static_cast<int64_t>(plan.num_tokens) * ld_q_));
+    const std::vector<float> qf = ToFloat(
+        std::vector<__nv_bfloat16>(q_.begin(), q_.begin() + static_cast<int64_t>(plan.num_tokens) * ld_q_));
     std::vector<float> out(static_cast<size_t>(plan.num_tokens) * g_.num_qo_heads * g_.head_dim);
     backend_->PagedAttention(qf.data(), ld_q_, view, *cache_, layer, g_.num_qo_heads, SmScale(), out.data());
     return out;
@@ -162,7 +175,9 @@ class Problem {
 
   float SmScale() const { return 1.f / std::sqrt(static_cast<float>(g_.head_dim)); }
   const __nv_bfloat16* q() const { return d_q_->as<__nv_bfloat16>(); }
-  const __nv_bfloat16* pool(int layer) const { return d_pools_[static_cast<size_t>(layer)]->as<__nv_bfloat16>(); }
+  const __nv_bfloat16* pool(int layer) const {
+    return d_pools_[static_cast<size_t>(layer)]->as<__nv_bfloat16>();
+  }
   int ld_q() const { return ld_q_; }
   int num_blocks() const { return num_blocks_; }
   std::mt19937& rng() { return rng_; }
@@ -189,7 +204,8 @@ class Problem {
   const size_t heads = static_cast<size_t>(geometry.num_qo_heads);
   std::vector<__nv_bfloat16> got(want.size());
   const cudaError_t e = cudaMemcpy(got.data(), d_out, got.size() * 2, cudaMemcpyDeviceToHost);
-  if (e != cudaSuccess) return ::testing::AssertionFailure() << label << ": cudaMemcpy: " << cudaGetErrorString(e);
+  if (e != cudaSuccess)
+    return ::testing::AssertionFailure() << label << ": cudaMemcpy: " << cudaGetErrorString(e);
   double err2_total = 0, ref2_total = 0, worst_rel = 0;
   size_t bad = 0, first_bad = 0;
   for (size_t v = 0; v < want.size() / head_dim; ++v) {
@@ -252,9 +268,10 @@ class PagedAttentionGpuTest : public ::testing::TestWithParam<GeometryParam> {
     ASSERT_EQ(PagedAttention::Create(g, kMaxTokens, kMaxSeqs, num_blocks, &attn), "");
     cudaStream_t stream = nullptr;
     TANDEM_CUDA_ASSERT(cudaStreamCreate(&stream));
-    ASSERT_EQ(attn->Plan(step.qo_indptr.data(), step.kv_indptr.data(), step.kv_indices.data(),
-                         step.last_page_len.data(), static_cast<int>(seqs.size()), /*for_graph=*/false, stream),
-              "");
+    ASSERT_EQ(
+        attn->Plan(step.qo_indptr.data(), step.kv_indptr.data(), step.kv_indices.data(),
+                   step.last_page_len.data(), static_cast<int>(seqs.size()), /*for_graph=*/false, stream),
+        "");
     EXPECT_EQ(attn->planned_kernel(), expect_kernel) << kernels::AttentionKernelName(attn->planned_kernel());
     EXPECT_EQ(attn->planned_num_tokens(), step.num_tokens);
 
@@ -267,8 +284,8 @@ class PagedAttentionGpuTest : public ::testing::TestWithParam<GeometryParam> {
                           problem.SmScale(), stream),
                 "");
       TANDEM_CUDA_ASSERT(cudaStreamSynchronize(stream));
-      EXPECT_TRUE(MatchesReference(out.as<__nv_bfloat16>(), problem.Reference(step, layer),
-                                   g, "layer " + std::to_string(layer)));
+      EXPECT_TRUE(MatchesReference(out.as<__nv_bfloat16>(), problem.Reference(step, layer), g,
+                                   "layer " + std::to_string(layer)));
     }
     TANDEM_CUDA_ASSERT(cudaStreamDestroy(stream));
   }
@@ -334,8 +351,8 @@ TEST_P(PagedAttentionGpuTest, DecodeCapturedInCudaGraphAndReplayedAfterReplan) {
 
   cudaGraph_t graph = nullptr;
   TANDEM_CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  const std::string run_err =
-      attn->Run(problem.q(), problem.ld_q(), problem.pool(0), out.as<__nv_bfloat16>(), problem.SmScale(), stream);
+  const std::string run_err = attn->Run(problem.q(), problem.ld_q(), problem.pool(0), out.as<__nv_bfloat16>(),
+                                        problem.SmScale(), stream);
   TANDEM_CUDA_ASSERT(cudaStreamEndCapture(stream, &graph));
   ASSERT_EQ(run_err, "");
   cudaGraphExec_t exec = nullptr;
@@ -352,23 +369,23 @@ TEST_P(PagedAttentionGpuTest, DecodeCapturedInCudaGraphAndReplayedAfterReplan) {
   TANDEM_CUDA_ASSERT(cudaMemsetAsync(out.as<void>(), 0xFF, out_elems * 2, stream));
   TANDEM_CUDA_ASSERT(cudaGraphLaunch(exec, stream));
   TANDEM_CUDA_ASSERT(cudaStreamSynchronize(stream));
-  EXPECT_TRUE(MatchesReference(out.as<__nv_bfloat16>(), problem.Reference(step2, 0), g, "replayed after re-plan"));
+  EXPECT_TRUE(
+      MatchesReference(out.as<__nv_bfloat16>(), problem.Reference(step2, 0), g, "replayed after re-plan"));
 
   TANDEM_CUDA_ASSERT(cudaGraphExecDestroy(exec));
   TANDEM_CUDA_ASSERT(cudaGraphDestroy(graph));
   TANDEM_CUDA_ASSERT(cudaStreamDestroy(stream));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Geometries, PagedAttentionGpuTest,
-    ::testing::Values(GeometryParam{{8, 8, 128, 16}},   // GQA 1
-                      GeometryParam{{4, 2, 64, 16}},    // GQA 2
-                      GeometryParam{{9, 3, 64, 16}},    // GQA 3: SmolLM2-135M
-                      GeometryParam{{32, 8, 128, 16}},  // GQA 4: Llama-3-8B
-                      GeometryParam{{16, 2, 128, 16}},  // GQA 8
-                      GeometryParam{{9, 3, 64, 1}},     // block size 1
-                      GeometryParam{{32, 8, 128, 1}}),
-    GeometryName);
+INSTANTIATE_TEST_SUITE_P(Geometries, PagedAttentionGpuTest,
+                         ::testing::Values(GeometryParam{{8, 8, 128, 16}},   // GQA 1
+                                           GeometryParam{{4, 2, 64, 16}},    // GQA 2
+                                           GeometryParam{{9, 3, 64, 16}},    // GQA 3: SmolLM2-135M
+                                           GeometryParam{{32, 8, 128, 16}},  // GQA 4: Llama-3-8B
+                                           GeometryParam{{16, 2, 128, 16}},  // GQA 8
+                                           GeometryParam{{9, 3, 64, 1}},     // block size 1
+                                           GeometryParam{{32, 8, 128, 1}}),
+                         GeometryName);
 
 // Geometry checks happen before any device call, so these run without a GPU too.
 TEST(PagedAttentionCreateTest, RejectsUnsupportedGeometry) {
@@ -377,7 +394,8 @@ TEST(PagedAttentionCreateTest, RejectsUnsupportedGeometry) {
   EXPECT_NE(PagedAttention::Create({8, 3, 128, 16}, 64, 4, 64, &attn).find("multiple"), std::string::npos);
   EXPECT_NE(PagedAttention::Create({8, 8, 96, 16}, 64, 4, 64, &attn).find("head_dim 96"), std::string::npos);
   EXPECT_NE(PagedAttention::Create({8, 8, 128, 0}, 64, 4, 64, &attn).find("block_size"), std::string::npos);
-  EXPECT_NE(PagedAttention::Create({8, 8, 128, 16}, 1 << 20, 4, 64, &attn).find("exceeds 4096"), std::string::npos);
+  EXPECT_NE(PagedAttention::Create({8, 8, 128, 16}, 1 << 20, 4, 64, &attn).find("exceeds 4096"),
+            std::string::npos);
   EXPECT_EQ(attn, nullptr);
 }
 
@@ -390,16 +408,21 @@ TEST(PagedAttentionPlanTest, RejectsBadSteps) {
   EXPECT_NE(attn->Run(q, 8 * 128, q, buf.as<__nv_bfloat16>(), 1.f, nullptr).find("no successful Plan"),
             std::string::npos);
 
-  const int32_t qo[] = {0, 1, 3}, kv[] = {0, 1, 3}, idx[] = {5, 6, 7}, last_ok[] = {4, 16}, last_zero[] = {4, 0};
-  EXPECT_NE(attn->Plan(qo, kv, idx, last_zero, 2, false, nullptr).find("kv_last_page_len"), std::string::npos);
+  const int32_t qo[] = {0, 1, 3}, kv[] = {0, 1, 3}, idx[] = {5, 6, 7}, last_ok[] = {4, 16},
+                last_zero[] = {4, 0};
+  EXPECT_NE(attn->Plan(qo, kv, idx, last_zero, 2, false, nullptr).find("kv_last_page_len"),
+            std::string::npos);
   EXPECT_NE(attn->Plan(qo, kv, idx, last_ok, 5, false, nullptr).find("num_seqs"), std::string::npos);
-  EXPECT_NE(attn->Plan(qo, kv, idx, last_ok, 2, /*for_graph=*/true, nullptr).find("for_graph"), std::string::npos);
+  EXPECT_NE(attn->Plan(qo, kv, idx, last_ok, 2, /*for_graph=*/true, nullptr).find("for_graph"),
+            std::string::npos);
   const int32_t qo_long[] = {0, 1, 40};  // 39 rows on a 16-token sequence
   const int32_t last_short[] = {4, 16 - 15};
-  EXPECT_NE(attn->Plan(qo_long, kv, idx, last_short, 2, false, nullptr).find("qo_len <= kv_len"), std::string::npos);
+  EXPECT_NE(attn->Plan(qo_long, kv, idx, last_short, 2, false, nullptr).find("qo_len <= kv_len"),
+            std::string::npos);
   ASSERT_EQ(attn->Plan(qo, kv, idx, last_ok, 2, false, nullptr), "");
   EXPECT_EQ(attn->planned_kernel(), AttentionKernel::kPrefillSm90);
-  EXPECT_NE(attn->Run(q, 8 * 128 + 4, q, buf.as<__nv_bfloat16>(), 1.f, nullptr).find("ld_q"), std::string::npos);
+  EXPECT_NE(attn->Run(q, 8 * 128 + 4, q, buf.as<__nv_bfloat16>(), 1.f, nullptr).find("ld_q"),
+            std::string::npos);
   TANDEM_CUDA_ASSERT(cudaDeviceSynchronize());
 }
 
