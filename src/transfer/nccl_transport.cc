@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "nccl_handles.h"
+#include "pack_plan.h"
 #include "side_channel.h"
 #include "tandem/backend/cuda_handles.h"
 #include "tandem/core/status.h"
@@ -78,44 +79,6 @@ struct RecvOp {
   uint64_t bytes = 0;
 };
 
-// Ops below kPackBelow bytes travel packed: gathered into a staging buffer of at most kChunkBytes
-// per NCCL group, sent as one message, scattered on the far side (one p2p op costs microseconds,
-// so 64 KiB blocks sent one by one reach a few percent of NVLink). The writer puts both numbers in
-// every write descriptor and both ends derive the same plan from them.
-constexpr uint64_t kPackBelow = 2ull << 20;
-constexpr uint64_t kChunkBytes = 64ull << 20;
-
-struct Plan {
-  std::vector<std::size_t> direct;               // op indices sent as they are, in the first group
-  std::vector<std::vector<std::size_t>> chunks;  // op indices packed together, one group each
-};
-
-Plan MakePlan(const std::vector<uint64_t>& bytes, uint64_t pack_below, uint64_t chunk_bytes) {
-  Plan plan;
-  std::vector<std::size_t> chunk;
-  uint64_t chunk_total = 0;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (bytes[i] >= pack_below) {
-      plan.direct.push_back(i);
-      continue;
-    }
-    if (!chunk.empty() && chunk_total + bytes[i] > chunk_bytes) {
-      plan.chunks.push_back(std::move(chunk));
-      chunk.clear();
-      chunk_total = 0;
-    }
-    chunk.push_back(i);
-    chunk_total += bytes[i];
-  }
-  if (!chunk.empty()) plan.chunks.push_back(std::move(chunk));
-  if (plan.chunks.size() == 1 && plan.chunks[0].size() == 1) {  // nothing to pack
-    plan.direct.push_back(plan.chunks[0][0]);
-    std::sort(plan.direct.begin(), plan.direct.end());
-    plan.chunks.clear();
-  }
-  return plan;
-}
-
 // Makes `staging` (the pair's staging buffer for packed transfers, on the current device) at least
 // `bytes` long. The old buffer goes only after the work queued on `stream`, which may still use it.
 absl::Status ReserveStaging(std::unique_ptr<DeviceMemory>& staging, uint64_t bytes, cudaStream_t stream) {
@@ -136,17 +99,12 @@ absl::Status RecordEnd(Event& event, cudaStream_t stream) {
 
 // Moves one write on `stream`, the writer (send: gather → ncclSend) and the receiver (ncclRecv →
 // scatter) issuing the same groups in the same order so NCCL pairs them. `ptrs[i]`/`bytes[i]`: op
-// i's local memory. Chunks run one group after another through the one staging buffer.
+// i's local memory; `plan` (pack_plan.h) says which go direct and which are packed together. Chunks
+// run one group after another through the one staging buffer.
 absl::Status RunPlan(bool send, const std::vector<char*>& ptrs, const std::vector<uint64_t>& bytes,
-                     const Plan& plan, std::unique_ptr<DeviceMemory>& staging, ncclComm_t comm,
+                     const PackPlan& plan, std::unique_ptr<DeviceMemory>& staging, ncclComm_t comm,
                      cudaStream_t stream, Clock::time_point deadline) {
-  uint64_t largest_chunk = 0;
-  for (const auto& chunk : plan.chunks) {
-    uint64_t total = 0;
-    for (std::size_t i : chunk) total += bytes[i];
-    largest_chunk = std::max(largest_chunk, total);
-  }
-  if (largest_chunk > 0) TANDEM_RETURN_IF_ERROR(ReserveStaging(staging, largest_chunk, stream));
+  if (plan.largest_chunk > 0) TANDEM_RETURN_IF_ERROR(ReserveStaging(staging, plan.largest_chunk, stream));
   const int peer = send ? 1 : 0;
   const std::size_t groups = std::max<std::size_t>(1, plan.chunks.size());
   for (std::size_t g = 0; g < groups; ++g) {
@@ -436,7 +394,7 @@ struct NcclTransport::State {
         ptrs.push_back(static_cast<char*>(regions[op.region].base) + op.offset);
         bytes.push_back(op.bytes);
       }
-      TANDEM_RETURN_IF_ERROR(RunPlan(/*send=*/false, ptrs, bytes, MakePlan(bytes, w.pack_below, w.chunk_bytes),
+      TANDEM_RETURN_IF_ERROR(RunPlan(/*send=*/false, ptrs, bytes, MakePackPlan(bytes, w.pack_below, w.chunk_bytes),
                                      peer.staging, peer.comm.get(), peer.stream.get(), Clock::now() + Timeout()));
     }
     PostedRecv posted{w.transfer, Event(), std::move(w.notification)};
@@ -831,7 +789,7 @@ absl::StatusOr<TransferId> NcclTransport::PostWrite(PeerId peer, std::span<const
       ptrs.push_back(static_cast<char*>(st.regions[op.local_region].base) + op.local_offset);
       bytes.push_back(op.bytes);
     }
-    const absl::Status s = RunPlan(/*send=*/true, ptrs, bytes, MakePlan(bytes, kPackBelow, kChunkBytes), p.staging,
+    const absl::Status s = RunPlan(/*send=*/true, ptrs, bytes, MakePackPlan(bytes, kPackBelow, kChunkBytes), p.staging,
                                    p.comm.get(), p.stream.get(), Clock::now() + st.Timeout());
     if (!s.ok()) {
       st.FailOut(peer, p, s.ToString());
