@@ -611,11 +611,11 @@ absl::StatusOr<RegionId> NcclTransport::RegisterMemory(const MemoryRegion& regio
     return absl::InvalidArgumentError("RegisterMemory: expected a non-null base and a non-zero size");
   }
   switch (region.kind) {
-    case MemoryKind::kHost:
+    case backend::MemoryKind::kHost:
       return absl::InvalidArgumentError(
           "nccl transport moves GPU memory only, and this region is host memory; use the ucx or local "
           "backend for host KV pools");
-    case MemoryKind::kCuda:
+    case backend::MemoryKind::kDevice:
       break;
   }
   cudaPointerAttributes attr{};
@@ -623,7 +623,7 @@ absl::StatusOr<RegionId> NcclTransport::RegisterMemory(const MemoryRegion& regio
   if (e != cudaSuccess || attr.type != cudaMemoryTypeDevice) {
     cudaGetLastError();  // clear the sticky-free error of a failed query
     return absl::InvalidArgumentError(absl::StrCat("nccl RegisterMemory: region at ", absl::Hex(reinterpret_cast<uintptr_t>(region.base)),
-                                                   " is marked CUDA but is not device memory (",
+                                                   " is marked kDevice but is not device memory (",
                                                    e != cudaSuccess ? cudaGetErrorString(e) : "host or managed", ")"));
   }
   if (attr.device != state_->device || (region.device >= 0 && region.device != state_->device)) {

@@ -255,12 +255,12 @@ UcxTransport::~UcxTransport() = default;
 
 absl::StatusOr<std::string> UcxTransport::LocalAddress() { return state_->address; }
 
-absl::StatusOr<void*> UcxTransport::AllocateMemory(std::size_t bytes, MemoryKind kind) {
+absl::StatusOr<void*> UcxTransport::AllocateMemory(std::size_t bytes, backend::MemoryKind kind) {
   if (bytes == 0) return absl::InvalidArgumentError("ucx AllocateMemory: expected a non-zero size");
   switch (kind) {
-    case MemoryKind::kHost:
+    case backend::MemoryKind::kHost:
       break;
-    case MemoryKind::kCuda:
+    case backend::MemoryKind::kDevice:
       return absl::UnimplementedError(
           "ucx AllocateMemory: only host memory; register device memory the backend allocated");
   }
@@ -318,10 +318,10 @@ absl::StatusOr<RegionId> UcxTransport::RegisterMemory(const MemoryRegion& region
     params.address = region.base;
     params.length = region.bytes;
     switch (region.kind) {
-      case MemoryKind::kHost:
+      case backend::MemoryKind::kHost:
         params.memory_type = UCS_MEMORY_TYPE_HOST;
         break;
-      case MemoryKind::kCuda:
+      case backend::MemoryKind::kDevice:
         params.memory_type = UCS_MEMORY_TYPE_CUDA;
         break;
     }
