@@ -28,6 +28,7 @@
 namespace {
 
 using namespace tandem::transfer;
+using tandem::backend::MemoryKind;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kBlockBytes = 64 << 10;
@@ -236,8 +237,8 @@ void NcclSection() {
       std::printf("nccl: %s %s\n", a.status().ToString().c_str(), b.status().ToString().c_str());
       return;
     }
-    RegionId s = *(*a)->RegisterMemory({src, kGpuPoolBytes, MemoryKind::kCuda, 0});
-    RegionId d = *(*b)->RegisterMemory({dst, kGpuPoolBytes, MemoryKind::kCuda, 1});
+    RegionId s = *(*a)->RegisterMemory({src, kGpuPoolBytes, MemoryKind::kDevice, 0});
+    RegionId d = *(*b)->RegisterMemory({dst, kGpuPoolBytes, MemoryKind::kDevice, 1});
     auto peer = (*a)->Connect(*(*b)->LocalAddress());
     if (!peer.ok()) {
       std::printf("nccl connect: %s\n", peer.status().ToString().c_str());

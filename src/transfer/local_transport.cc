@@ -40,8 +40,12 @@ absl::StatusOr<RegionId> LocalTransport::RegisterMemory(const MemoryRegion& regi
   if (region.base == nullptr || region.bytes == 0) {
     return absl::InvalidArgumentError("RegisterMemory: expected a non-null base and a non-zero size");
   }
-  if (region.kind != MemoryKind::kHost) {
-    return absl::UnimplementedError("local transport: only host memory in this build (CUDA copies come with the cuda backend)");
+  switch (region.kind) {
+    case backend::MemoryKind::kHost:
+      break;
+    case backend::MemoryKind::kDevice:
+      return absl::UnimplementedError(
+          "local transport: only host memory in this build (CUDA copies come with the cuda backend)");
   }
   std::lock_guard<std::mutex> lock(mu_);
   const RegionId id = next_id_++;

@@ -12,6 +12,7 @@
 #include <deque>
 #include <list>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -21,13 +22,19 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "nccl_handles.h"
-#include "transfer/copy_runs.cuh"
-#include "tandem/core/status.h"
+#include "pack_plan.h"
 #include "side_channel.h"
+#include "tandem/backend/cuda_handles.h"
+#include "tandem/core/status.h"
+#include "transfer/copy_runs.cuh"
 
 namespace tandem::transfer {
 namespace {
 
+using backend::cuda::DeviceGuard;
+using backend::cuda::DeviceMemory;
+using backend::cuda::Event;
+using backend::cuda::Stream;
 using Clock = std::chrono::steady_clock;
 
 enum MessageType : uint32_t {
@@ -72,57 +79,32 @@ struct RecvOp {
   uint64_t bytes = 0;
 };
 
-// Ops below kPackBelow bytes travel packed: gathered into a staging buffer of at most kChunkBytes
-// per NCCL group, sent as one message, scattered on the far side (one p2p op costs microseconds,
-// so 64 KiB blocks sent one by one reach a few percent of NVLink). The writer puts both numbers in
-// every write descriptor and both ends derive the same plan from them.
-constexpr uint64_t kPackBelow = 2ull << 20;
-constexpr uint64_t kChunkBytes = 64ull << 20;
-
-struct Plan {
-  std::vector<std::size_t> direct;               // op indices sent as they are, in the first group
-  std::vector<std::vector<std::size_t>> chunks;  // op indices packed together, one group each
-};
-
-Plan MakePlan(const std::vector<uint64_t>& bytes, uint64_t pack_below, uint64_t chunk_bytes) {
-  Plan plan;
-  std::vector<std::size_t> chunk;
-  uint64_t chunk_total = 0;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (bytes[i] >= pack_below) {
-      plan.direct.push_back(i);
-      continue;
-    }
-    if (!chunk.empty() && chunk_total + bytes[i] > chunk_bytes) {
-      plan.chunks.push_back(std::move(chunk));
-      chunk.clear();
-      chunk_total = 0;
-    }
-    chunk.push_back(i);
-    chunk_total += bytes[i];
+// Makes `staging` (the pair's staging buffer for packed transfers, on the current device) at least
+// `bytes` long. The old buffer goes only after the work queued on `stream`, which may still use it.
+absl::Status ReserveStaging(std::unique_ptr<DeviceMemory>& staging, uint64_t bytes, cudaStream_t stream) {
+  if (staging != nullptr && staging->size() >= bytes) return absl::OkStatus();
+  if (staging != nullptr) {
+    TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    staging.reset();
   }
-  if (!chunk.empty()) plan.chunks.push_back(std::move(chunk));
-  if (plan.chunks.size() == 1 && plan.chunks[0].size() == 1) {  // nothing to pack
-    plan.direct.push_back(plan.chunks[0][0]);
-    std::sort(plan.direct.begin(), plan.direct.end());
-    plan.chunks.clear();
-  }
-  return plan;
+  TANDEM_ASSIGN_OR_RETURN(staging, DeviceMemory::Allocate(bytes));
+  return absl::OkStatus();
+}
+
+// Creates `event` and records it on `stream`: the end of one write's groups.
+absl::Status RecordEnd(Event& event, cudaStream_t stream) {
+  TANDEM_RETURN_IF_ERROR(event.Create());
+  return event.Record(stream);
 }
 
 // Moves one write on `stream`, the writer (send: gather → ncclSend) and the receiver (ncclRecv →
 // scatter) issuing the same groups in the same order so NCCL pairs them. `ptrs[i]`/`bytes[i]`: op
-// i's local memory. Chunks run one group after another through the one staging buffer.
+// i's local memory; `plan` (pack_plan.h) says which go direct and which are packed together. Chunks
+// run one group after another through the one staging buffer.
 absl::Status RunPlan(bool send, const std::vector<char*>& ptrs, const std::vector<uint64_t>& bytes,
-                     const Plan& plan, CudaBuffer& staging, ncclComm_t comm, cudaStream_t stream,
-                     Clock::time_point deadline) {
-  uint64_t largest_chunk = 0;
-  for (const auto& chunk : plan.chunks) {
-    uint64_t total = 0;
-    for (std::size_t i : chunk) total += bytes[i];
-    largest_chunk = std::max(largest_chunk, total);
-  }
-  if (largest_chunk > 0) TANDEM_RETURN_IF_ERROR(staging.Reserve(largest_chunk, stream));
+                     const PackPlan& plan, std::unique_ptr<DeviceMemory>& staging, ncclComm_t comm,
+                     cudaStream_t stream, Clock::time_point deadline) {
+  if (plan.largest_chunk > 0) TANDEM_RETURN_IF_ERROR(ReserveStaging(staging, plan.largest_chunk, stream));
   const int peer = send ? 1 : 0;
   const std::size_t groups = std::max<std::size_t>(1, plan.chunks.size());
   for (std::size_t g = 0; g < groups; ++g) {
@@ -131,14 +113,13 @@ absl::Status RunPlan(bool send, const std::vector<char*>& ptrs, const std::vecto
     if (g < plan.chunks.size()) {
       for (std::size_t i : plan.chunks[g]) {
         const uint64_t pool = reinterpret_cast<uintptr_t>(ptrs[i]);
-        const uint64_t stage = reinterpret_cast<uintptr_t>(staging.get() + total);
+        const uint64_t stage = reinterpret_cast<uintptr_t>(staging->as<char>() + total);
         runs.push_back(send ? kernels::CopyRun{pool, stage, bytes[i]} : kernels::CopyRun{stage, pool, bytes[i]});
         total += bytes[i];
       }
     }
-    if (send && !runs.empty()) {
-      const cudaError_t e = kernels::CopyRuns(runs.data(), static_cast<int>(runs.size()), stream);
-      if (e != cudaSuccess) return CudaError(e, "packing blocks");
+    if (send && !runs.empty()) {  // pack
+      TANDEM_CUDA_CHECK(kernels::CopyRuns(runs.data(), static_cast<int>(runs.size()), stream));
     }
     ncclGroupStart();
     if (g == 0) {
@@ -152,9 +133,9 @@ absl::Status RunPlan(bool send, const std::vector<char*>& ptrs, const std::vecto
     }
     if (total > 0) {
       if (send) {
-        ncclSend(staging.get(), total, ncclUint8, peer, comm, stream);
+        ncclSend(staging->data(), total, ncclUint8, peer, comm, stream);
       } else {
-        ncclRecv(staging.get(), total, ncclUint8, peer, comm, stream);
+        ncclRecv(staging->data(), total, ncclUint8, peer, comm, stream);
       }
     }
     const ncclResult_t r = ncclGroupEnd();
@@ -163,9 +144,8 @@ absl::Status RunPlan(bool send, const std::vector<char*>& ptrs, const std::vecto
     } else if (r != ncclSuccess) {
       return NcclError(r, send ? "ncclSend group" : "ncclRecv group", comm);
     }
-    if (!send && !runs.empty()) {
-      const cudaError_t e = kernels::CopyRuns(runs.data(), static_cast<int>(runs.size()), stream);
-      if (e != cudaSuccess) return CudaError(e, "unpacking blocks");
+    if (!send && !runs.empty()) {  // unpack
+      TANDEM_CUDA_CHECK(kernels::CopyRuns(runs.data(), static_cast<int>(runs.size()), stream));
     }
   }
   return absl::OkStatus();
@@ -173,17 +153,18 @@ absl::Status RunPlan(bool send, const std::vector<char*>& ptrs, const std::vecto
 
 // Connects the pair's p2p channel with a 1-byte warm-up message through the staging buffer, so
 // later groups never wait on the peer in host code (NCCL connects p2p lazily, at the first group).
-absl::Status ConnectPair(NcclComm& comm, bool send, CudaBuffer& staging, cudaStream_t stream) {
-  TANDEM_RETURN_IF_ERROR(staging.Reserve(256, stream));
+absl::Status ConnectPair(NcclComm& comm, bool send, std::unique_ptr<DeviceMemory>& staging,
+                         cudaStream_t stream) {
+  TANDEM_RETURN_IF_ERROR(ReserveStaging(staging, 256, stream));
   ncclGroupStart();
   if (send) {
-    ncclSend(staging.get(), 1, ncclUint8, 1, comm.get(), stream);
+    ncclSend(staging->data(), 1, ncclUint8, 1, comm.get(), stream);
   } else {
-    ncclRecv(staging.get(), 1, ncclUint8, 0, comm.get(), stream);
+    ncclRecv(staging->data(), 1, ncclUint8, 0, comm.get(), stream);
   }
   if (const ncclResult_t g = ncclGroupEnd(); g != ncclSuccess) return NcclError(g, "warm-up message", comm.get());
-  const cudaError_t e = cudaStreamSynchronize(stream);
-  return e == cudaSuccess ? absl::OkStatus() : CudaError(e, "warm-up message");
+  TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream));  // the warm-up message arrived
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -204,8 +185,9 @@ struct NcclTransport::State {
     Fd fd;
     FrameReader reader;
     uint64_t token = 0;
-    CudaBuffer staging;  // declared before stream and comm: freed after both
-    CudaStream stream;   // declared before comm: the comm is aborted before the stream goes
+    // Declared before stream and comm: freed after both.
+    std::unique_ptr<DeviceMemory> staging;
+    Stream stream;  // declared before comm: the comm is aborted before the stream goes
     NcclComm comm;
     bool failed = false;
     std::string error;
@@ -217,7 +199,7 @@ struct NcclTransport::State {
   };
   struct Transfer {
     PeerId peer = 0;
-    CudaEvent event;  // end of the send group
+    Event event;  // end of the send group
     Clock::time_point deadline;
     bool acked = false;
     bool failed = false;
@@ -233,14 +215,14 @@ struct NcclTransport::State {
   };
   struct PostedRecv {
     uint64_t transfer = 0;
-    CudaEvent event;
+    Event event;
     std::string notification;
   };
   struct InPeer {
     Fd fd;
     FrameReader reader;
-    CudaBuffer staging;
-    CudaStream stream;
+    std::unique_ptr<DeviceMemory> staging;  // the same order as OutPeer's, for the same reasons
+    Stream stream;
     NcclComm comm;
     bool hello_seen = false;
     bool comm_started = false;
@@ -412,11 +394,11 @@ struct NcclTransport::State {
         ptrs.push_back(static_cast<char*>(regions[op.region].base) + op.offset);
         bytes.push_back(op.bytes);
       }
-      TANDEM_RETURN_IF_ERROR(RunPlan(/*send=*/false, ptrs, bytes, MakePlan(bytes, w.pack_below, w.chunk_bytes),
+      TANDEM_RETURN_IF_ERROR(RunPlan(/*send=*/false, ptrs, bytes, MakePackPlan(bytes, w.pack_below, w.chunk_bytes),
                                      peer.staging, peer.comm.get(), peer.stream.get(), Clock::now() + Timeout()));
     }
-    PostedRecv posted{w.transfer, CudaEvent(), std::move(w.notification)};
-    TANDEM_RETURN_IF_ERROR(posted.event.Record(peer.stream.get()));
+    PostedRecv posted{w.transfer, Event(), std::move(w.notification)};
+    TANDEM_RETURN_IF_ERROR(RecordEnd(posted.event, peer.stream.get()));
     peer.posted.push_back(std::move(posted));
     return absl::OkStatus();
   }
@@ -596,9 +578,7 @@ absl::StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(NcclTranspo
     state->device = options.device;
   }
   char bus[64] = {};
-  if (const cudaError_t be = cudaDeviceGetPCIBusId(bus, sizeof(bus), state->device); be != cudaSuccess) {
-    return CudaError(be, "cudaDeviceGetPCIBusId");
-  }
+  TANDEM_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof(bus), state->device));
   state->bus_id = bus;
   state->host_name = HostName();
   state->token = std::random_device()() | (static_cast<uint64_t>(std::random_device()()) << 32);
@@ -631,11 +611,11 @@ absl::StatusOr<RegionId> NcclTransport::RegisterMemory(const MemoryRegion& regio
     return absl::InvalidArgumentError("RegisterMemory: expected a non-null base and a non-zero size");
   }
   switch (region.kind) {
-    case MemoryKind::kHost:
+    case backend::MemoryKind::kHost:
       return absl::InvalidArgumentError(
           "nccl transport moves GPU memory only, and this region is host memory; use the ucx or local "
           "backend for host KV pools");
-    case MemoryKind::kCuda:
+    case backend::MemoryKind::kDevice:
       break;
   }
   cudaPointerAttributes attr{};
@@ -643,7 +623,7 @@ absl::StatusOr<RegionId> NcclTransport::RegisterMemory(const MemoryRegion& regio
   if (e != cudaSuccess || attr.type != cudaMemoryTypeDevice) {
     cudaGetLastError();  // clear the sticky-free error of a failed query
     return absl::InvalidArgumentError(absl::StrCat("nccl RegisterMemory: region at ", absl::Hex(reinterpret_cast<uintptr_t>(region.base)),
-                                                   " is marked CUDA but is not device memory (",
+                                                   " is marked kDevice but is not device memory (",
                                                    e != cudaSuccess ? cudaGetErrorString(e) : "host or managed", ")"));
   }
   if (attr.device != state_->device || (region.device >= 0 && region.device != state_->device)) {
@@ -809,7 +789,7 @@ absl::StatusOr<TransferId> NcclTransport::PostWrite(PeerId peer, std::span<const
       ptrs.push_back(static_cast<char*>(st.regions[op.local_region].base) + op.local_offset);
       bytes.push_back(op.bytes);
     }
-    const absl::Status s = RunPlan(/*send=*/true, ptrs, bytes, MakePlan(bytes, kPackBelow, kChunkBytes), p.staging,
+    const absl::Status s = RunPlan(/*send=*/true, ptrs, bytes, MakePackPlan(bytes, kPackBelow, kChunkBytes), p.staging,
                                    p.comm.get(), p.stream.get(), Clock::now() + st.Timeout());
     if (!s.ok()) {
       st.FailOut(peer, p, s.ToString());
@@ -819,7 +799,7 @@ absl::StatusOr<TransferId> NcclTransport::PostWrite(PeerId peer, std::span<const
   State::Transfer& t = st.transfers[id];
   t.peer = peer;
   t.deadline = Clock::now() + st.Timeout();
-  if (absl::Status s = t.event.Record(p.stream.get()); !s.ok()) {
+  if (absl::Status s = RecordEnd(t.event, p.stream.get()); !s.ok()) {
     st.FailOut(peer, p, s.ToString());
     return s;
   }

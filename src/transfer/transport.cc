@@ -12,7 +12,7 @@
 
 namespace tandem::transfer {
 
-absl::StatusOr<void*> KvTransport::AllocateMemory(std::size_t /*bytes*/, MemoryKind /*kind*/) {
+absl::StatusOr<void*> KvTransport::AllocateMemory(std::size_t /*bytes*/, backend::MemoryKind /*kind*/) {
   return absl::UnimplementedError(absl::StrCat("transport ", name(),
                                                " has no memory of its own; allocate from the backend and "
                                                "register it"));

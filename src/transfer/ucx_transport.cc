@@ -11,15 +11,12 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "ucx_handles.h"
 
 namespace tandem::transfer {
 namespace {
 
 constexpr unsigned kNotifyAmId = 7;
-
-absl::Status UcsError(ucs_status_t status, const char* what) {
-  return absl::InternalError(absl::StrCat("ucx ", what, ": ", ucs_status_string(status)));
-}
 
 // Which machine and shared-memory domain this process is in: the boot id plus the IPC and mount
 // namespaces (POSIX shared memory is reachable only within both). 16 bytes, a prefix of every
@@ -48,68 +45,65 @@ bool RequestFailed(ucs_status_ptr_t request) { return UCS_PTR_IS_ERR(request); }
 
 }  // namespace
 
+// Members are destroyed in the reverse order of their declaration, which is the order UCX needs:
+// the transfers' requests are freed first, then every peer's endpoint is closed (and the rkeys
+// unpacked on it destroyed), then registered and allocated memory is unmapped, then the worker is
+// destroyed and last the context cleaned up. Keep new handles in that order.
 struct UcxTransport::State {
-  ucp_context_h context = nullptr;
-  ucp_worker_h worker = nullptr;
+  UcpContext context;
+  UcpWorker worker;  // every endpoint, rkey and request below belongs to it
   std::string host_id;
   std::string address;  // host_id, then the UCP worker address
 
-  struct Region {
-    MemoryRegion region;
-    ucp_mem_h memh = nullptr;
-    bool owns_memh = true;  // false: a range of an Allocation, whose memh it borrows
-    std::string packed_rkey;
-  };
+  std::mutex mu;  // every call holds it (the worker is UCS_THREAD_MODE_SERIALIZED)
+  // Before the peers: closing an endpoint progresses the worker, which may still deliver a
+  // notification here (OnNotification).
+  std::deque<std::string> inbox;
+
   struct Allocation {
-    ucp_mem_h memh = nullptr;
+    UcpMemory memh;
     std::size_t bytes = 0;
   };
-  struct Peer {
-    ucp_ep_h ep = nullptr;
-    bool failed = false;
-    std::string error;
+  struct Region {
+    MemoryRegion region;
+    UcpMemory own_memh;        // empty for a range of an Allocation, whose handle it borrows
+    ucp_mem_h memh = nullptr;  // own_memh's, or the Allocation's
+    std::string packed_rkey;
   };
   struct Remote {
-    PeerId peer;
-    uint64_t base;
-    uint64_t bytes;
-    ucp_rkey_h rkey = nullptr;
+    uint64_t base = 0;
+    uint64_t bytes = 0;
+    UcpRkey rkey;
+  };
+  struct Peer {
+    // Declared before the endpoint, so destroyed after it is closed (see Close).
+    std::map<RemoteRegionId, Remote> remotes;
+    UcpEndpoint endpoint;
+    bool failed = false;
+    std::string error;
+
+    // Closes the endpoint first, which cancels the puts still in flight on it, then destroys the
+    // rkeys those puts used: UCX wants an rkey destroyed only once no operation uses it, and a peer
+    // that may be dead cannot be flushed.
+    void Close() {
+      endpoint.Close();
+      remotes.clear();
+    }
   };
   enum class Phase { kPuts, kFlush, kNotify, kDone, kFailed };
   struct Transfer {
     PeerId peer;
     Phase phase = Phase::kPuts;
-    std::vector<void*> requests;  // in-flight puts, then the flush, then the notification
+    std::vector<UcpRequest> requests;  // in-flight puts, then the flush, then the notification
     std::string notification;
     std::string error;
   };
 
-  std::mutex mu;
-  std::map<RegionId, Region> regions;
   std::map<uintptr_t, Allocation> allocations;  // by base address
+  std::map<RegionId, Region> regions;           // after allocations: a region may borrow one's handle
   std::map<PeerId, Peer> peers;
-  std::map<RemoteRegionId, Remote> remotes;
   std::map<TransferId, Transfer> transfers;
-  std::deque<std::string> inbox;
   uint64_t next_id = 1;
-
-  ~State() {
-    for (auto& [id, t] : transfers) {
-      for (void* r : t.requests) {
-        if (r != nullptr) ucp_request_free(r);
-      }
-    }
-    for (auto& [id, peer] : peers) CloseEndpoint(peer);
-    for (auto& [id, remote] : remotes) {
-      if (remote.rkey != nullptr) ucp_rkey_destroy(remote.rkey);
-    }
-    for (auto& [id, region] : regions) {
-      if (region.memh != nullptr && region.owns_memh) ucp_mem_unmap(context, region.memh);
-    }
-    for (auto& [base, allocation] : allocations) ucp_mem_unmap(context, allocation.memh);
-    if (worker != nullptr) ucp_worker_destroy(worker);
-    if (context != nullptr) ucp_cleanup(context);
-  }
 
   // The allocation holding [base, base + bytes), or nullptr.
   const Allocation* AllocationOf(const void* base, std::size_t bytes) const {
@@ -120,41 +114,23 @@ struct UcxTransport::State {
     return b + bytes <= it->first + it->second.bytes ? &it->second : nullptr;
   }
 
-  // Closes the peer's endpoint at once, cancelling what is outstanding on it. UCX documents the
-  // forced close for endpoints with peer error handling; same-host endpoints (without it) are closed
-  // the same way: a flushing close would wait for a peer that may be dead or, in one process, not
-  // progressing (UCX 1.13 completes the forced close for them; every transport test exercises it).
-  void CloseEndpoint(Peer& peer) {
-    if (peer.ep == nullptr) return;
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    param.flags = UCP_EP_CLOSE_FLAG_FORCE;
-    ucs_status_ptr_t request = ucp_ep_close_nbx(peer.ep, &param);
-    peer.ep = nullptr;
-    if (request != nullptr && !UCS_PTR_IS_ERR(request)) {
-      while (ucp_request_check_status(request) == UCS_INPROGRESS) ucp_worker_progress(worker);
-      ucp_request_free(request);
-    }
-  }
-
   void Progress() {
-    while (ucp_worker_progress(worker) != 0) {
+    while (ucp_worker_progress(worker.get()) != 0) {
     }
   }
 
   // Returns true when every request is complete (freeing them); sets `error` on a failure.
   bool RequestsDone(Transfer& t) {
     bool done = true;
-    for (void*& r : t.requests) {
-      if (r == nullptr) continue;
-      const ucs_status_t s = ucp_request_check_status(r);
+    for (UcpRequest& r : t.requests) {
+      if (r.empty()) continue;
+      const ucs_status_t s = r.Check();
       if (s == UCS_INPROGRESS) {
         done = false;
         continue;
       }
       if (s != UCS_OK && t.error.empty()) t.error = ucs_status_string(s);
-      ucp_request_free(r);
-      r = nullptr;
+      r.Free();
     }
     if (done) t.requests.clear();
     return done;
@@ -176,13 +152,13 @@ struct UcxTransport::State {
       ucp_request_param_t param{};
       switch (t.phase) {
         case Phase::kPuts: {
-          ucs_status_ptr_t r = ucp_ep_flush_nbx(peer.ep, &param);
+          ucs_status_ptr_t r = ucp_ep_flush_nbx(peer.endpoint.get(), &param);
           if (RequestFailed(r)) {
             t.error = ucs_status_string(UCS_PTR_STATUS(r));
             t.phase = Phase::kFailed;
             return;
           }
-          t.requests.push_back(r);
+          t.requests.emplace_back(r);
           t.phase = Phase::kFlush;
           break;
         }
@@ -193,14 +169,14 @@ struct UcxTransport::State {
           }
           param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
           param.flags = UCP_AM_SEND_FLAG_EAGER | UCP_AM_SEND_FLAG_REPLY;
-          ucs_status_ptr_t r =
-              ucp_am_send_nbx(peer.ep, kNotifyAmId, nullptr, 0, t.notification.data(), t.notification.size(), &param);
+          ucs_status_ptr_t r = ucp_am_send_nbx(peer.endpoint.get(), kNotifyAmId, nullptr, 0,
+                                               t.notification.data(), t.notification.size(), &param);
           if (RequestFailed(r)) {
             t.error = ucs_status_string(UCS_PTR_STATUS(r));
             t.phase = Phase::kFailed;
             return;
           }
-          t.requests.push_back(r);
+          t.requests.emplace_back(r);
           t.phase = Phase::kNotify;
           break;
         }
@@ -243,33 +219,33 @@ absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create() {
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
   params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM;
   params.mt_workers_shared = 0;
-  ucp_config_t* config = nullptr;
-  ucs_status_t s = ucp_config_read(nullptr, nullptr, &config);
+  ucp_config_t* raw_config = nullptr;
+  ucs_status_t s = ucp_config_read(nullptr, nullptr, &raw_config);
   if (s != UCS_OK) return UcsError(s, "config_read");
-  s = ucp_init(&params, config, &state->context);
-  ucp_config_release(config);
+  const UcpConfig config(raw_config);
+  s = state->context.Init(params, config.get());
   if (s != UCS_OK) return UcsError(s, "init");
 
   ucp_worker_params_t worker_params{};
   worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   worker_params.thread_mode = UCS_THREAD_MODE_SERIALIZED;  // every call holds State::mu
-  s = ucp_worker_create(state->context, &worker_params, &state->worker);
+  s = state->worker.Create(state->context.get(), worker_params);
   if (s != UCS_OK) return UcsError(s, "worker_create");
 
-  ucp_address_t* address = nullptr;
+  ucp_address_t* raw_address = nullptr;
   size_t address_length = 0;
-  s = ucp_worker_get_address(state->worker, &address, &address_length);
+  s = ucp_worker_get_address(state->worker.get(), &raw_address, &address_length);
   if (s != UCS_OK) return UcsError(s, "worker_get_address");
+  const UcpAddress address(raw_address, UcpAddressRelease{state->worker.get()});
   state->host_id = HostId();
-  state->address = state->host_id + std::string(reinterpret_cast<const char*>(address), address_length);
-  ucp_worker_release_address(state->worker, address);
+  state->address = state->host_id + std::string(reinterpret_cast<const char*>(address.get()), address_length);
 
   ucp_am_handler_param_t handler{};
   handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
   handler.id = kNotifyAmId;
   handler.cb = OnNotification;
   handler.arg = state.get();
-  s = ucp_worker_set_am_recv_handler(state->worker, &handler);
+  s = ucp_worker_set_am_recv_handler(state->worker.get(), &handler);
   if (s != UCS_OK) return UcsError(s, "set_am_recv_handler");
   return std::unique_ptr<UcxTransport>(new UcxTransport(std::move(state)));
 }
@@ -279,12 +255,12 @@ UcxTransport::~UcxTransport() = default;
 
 absl::StatusOr<std::string> UcxTransport::LocalAddress() { return state_->address; }
 
-absl::StatusOr<void*> UcxTransport::AllocateMemory(std::size_t bytes, MemoryKind kind) {
+absl::StatusOr<void*> UcxTransport::AllocateMemory(std::size_t bytes, backend::MemoryKind kind) {
   if (bytes == 0) return absl::InvalidArgumentError("ucx AllocateMemory: expected a non-zero size");
   switch (kind) {
-    case MemoryKind::kHost:
+    case backend::MemoryKind::kHost:
       break;
-    case MemoryKind::kCuda:
+    case backend::MemoryKind::kDevice:
       return absl::UnimplementedError(
           "ucx AllocateMemory: only host memory; register device memory the backend allocated");
   }
@@ -295,17 +271,17 @@ absl::StatusOr<void*> UcxTransport::AllocateMemory(std::size_t bytes, MemoryKind
   params.length = bytes;
   params.flags = UCP_MEM_MAP_ALLOCATE;
   params.memory_type = UCS_MEMORY_TYPE_HOST;
-  ucp_mem_h memh = nullptr;
-  ucs_status_t s = ucp_mem_map(state_->context, &params, &memh);
+  UcpMemory memh;
+  ucs_status_t s = memh.Map(state_->context.get(), params);
   if (s != UCS_OK) return UcsError(s, absl::StrCat("mem_map (allocate ", bytes, " bytes)").c_str());
   ucp_mem_attr_t attr{};
   attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
-  s = ucp_mem_query(memh, &attr);
-  if (s != UCS_OK || attr.address == nullptr || attr.length < bytes) {
-    ucp_mem_unmap(state_->context, memh);
+  s = ucp_mem_query(memh.get(), &attr);
+  if (s != UCS_OK || attr.address == nullptr || attr.length < bytes) {  // memh unmaps the allocation
     return s != UCS_OK ? UcsError(s, "mem_query") : absl::InternalError("ucx mem_query: allocation too small");
   }
-  state_->allocations[reinterpret_cast<uintptr_t>(attr.address)] = State::Allocation{memh, attr.length};
+  state_->allocations.emplace(reinterpret_cast<uintptr_t>(attr.address),
+                              State::Allocation{std::move(memh), attr.length});
   return attr.address;
 }
 
@@ -316,13 +292,12 @@ absl::Status UcxTransport::FreeMemory(void* base) {
     return absl::NotFoundError("ucx FreeMemory: the address was not returned by AllocateMemory");
   }
   for (const auto& [id, region] : state_->regions) {
-    if (region.memh == it->second.memh) {
+    if (region.memh == it->second.memh.get()) {
       return absl::FailedPreconditionError(
           absl::StrCat("ucx FreeMemory: region ", id, " inside the allocation is still registered"));
     }
   }
-  ucp_mem_unmap(state_->context, it->second.memh);
-  state_->allocations.erase(it);
+  state_->allocations.erase(it);  // unmaps it
   return absl::OkStatus();
 }
 
@@ -331,11 +306,11 @@ absl::StatusOr<RegionId> UcxTransport::RegisterMemory(const MemoryRegion& region
     return absl::InvalidArgumentError("RegisterMemory: expected a non-null base and a non-zero size");
   }
   std::lock_guard<std::mutex> lock(state_->mu);
-  State::Region entry{region, nullptr, true, {}};
+  State::Region entry;
+  entry.region = region;
   ucs_status_t s = UCS_OK;
   if (const State::Allocation* allocation = state_->AllocationOf(region.base, region.bytes)) {
-    entry.memh = allocation->memh;  // already mapped (and shared); its rkey covers the range
-    entry.owns_memh = false;
+    entry.memh = allocation->memh.get();  // already mapped (and shared); its rkey covers the range
   } else {
     ucp_mem_map_params_t params{};
     params.field_mask =
@@ -343,27 +318,25 @@ absl::StatusOr<RegionId> UcxTransport::RegisterMemory(const MemoryRegion& region
     params.address = region.base;
     params.length = region.bytes;
     switch (region.kind) {
-      case MemoryKind::kHost:
+      case backend::MemoryKind::kHost:
         params.memory_type = UCS_MEMORY_TYPE_HOST;
         break;
-      case MemoryKind::kCuda:
+      case backend::MemoryKind::kDevice:
         params.memory_type = UCS_MEMORY_TYPE_CUDA;
         break;
     }
-    s = ucp_mem_map(state_->context, &params, &entry.memh);
+    s = entry.own_memh.Map(state_->context.get(), params);
     if (s != UCS_OK) return UcsError(s, "mem_map");
+    entry.memh = entry.own_memh.get();
   }
-  void* rkey = nullptr;
+  void* raw_rkey = nullptr;
   size_t rkey_size = 0;
-  s = ucp_rkey_pack(state_->context, entry.memh, &rkey, &rkey_size);
-  if (s != UCS_OK) {
-    if (entry.owns_memh) ucp_mem_unmap(state_->context, entry.memh);
-    return UcsError(s, "rkey_pack");
-  }
-  entry.packed_rkey.assign(static_cast<const char*>(rkey), rkey_size);
-  ucp_rkey_buffer_release(rkey);
+  s = ucp_rkey_pack(state_->context.get(), entry.memh, &raw_rkey, &rkey_size);
+  if (s != UCS_OK) return UcsError(s, "rkey_pack");  // entry.own_memh unmaps what it mapped
+  const UcpRkeyBuffer rkey(raw_rkey);
+  entry.packed_rkey.assign(static_cast<const char*>(rkey.get()), rkey_size);
   const RegionId id = state_->next_id++;
-  state_->regions[id] = std::move(entry);
+  state_->regions.emplace(id, std::move(entry));
   return id;
 }
 
@@ -371,8 +344,7 @@ absl::Status UcxTransport::DeregisterMemory(RegionId region) {
   std::lock_guard<std::mutex> lock(state_->mu);
   auto it = state_->regions.find(region);
   if (it == state_->regions.end()) return absl::NotFoundError(absl::StrCat("no registered region ", region));
-  if (it->second.owns_memh) ucp_mem_unmap(state_->context, it->second.memh);
-  state_->regions.erase(it);
+  state_->regions.erase(it);  // unmaps the memory unless it borrowed an allocation's handle
   return absl::OkStatus();
 }
 
@@ -408,7 +380,7 @@ absl::StatusOr<PeerId> UcxTransport::Connect(const std::string& peer_address) {
   params.err_mode = same_host ? UCP_ERR_HANDLING_MODE_NONE : UCP_ERR_HANDLING_MODE_PEER;
   params.err_handler.cb = OnEndpointError;
   params.err_handler.arg = &peer;
-  const ucs_status_t s = ucp_ep_create(state_->worker, &params, &peer.ep);
+  const ucs_status_t s = peer.endpoint.Create(state_->worker.get(), params);
   if (s != UCS_OK) {
     state_->peers.erase(id);
     return UcsError(s, "ep_create");
@@ -420,15 +392,7 @@ absl::Status UcxTransport::Disconnect(PeerId peer) {
   std::lock_guard<std::mutex> lock(state_->mu);
   auto it = state_->peers.find(peer);
   if (it == state_->peers.end()) return absl::NotFoundError(absl::StrCat("no peer ", peer));
-  state_->CloseEndpoint(it->second);  // first: cancels the puts that still use the rkeys below
-  for (auto r = state_->remotes.begin(); r != state_->remotes.end();) {
-    if (r->second.peer == peer) {
-      ucp_rkey_destroy(r->second.rkey);
-      r = state_->remotes.erase(r);
-    } else {
-      ++r;
-    }
-  }
+  it->second.Close();  // the endpoint, then the rkeys imported through it
   it->second.failed = true;
   it->second.error = "disconnected";
   return absl::OkStatus();
@@ -438,16 +402,16 @@ absl::StatusOr<RemoteRegionId> UcxTransport::ImportRegion(PeerId peer, const std
   if (descriptor.size() <= 16) return absl::InvalidArgumentError("ucx ImportRegion: descriptor too short");
   std::lock_guard<std::mutex> lock(state_->mu);
   auto it = state_->peers.find(peer);
-  if (it == state_->peers.end() || it->second.ep == nullptr) {
+  if (it == state_->peers.end() || it->second.endpoint.get() == nullptr) {
     return absl::NotFoundError(absl::StrCat("no connected peer ", peer));
   }
-  State::Remote remote{peer, 0, 0, nullptr};
+  State::Remote remote;
   std::memcpy(&remote.base, descriptor.data(), 8);
   std::memcpy(&remote.bytes, descriptor.data() + 8, 8);
-  const ucs_status_t s = ucp_ep_rkey_unpack(it->second.ep, descriptor.data() + 16, &remote.rkey);
+  const ucs_status_t s = remote.rkey.Unpack(it->second.endpoint.get(), descriptor.data() + 16);
   if (s != UCS_OK) return UcsError(s, "ep_rkey_unpack");
   const RemoteRegionId id = state_->next_id++;
-  state_->remotes[id] = remote;
+  it->second.remotes.emplace(id, std::move(remote));
   return id;
 }
 
@@ -459,20 +423,21 @@ absl::StatusOr<TransferId> UcxTransport::PostWrite(PeerId peer, std::span<const 
   }
   std::lock_guard<std::mutex> lock(state_->mu);
   auto peer_it = state_->peers.find(peer);
-  if (peer_it == state_->peers.end() || peer_it->second.ep == nullptr) {
+  if (peer_it == state_->peers.end() || peer_it->second.endpoint.get() == nullptr) {
     return absl::NotFoundError(absl::StrCat("no connected peer ", peer));
   }
-  if (peer_it->second.failed) {
-    return absl::UnavailableError(absl::StrCat("peer ", peer, " failed: ", peer_it->second.error));
+  State::Peer& target = peer_it->second;
+  if (target.failed) {
+    return absl::UnavailableError(absl::StrCat("peer ", peer, " failed: ", target.error));
   }
   // Validate every op before posting anything: a bad list moves no bytes.
   for (const WriteOp& op : ops) {
     auto local = state_->regions.find(op.local_region);
-    auto remote = state_->remotes.find(op.remote_region);
+    auto remote = target.remotes.find(op.remote_region);
     if (local == state_->regions.end()) {
       return absl::NotFoundError(absl::StrCat("no registered region ", op.local_region));
     }
-    if (remote == state_->remotes.end() || remote->second.peer != peer) {
+    if (remote == target.remotes.end()) {
       return absl::NotFoundError(absl::StrCat("no imported region ", op.remote_region, " for peer ", peer));
     }
     if (op.local_offset + op.bytes > local->second.region.bytes || op.remote_offset + op.bytes > remote->second.bytes) {
@@ -487,17 +452,17 @@ absl::StatusOr<TransferId> UcxTransport::PostWrite(PeerId peer, std::span<const 
   for (const WriteOp& op : ops) {
     if (op.bytes == 0) continue;
     const State::Region& local = state_->regions[op.local_region];
-    const State::Remote& remote = state_->remotes[op.remote_region];
+    const State::Remote& remote = target.remotes.at(op.remote_region);
     ucp_request_param_t param{};
     param.op_attr_mask = UCP_OP_ATTR_FIELD_MEMH;
     param.memh = local.memh;
-    ucs_status_ptr_t r = ucp_put_nbx(peer_it->second.ep, static_cast<char*>(local.region.base) + op.local_offset,
-                                     op.bytes, remote.base + op.remote_offset, remote.rkey, &param);
+    ucs_status_ptr_t r = ucp_put_nbx(target.endpoint.get(), static_cast<char*>(local.region.base) + op.local_offset,
+                                     op.bytes, remote.base + op.remote_offset, remote.rkey.get(), &param);
     if (RequestFailed(r)) {
       t.error = ucs_status_string(UCS_PTR_STATUS(r));
       break;
     }
-    if (r != nullptr) t.requests.push_back(r);
+    if (r != nullptr) t.requests.emplace_back(r);
   }
   state_->Advance(t);
   return id;
@@ -531,13 +496,10 @@ void UcxTransport::Release(TransferId transfer) {
     state_->Progress();
     state_->Advance(it->second);
   }
-  for (void* r : it->second.requests) {
-    if (r != nullptr) {
-      while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(state_->worker);
-      ucp_request_free(r);
-    }
+  for (const UcpRequest& r : it->second.requests) {
+    while (!r.empty() && r.Check() == UCS_INPROGRESS) ucp_worker_progress(state_->worker.get());
   }
-  state_->transfers.erase(it);
+  state_->transfers.erase(it);  // frees the requests
 }
 
 std::vector<std::string> UcxTransport::TakeNotifications() {

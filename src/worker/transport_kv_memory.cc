@@ -37,14 +37,14 @@ class TransportBuffer final : public backend::Buffer {
 
 backend::KvPoolAllocator TransportKvAllocator(std::shared_ptr<transfer::KvTransport> transport) {
   // Ask once with a small size: a transport without memory of its own says Unimplemented.
-  absl::StatusOr<void*> probe = transport->AllocateMemory(4096, transfer::MemoryKind::kHost);
+  absl::StatusOr<void*> probe = transport->AllocateMemory(4096, backend::MemoryKind::kHost);
   if (!probe.ok()) {
     TLOG_DEBUG("kv pool: backend memory ({})", std::string(probe.status().message()));
     return {};
   }
   (void)transport->FreeMemory(*probe);
   return [transport](size_t bytes) -> absl::StatusOr<std::unique_ptr<backend::Buffer>> {
-    absl::StatusOr<void*> data = transport->AllocateMemory(bytes, transfer::MemoryKind::kHost);
+    absl::StatusOr<void*> data = transport->AllocateMemory(bytes, backend::MemoryKind::kHost);
     if (!data.ok()) {
       return absl::Status(data.status().code(), absl::StrCat("kv pool from the ", transport->name(),
                                                              " transport: ", data.status().message()));

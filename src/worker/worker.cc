@@ -74,16 +74,6 @@ std::string NewInstanceId() {
 
 std::string NotificationFor(const std::string& request_id) { return absl::StrCat("kv-done:", request_id); }
 
-transfer::MemoryKind ToTransferKind(backend::MemoryKind kind) {
-  switch (kind) {
-    case backend::MemoryKind::kHost:
-      return transfer::MemoryKind::kHost;
-    case backend::MemoryKind::kDevice:
-      return transfer::MemoryKind::kCuda;
-  }
-  return transfer::MemoryKind::kHost;
-}
-
 }  // namespace
 
 class Worker::Impl final : public v1::Worker::Service {
@@ -121,8 +111,7 @@ class Worker::Impl final : public v1::Worker::Service {
     info_.set_transport(transport_->name());
     info_.set_transport_address(transport_address);
     for (int layer = 0; layer < spec.num_layers; ++layer) {
-      transfer::MemoryRegion region{kv_->LayerBase(layer), spec.BytesPerLayer(),
-                                    ToTransferKind(kv_->memory_kind()), -1};
+      transfer::MemoryRegion region{kv_->LayerBase(layer), spec.BytesPerLayer(), kv_->memory_kind(), -1};
       TANDEM_ASSIGN_OR_RETURN(transfer::RegionId id, transport_->RegisterMemory(region));
       layer_regions_.push_back(id);
       TANDEM_ASSIGN_OR_RETURN(std::string descriptor, transport_->ExportRegion(id));

@@ -62,11 +62,11 @@ TEST(NcclTransportTest, RefusesHostMemoryAndOneGpuPairs) {
   ASSERT_TRUE(a && b);
   EXPECT_STREQ(a->name(), "nccl");
   std::vector<uint8_t> host(4096);
-  auto r = a->RegisterMemory({host.data(), host.size(), MemoryKind::kHost, -1});
+  auto r = a->RegisterMemory({host.data(), host.size(), backend::MemoryKind::kHost, -1});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("host memory"), std::string::npos) << r.status();
-  r = a->RegisterMemory({host.data(), host.size(), MemoryKind::kCuda, 0});  // mislabelled host memory
+  r = a->RegisterMemory({host.data(), host.size(), backend::MemoryKind::kDevice, 0});  // mislabelled host memory
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("not device memory"), std::string::npos) << r.status();
   EXPECT_FALSE(a->Connect("nccl1;zz;1;127.0.0.1").ok());
@@ -109,8 +109,8 @@ TEST(NcclTransportTest, RandomBlockListsLandExactly) {
     TANDEM_CUDA_ASSERT(cudaMemset(dst_pools.back()->as<void>(), 0xEE, kPoolBytes));
     TANDEM_CUDA_ASSERT(cudaDeviceSynchronize());
     expected.emplace_back(kPoolBytes, 0xEE);
-    auto s = src_t->RegisterMemory({src_pools.back()->as<void>(), kPoolBytes, MemoryKind::kCuda, 0});
-    auto d = dst_t->RegisterMemory({dst_pools.back()->as<void>(), kPoolBytes, MemoryKind::kCuda, 1});
+    auto s = src_t->RegisterMemory({src_pools.back()->as<void>(), kPoolBytes, backend::MemoryKind::kDevice, 0});
+    auto d = dst_t->RegisterMemory({dst_pools.back()->as<void>(), kPoolBytes, backend::MemoryKind::kDevice, 1});
     ASSERT_TRUE(s.ok() && d.ok()) << s.status() << " " << d.status();
     src_regions.push_back(*s);
     auto remote = src_t->ImportRegion(*peer, *dst_t->ExportRegion(*d));
@@ -218,7 +218,7 @@ TEST(NcclTransportChild, Receiver) {
   ASSERT_TRUE(pool.ok());
   TANDEM_CUDA_ASSERT(cudaMemset(pool.as<void>(), 0, kChildPoolBytes));
   TANDEM_CUDA_ASSERT(cudaDeviceSynchronize());
-  auto region = t->RegisterMemory({pool.as<void>(), kChildPoolBytes, MemoryKind::kCuda, 1});
+  auto region = t->RegisterMemory({pool.as<void>(), kChildPoolBytes, backend::MemoryKind::kDevice, 1});
   ASSERT_TRUE(region.ok()) << region.status();
   ASSERT_TRUE(WriteString(fd, *t->LocalAddress()) && WriteString(fd, *t->ExportRegion(*region)));
   const auto deadline = Clock::now() + std::chrono::seconds(120);  // the parent kills us long before
@@ -274,7 +274,7 @@ TEST(NcclTransportTest, CrossProcessWriteThenReceiverKilledMidTransferFails) {
   std::vector<uint8_t> pattern(kCheckBytes);
   for (std::size_t i = 0; i < kCheckBytes; ++i) pattern[i] = PatternByte(i);
   TANDEM_CUDA_ASSERT(cudaMemcpy(src.as<void>(), pattern.data(), kCheckBytes, cudaMemcpyHostToDevice));
-  auto region = t->RegisterMemory({src.as<void>(), kChildPoolBytes, MemoryKind::kCuda, 0});
+  auto region = t->RegisterMemory({src.as<void>(), kChildPoolBytes, backend::MemoryKind::kDevice, 0});
   ASSERT_TRUE(region.ok()) << region.status();
   auto peer = t->Connect(address);
   ASSERT_TRUE(peer.ok()) << peer.status();

@@ -1,6 +1,7 @@
 // RAII owners of raw CUDA runtime handles (device and pinned memory, streams, events, graphs) and the
 // conversion of a failed CUDA call into a Status that names the call and where it was made. Used by
-// the CUDA model runner; header-only so that any module built with CUDA can use them.
+// the CUDA model runner and the nccl transport; header-only so that any module built with CUDA can
+// use them.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -37,6 +38,26 @@ inline absl::Status CudaStatus(cudaError_t err, const char* what, const char* fi
   } while (0)
 
 namespace tandem::backend::cuda {
+
+// Makes `device` current on the calling thread for a scope and restores the previous device after.
+// Failures are not reported here: the owner checked the ordinal when it was created, and a call made
+// on the wrong device fails with a status of its own.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    if (previous_ != device) cudaSetDevice(device);
+  }
+  ~DeviceGuard() {
+    int now = -1;
+    if (previous_ >= 0 && cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
 
 // cudaMalloc'd device memory (never managed memory), as a backend Buffer of kind kDevice.
 class DeviceMemory final : public Buffer {
@@ -100,6 +121,8 @@ class Stream {
   }
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
+  Stream(Stream&& o) noexcept : stream_(std::exchange(o.stream_, nullptr)) {}
+  Stream& operator=(Stream&&) = delete;
   absl::Status Create() {
     TANDEM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     return absl::OkStatus();
@@ -124,6 +147,14 @@ class Event {
     TANDEM_CUDA_CHECK(cudaEventCreateWithFlags(&event_, timing ? cudaEventDefault : cudaEventDisableTiming));
     return absl::OkStatus();
   }
+  // Marks the end of the work queued on `stream` so far (Create first).
+  absl::Status Record(cudaStream_t stream) {
+    TANDEM_CUDA_CHECK(cudaEventRecord(event_, stream));
+    return absl::OkStatus();
+  }
+  // True once the work before the last Record has finished (an event never created counts as
+  // finished; one created but not recorded too, as cudaEventQuery says).
+  bool Done() const { return event_ == nullptr || cudaEventQuery(event_) == cudaSuccess; }
   cudaEvent_t get() const { return event_; }
 
  private:

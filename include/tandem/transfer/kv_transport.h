@@ -13,18 +13,18 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tandem/backend/buffer.h"
 #include "tandem/core/config.h"
 
 namespace tandem::transfer {
 
-enum class MemoryKind { kHost, kCuda };
-
-// A contiguous range of memory to expose to peers (e.g. one layer's KV pool).
+// A contiguous range of memory to expose to peers (e.g. one layer's KV pool). Its kind is the
+// backend's: the memory a KV pool lives in.
 struct MemoryRegion {
   void* base = nullptr;
   std::size_t bytes = 0;
-  MemoryKind kind = MemoryKind::kHost;
-  int device = -1;  // CUDA ordinal for kCuda
+  backend::MemoryKind kind = backend::MemoryKind::kHost;
+  int device = -1;  // CUDA ordinal for kDevice
 };
 
 using RegionId = uint64_t;        // a region registered with this transport
@@ -57,7 +57,7 @@ class KvTransport {
   // would go over TCP loopback). Register it like any other memory (RegisterMemory accepts ranges
   // inside it); free it after deregistering every range in it, before destroying the transport.
   // A transport with no memory of its own says Unimplemented: allocate from the backend instead.
-  virtual absl::StatusOr<void*> AllocateMemory(std::size_t bytes, MemoryKind kind);
+  virtual absl::StatusOr<void*> AllocateMemory(std::size_t bytes, backend::MemoryKind kind);
   virtual absl::Status FreeMemory(void* base);
 
   // Registers memory for transfers; the id stays valid until DeregisterMemory or destruction.

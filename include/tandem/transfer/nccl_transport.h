@@ -18,10 +18,11 @@
 //  - PostWrite, on the writer: sends a write descriptor over the side channel (transfer id, the
 //    packing parameters, the receiver's region id, offset and length of every op, the
 //    notification), then the NCCL groups on the pair's stream. Ops are the coalesced block runs of
-//    block_runs.h: a run of at least 2 MiB travels as its own ncclSend; smaller runs are packed
-//    (a gather kernel, kernels/transfer/copy_runs.cuh) into a staging buffer, one ncclSend per
-//    64 MiB chunk, and scattered on the far side, since one p2p op costs microseconds and 64 KiB
-//    blocks sent one by one reach ~3% of NVLink (11 GB/s, vs 200 GB/s packed).
+//    block_runs.h, grouped by the packing plan (src/transfer/pack_plan.h): a run of at least
+//    2 MiB travels as its own ncclSend; smaller runs are packed (a gather kernel,
+//    kernels/transfer/copy_runs.cuh) into a staging buffer, one ncclSend per 64 MiB chunk, and
+//    scattered on the far side, since one p2p op costs microseconds and 64 KiB blocks sent one by
+//    one reach ~3% of NVLink (11 GB/s, vs 200 GB/s packed).
 //  - The receiver's service thread reads descriptors in order, checks them against its
 //    registered regions, and posts the mirror group of ncclRecv on its stream, in the same
 //    order, so sends and receives pair up (NCCL matches p2p ops per peer in issue order). When

@@ -26,8 +26,8 @@ class UcxTransport final : public KvTransport {
   const char* name() const override { return "ucx"; }
   absl::StatusOr<std::string> LocalAddress() override;
   // Host memory from ucp_mem_map(ALLOCATE): POSIX shared memory that peers on this host write with
-  // a memcpy (about 5x TCP loopback here). kCuda is Unimplemented (register cudaMalloc'd memory).
-  absl::StatusOr<void*> AllocateMemory(std::size_t bytes, MemoryKind kind) override;
+  // a memcpy (about 5x TCP loopback here). kDevice is Unimplemented (register cudaMalloc'd memory).
+  absl::StatusOr<void*> AllocateMemory(std::size_t bytes, backend::MemoryKind kind) override;
   absl::Status FreeMemory(void* base) override;
   absl::StatusOr<RegionId> RegisterMemory(const MemoryRegion& region) override;
   absl::Status DeregisterMemory(RegionId region) override;

@@ -72,8 +72,8 @@ TEST_P(TransportTest, WritesBlockRunsAndNotifiesAfterData) {
   std::iota(src.begin(), src.end(), 0);
   for (std::size_t i = 0; i < src.size(); i += 7) src[i] = static_cast<uint8_t>(i * 31);
 
-  auto src_region = src_t->RegisterMemory({src.data(), src.size(), MemoryKind::kHost, -1});
-  auto dst_region = dst_t->RegisterMemory({dst.data(), dst.size(), MemoryKind::kHost, -1});
+  auto src_region = src_t->RegisterMemory({src.data(), src.size(), backend::MemoryKind::kHost, -1});
+  auto dst_region = dst_t->RegisterMemory({dst.data(), dst.size(), backend::MemoryKind::kHost, -1});
   ASSERT_TRUE(src_region.ok() && dst_region.ok());
   auto address = dst_t->LocalAddress();
   ASSERT_TRUE(address.ok());
@@ -121,8 +121,8 @@ TEST_P(TransportTest, OutOfRangeWriteMovesNothing) {
   auto dst_t = Make(GetParam());
   ASSERT_TRUE(src_t && dst_t);
   std::vector<uint8_t> src(1024, 1), dst(512, 0);
-  auto src_region = src_t->RegisterMemory({src.data(), src.size(), MemoryKind::kHost, -1});
-  auto dst_region = dst_t->RegisterMemory({dst.data(), dst.size(), MemoryKind::kHost, -1});
+  auto src_region = src_t->RegisterMemory({src.data(), src.size(), backend::MemoryKind::kHost, -1});
+  auto dst_region = dst_t->RegisterMemory({dst.data(), dst.size(), backend::MemoryKind::kHost, -1});
   ASSERT_TRUE(src_region.ok() && dst_region.ok());
   auto peer = src_t->Connect(*dst_t->LocalAddress());
   ASSERT_TRUE(peer.ok());
@@ -137,7 +137,7 @@ TEST_P(TransportTest, OutOfRangeWriteMovesNothing) {
   EXPECT_EQ(dst[0], 0) << "a rejected write list must move no bytes";
   ExpectError(src_t->PostWrite(*peer, {}, std::string(KvTransport::kMaxNotificationBytes + 1, 'x')).status(),
               absl::StatusCode::kInvalidArgument, "notification of 4097 bytes exceeds 4096");
-  ExpectError(src_t->RegisterMemory({nullptr, 10, MemoryKind::kHost, -1}).status(),
+  ExpectError(src_t->RegisterMemory({nullptr, 10, backend::MemoryKind::kHost, -1}).status(),
               absl::StatusCode::kInvalidArgument, "RegisterMemory: expected a non-null base and a non-zero size");
   ExpectError(src_t->ImportRegion(*peer, "garbage").status(), absl::StatusCode::kInvalidArgument,
               GetParam() == "local" ? "local transport: malformed region descriptor"
@@ -159,7 +159,7 @@ TEST(UcxTransportTest, CrossProcessWrite) {
     auto t = UcxTransport::Create();
     if (!t.ok()) _exit(10);
     std::vector<uint8_t> dst(kBytes, 0);
-    auto region = (*t)->RegisterMemory({dst.data(), dst.size(), MemoryKind::kHost, -1});
+    auto region = (*t)->RegisterMemory({dst.data(), dst.size(), backend::MemoryKind::kHost, -1});
     if (!region.ok()) _exit(11);
     const std::string address = *(*t)->LocalAddress();
     const std::string descriptor = *(*t)->ExportRegion(*region);
@@ -195,7 +195,7 @@ TEST(UcxTransportTest, CrossProcessWrite) {
   ASSERT_TRUE(t.ok()) << t.status();
   std::vector<uint8_t> src(kBytes);
   for (std::size_t i = 0; i < kBytes; ++i) src[i] = static_cast<uint8_t>(i * 13 + 1);
-  auto region = (*t)->RegisterMemory({src.data(), src.size(), MemoryKind::kHost, -1});
+  auto region = (*t)->RegisterMemory({src.data(), src.size(), backend::MemoryKind::kHost, -1});
   auto peer = (*t)->Connect(address);
   ASSERT_TRUE(region.ok() && peer.ok()) << peer.status();
   auto remote = (*t)->ImportRegion(*peer, descriptor);

@@ -29,10 +29,10 @@ class LayerwiseSenderTest : public ::testing::Test {
       src_[l].resize(kBlocks * kBlockBytes);
       dst_[l].assign(kBlocks * kBlockBytes, 0);
       for (int b = 0; b < kBlocks; ++b) std::memset(&src_[l][b * kBlockBytes], Tag(l, b), kBlockBytes);
-      auto r = src_t_.RegisterMemory({src_[l].data(), src_[l].size(), transfer::MemoryKind::kHost, -1});
+      auto r = src_t_.RegisterMemory({src_[l].data(), src_[l].size(), backend::MemoryKind::kHost, -1});
       ASSERT_TRUE(r.ok());
       local_.push_back(*r);
-      auto d = dst_t_.RegisterMemory({dst_[l].data(), dst_[l].size(), transfer::MemoryKind::kHost, -1});
+      auto d = dst_t_.RegisterMemory({dst_[l].data(), dst_[l].size(), backend::MemoryKind::kHost, -1});
       ASSERT_TRUE(d.ok());
       auto descriptor = dst_t_.ExportRegion(*d);
       ASSERT_TRUE(descriptor.ok());
