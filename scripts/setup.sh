@@ -86,5 +86,10 @@ install_packages
 find_cuda
 setup_venv
 "$ROOT/scripts/fetch_model.sh" >/dev/null
+# The CUDA build's attention kernels use FlashInfer's headers (pinned wheel, hash-checked, unpacked
+# into the tandem cache; never installed).
+if [[ "${TANDEM_CUDA:-AUTO}" != "OFF" ]] && command -v nvcc >/dev/null 2>&1; then
+  "$ROOT/scripts/fetch_flashinfer.sh" >/dev/null
+fi
 if ((DO_BUILD)); then build; fi
 log "done"

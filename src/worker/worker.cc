@@ -74,6 +74,23 @@ std::string NewInstanceId() {
 
 std::string NotificationFor(const std::string& request_id) { return absl::StrCat("kv-done:", request_id); }
 
+// The KV layout's dtype name, as peers compare it.
+const char* KvDTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return "float32";
+    case DType::kBF16:
+      return "bfloat16";
+    case DType::kF16:
+      return "float16";
+    case DType::kI32:
+    case DType::kI64:
+    case DType::kU8:
+      break;
+  }
+  return "unsupported";
+}
+
 }  // namespace
 
 class Worker::Impl final : public v1::Worker::Service {
@@ -82,6 +99,7 @@ class Worker::Impl final : public v1::Worker::Service {
        std::unique_ptr<engine::Engine> engine, backend::KvCache* kv, std::string model_name)
       : options_(std::move(options)),
         kv_(kv),
+        kv_device_(engine->executor().kv_device()),
         executor_(&engine->executor()),
         model_name_(std::move(model_name)),
         salt_(kvcache::HashSalt(model_name_)),
@@ -100,7 +118,7 @@ class Worker::Impl final : public v1::Worker::Service {
     info_.set_instance_id(NewInstanceId());
     v1::KvLayout* layout = info_.mutable_layout();
     layout->set_model(options_.model_name.empty() ? model_name_ : options_.model_name);
-    layout->set_dtype("float32");
+    layout->set_dtype(KvDTypeName(spec.dtype));
     layout->set_num_layers(spec.num_layers);
     layout->set_num_kv_heads(spec.num_kv_heads);
     layout->set_head_dim(spec.head_dim);
@@ -111,7 +129,8 @@ class Worker::Impl final : public v1::Worker::Service {
     info_.set_transport(transport_->name());
     info_.set_transport_address(transport_address);
     for (int layer = 0; layer < spec.num_layers; ++layer) {
-      transfer::MemoryRegion region{kv_->LayerBase(layer), spec.BytesPerLayer(), kv_->memory_kind(), -1};
+      transfer::MemoryRegion region{kv_->LayerData(layer), spec.BytesPerLayer(), kv_->memory_kind(),
+                                    kv_device_};
       TANDEM_ASSIGN_OR_RETURN(transfer::RegionId id, transport_->RegisterMemory(region));
       layer_regions_.push_back(id);
       TANDEM_ASSIGN_OR_RETURN(std::string descriptor, transport_->ExportRegion(id));
@@ -848,6 +867,7 @@ class Worker::Impl final : public v1::Worker::Service {
 
   const WorkerOptions options_;
   backend::KvCache* const kv_;             // owned by the engine
+  const int kv_device_;                    // CUDA ordinal of the pools, -1 for host memory
   engine::ModelExecutor* const executor_;  // owned by the engine
   const std::string model_name_;
   const uint64_t salt_;
@@ -895,13 +915,13 @@ class Worker::Impl final : public v1::Worker::Service {
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(std::unique_ptr<engine::Engine> engine,
                                                        WorkerOptions options) {
-  auto* executor = dynamic_cast<engine::BackendModelExecutor*>(&engine->executor());
-  if (executor == nullptr) {
+  backend::KvCache* kv = engine->executor().kv_pool();
+  if (kv == nullptr) {
     return absl::InvalidArgumentError(
-        "worker: the engine's executor must be a BackendModelExecutor (it owns the KV pool)");
+        "worker: expected an engine whose executor exposes its KV pools (the CPU or CUDA model executor), found "
+        "one without");
   }
-  backend::KvCache* kv = &executor->kv_cache();
-  std::string model_name = executor->runner().config().name;
+  std::string model_name = engine->executor().model_name();
   std::shared_ptr<transfer::KvTransport> transport = std::move(options.transport);
   options.transport = nullptr;
   auto impl = std::make_unique<Impl>(std::move(options), std::move(transport), std::move(engine), kv,

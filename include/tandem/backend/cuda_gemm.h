@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <memory>
 #include <tuple>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tandem/backend/cuda_handles.h"
@@ -30,6 +32,12 @@ class CublasLtGemm {
   absl::Status Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m, int n, int k,
                       cudaStream_t stream);
 
+  // Times up to 8 of cuBLASLt's candidate algorithms for this shape on these buffers (their contents
+  // are overwritten in `out` only) and keeps the fastest for every later Matmul of the shape. Not
+  // while `stream` is capturing; a shape already tuned is not timed again.
+  absl::Status Tune(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m, int n, int k,
+                    cudaStream_t stream);
+
  private:
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;
@@ -38,10 +46,15 @@ class CublasLtGemm {
   };
   CublasLtGemm() = default;
   absl::StatusOr<const Plan*> GetPlan(int m, int n, int k, bool out_fp32);
+  // Layouts and descriptor of a shape plus cuBLASLt's first `count` candidates, best first.
+  absl::StatusOr<Plan> NewPlan(int m, int n, int k, bool out_fp32, int count,
+                               std::vector<cublasLtMatmulHeuristicResult_t>* candidates);
+  static void Destroy(Plan& plan);
 
   cublasLtHandle_t handle_ = nullptr;
   std::unique_ptr<DeviceMemory> workspace_;
   absl::flat_hash_map<std::tuple<int, int, int, bool>, Plan> plans_;
+  absl::flat_hash_set<std::tuple<int, int, int, bool>> tuned_;
 };
 
 }  // namespace tandem::backend::cuda

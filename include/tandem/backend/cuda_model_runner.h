@@ -35,6 +35,7 @@ struct CudaModelRunnerOptions {
   int num_blocks = 0;             // KV blocks per layer; 0: as many as gpu_memory_utilization allows
   double gpu_memory_utilization = 0.90;  // share of the device's memory the runner may use in all
   bool cuda_graphs = true;        // replay decode steps from CUDA graphs
+  bool tune_gemms = true;         // time cuBLASLt's candidates per decode-graph shape before capture
 };
 
 // What one step returns, in pinned host memory valid until the next step.
@@ -71,7 +72,8 @@ class CudaModelRunner {
   // waits for the host.
   absl::StatusOr<CudaStepOutput> Forward(const BatchPlan& plan, const LayerDoneCallback* on_layer_done = nullptr);
 
-  // Runs the same step as Forward without CUDA graphs (tests compare the two bitwise).
+  // Runs the same step as Forward without CUDA graphs (a decode step padded to its graph's batch
+  // size, launched eagerly; tests compare the two bitwise).
   absl::StatusOr<CudaStepOutput> ForwardEager(const BatchPlan& plan);
 
  private:

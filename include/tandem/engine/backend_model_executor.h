@@ -32,6 +32,8 @@ class BackendModelExecutor final : public ModelExecutor {
   int32_t block_size() const override;
   absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
   absl::Status SetLayerDoneCallback(LayerDoneCallback callback) override;
+  backend::KvCache* kv_pool() override { return cache_.get(); }
+  std::string model_name() const override { return runner_->config().name; }
 
   backend::KvCache& kv_cache() { return *cache_; }
   backend::ModelRunner& runner() { return *runner_; }

@@ -23,6 +23,9 @@ class CudaModelExecutor final : public ModelExecutor {
   absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
   absl::Status SetLayerDoneCallback(LayerDoneCallback callback) override;
   std::span<const int32_t> LastArgmax() const override { return argmax_; }
+  backend::KvCache* kv_pool() override { return &runner_->kv_cache(); }
+  int kv_device() const override { return runner_->options().device; }
+  std::string model_name() const override { return runner_->config().name; }
 
   backend::CudaModelRunner& runner() { return *runner_; }
 

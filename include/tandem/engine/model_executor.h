@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -13,6 +14,10 @@
 #include "absl/status/statusor.h"
 #include "tandem/engine/sequence.h"
 #include "tandem/kvcache/block_pool.h"
+
+namespace tandem::backend {
+class KvCache;
+}
 
 namespace tandem::engine {
 
@@ -55,6 +60,13 @@ class ModelExecutor {
   // The argmax (lowest id on ties) of every logits row of the last Execute, [num_logit_rows], computed
   // where the logits are (on the GPU); empty when this executor leaves it to the engine.
   virtual std::span<const int32_t> LastArgmax() const { return {}; }
+  // The KV pools Execute writes (a worker registers them with its KV transport), or null when the
+  // executor exposes none.
+  virtual backend::KvCache* kv_pool() { return nullptr; }
+  // The CUDA ordinal of device-memory KV pools, -1 for host memory.
+  virtual int kv_device() const { return -1; }
+  // The model's name as its config states it (a worker's advertised KV layout).
+  virtual std::string model_name() const { return {}; }
   // Subscribes `callback` to the layers of every later Execute (an empty one unsubscribes). Call it
   // before the engine runs (not thread-safe against Execute). Executors that cannot report layers
   // say so (Unimplemented).

@@ -39,50 +39,110 @@ absl::StatusOr<std::unique_ptr<CublasLtGemm>> CublasLtGemm::Create(size_t worksp
   return gemm;
 }
 
+void CublasLtGemm::Destroy(Plan& plan) {
+  cublasLtMatrixLayoutDestroy(plan.a);
+  cublasLtMatrixLayoutDestroy(plan.b);
+  cublasLtMatrixLayoutDestroy(plan.c);
+  cublasLtMatmulDescDestroy(plan.desc);
+  plan = Plan{};
+}
+
 CublasLtGemm::~CublasLtGemm() {
-  for (auto& [key, plan] : plans_) {
-    cublasLtMatrixLayoutDestroy(plan.a);
-    cublasLtMatrixLayoutDestroy(plan.b);
-    cublasLtMatrixLayoutDestroy(plan.c);
-    cublasLtMatmulDescDestroy(plan.desc);
-  }
+  for (auto& [key, plan] : plans_) Destroy(plan);
   if (handle_ != nullptr) cublasLtDestroy(handle_);
+}
+
+absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::NewPlan(int m, int n, int k, bool out_fp32, int count,
+                                                         std::vector<cublasLtMatmulHeuristicResult_t>* candidates) {
+  // Column-major view: C^T [n, m] = op(A) [n, k] * B [k, m] with A = W stored [k, n] (ld k), transposed,
+  // and B = x stored [k, m] (ld k); C = out stored [n, m] (ld n), i.e. row-major [m, n].
+  Plan plan;
+  absl::Status made = [&]() -> absl::Status {
+    TANDEM_LT_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+    TANDEM_LT_CHECK(
+        cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
+    TANDEM_LT_CHECK(
+        cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
+    TANDEM_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_16BF, k, n, k));
+    TANDEM_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_16BF, k, m, k));
+    TANDEM_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.c, out_fp32 ? CUDA_R_32F : CUDA_R_16BF, n, m, n));
+    cublasLtMatmulPreference_t pref = nullptr;
+    TANDEM_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const size_t ws = workspace_->size();
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    candidates->assign(static_cast<size_t>(count), cublasLtMatmulHeuristicResult_t{});
+    int found = 0;
+    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref,
+                                                             count, candidates->data(), &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (hs != CUBLAS_STATUS_SUCCESS || found == 0) {
+      return absl::InternalError(absl::StrCat("cuBLASLt: no algorithm for bf16 GEMM m=", m, " n=", n, " k=", k,
+                                              out_fp32 ? " (fp32 out)" : " (bf16 out)", ": ", StatusName(hs)));
+    }
+    candidates->resize(static_cast<size_t>(found));
+    plan.algo = candidates->front().algo;
+    return absl::OkStatus();
+  }();
+  if (!made.ok()) {
+    Destroy(plan);
+    return made;
+  }
+  return plan;
 }
 
 absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int m, int n, int k, bool out_fp32) {
   const auto key = std::make_tuple(m, n, k, out_fp32);
   auto it = plans_.find(key);
   if (it != plans_.end()) return &it->second;
-  // Column-major view: C^T [n, m] = op(A) [n, k] * B [k, m] with A = W stored [k, n] (ld k), transposed,
-  // and B = x stored [k, m] (ld k); C = out stored [n, m] (ld n), i.e. row-major [m, n].
-  Plan plan;
-  TANDEM_LT_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  TANDEM_LT_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
-  TANDEM_LT_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
-  TANDEM_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_16BF, k, n, k));
-  TANDEM_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_16BF, k, m, k));
-  TANDEM_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.c, out_fp32 ? CUDA_R_32F : CUDA_R_16BF, n, m, n));
-  cublasLtMatmulPreference_t pref = nullptr;
-  TANDEM_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  const size_t ws = workspace_->size();
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-  cublasLtMatmulHeuristicResult_t result{};
-  int found = 0;
-  const cublasStatus_t hs =
-      cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result, &found);
-  cublasLtMatmulPreferenceDestroy(pref);
-  if (hs != CUBLAS_STATUS_SUCCESS || found == 0) {
-    cublasLtMatrixLayoutDestroy(plan.a);
-    cublasLtMatrixLayoutDestroy(plan.b);
-    cublasLtMatrixLayoutDestroy(plan.c);
-    cublasLtMatmulDescDestroy(plan.desc);
-    return absl::InternalError(absl::StrCat("cuBLASLt: no algorithm for bf16 GEMM m=", m, " n=", n, " k=", k,
-                                            out_fp32 ? " (fp32 out)" : " (bf16 out)", ": ", StatusName(hs)));
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
+  TANDEM_ASSIGN_OR_RETURN(Plan plan, NewPlan(m, n, k, out_fp32, 1, &candidates));
+  return &plans_.emplace(key, plan).first->second;
+}
+
+absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m,
+                                int n, int k, cudaStream_t stream) {
+  const auto key = std::make_tuple(m, n, k, out_fp32);
+  if (m == 0 || tuned_.contains(key)) return absl::OkStatus();
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
+  TANDEM_ASSIGN_OR_RETURN(Plan plan, NewPlan(m, n, k, out_fp32, 8, &candidates));
+  Event start, stop;
+  absl::Status timed = start.Create(true);
+  if (timed.ok()) timed = stop.Create(true);
+  float best_ms = 0;
+  bool have_best = false;
+  const float alpha = 1.0f, beta = 0.0f;
+  for (size_t i = 0; timed.ok() && i < candidates.size(); ++i) {
+    const cublasLtMatmulAlgo_t* algo = &candidates[i].algo;
+    auto run = [&]() {
+      return cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, x, plan.b, &beta, out, plan.c, out, plan.c, algo,
+                            workspace_->data(), workspace_->size(), stream);
+    };
+    if (run() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that cannot run this shape is skipped
+    constexpr int kReps = 10;
+    cudaEventRecord(start.get(), stream);
+    for (int r = 0; r < kReps; ++r) run();
+    cudaEventRecord(stop.get(), stream);
+    if (const cudaError_t e = cudaEventSynchronize(stop.get()); e != cudaSuccess) {
+      timed = CudaStatus(e, "cudaEventSynchronize (GEMM tuning)", __FILE__, __LINE__);
+      break;
+    }
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start.get(), stop.get());
+    if (!have_best || ms < best_ms) {
+      have_best = true;
+      best_ms = ms;
+      plan.algo = *algo;
+    }
   }
-  plan.algo = result.algo;
-  auto [pos, inserted] = plans_.emplace(key, plan);
-  return &pos->second;
+  if (!timed.ok()) {
+    Destroy(plan);
+    return timed;
+  }
+  if (auto it = plans_.find(key); it != plans_.end()) Destroy(it->second);
+  plans_[key] = plan;
+  tuned_.insert(key);
+  return absl::OkStatus();
 }
 
 absl::Status CublasLtGemm::Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m,

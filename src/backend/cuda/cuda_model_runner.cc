@@ -92,6 +92,7 @@ struct CudaModelRunner::Impl {
   void Stage(const BatchPlan& plan, int padded_tokens, int padded_seqs, int padded_logits);
   absl::Status CopyMeta(int tokens, int seqs, int logit_rows);
   absl::Status Launch(int n, int m, const LayerDoneCallback* on_layer_done);
+  absl::Status TuneGemms(int m);
   absl::Status CopyLogitsOut(const BatchPlan& plan);
   absl::StatusOr<CudaStepOutput> Run(const BatchPlan& plan, const LayerDoneCallback* on_layer_done, bool allow_graph);
 };
@@ -455,6 +456,24 @@ absl::Status CudaModelRunner::Impl::CopyLogitsOut(const BatchPlan& plan) {
   return absl::OkStatus();
 }
 
+// Times cuBLASLt's candidates for the step's GEMM shapes at m rows (layer 0's weights stand for every
+// layer's) before a decode graph of m rows is captured, which then replays the fastest.
+absl::Status CudaModelRunner::Impl::TuneGemms(int m) {
+  const model::ModelConfig& c = config;
+  const int hidden = c.hidden_size, hd = c.head_dim, nq = c.num_attention_heads, nkv = c.num_kv_heads;
+  const int ld_qkv = (nq + 2 * nkv) * hd;
+  const Layer& w = layers.front();
+  cudaStream_t st = stream.get();
+  TANDEM_RETURN_IF_ERROR(gemm->Tune(normed->as<bf16>(), w.qkv, qkv->data(), false, m, ld_qkv, hidden, st));
+  TANDEM_RETURN_IF_ERROR(gemm->Tune(attn->as<bf16>(), w.o, proj->data(), false, m, hidden, nq * hd, st));
+  TANDEM_RETURN_IF_ERROR(
+      gemm->Tune(normed->as<bf16>(), w.gate_up, gate_up->data(), false, m, 2 * c.intermediate_size, hidden, st));
+  TANDEM_RETURN_IF_ERROR(gemm->Tune(act->as<bf16>(), w.down, proj->data(), false, m, hidden, c.intermediate_size, st));
+  TANDEM_RETURN_IF_ERROR(
+      gemm->Tune(logit_normed->as<bf16>(), lm_head, logits->data(), true, m, c.vocab_size, hidden, st));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan, const LayerDoneCallback* on_layer_done,
                                                           bool allow_graph) {
   const KvCacheSpec& spec = cache->spec();
@@ -468,8 +487,10 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
   }
   const int n = plan.num_tokens, m = plan.num_logits();
   const bool decode_only = n == plan.num_seqs;
+  // Decode steps run at a padded batch size (the graph's); ForwardEager runs the same padded step
+  // without the graph, so the two are comparable bitwise (same GEMM shapes and algorithms).
   int bucket = 0;
-  if (allow_graph && options.cuda_graphs && decode_only && on_layer_done == nullptr) {
+  if (options.cuda_graphs && decode_only && on_layer_done == nullptr) {
     for (int b : kGraphBuckets) {
       if (b >= n && b <= options.max_num_seqs && b <= options.max_num_tokens) {
         bucket = b;
@@ -478,7 +499,12 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
     }
   }
   cudaStream_t st = stream.get();
-  if (bucket == 0) {  // eager
+  if (bucket > 0 && !allow_graph) {  // the graph's step, launched eagerly
+    Stage(plan, bucket, bucket, bucket);
+    TANDEM_RETURN_IF_ERROR(attention->Plan(plan, bucket, st));
+    TANDEM_RETURN_IF_ERROR(CopyMeta(bucket, bucket, bucket));
+    TANDEM_RETURN_IF_ERROR(Launch(bucket, bucket, nullptr));
+  } else if (bucket == 0) {  // eager
     Stage(plan, n, plan.num_seqs, m);
     TANDEM_RETURN_IF_ERROR(CopyMeta(n, plan.num_seqs, m));
     TANDEM_RETURN_IF_ERROR(attention->Plan(plan, 0, st));
@@ -494,6 +520,7 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
     TANDEM_RETURN_IF_ERROR(attention->Plan(plan, bucket, st));
     auto it = graphs.find(bucket);
     if (it == graphs.end()) {
+      if (options.tune_gemms) TANDEM_RETURN_IF_ERROR(TuneGemms(bucket));
       TANDEM_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
       absl::Status launched = CopyMeta(bucket, bucket, bucket);
       if (launched.ok()) launched = Launch(bucket, bucket, nullptr);
