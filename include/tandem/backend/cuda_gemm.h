@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <tuple>
 #include <vector>
 
@@ -32,11 +33,13 @@ class CublasLtGemm {
   absl::Status Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m, int n, int k,
                       cudaStream_t stream);
 
-  // Times up to 8 of cuBLASLt's candidate algorithms for this shape on these buffers (their contents
-  // are overwritten in `out` only) and keeps the fastest for every later Matmul of the shape. Not
-  // while `stream` is capturing; a shape already tuned is not timed again.
-  absl::Status Tune(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m, int n, int k,
-                    cudaStream_t stream);
+  // Times up to 8 of cuBLASLt's candidate algorithms for this shape on these buffers (only `out` is
+  // written) and keeps the fastest for every later Matmul of the shape. The repetitions cycle through
+  // `ws` (same-shaped weights, e.g. every layer's), so the weights stream from HBM as in a real step
+  // instead of sitting in L2 (an H200's 50 MB L2 holds a whole q/k/v matrix of Llama-3-8B). Not while
+  // `stream` is capturing; a shape already tuned is not timed again.
+  absl::Status Tune(const __nv_bfloat16* x, std::span<const __nv_bfloat16* const> ws, void* out, bool out_fp32,
+                    int m, int n, int k, cudaStream_t stream);
 
  private:
   struct Plan {

@@ -33,7 +33,9 @@ struct CudaModelRunnerOptions {
   int max_model_len = 8192;       // longest sequence (sizes the block tables)
   int block_size = 16;            // tokens per KV block
   int num_blocks = 0;             // KV blocks per layer; 0: as many as gpu_memory_utilization allows
-  double gpu_memory_utilization = 0.90;  // share of the device's memory the runner may use in all
+  // Share of the device's memory this runner may take in all (weights, workspaces, KV pool), counted
+  // from what it allocates itself, so pools sharing a GPU each take their own fraction.
+  double gpu_memory_utilization = 0.90;
   bool cuda_graphs = true;        // replay decode steps from CUDA graphs
   bool tune_gemms = true;         // time cuBLASLt's candidates per decode-graph shape before capture
 };

@@ -1,5 +1,7 @@
 #include "tandem/backend/cuda_gemm.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "tandem/core/status.h"
 
@@ -100,10 +102,10 @@ absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int m, int n, in
   return &plans_.emplace(key, plan).first->second;
 }
 
-absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m,
-                                int n, int k, cudaStream_t stream) {
+absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfloat16* const> ws, void* out,
+                                bool out_fp32, int m, int n, int k, cudaStream_t stream) {
   const auto key = std::make_tuple(m, n, k, out_fp32);
-  if (m == 0 || tuned_.contains(key)) return absl::OkStatus();
+  if (m == 0 || ws.empty() || tuned_.contains(key)) return absl::OkStatus();
   std::vector<cublasLtMatmulHeuristicResult_t> candidates;
   TANDEM_ASSIGN_OR_RETURN(Plan plan, NewPlan(m, n, k, out_fp32, 8, &candidates));
   Event start, stop;
@@ -114,14 +116,14 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, const __nv_bfloat16* w, 
   const float alpha = 1.0f, beta = 0.0f;
   for (size_t i = 0; timed.ok() && i < candidates.size(); ++i) {
     const cublasLtMatmulAlgo_t* algo = &candidates[i].algo;
-    auto run = [&]() {
-      return cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, x, plan.b, &beta, out, plan.c, out, plan.c, algo,
-                            workspace_->data(), workspace_->size(), stream);
+    auto run = [&](size_t r) {
+      return cublasLtMatmul(handle_, plan.desc, &alpha, ws[r % ws.size()], plan.a, x, plan.b, &beta, out, plan.c,
+                            out, plan.c, algo, workspace_->data(), workspace_->size(), stream);
     };
-    if (run() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that cannot run this shape is skipped
-    constexpr int kReps = 10;
+    if (run(0) != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that cannot run this shape is skipped
+    const size_t reps = std::max<size_t>(ws.size(), 10);
     cudaEventRecord(start.get(), stream);
-    for (int r = 0; r < kReps; ++r) run();
+    for (size_t r = 1; r <= reps; ++r) run(r);
     cudaEventRecord(stop.get(), stream);
     if (const cudaError_t e = cudaEventSynchronize(stop.get()); e != cudaSuccess) {
       timed = CudaStatus(e, "cudaEventSynchronize (GEMM tuning)", __FILE__, __LINE__);

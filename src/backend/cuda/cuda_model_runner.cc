@@ -51,6 +51,7 @@ struct CudaModelRunner::Impl {
   CudaModelRunnerOptions options;
   int max_blocks_per_seq = 0;  // block-table row length (capacity, fixed)
   size_t weight_bytes = 0;
+  size_t free_at_start = 0;    // the device's free memory before this runner allocated anything
 
   cuda::Stream stream;
   std::unique_ptr<cuda::CublasLtGemm> gemm;
@@ -224,10 +225,16 @@ absl::Status CudaModelRunner::Impl::AllocateKvCache() {
   const int64_t bytes_per_block_all_layers = static_cast<int64_t>(spec.BytesPerBlock()) * spec.num_layers;
   int64_t blocks = options.num_blocks;
   if (blocks <= 0) {
+    // The runner's own share: utilization x the device's memory, less what this runner has taken
+    // already (weights, workspaces), so two workers sharing a GPU each get their own fraction; never
+    // more than is free now (less a margin for the CUDA context and libraries' own allocations).
     size_t free_bytes = 0, total_bytes = 0;
     TANDEM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    const int64_t used = static_cast<int64_t>(total_bytes - free_bytes);
-    const int64_t budget = static_cast<int64_t>(options.gpu_memory_utilization * static_cast<double>(total_bytes)) - used;
+    const int64_t mine = static_cast<int64_t>(free_at_start) - static_cast<int64_t>(free_bytes);
+    const int64_t margin = int64_t{512} << 20;
+    const int64_t budget =
+        std::min(static_cast<int64_t>(options.gpu_memory_utilization * static_cast<double>(total_bytes)) - mine,
+                 static_cast<int64_t>(free_bytes) - margin);
     blocks = budget / bytes_per_block_all_layers;
     if (blocks < max_blocks_per_seq) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -283,7 +290,9 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const m
   impl->config = config;
   impl->options = options;
   impl->max_blocks_per_seq = static_cast<int>(CeilDiv(options.max_model_len, options.block_size));
-  TANDEM_RETURN_IF_ERROR(impl->stream.Create());
+  TANDEM_RETURN_IF_ERROR(impl->stream.Create());  // creates the context: its memory is not the runner's
+  size_t total_bytes = 0;
+  TANDEM_CUDA_CHECK(cudaMemGetInfo(&impl->free_at_start, &total_bytes));
   TANDEM_ASSIGN_OR_RETURN(impl->gemm, cuda::CublasLtGemm::Create());
   TANDEM_RETURN_IF_ERROR(impl->UploadWeights(weights));
   TANDEM_RETURN_IF_ERROR(impl->AllocateWorkspace());
@@ -456,21 +465,28 @@ absl::Status CudaModelRunner::Impl::CopyLogitsOut(const BatchPlan& plan) {
   return absl::OkStatus();
 }
 
-// Times cuBLASLt's candidates for the step's GEMM shapes at m rows (layer 0's weights stand for every
-// layer's) before a decode graph of m rows is captured, which then replays the fastest.
+// Times cuBLASLt's candidates for the step's GEMM shapes at m rows, cycling through every layer's
+// weights, before a decode graph of m rows is captured, which then replays the fastest.
 absl::Status CudaModelRunner::Impl::TuneGemms(int m) {
   const model::ModelConfig& c = config;
   const int hidden = c.hidden_size, hd = c.head_dim, nq = c.num_attention_heads, nkv = c.num_kv_heads;
   const int ld_qkv = (nq + 2 * nkv) * hd;
-  const Layer& w = layers.front();
+  std::vector<const bf16*> qkv_w, o_w, gate_up_w, down_w;
+  for (const Layer& w : layers) {
+    qkv_w.push_back(w.qkv);
+    o_w.push_back(w.o);
+    gate_up_w.push_back(w.gate_up);
+    down_w.push_back(w.down);
+  }
+  const std::vector<const bf16*> lm_head_w = {lm_head};
   cudaStream_t st = stream.get();
-  TANDEM_RETURN_IF_ERROR(gemm->Tune(normed->as<bf16>(), w.qkv, qkv->data(), false, m, ld_qkv, hidden, st));
-  TANDEM_RETURN_IF_ERROR(gemm->Tune(attn->as<bf16>(), w.o, proj->data(), false, m, hidden, nq * hd, st));
+  TANDEM_RETURN_IF_ERROR(gemm->Tune(normed->as<bf16>(), qkv_w, qkv->data(), false, m, ld_qkv, hidden, st));
+  TANDEM_RETURN_IF_ERROR(gemm->Tune(attn->as<bf16>(), o_w, proj->data(), false, m, hidden, nq * hd, st));
   TANDEM_RETURN_IF_ERROR(
-      gemm->Tune(normed->as<bf16>(), w.gate_up, gate_up->data(), false, m, 2 * c.intermediate_size, hidden, st));
-  TANDEM_RETURN_IF_ERROR(gemm->Tune(act->as<bf16>(), w.down, proj->data(), false, m, hidden, c.intermediate_size, st));
+      gemm->Tune(normed->as<bf16>(), gate_up_w, gate_up->data(), false, m, 2 * c.intermediate_size, hidden, st));
+  TANDEM_RETURN_IF_ERROR(gemm->Tune(act->as<bf16>(), down_w, proj->data(), false, m, hidden, c.intermediate_size, st));
   TANDEM_RETURN_IF_ERROR(
-      gemm->Tune(logit_normed->as<bf16>(), lm_head, logits->data(), true, m, c.vocab_size, hidden, st));
+      gemm->Tune(logit_normed->as<bf16>(), lm_head_w, logits->data(), true, m, c.vocab_size, hidden, st));
   return absl::OkStatus();
 }
 
