@@ -1,5 +1,6 @@
 # Every dependency comes from the distribution's packages (scripts/setup.sh installs them).
-# Nothing is vendored and nothing is downloaded at build time.
+# Nothing is vendored and nothing is downloaded at build time. UCX is cmake/Ucx.cmake's (CUDA builds
+# take it from a wheel that scripts/fetch_ucx.sh unpacks).
 find_package(PkgConfig REQUIRED)
 find_package(Threads REQUIRED)
 find_package(absl CONFIG REQUIRED)
@@ -14,7 +15,6 @@ find_package(GTest REQUIRED)
 find_package(benchmark CONFIG REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
-pkg_check_modules(UCX REQUIRED IMPORTED_TARGET ucx)
 pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
 
 find_program(TANDEM_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
@@ -25,5 +25,3 @@ if(TARGET yaml-cpp::yaml-cpp)
 else()
   set(TANDEM_YAML_TARGET yaml-cpp)
 endif()
-
-set(TANDEM_UCX_VERSION "${UCX_VERSION}")

@@ -90,6 +90,9 @@ setup_venv
 # into the tandem cache; never installed).
 if [[ "${TANDEM_CUDA:-AUTO}" != "OFF" ]] && command -v nvcc >/dev/null 2>&1; then
   "$ROOT/scripts/fetch_flashinfer.sh" >/dev/null
+  # UCX 1.22 with its CUDA transports (libucx-cu13 wheel, pinned and hash-checked, unpacked into the
+  # tandem cache; cmake/Ucx.cmake links it).
+  "$ROOT/scripts/fetch_ucx.sh" >/dev/null
 fi
 if ((DO_BUILD)); then build; fi
 log "done"

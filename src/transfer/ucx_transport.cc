@@ -1,17 +1,27 @@
 #include "tandem/transfer/ucx_transport.h"
 
 #include <ucp/api/ucp.h>
-
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "tandem/core/logging.h"
+#include "tandem/core/status.h"
+#include "tandem/transfer/ucx_info.h"
 #include "ucx_handles.h"
+#ifdef TANDEM_HAS_CUDA
+#include <cuda_runtime.h>
+
+#include "tandem/backend/cuda_handles.h"
+#endif
 
 namespace tandem::transfer {
 namespace {
@@ -43,6 +53,81 @@ std::string HostId() {
 // A UCX request pointer: nullptr (completed at once), an error pointer, or in flight.
 bool RequestFailed(ucs_status_ptr_t request) { return UCS_PTR_IS_ERR(request); }
 
+// Makes a region's CUDA device current on the calling thread while UCX maps it (cuda_copy and
+// cuda_ipc register and export the memory in the current context); nothing in builds without CUDA.
+#ifdef TANDEM_HAS_CUDA
+using DeviceScope = backend::cuda::DeviceGuard;
+#else
+struct DeviceScope {
+  explicit DeviceScope(int /*device*/) {}
+};
+#endif
+
+// The CUDA device that holds [base, base + bytes), checked against the one the caller named (-1:
+// any). The pointer is only asked about, never read: host code never touches device memory.
+absl::StatusOr<int> DeviceOf(const MemoryRegion& region) {
+#ifdef TANDEM_HAS_CUDA
+  cudaPointerAttributes attr{};
+  const cudaError_t err = cudaPointerGetAttributes(&attr, region.base);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();  // not sticky; leave no error behind for the next CUDA call
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ucx RegisterMemory: expected device memory at %p, and CUDA cannot tell what it is: %s", region.base,
+        cudaGetErrorString(err)));
+  }
+  switch (attr.type) {
+    case cudaMemoryTypeDevice:
+      break;
+    case cudaMemoryTypeUnregistered:
+    case cudaMemoryTypeHost:
+    case cudaMemoryTypeManaged:
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "ucx RegisterMemory: expected device memory (cudaMalloc) at %p, found %s memory", region.base,
+          attr.type == cudaMemoryTypeManaged ? "managed"
+          : attr.type == cudaMemoryTypeHost  ? "page-locked host"
+                                             : "ordinary host"));
+  }
+  if (region.device >= 0 && region.device != attr.device) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("ucx RegisterMemory: the region names CUDA device %d, but %p is on device %d",
+                        region.device, region.base, attr.device));
+  }
+  return attr.device;
+#else
+  return region.device;  // a UCX with CUDA under a build without it: UCX finds the device itself
+#endif
+}
+
+// Why device memory cannot be registered: what UCX was found, and what to do about it.
+absl::Status NoCudaError() {
+  absl::StatusOr<UcxInfo> info = QueryUcx();
+  const std::string found = info.ok() ? info->Summary() : absl::StrCat("UCX ", ucp_get_version_string());
+  const bool has_module =
+      info.ok() && std::find_if(info->modules.begin(), info->modules.end(), [](const std::string& m) {
+                     return m.starts_with("libuct_cuda.");
+                   }) != info->modules.end();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "ucx RegisterMemory: device memory needs UCX with its CUDA transports (cuda_copy, cuda_ipc), found ",
+      found,
+      has_module
+          ? ". Its libuct_cuda module is there but gave no CUDA transport: is a GPU visible, and do "
+            "libcuda.so.1 and libnvidia-ml.so.1 load?"
+          : ". Build with CUDA, which links UCX 1.22 with CUDA from the libucx-cu13 wheel "
+            "(scripts/fetch_ucx.sh, cmake/Ucx.cmake), and keep its lib/ucx/ modules beside its libucs"));
+}
+
+// Logged once per transport, at the first device registration: which UCX moves device memory.
+void ReportDeviceMemory(int device) {
+  absl::StatusOr<UcxInfo> info = QueryUcx();
+  if (!info.ok()) return;
+  TLOG_INFO("ucx: device memory on CUDA device {} moves through {}", device, info->Summary());
+  if (!info->HasTransport("cuda_ipc")) {
+    TLOG_WARN(
+        "ucx: no cuda_ipc transport: writes between device memory of processes on this host are staged "
+        "through host memory (cuda_copy)");
+  }
+}
+
 }  // namespace
 
 // Members are destroyed in the reverse order of their declaration, which is the order UCX needs:
@@ -54,6 +139,10 @@ struct UcxTransport::State {
   UcpWorker worker;  // every endpoint, rkey and request below belongs to it
   std::string host_id;
   std::string address;  // host_id, then the UCP worker address
+  // The context accepts CUDA memory (UCP_ATTR_FIELD_MEMORY_TYPES): UCX has its cuda transports
+  // (module loaded, GPU visible). Without it device memory is refused, never mapped as host memory.
+  bool cuda_memory = false;
+  bool reported_device_memory = false;  // the first device registration logs what UCX moves it with
 
   std::mutex mu;  // every call holds it (the worker is UCS_THREAD_MODE_SERIALIZED)
   // Before the peers: closing an endpoint progresses the worker, which may still deliver a
@@ -225,6 +314,11 @@ absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create() {
   const UcpConfig config(raw_config);
   s = state->context.Init(params, config.get());
   if (s != UCS_OK) return UcsError(s, "init");
+  ucp_context_attr_t context_attr{};
+  context_attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+  s = ucp_context_query(state->context.get(), &context_attr);
+  if (s != UCS_OK) return UcsError(s, "context_query");
+  state->cuda_memory = (context_attr.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
 
   ucp_worker_params_t worker_params{};
   worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
@@ -308,25 +402,35 @@ absl::StatusOr<RegionId> UcxTransport::RegisterMemory(const MemoryRegion& region
   std::lock_guard<std::mutex> lock(state_->mu);
   State::Region entry;
   entry.region = region;
+  ucp_mem_map_params_t params{};
+  params.field_mask =
+      UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+  params.address = region.base;
+  params.length = region.bytes;
+  switch (region.kind) {
+    case backend::MemoryKind::kHost:
+      params.memory_type = UCS_MEMORY_TYPE_HOST;
+      break;
+    case backend::MemoryKind::kDevice:
+      // UCX moves device memory with its cuda transports only (cuda_ipc between processes on one
+      // host, cuda_copy staging for the others); mapped by a UCX without them, the memory would be
+      // taken for host memory and read by the CPU.
+      if (!state_->cuda_memory) return NoCudaError();
+      params.memory_type = UCS_MEMORY_TYPE_CUDA;
+      TANDEM_ASSIGN_OR_RETURN(entry.region.device, DeviceOf(region));
+      break;
+  }
+  std::optional<DeviceScope> device;  // over the mapping and rkey_pack, which exports the memory for cuda_ipc
+  if (region.kind == backend::MemoryKind::kDevice) device.emplace(entry.region.device);
   ucs_status_t s = UCS_OK;
-  if (const State::Allocation* allocation = state_->AllocationOf(region.base, region.bytes)) {
+  const State::Allocation* allocation =
+      region.kind == backend::MemoryKind::kHost ? state_->AllocationOf(region.base, region.bytes) : nullptr;
+  if (allocation != nullptr) {
     entry.memh = allocation->memh.get();  // already mapped (and shared); its rkey covers the range
   } else {
-    ucp_mem_map_params_t params{};
-    params.field_mask =
-        UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
-    params.address = region.base;
-    params.length = region.bytes;
-    switch (region.kind) {
-      case backend::MemoryKind::kHost:
-        params.memory_type = UCS_MEMORY_TYPE_HOST;
-        break;
-      case backend::MemoryKind::kDevice:
-        params.memory_type = UCS_MEMORY_TYPE_CUDA;
-        break;
-    }
     s = entry.own_memh.Map(state_->context.get(), params);
-    if (s != UCS_OK) return UcsError(s, "mem_map");
+    if (s != UCS_OK)
+      return UcsError(s, region.kind == backend::MemoryKind::kDevice ? "mem_map (device memory)" : "mem_map");
     entry.memh = entry.own_memh.get();
   }
   void* raw_rkey = nullptr;
@@ -335,6 +439,10 @@ absl::StatusOr<RegionId> UcxTransport::RegisterMemory(const MemoryRegion& region
   if (s != UCS_OK) return UcsError(s, "rkey_pack");  // entry.own_memh unmaps what it mapped
   const UcpRkeyBuffer rkey(raw_rkey);
   entry.packed_rkey.assign(static_cast<const char*>(rkey.get()), rkey_size);
+  if (region.kind == backend::MemoryKind::kDevice && !state_->reported_device_memory) {
+    state_->reported_device_memory = true;
+    ReportDeviceMemory(entry.region.device);
+  }
   const RegionId id = state_->next_id++;
   state_->regions.emplace(id, std::move(entry));
   return id;

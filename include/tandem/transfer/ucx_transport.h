@@ -2,8 +2,18 @@
 // the control plane), then an endpoint flush, then an active message carrying the notification,
 // so the peer sees the notification only after every byte has landed. UCX picks the wire
 // (shared memory, TCP, RDMA; CUDA memory where UCX has CUDA transports). Shared-memory RMA needs
-// the destination allocated by UCX (AllocateMemory); registered ordinary memory takes TCP on one host. Thread-safe: every call
-// takes one mutex; progress happens inside Poll/TakeNotifications.
+// the destination allocated by UCX (AllocateMemory); registered ordinary memory takes TCP on one host.
+//
+// Device memory (MemoryKind::kDevice, cudaMalloc'd) is mapped as UCS_MEMORY_TYPE_CUDA, which needs
+// UCX's cuda transports (CUDA builds link UCX 1.22 with them, cmake/Ucx.cmake): between processes
+// on one host UCX writes it with cuda_ipc (a device-to-device copy into the peer's memory, the same
+// GPU or another), across hosts through cuda_copy staging and TCP (RDMA with GPUDirect would need
+// UCX's ib module, which the libucx-cu13 wheel does not carry). A UCX without CUDA support refuses
+// device memory with FailedPrecondition naming what it found (ucx_info.h), instead of mapping it as
+// host memory. Host code never reads or writes device memory here: the notification is host bytes
+// of its own, and no path copies a region with memcpy.
+//
+// Thread-safe: every call takes one mutex; progress happens inside Poll/TakeNotifications.
 #pragma once
 
 #include <map>
@@ -27,6 +37,8 @@ class UcxTransport final : public KvTransport {
   absl::StatusOr<std::string> LocalAddress() override;
   // Host memory from ucp_mem_map(ALLOCATE): POSIX shared memory that peers on this host write with
   // a memcpy (about 5x TCP loopback here). kDevice is Unimplemented (register cudaMalloc'd memory).
+  // RegisterMemory of kDevice checks the pointer with CUDA (device memory, on region.device when
+  // that is >= 0; -1 takes the pointer's device) and maps it with that device current.
   absl::StatusOr<void*> AllocateMemory(std::size_t bytes, backend::MemoryKind kind) override;
   absl::Status FreeMemory(void* base) override;
   absl::StatusOr<RegionId> RegisterMemory(const MemoryRegion& region) override;
