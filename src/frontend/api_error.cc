@@ -13,6 +13,12 @@ nlohmann::json ApiError::ToJson() const {
   return {{"error", std::move(error)}};
 }
 
+std::string DumpJson(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string ApiError::Body() const { return DumpJson(ToJson()); }
+
 ApiError InvalidRequest(std::string message, std::string param, std::string code) {
   return ApiError{400, std::move(message), "invalid_request_error", std::move(param), std::move(code)};
 }

@@ -98,7 +98,21 @@ class Session : public std::enable_shared_from_this<Session> {
     http::request<http::string_body> req = parser_->release();
     version_ = req.version();
     keep_alive_ = req.keep_alive();
-    Route(std::move(req));
+    // Nothing a client sends may end the process: an exception from routing (a bug) is a 500 on
+    // this connection, which is then closed.
+    const std::string method(req.method_string());
+    try {
+      Route(std::move(req));
+    } catch (const std::exception& e) {
+      TLOG_ERROR("http: {} {}: internal error: {}", method, endpoint_, e.what());
+      keep_alive_ = false;
+      if (active_ || writing_) {  // a response had begun: it can't become a 500
+        if (active_) service_->Cancel(*prepared_);
+        active_ = false;
+        return Close();
+      }
+      WriteReply(endpoint_, ErrorReply(ApiError{500, "internal error", "server_error", "", "internal_error"}));
+    }
   }
 
   static HttpReply ErrorReply(const ApiError& error) {
@@ -148,7 +162,7 @@ class Session : public std::enable_shared_from_this<Session> {
                              {"created", card.created},
                              {"owned_by", card.owned_by},
                              {"max_model_len", card.max_model_len}};
-      return HttpReply{200, "application/json", body.dump()};
+      return HttpReply{200, "application/json", DumpJson(body)};
     }
     return ErrorReply(ModelNotFound(id));
   }
@@ -368,6 +382,21 @@ struct HttpServer::Impl {
     });
   }
 
+  // An I/O thread. A handler that throws (a bug) loses its connection, never the process: the
+  // exception is logged and the thread goes back to serving.
+  void Run() {
+    while (true) {
+      try {
+        ioc.run();
+        return;
+      } catch (const std::exception& e) {
+        TLOG_ERROR("http: a connection handler threw, its connection is dropped: {}", e.what());
+      } catch (...) {
+        TLOG_ERROR("http: a connection handler threw a non-standard exception, its connection is dropped");
+      }
+    }
+  }
+
   OpenAiService* service;
   const HttpServerOptions options;
   net::io_context ioc;
@@ -402,7 +431,7 @@ absl::Status HttpServer::Start() {
   impl_->port = acceptor.local_endpoint().port();
   impl_->Accept();
   for (int i = 0; i < std::max(1, impl_->options.num_threads); ++i) {
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+    impl_->threads.emplace_back([this] { impl_->Run(); });
   }
   TLOG_INFO("http: listening on {}:{} ({} I/O threads)", impl_->options.host, impl_->port,
             impl_->threads.size());

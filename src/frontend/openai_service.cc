@@ -27,7 +27,7 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 }
 
 HttpReply JsonReply(int status, const json& body) {
-  return HttpReply{status, "application/json", body.dump()};
+  return HttpReply{status, "application/json", DumpJson(body)};
 }
 HttpReply ErrorReply(const ApiError& error) {
   return HttpReply{error.http_status, "application/json", error.Body()};

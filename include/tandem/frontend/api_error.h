@@ -17,7 +17,9 @@ struct ApiError {
   std::string code;   // "" -> null
 
   nlohmann::json ToJson() const;
-  std::string Body() const { return ToJson().dump(); }
+  // The JSON text. Messages may echo client bytes (a path, a model id) that are not UTF-8: those
+  // become U+FFFD instead of throwing.
+  std::string Body() const;
 };
 
 ApiError InvalidRequest(std::string message, std::string param = "", std::string code = "");
@@ -31,5 +33,9 @@ ApiError Overloaded(long long max_queued);
 // Maps a generator's error status to the API error clients see (InvalidArgument/OutOfRange -> 400,
 // NotFound -> 404, ResourceExhausted -> 429, Unavailable -> 503, Cancelled -> 499, else 500).
 ApiError FromStatus(const absl::Status& status);
+
+// json.dump() for anything that may hold client-supplied text: invalid UTF-8 becomes U+FFFD (plain
+// dump() throws type_error 316 on it).
+std::string DumpJson(const nlohmann::json& value);
 
 }  // namespace tandem::frontend
