@@ -53,6 +53,18 @@ ApiError Overloaded(long long max_queued) {
                   "rate_limit_error", "", "server_overloaded"};
 }
 
+ApiError MalformedHttp(const std::string& what) {
+  return ApiError{400, absl::StrCat("Malformed HTTP request: ", what, "."), "invalid_request_error", "",
+                  "malformed_request"};
+}
+
+ApiError HttpVersionNotSupported(unsigned version) {
+  return ApiError{505,
+                  absl::StrCat("HTTP version not supported: expected HTTP/1.0 or HTTP/1.1, found HTTP/",
+                               version / 10, ".", version % 10, "."),
+                  "invalid_request_error", "", "http_version_not_supported"};
+}
+
 ApiError FromStatus(const absl::Status& status) {
   const std::string message(status.message());
   switch (status.code()) {

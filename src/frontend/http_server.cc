@@ -5,6 +5,7 @@
 // client went away, and the request is cancelled down to the engine (which frees its KV blocks).
 #include "tandem/frontend/http_server.h"
 
+#include <array>
 #include <deque>
 #include <optional>
 #include <thread>
@@ -32,6 +33,55 @@ namespace net = boost::asio;
 using tcp = boost::asio::ip::tcp;
 
 constexpr auto kWriteTimeout = std::chrono::seconds(60);
+// A connection that ends after a response drains what the client still sends for this long.
+constexpr auto kLingerTimeout = std::chrono::seconds(2);
+
+// What the HTTP parser rejected, as the 400 a client gets; nullopt for errors that are not about the
+// request's bytes (end of stream, timeouts, resets: the connection is just closed).
+std::optional<ApiError> FramingError(const beast::error_code& ec) {
+  if (ec.category() != beast::http::make_error_code(http::error::bad_method).category()) return std::nullopt;
+  switch (static_cast<http::error>(ec.value())) {
+    case http::error::end_of_stream:
+    case http::error::need_more:
+    case http::error::unexpected_body:
+    case http::error::need_buffer:
+    case http::error::end_of_chunk:
+    case http::error::buffer_overflow:
+    case http::error::header_limit:
+    case http::error::body_limit:
+    case http::error::bad_alloc:
+    case http::error::bad_status:
+    case http::error::bad_reason:
+    case http::error::stale_parser:
+    case http::error::short_read:
+      return std::nullopt;
+    case http::error::partial_message:
+      return MalformedHttp("the connection ended inside a request");
+    case http::error::bad_line_ending:
+      return MalformedHttp("expected CRLF line endings");
+    case http::error::bad_method:
+      return MalformedHttp("expected a request line 'METHOD TARGET HTTP/1.1'");
+    case http::error::bad_target:
+      return MalformedHttp("expected a request target in the request line");
+    case http::error::bad_version:
+      return MalformedHttp("expected 'HTTP/1.1' or 'HTTP/1.0' ending the request line");
+    case http::error::bad_field:
+      return MalformedHttp("expected header lines 'Name: value'");
+    case http::error::bad_value:
+      return MalformedHttp("expected header values without control characters");
+    case http::error::bad_content_length:
+      return MalformedHttp("expected one Content-Length holding a non-negative decimal number");
+    case http::error::bad_transfer_encoding:
+      return MalformedHttp("expected Transfer-Encoding chunked, and no Content-Length with it");
+    case http::error::bad_chunk:
+      return MalformedHttp("expected chunks framed as 'HEX-SIZE CRLF data CRLF'");
+    case http::error::bad_chunk_extension:
+      return MalformedHttp("expected well-formed chunk extensions");
+    case http::error::bad_obs_fold:
+      return MalformedHttp("expected no obsolete line folding in headers");
+  }
+  return MalformedHttp("the HTTP parser rejected it");
+}
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -94,8 +144,22 @@ class Session : public std::enable_shared_from_this<Session> {
       keep_alive_ = false;
       return WriteReply("", ErrorReply(InvalidRequest("Request headers are too large.")));
     }
-    if (ec) return Close();  // end of stream, timeout, reset or a malformed request
+    if (ec) {
+      // Bad framing gets a 400 and the connection ends (its remaining bytes can't be trusted);
+      // end of stream, timeouts and resets just close.
+      if (std::optional<ApiError> error = FramingError(ec)) {
+        keep_alive_ = false;
+        version_ = 11;
+        return WriteReply("", ErrorReply(*error));
+      }
+      return Close();
+    }
     http::request<http::string_body> req = parser_->release();
+    if (req.version() != 10 && req.version() != 11) {
+      keep_alive_ = false;
+      version_ = 11;
+      return WriteReply("", ErrorReply(HttpVersionNotSupported(req.version())));
+    }
     version_ = req.version();
     keep_alive_ = req.keep_alive();
     // Nothing a client sends may end the process: an exception from routing (a bug) is a 500 on
@@ -321,13 +385,32 @@ class Session : public std::enable_shared_from_this<Session> {
     builder_.reset();
     prepared_.reset();
     streaming_ = false;
-    if (!keep_alive_) return Close();
+    if (!keep_alive_) return Linger();
     if (watching_) {
       read_after_watch_ = true;
       stream_.socket().cancel();
       return;
     }
     DoRead();
+  }
+
+  // Ends a connection after its last response: stop sending, then read and drop whatever the client
+  // still sends until it closes too (or kLingerTimeout passes). Closing with unread bytes would make
+  // the kernel reset the connection, which can destroy the response before the client reads it.
+  void Linger() {
+    if (closed_) return;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return Close();
+    stream_.expires_after(kLingerTimeout);
+    Drain();
+  }
+
+  void Drain() {
+    stream_.async_read_some(net::buffer(drain_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->Close();
+      self->Drain();
+    });
   }
 
   void Close() {
@@ -359,6 +442,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closed_ = false;
   std::deque<Outgoing> pending_;
   std::string in_flight_;
+  std::array<char, 4096> drain_;  // Linger's sink
 };
 
 }  // namespace

@@ -29,6 +29,10 @@ ApiError NotFoundRoute(const std::string& target);
 ApiError MethodNotAllowed(const std::string& method, const std::string& target);
 ApiError PayloadTooLarge(long long limit_bytes);
 ApiError Overloaded(long long max_queued);
+// 400 for a request the HTTP parser rejected (bad framing); `what` says what was wrong.
+ApiError MalformedHttp(const std::string& what);
+// 505 for a well-formed request line of an HTTP version other than 1.0 and 1.1.
+ApiError HttpVersionNotSupported(unsigned version);
 
 // Maps a generator's error status to the API error clients see (InvalidArgument/OutOfRange -> 400,
 // NotFound -> 404, ResourceExhausted -> 429, Unavailable -> 503, Cancelled -> 499, else 500).
