@@ -1,9 +1,15 @@
 // Beast/Asio HTTP/1.1 server. One Session per connection, all of its handlers on one strand:
 //   read request → route → (generation) Prepare + Start → events posted from the generator's
 //   thread onto the strand → SSE chunks or one JSON body → next request (keep-alive).
-// While a request generates, a 1-byte-window read watches the socket: EOF or reset means the
-// client went away, and the request is cancelled down to the engine (which frees its KV blocks).
+// While a request generates, the socket is read: a reset means the client went away, and the request
+// is cancelled down to the engine (which frees its KV blocks); bytes are pipelined requests, answered
+// in order after this one (HTTP/1.1 pipelining); end of stream may be a half-close, whose client still
+// gets its response (see OnPeerEof). Bad framing is answered 400 (505 for a version), then closed.
 #include "tandem/frontend/http_server.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <deque>
@@ -17,6 +23,7 @@
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/post.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core.hpp"
@@ -35,6 +42,8 @@ using tcp = boost::asio::ip::tcp;
 constexpr auto kWriteTimeout = std::chrono::seconds(60);
 // A connection that ends after a response drains what the client still sends for this long.
 constexpr auto kLingerTimeout = std::chrono::seconds(2);
+// Bytes of pipelined requests read while a response is produced; more wait in the kernel.
+constexpr size_t kMaxPipelinedBytes = 64 * 1024;
 
 // What the HTTP parser rejected, as the 400 a client gets; nullopt for errors that are not about the
 // request's bytes (end of stream, timeouts, resets: the connection is just closed).
@@ -105,10 +114,29 @@ class Session : public std::enable_shared_from_this<Session> {
   };
 
   void DoRead() {
+    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_s));
+    ReadRequest();
+  }
+
+  // RFC 9112 §2.2: empty lines before a request line are ignored (clients may send a CRLF after a
+  // POST body); the parser would reject them, so they are dropped here, reading more if that was all.
+  void ReadRequest() {
+    while (buffer_.size() > 0) {
+      const char c = *static_cast<const char*>(buffer_.data().data());
+      if (c != '\r' && c != '\n') break;
+      buffer_.consume(1);
+    }
+    if (buffer_.size() == 0) {
+      return stream_.async_read_some(buffer_.prepare(4096),
+                                     [self = shared_from_this()](beast::error_code ec, size_t n) {
+                                       self->buffer_.commit(n);
+                                       if (ec) return self->Close();  // end of stream, timeout, reset
+                                       self->ReadRequest();
+                                     });
+    }
     parser_.emplace();
     parser_->body_limit(static_cast<uint64_t>(options_.max_request_bytes));
     parser_->header_limit(64 * 1024);
-    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_s));
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
@@ -253,6 +281,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return WriteReply(endpoint_, ErrorReply(*error));
     }
     started_s_ = NowSeconds();
+    Tick();
     streaming_ = prepared_->request.stream;
     stream_.expires_never();
     if (streaming_) {
@@ -267,9 +296,11 @@ class Session : public std::enable_shared_from_this<Session> {
     Watch();
   }
 
-  // Reads while the request generates, to notice a client that goes away.
+  // While a request generates, the socket is read: to notice a client that goes away, and to buffer
+  // pipelined requests (answered in order once this response is written). Up to kMaxPipelinedBytes
+  // are buffered; beyond that the rest waits in the kernel.
   void Watch() {
-    if (watching_ || closed_) return;
+    if (watching_ || closed_ || peer_eof_ || buffer_.size() >= kMaxPipelinedBytes) return;
     watching_ = true;
     stream_.socket().async_read_some(
         buffer_.prepare(4096),
@@ -278,21 +309,73 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnWatch(beast::error_code ec, size_t n) {
     watching_ = false;
-    if (n > 0) buffer_.commit(n);  // a pipelined request: parsed after this exchange
-    if (read_after_watch_) {
+    if (n > 0) buffer_.commit(n);
+    if (read_after_watch_) {  // the exchange ended while this read was pending (FinishExchange)
       read_after_watch_ = false;
       if (closed_) return;
       return DoRead();
     }
-    if (ec && ec != net::error::operation_aborted) {
-      if (active_) {
-        TLOG_INFO("request {}: client disconnected ({}), cancelling", prepared_->id, ec.message());
-        service_->Cancel(*prepared_);
-        active_ = false;
-        service_->metrics().CountRequest(endpoint_, 499);
-      }
-      Close();
+    if (!ec) return Watch();
+    if (ec == net::error::operation_aborted) return;
+    if (ec == net::error::eof) return OnPeerEof();
+    ClientGone(ec.message());
+  }
+
+  // End of stream while a response is produced: the client either half-closed (it sent all it will
+  // and still reads) or closed altogether. The two look the same until the server sends: a closed
+  // client's kernel answers data with a reset. A stream sends tokens anyway; a non-streaming HTTP/1.1
+  // response sends an interim `100 Continue` (which HTTP/1.1 clients must accept and skip). Then
+  // Tick watches for the reset. HTTP/1.0 has no interim responses, so there EOF cancels.
+  void OnPeerEof() {
+    peer_eof_ = true;
+    if (!active_) return;  // the response is being written; the next read sees the end and closes
+    if (!streaming_) {
+      if (version_ < 11) return ClientGone("end of stream");
+      static constexpr std::string_view kProbe = "HTTP/1.1 100 Continue\r\n\r\n";
+      beast::error_code ec;
+      const size_t sent = stream_.socket().write_some(net::buffer(kProbe.data(), kProbe.size()), ec);
+      if (ec || sent != kProbe.size()) return ClientGone(ec ? ec.message() : "short write");
     }
+    Tick();  // sooner, now that the peer is probed
+  }
+
+  // While a generation runs, this timer holds the session (the generator holds it only weakly, and
+  // the watch read stops after an EOF or kMaxPipelinedBytes), and after an EOF checks every 100 ms
+  // whether the client's end is gone (the connection was reset).
+  void Tick() {
+    const uint64_t id = ++tick_id_;
+    tick_.expires_after(peer_eof_ ? std::chrono::milliseconds(100) : std::chrono::milliseconds(1000));
+    tick_.async_wait([self = shared_from_this(), id](beast::error_code) { self->OnTick(id); });
+  }
+
+  void OnTick(uint64_t id) {
+    if (id != tick_id_ || !active_ || closed_) return;  // superseded, or the exchange is over
+    if (peer_eof_ && ConnectionReset()) return ClientGone("connection reset after end of stream");
+    Tick();
+  }
+
+  void StopTick() {
+    ++tick_id_;
+    tick_.cancel();
+  }
+
+  bool ConnectionReset() {
+    tcp_info info{};
+    socklen_t len = sizeof(info);
+    if (getsockopt(stream_.socket().native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return true;
+    return info.tcpi_state == TCP_CLOSE;
+  }
+
+  // The client went away while its request generated: cancel it down to the engine.
+  void ClientGone(const std::string& why) {
+    if (active_) {
+      TLOG_INFO("request {}: client disconnected ({}), cancelling", prepared_->id, why);
+      service_->Cancel(*prepared_);
+      active_ = false;
+      service_->metrics().CountRequest(endpoint_, 499);
+    }
+    StopTick();
+    Close();
   }
 
   void OnGenerateEvent(uint64_t generation, size_t sub, GenerateEvent event) {
@@ -322,6 +405,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void EndGeneration(int status) {
     active_ = false;
+    StopTick();
     ++generation_;
     service_->metrics().CountRequest(endpoint_, status);
     prepared_->in_flight.reset();
@@ -351,13 +435,7 @@ class Session : public std::enable_shared_from_this<Session> {
                      [self = shared_from_this(), last](beast::error_code ec, size_t) {
                        self->writing_ = false;
                        self->stream_.expires_never();
-                       if (ec) {
-                         if (self->active_) {
-                           self->service_->Cancel(*self->prepared_);
-                           self->active_ = false;
-                         }
-                         return self->Close();
-                       }
+                       if (ec) return self->ClientGone(ec.message());
                        if (last) return self->FinishExchange();
                        self->WriteNext();
                      });
@@ -438,6 +516,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool streaming_ = false;
   bool watching_ = false;
   bool read_after_watch_ = false;
+  bool peer_eof_ = false;  // the client sent end of stream (half-closed, or closed)
+  net::steady_timer tick_{stream_.get_executor()};
+  uint64_t tick_id_ = 0;  // only the latest Tick's wait acts
   bool writing_ = false;
   bool closed_ = false;
   std::deque<Outgoing> pending_;

@@ -83,3 +83,95 @@ def test_connection_ending_inside_a_request_gets_a_400(server):
         c.sock.shutdown(__import__("socket").SHUT_WR)  # half-close: the body can never complete
         check_error_json(c.read_response(), 400)
     assert_alive(server)
+
+
+def completion_request(max_tokens, stream=False, connection=None):
+    body = json.dumps({"model": M, "prompt": "Count to one hundred:", "max_tokens": max_tokens, "temperature": 0,
+                       "ignore_eos": True, "stream": stream}).encode()
+    extra = b"Connection: " + connection + b"\r\n" if connection else b""
+    return POST + extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+
+def wait_in_flight(server, timeout_s=30):
+    import time
+    deadline = time.time() + timeout_s
+    while server.metric("tandem_requests_in_flight") < 1:
+        assert time.time() < deadline, "the request never started"
+        time.sleep(0.02)
+
+
+def stream_events(resp):
+    """The SSE `data:` payloads of a streamed body, and whether [DONE] ended them."""
+    lines = [l[len("data: "):] for l in resp.body.decode().split("\n") if l.startswith("data: ")]
+    done = bool(lines) and lines[-1] == "[DONE]"
+    return [json.loads(l) for l in lines if l != "[DONE]"], done
+
+
+def completion_tokens(resp):
+    assert resp.status == 200, resp.body
+    return resp.json()["usage"]["completion_tokens"]
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    # Issue 17 (3): HTTP/1.1 pipelining: requests sent back to back, answers in order.
+    with RawConnection(server.http_port) as c:
+        c.send(completion_request(6) + b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n" +
+               completion_request(4, stream=True) + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert completion_tokens(c.read_response()) == 6
+        models = c.read_response()
+        assert models.status == 200 and models.json()["data"][0]["id"] == M
+        events, done = stream_events(c.read_response())
+        assert done and sum(1 for e in events if e["choices"] and e["choices"][0]["text"]) >= 1
+        assert c.read_response().status == 200
+
+
+@pytest.mark.parametrize("stray", [b"\r\n", b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"], ids=["crlf", "request"])
+def test_bytes_sent_during_a_generation_do_not_drop_it(server, stray):
+    # Issue 17 (3): any byte sent while a non-streaming response was generated closed the connection:
+    # the response had 0 bytes, generation stopped, nothing was logged.
+    with RawConnection(server.http_port) as c:
+        c.send(completion_request(48))
+        wait_in_flight(server)
+        c.send(stray)
+        assert completion_tokens(c.read_response()) == 48
+        if stray != b"\r\n":
+            assert c.read_response().status == 200
+        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # the connection is still usable
+        assert c.read_response().status == 200
+
+
+def test_bytes_sent_during_a_stream_do_not_cut_it(server):
+    # Issue 17 (3): streams were cut with no [DONE] and no error.
+    with RawConnection(server.http_port) as c:
+        c.send(completion_request(48, stream=True))
+        wait_in_flight(server)
+        c.send(b"\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        events, done = stream_events(c.read_response())
+        assert done
+        assert events[-1]["choices"][0]["finish_reason"] == "length"
+        assert c.read_response().status == 200
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_half_closed_client_still_gets_its_response(server, stream):
+    # Issue 17 (3): a client that shuts down its sending side after the request still reads the answer.
+    with RawConnection(server.http_port) as c:
+        c.send(completion_request(24, stream=stream))
+        wait_in_flight(server)
+        c.sock.shutdown(__import__("socket").SHUT_WR)
+        resp = c.read_response()
+        if stream:
+            events, done = stream_events(resp)
+            assert done and events[-1]["choices"][0]["finish_reason"] == "length"
+        else:
+            assert completion_tokens(resp) == 24
+        assert c.closed_by_server()
+
+
+def test_half_close_right_after_pipelined_requests(server):
+    with RawConnection(server.http_port) as c:
+        c.send(completion_request(4) + completion_request(3))
+        c.sock.shutdown(__import__("socket").SHUT_WR)
+        assert completion_tokens(c.read_response()) == 4
+        assert completion_tokens(c.read_response()) == 3
+        assert c.closed_by_server()
