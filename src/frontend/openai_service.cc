@@ -312,11 +312,7 @@ HttpReply OpenAiService::Detokenize(const std::string& body) const {
     return ErrorReply(InvalidRequest("'tokens' (an array of token ids) is required.", "tokens"));
   }
   std::vector<int32_t> ids;
-  for (const json& id : req["tokens"]) {
-    if (!id.is_number_integer())
-      return ErrorReply(InvalidRequest("'tokens' must hold integer token ids.", "tokens"));
-    ids.push_back(id.get<int32_t>());
-  }
+  if (auto err = ParseTokenIdList(req["tokens"], "tokens", &ids)) return ErrorReply(*err);
   if (auto err = CheckTokenIds(ids, "tokens")) return ErrorReply(*err);
   auto text = tokenizer_->Decode(ids, /*skip_special_tokens=*/false);
   if (!text.ok()) return ErrorReply(InvalidRequest(std::string(text.status().message()), "tokens"));
