@@ -15,10 +15,11 @@ namespace tandem::cli {
 
 struct LaunchedWorkers {
   std::vector<StaticWorker> workers;  // role + 127.0.0.1:port, in PlanWorkers order
-  std::string config_path;            // the resolved deployment the workers were started with
 };
 
-// Writes the resolved `config` to a file, then starts one `tandem worker` per planned worker.
+// Puts the resolved `config` in an anonymous in-memory file (memfd; nothing on disk to clean up,
+// even if this process is killed), then starts one `tandem worker` per planned worker, each reading
+// it as `-c /dev/fd/3` (the supervisor passes it to every start and restart).
 // `tandem_exe` is this binary. Workers know each other (decode → prefill) through
 // discovery.type=static with the launched list.
 absl::StatusOr<LaunchedWorkers> LaunchWorkers(const DeploymentConfig& config, const std::string& tandem_exe,

@@ -1,7 +1,7 @@
 #include "supervisor.h"
 
+#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,28 +12,62 @@
 
 #include "absl/strings/str_cat.h"
 
-extern char** environ;
-
 namespace tandem::cli {
 
 Supervisor::Supervisor(ExitReporter on_exit) : on_exit_(std::move(on_exit)) {}
 
 Supervisor::~Supervisor() { Shutdown(); }
 
+SharedFd ShareFd(int fd) {
+  return SharedFd(new int(fd), [](const int* p) {
+    if (*p >= 0) close(*p);
+    delete p;
+  });
+}
+
+// fork + exec rather than posix_spawn: the child must be set up in ways posix_spawn can't express.
+// Between fork and exec the child only makes async-signal-safe calls (another thread may have held
+// a lock at the fork). A close-on-exec pipe reports a failed exec: the child writes its errno; a
+// successful exec closes the pipe, and the parent reads end of file.
 absl::Status Supervisor::Spawn(Child& child) {
   std::vector<char*> argv;
   for (std::string& arg : child.spec.argv) argv.push_back(arg.data());
   argv.push_back(nullptr);
-  // Each child leads its own process group, so signals reach its whole tree (a worker's helpers
-  // too) and a terminal's Ctrl-C reaches only `tandem serve`, which shuts the children down.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attr, 0);
-  pid_t pid = -1;
-  const int err = posix_spawn(&pid, argv[0], nullptr, &attr, argv.data(), environ);
-  posix_spawnattr_destroy(&attr);
-  if (err != 0) {
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("starting ", child.spec.name, ": pipe: ", std::strerror(errno)));
+  }
+  const int fd3 = child.spec.fd3 ? *child.spec.fd3 : -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int report_fd = report[1];
+    if (report_fd == 3 && fd3 >= 0) report_fd = fcntl(report_fd, F_DUPFD_CLOEXEC, 4);
+    // Each child leads its own process group, so signals reach its whole tree (a worker's helpers
+    // too) and a terminal's Ctrl-C reaches only `tandem serve`, which shuts the children down.
+    bool ok = setpgid(0, 0) == 0;
+    if (ok && fd3 >= 0) ok = fd3 == 3 ? fcntl(3, F_SETFD, 0) == 0 : dup2(fd3, 3) == 3;  // dup2 clears CLOEXEC
+    if (ok) execv(argv[0], argv.data());
+    const int err = errno;
+    ssize_t unused = write(report_fd, &err, sizeof(err));
+    (void)unused;
+    _exit(127);
+  }
+  const int fork_errno = errno;
+  close(report[1]);
+  if (pid < 0) {
+    close(report[0]);
+    return absl::InternalError(
+        absl::StrCat("starting ", child.spec.name, ": fork: ", std::strerror(fork_errno)));
+  }
+  int err = 0;
+  ssize_t n = 0;
+  do {
+    n = read(report[0], &err, sizeof(err));
+  } while (n < 0 && errno == EINTR);
+  close(report[0]);
+  if (n == static_cast<ssize_t>(sizeof(err))) {
+    int status = 0;
+    waitpid(pid, &status, 0);
     return absl::InternalError(absl::StrCat("starting ", child.spec.name, " (", child.spec.argv[0],
                                             "): ", std::strerror(err)));
   }

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,10 +15,15 @@
 
 namespace tandem::cli {
 
+// A descriptor shared by the specs that pass it to their children; closed with the last copy.
+using SharedFd = std::shared_ptr<const int>;
+SharedFd ShareFd(int fd);
+
 struct ProcessSpec {
   std::string name;               // "prefill-0", "decode-1", "frontend" (log lines)
   std::vector<std::string> argv;  // argv[0] is the executable path
   bool restart = true;            // restart when it exits while the supervisor runs
+  SharedFd fd3;                   // when set, the child's descriptor 3 (e.g. its config, read as /dev/fd/3)
 };
 
 class Supervisor {

@@ -1,8 +1,11 @@
 #include "supervisor.h"
 
 #include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -63,6 +66,32 @@ TEST(SupervisorTest, BadCommandIsAnError) {
   Supervisor supervisor;
   EXPECT_FALSE(supervisor.Start({"nothing", {}, true}).ok());
   EXPECT_FALSE(supervisor.Start({"missing", {"/nonexistent/tandem-binary"}, true}).ok());
+}
+
+// Waits (polling) until `name` exits; returns its wait status, or -1 on timeout.
+int WaitExit(Supervisor& supervisor, std::vector<int>& statuses, size_t count) {
+  for (int i = 0; i < 500 && statuses.size() < count; ++i) {
+    supervisor.Poll();
+    std::this_thread::sleep_for(10ms);
+  }
+  return statuses.size() < count ? -1 : statuses.back();
+}
+
+// Issue 17 (13): `tandem serve` gives its workers the resolved config as descriptor 3 (a memfd)
+// instead of a /tmp file it left behind.
+TEST(SupervisorTest, PassesDescriptor3ToEveryStart) {
+  const int fd = memfd_create("supervisor-test", MFD_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "hello\n", 6), 6);
+  std::vector<int> statuses;
+  Supervisor supervisor([&](const std::string&, int status, int) { statuses.push_back(status); });
+  ProcessSpec spec{"reader", {"/bin/sh", "-c", "read x </dev/fd/3 && test \"$x\" = hello"}, false, ShareFd(fd)};
+  ASSERT_TRUE(supervisor.Start(spec).ok());
+  ASSERT_EQ(DescribeWaitStatus(WaitExit(supervisor, statuses, 1)), "exited with code 0");
+  // The spec keeps the descriptor open for restarts.
+  spec.name = "reader-again";
+  ASSERT_TRUE(supervisor.Start(spec).ok());
+  ASSERT_EQ(DescribeWaitStatus(WaitExit(supervisor, statuses, 2)), "exited with code 0");
 }
 
 }  // namespace
