@@ -20,7 +20,7 @@ namespace {
 
 // A loopback port that is free now (the worker binds it a moment later).
 absl::StatusOr<int> FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError("socket() failed while choosing a worker port");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;

@@ -1,6 +1,9 @@
 // Runs a deployment's processes (frontend, prefill and decode workers) as children of
 // `tandem serve`: starts each, restarts one that exits unexpectedly (with backoff, reporting
 // the exit), and on Shutdown() sends SIGTERM to all, then SIGKILL after a grace period.
+// A child inherits descriptors 0-2 (and ProcessSpec::fd3) only, and gets SIGTERM when the thread
+// that started it ends (PR_SET_PDEATHSIG): call Start and Poll from a thread that lives as long as
+// the children should, such as the main thread.
 #pragma once
 
 #include <sys/types.h>

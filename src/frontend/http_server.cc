@@ -7,6 +7,7 @@
 // gets its response (see OnPeerEof). Bad framing is answered 400 (505 for a version), then closed.
 #include "tandem/frontend/http_server.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -91,6 +92,10 @@ std::optional<ApiError> FramingError(const beast::error_code& ec) {
   }
   return MalformedHttp("the HTTP parser rejected it");
 }
+
+// Asio opens sockets without SOCK_CLOEXEC; a process this one starts must not inherit the listener
+// (it would keep the port) or connections. (The supervisor also closes all but 0-2 in its children.)
+void SetCloseOnExec(int fd) { fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC); }
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -541,6 +546,7 @@ struct HttpServer::Impl {
         if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
         TLOG_WARN("http: accept failed: {}", ec.message());
       } else {
+        SetCloseOnExec(socket.native_handle());
         std::make_shared<Session>(std::move(socket), service, options)->Run();
       }
       Accept();
@@ -586,6 +592,7 @@ absl::Status HttpServer::Start() {
   const tcp::endpoint endpoint(address, static_cast<uint16_t>(impl_->options.port));
   tcp::acceptor& acceptor = impl_->acceptor;
   acceptor.open(endpoint.protocol(), ec);
+  if (!ec) SetCloseOnExec(acceptor.native_handle());
   if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);

@@ -1,13 +1,18 @@
 """`tandem serve -c`'s worker processes as the operating system sees them (issue 17): the resolved
-config never lands in /tmp."""
+config never lands in /tmp, a (re)started worker holds none of the frontend's descriptors (its HTTP
+listener above all), and workers do not outlive the supervisor."""
+import os
 import pathlib
+import signal
 import sys
+import time
 
 import pytest
+import requests
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "frontend"))
 from conftest import ROOT, Server  # noqa: E402
-from serve_util import worker_pids  # noqa: E402
+from serve_util import wait_for, worker_metric, worker_pids  # noqa: E402
 
 QUICKSTART = str(ROOT / "configs/quickstart.yaml")
 
@@ -25,6 +30,24 @@ def alive(pid):
     return state != "Z"
 
 
+def descriptors(pid):
+    """{fd: target} of a process, as /proc/PID/fd shows them."""
+    out = {}
+    for entry in pathlib.Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            out[int(entry.name)] = os.readlink(entry)
+        except OSError:
+            pass
+    return out
+
+
+def shared_kernel_objects(worker_pid, frontend_pid):
+    """The worker's sockets and pipes (beyond stdin/out/err) that are the frontend's too: inherited."""
+    frontend = set(descriptors(frontend_pid).values())
+    return {fd: target for fd, target in descriptors(worker_pid).items()
+            if fd > 2 and target.startswith(("socket:", "pipe:")) and target in frontend}
+
+
 @pytest.fixture(scope="module")
 def served():
     s = Server(extra_args=["-c", QUICKSTART])
@@ -40,6 +63,25 @@ def test_resolved_config_is_not_a_file_in_tmp(served):
         assert b"/dev/fd/3" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
+def test_restarted_worker_holds_none_of_the_frontends_descriptors(served):
+    # Issue 17 (2): a restarted worker inherited the frontend's HTTP listener (and more); when the
+    # frontend then died, clients connected to the port and hung.
+    for role in ("prefill", "decode"):
+        [pid] = worker_pids(served, role)
+        assert shared_kernel_objects(pid, served.proc.pid) == {}, role
+    [old] = worker_pids(served, "decode")
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: worker_pids(served, "decode") not in ([], [old]) and
+             worker_metric(served, "tandem_worker_up", "decode") == 1, 60, "the decode worker restarted", served)
+    [new] = worker_pids(served, "decode")
+    fds = descriptors(new)
+    assert shared_kernel_objects(new, served.proc.pid) == {}, fds
+    assert fds[3].startswith("/memfd:tandem-serve-config"), fds  # its config, and nothing else of the frontend's
+    r = requests.post(served.url + "/v1/completions", timeout=120,
+                      json={"model": "smollm2", "prompt": "Hello", "max_tokens": 2})
+    assert r.status_code == 200, r.text
+
+
 def test_clean_stop_leaves_nothing_behind(served):
     pids = worker_pids(served, "prefill") + worker_pids(served, "decode")
     served.stop()
@@ -47,3 +89,20 @@ def test_clean_stop_leaves_nothing_behind(served):
     assert not leftover_config(served.proc.pid).exists()
     assert not any(alive(pid) for pid in pids)
 
+
+def test_workers_die_with_the_supervisor():
+    # Issue 17 (2): with the supervisor SIGKILLed, its workers were re-parented and kept running.
+    s = Server(extra_args=["-c", QUICKSTART])
+    pids = worker_pids(s, "prefill") + worker_pids(s, "decode")
+    assert len(pids) == 2
+    try:
+        os.kill(s.proc.pid, signal.SIGKILL)
+        s.proc.wait()
+        deadline = time.time() + 15
+        while any(alive(pid) for pid in pids) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in pids), "workers outlived the supervisor"
+    finally:
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -92,6 +93,33 @@ TEST(SupervisorTest, PassesDescriptor3ToEveryStart) {
   spec.name = "reader-again";
   ASSERT_TRUE(supervisor.Start(spec).ok());
   ASSERT_EQ(DescribeWaitStatus(WaitExit(supervisor, statuses, 2)), "exited with code 0");
+}
+
+// Issue 17 (2): a restarted worker inherited the frontend's HTTP listener (Asio opens sockets
+// without close-on-exec). Children get descriptors 0-2 (and fd3) only, close-on-exec or not.
+TEST(SupervisorTest, ChildInheritsOnlyStandardDescriptorsAndFd3) {
+  int leak[2];
+  ASSERT_EQ(pipe(leak), 0);  // not close-on-exec, like an Asio socket
+  const int fd = memfd_create("supervisor-test", MFD_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  std::vector<int> statuses;
+  Supervisor supervisor([&](const std::string&, int status, int) { statuses.push_back(status); });
+  const std::string script = "test -e /proc/self/fd/3 && test ! -e /proc/self/fd/" + std::to_string(leak[0]) +
+                             " && test ! -e /proc/self/fd/" + std::to_string(leak[1]) +
+                             " && test $(ls /proc/self/fd | wc -l) -le 5";  // 0-3 and ls's own
+  ASSERT_TRUE(supervisor.Start({"child", {"/bin/sh", "-c", script}, false, ShareFd(fd)}).ok());
+  EXPECT_EQ(DescribeWaitStatus(WaitExit(supervisor, statuses, 1)), "exited with code 0");
+  close(leak[0]);
+  close(leak[1]);
+}
+
+// Issue 17 (2): workers outlived a killed `tandem serve`, re-parented to PID 1.
+TEST(SupervisorTest, ChildGetsSigtermWhenTheStartingThreadEnds) {
+  std::vector<int> statuses;
+  Supervisor supervisor([&](const std::string&, int status, int) { statuses.push_back(status); });
+  std::thread starter([&] { ASSERT_TRUE(supervisor.Start({"orphan", {"/bin/sleep", "30"}, false}).ok()); });
+  starter.join();
+  EXPECT_EQ(DescribeWaitStatus(WaitExit(supervisor, statuses, 1)), "killed by signal 15 (Terminated)");
 }
 
 }  // namespace
