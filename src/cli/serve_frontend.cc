@@ -1,5 +1,7 @@
 #include "serve_frontend.h"
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -27,6 +29,18 @@ std::vector<std::string> ApiKeysFromEnv(const std::string& env_name) {
   return keys;
 }
 
+// Each HTTP connection is a descriptor: raise the soft limit to the hard one (commonly 1024 of
+// 524288), as servers do, so frontend.max_connections is what bounds connections.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t soft = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    TLOG_INFO("frontend: descriptor limit raised from {} to {}", soft, limit.rlim_cur);
+  }
+}
+
 }  // namespace
 
 int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator,
@@ -43,6 +57,8 @@ int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator
   http_options.port = config.frontend.http.port;
   http_options.num_threads = run.http_threads;
   http_options.max_request_bytes = config.frontend.max_request_bytes;
+  http_options.max_connections = config.frontend.max_connections;
+  RaiseDescriptorLimit();
   frontend::HttpServer http(&service, http_options);
   if (absl::Status s = http.Start(); !s.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());

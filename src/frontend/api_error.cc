@@ -53,6 +53,13 @@ ApiError Overloaded(long long max_queued) {
                   "rate_limit_error", "", "server_overloaded"};
 }
 
+ApiError TooManyConnections(long long max_connections) {
+  ApiError error{503, absl::StrCat("The server has its maximum of ", max_connections, " open connections; retry later."),
+                 "server_error", "", "too_many_connections"};
+  error.retry_after_s = 1;
+  return error;
+}
+
 ApiError MalformedHttp(const std::string& what) {
   return ApiError{400, absl::StrCat("Malformed HTTP request: ", what, "."), "invalid_request_error", "",
                   "malformed_request"};

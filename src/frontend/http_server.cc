@@ -10,9 +10,13 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <deque>
 #include <optional>
 #include <thread>
@@ -43,6 +47,14 @@ using tcp = boost::asio::ip::tcp;
 constexpr auto kWriteTimeout = std::chrono::seconds(60);
 // A connection that ends after a response drains what the client still sends for this long.
 constexpr auto kLingerTimeout = std::chrono::seconds(2);
+// A connection refused for the connection limit drains its request for this long: its descriptor
+// is wanted back soon.
+constexpr auto kRefusedLingerTimeout = std::chrono::milliseconds(500);
+// Connections being refused (503) beyond the limit; more are closed without an answer.
+constexpr int64_t kMaxRefusing = 64;
+// Accept errors (out of descriptors or memory) retry after 10 ms, doubling up to 1 s.
+constexpr auto kMinAcceptBackoff = std::chrono::milliseconds(10);
+constexpr auto kMaxAcceptBackoff = std::chrono::milliseconds(1000);
 // Bytes of pipelined requests read while a response is produced; more wait in the kernel.
 constexpr size_t kMaxPipelinedBytes = 64 * 1024;
 
@@ -99,17 +111,30 @@ void SetCloseOnExec(int fd) { fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, OpenAiService* service, const HttpServerOptions& options)
-      : stream_(std::move(socket)), service_(service), options_(options) {
+  // `refuse_limit` > 0: the server is at its connection limit; this one is answered 503 and closed.
+  Session(tcp::socket socket, OpenAiService* service, const HttpServerOptions& options,
+          std::atomic<int64_t>* connections, int64_t refuse_limit)
+      : stream_(std::move(socket)),
+        service_(service),
+        options_(options),
+        connections_(connections),
+        refuse_limit_(refuse_limit) {
+    connections_->fetch_add(1);
     service_->metrics().AddOpenConnections(1);
   }
   ~Session() {
     if (active_) service_->Cancel(*prepared_);
     service_->metrics().AddOpenConnections(-1);
+    connections_->fetch_sub(1);
   }
 
   void Run() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->refuse_limit_ == 0) return self->DoRead();
+      self->keep_alive_ = false;
+      self->linger_ = kRefusedLingerTimeout;
+      self->WriteReply("", ErrorReply(TooManyConnections(self->refuse_limit_)));
+    });
   }
 
  private:
@@ -213,7 +238,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   static HttpReply ErrorReply(const ApiError& error) {
-    return HttpReply{error.http_status, "application/json", error.Body()};
+    return HttpReply{error.http_status, "application/json", error.Body(), "", error.retry_after_s};
   }
 
   void Route(http::request<http::string_body> req) {
@@ -453,6 +478,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(http::field::server, "tandem");
     res->set(http::field::content_type, reply.content_type);
     if (!reply.server_timing.empty()) res->set("Server-Timing", reply.server_timing);
+    if (reply.retry_after_s > 0) res->set(http::field::retry_after, std::to_string(reply.retry_after_s));
     res->keep_alive(keep_alive_);
     res->body() = std::move(reply.body);
     res->prepare_payload();
@@ -485,7 +511,7 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return Close();
-    stream_.expires_after(kLingerTimeout);
+    stream_.expires_after(linger_);
     Drain();
   }
 
@@ -507,6 +533,9 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   OpenAiService* service_;
   const HttpServerOptions& options_;
+  std::atomic<int64_t>* connections_;  // the server's count of open sessions
+  const int64_t refuse_limit_;
+  std::chrono::steady_clock::duration linger_ = kLingerTimeout;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   unsigned version_ = 11;
@@ -538,17 +567,39 @@ struct HttpServer::Impl {
       : service(s),
         options(std::move(o)),
         ioc(std::max(1, options.num_threads)),
-        acceptor(net::make_strand(ioc)) {}
+        acceptor(net::make_strand(ioc)),
+        accept_retry(acceptor.get_executor()) {}
 
   void Accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
-      if (ec) {
-        if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
-        TLOG_WARN("http: accept failed: {}", ec.message());
-      } else {
-        SetCloseOnExec(socket.native_handle());
-        std::make_shared<Session>(std::move(socket), service, options)->Run();
-      }
+      if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+      if (ec) return OnAcceptError(ec);
+      accept_backoff = std::chrono::milliseconds(0);
+      SetCloseOnExec(socket.native_handle());
+      const int64_t open = connections.load();
+      if (open < max_connections) {
+        std::make_shared<Session>(std::move(socket), service, options, &connections, 0)->Run();
+      } else if (open < max_connections + kMaxRefusing) {
+        std::make_shared<Session>(std::move(socket), service, options, &connections, max_connections)->Run();
+      }  // else: closed unanswered as `socket` goes out of scope
+      Accept();
+    });
+  }
+
+  // An accept that fails for lack of descriptors (or memory) leaves the connection pending, so
+  // accepting again at once fails again: a loop at full CPU that logged millions of lines. Back off
+  // (doubling from kMinAcceptBackoff to kMaxAcceptBackoff) and log once per 10 s.
+  void OnAcceptError(const beast::error_code& ec) {
+    accept_backoff = std::clamp(accept_backoff * 2, std::chrono::milliseconds(kMinAcceptBackoff),
+                                std::chrono::milliseconds(kMaxAcceptBackoff));
+    int64_t held_back = 0;
+    if (accept_log.Allow(&held_back)) {
+      TLOG_WARN("http: accept failed: {} ({} connections open; retrying in {} ms; {} such failures not logged)",
+                ec.message(), connections.load(), accept_backoff.count(), held_back);
+    }
+    accept_retry.expires_after(accept_backoff);
+    accept_retry.async_wait([this](beast::error_code wec) {
+      if (wec || !acceptor.is_open()) return;
       Accept();
     });
   }
@@ -572,6 +623,11 @@ struct HttpServer::Impl {
   const HttpServerOptions options;
   net::io_context ioc;
   tcp::acceptor acceptor;
+  net::steady_timer accept_retry;  // on the acceptor's strand
+  std::chrono::milliseconds accept_backoff{0};
+  LogLimiter accept_log{std::chrono::seconds(10)};
+  std::atomic<int64_t> connections{0};
+  int64_t max_connections = 0;  // options.max_connections, lowered to fit the descriptor limit
   std::vector<std::thread> threads;
   int port = 0;
   bool stopped = false;
@@ -601,6 +657,17 @@ absl::Status HttpServer::Start() {
                                                impl_->options.port, ": ", ec.message()));
   }
   impl_->port = acceptor.local_endpoint().port();
+  impl_->max_connections = impl_->options.max_connections;
+  if (rlimit limit{}; getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    const int64_t descriptors = static_cast<int64_t>(limit.rlim_cur);
+    const int64_t fits = descriptors - std::min<int64_t>(256, descriptors / 4);
+    if (fits < impl_->max_connections) {
+      impl_->max_connections = std::max<int64_t>(1, fits);
+      TLOG_WARN("http: at most {} connections, below frontend.max_connections {}: the descriptor limit is {} "
+                "(ulimit -n) and some are kept for workers and files",
+                impl_->max_connections, impl_->options.max_connections, descriptors);
+    }
+  }
   impl_->Accept();
   for (int i = 0; i < std::max(1, impl_->options.num_threads); ++i) {
     impl_->threads.emplace_back([this] { impl_->Run(); });
@@ -618,6 +685,7 @@ void HttpServer::Stop() {
   net::post(impl_->acceptor.get_executor(), [this] {
     beast::error_code ec;
     impl_->acceptor.close(ec);
+    impl_->accept_retry.cancel();
   });
   impl_->ioc.stop();
   for (std::thread& t : impl_->threads) t.join();

@@ -30,7 +30,7 @@ HttpReply JsonReply(int status, const json& body) {
   return HttpReply{status, "application/json", DumpJson(body)};
 }
 HttpReply ErrorReply(const ApiError& error) {
-  return HttpReply{error.http_status, "application/json", error.Body()};
+  return HttpReply{error.http_status, "application/json", error.Body(), "", error.retry_after_s};
 }
 
 int64_t UnixSeconds() {

@@ -41,6 +41,9 @@ struct FrontendSection {
   std::string api_keys_env = "TANDEM_API_KEYS";  // comma-separated keys; unset or empty = no auth
   int64_t max_request_bytes = 8 << 20;
   int64_t max_queued_requests = 4096;
+  // Open HTTP connections; one more is answered 503 and closed. Lowered to what the descriptor
+  // limit allows (keeping some for workers and files) when that is less.
+  int64_t max_connections = 4096;
 };
 
 struct RouterSection {

@@ -15,6 +15,7 @@ struct ApiError {
   std::string type = "invalid_request_error";
   std::string param;  // "" -> null
   std::string code;   // "" -> null
+  int retry_after_s = 0;  // > 0: sent as the Retry-After header (overload, too many connections)
 
   nlohmann::json ToJson() const;
   // The JSON text. Messages may echo client bytes (a path, a model id) that are not UTF-8: those
@@ -29,6 +30,8 @@ ApiError NotFoundRoute(const std::string& target);
 ApiError MethodNotAllowed(const std::string& method, const std::string& target);
 ApiError PayloadTooLarge(long long limit_bytes);
 ApiError Overloaded(long long max_queued);
+// 503 for a connection beyond frontend.max_connections.
+ApiError TooManyConnections(long long max_connections);
 // 400 for a request the HTTP parser rejected (bad framing); `what` says what was wrong.
 ApiError MalformedHttp(const std::string& what);
 // 505 for a well-formed request line of an HTTP version other than 1.0 and 1.1.

@@ -60,6 +60,7 @@ struct HttpReply {
   std::string content_type = "application/json";
   std::string body;
   std::string server_timing;  // optional `Server-Timing` header, e.g. "engine;dur=12.5" (milliseconds)
+  int retry_after_s = 0;      // > 0: a `Retry-After` header
 };
 
 // Receives each sub-request's events on generator threads.

@@ -35,7 +35,8 @@ def model_path():
 class Server:
     """A `tandem serve` process on free ports; `url` is its HTTP base, `grpc_target` its gRPC address."""
 
-    def __init__(self, extra_args=(), env=None):
+    def __init__(self, extra_args=(), env=None, nofile=None):
+        """`nofile`: the server's descriptor limit (RLIMIT_NOFILE, soft and hard), when given."""
         args = [tandem_bin(), "serve", "--model", model_path(), "--served-model-name", MODEL_NAME,
                 "--set", "frontend.http.host=127.0.0.1", "--set", "frontend.http.port=0",
                 "--set", "frontend.grpc.host=127.0.0.1", "--set", "frontend.grpc.port=0",
@@ -44,7 +45,12 @@ class Server:
         full_env = dict(os.environ)
         full_env.setdefault("TANDEM_LOG_LEVEL", "warn")
         full_env.update(env or {})
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
+        def limit_descriptors():
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
+                                     preexec_fn=limit_descriptors if nofile else None)
         self.log = []
         ready = threading.Event()
         self.http_port = self.grpc_port = None
