@@ -49,6 +49,7 @@ int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator
   service_options.model_name = generator->ListModels().front().id;
   service_options.max_model_len = run.max_model_len;
   service_options.max_queued_requests = config.frontend.max_queued_requests;
+  service_options.max_queue_wait_s = config.frontend.max_queue_wait_s;
   service_options.api_keys = ApiKeysFromEnv(config.frontend.api_keys_env);
   frontend::OpenAiService service(generator, tokenizer, service_options);
 

@@ -247,6 +247,7 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
   TANDEM_RETURN_IF_ERROR(frontend.Int("max_request_bytes", &config.frontend.max_request_bytes, 1024, int64_t{1} << 30));
   TANDEM_RETURN_IF_ERROR(frontend.Int("max_queued_requests", &config.frontend.max_queued_requests, 1, 1 << 24));
   TANDEM_RETURN_IF_ERROR(frontend.Int("max_connections", &config.frontend.max_connections, 1, 1 << 24));
+  TANDEM_RETURN_IF_ERROR(frontend.Double("max_queue_wait_s", &config.frontend.max_queue_wait_s, 0.0, 3600.0));
   TANDEM_RETURN_IF_ERROR(frontend.Finish());
 
   MapReader router = top.Child("router");
@@ -378,7 +379,8 @@ std::string DescribeDeployment(const DeploymentConfig& c) {
                   "}\n  grpc: {host: ", c.frontend.grpc.host, ", port: ", c.frontend.grpc.port,
                   "}\n  api_keys_env: ", c.frontend.api_keys_env, "\n  max_request_bytes: ",
                   c.frontend.max_request_bytes, "\n  max_queued_requests: ", c.frontend.max_queued_requests,
-                  "\n  max_connections: ", c.frontend.max_connections, "\n");
+                  "\n  max_connections: ", c.frontend.max_connections,
+                  "\n  max_queue_wait_s: ", c.frontend.max_queue_wait_s, "\n");
   absl::StrAppend(&out, "router:\n  policy: ", Name(c.router.policy), "\n  kv_overlap_weight: ",
                   c.router.kv_overlap_weight, "\n");
   absl::StrAppend(&out, "disaggregation:\n  mode: ", Name(c.disaggregation.mode), "\n  max_local_prefill_tokens: ",

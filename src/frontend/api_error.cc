@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace tandem::frontend {
 
@@ -48,9 +49,20 @@ ApiError PayloadTooLarge(long long limit_bytes) {
 }
 
 ApiError Overloaded(long long max_queued) {
-  return ApiError{429,
-                  absl::StrCat("The server is overloaded: ", max_queued, " requests are already queued."),
-                  "rate_limit_error", "", "server_overloaded"};
+  ApiError error{429, absl::StrCat("The server is overloaded: ", max_queued, " requests are already queued."),
+                 "rate_limit_error", "", "server_overloaded"};
+  error.retry_after_s = 1;
+  return error;
+}
+
+ApiError QueueWaitTooLong(double expected_s, double limit_s, int retry_after_s) {
+  ApiError error{429,
+                 absl::StrFormat("The server is overloaded: a request would wait about %.0f s to start, more "
+                                 "than the limit of %.0f s. Retry after %d s.",
+                                 expected_s, limit_s, retry_after_s),
+                 "rate_limit_error", "", "server_overloaded"};
+  error.retry_after_s = retry_after_s;
+  return error;
 }
 
 ApiError TooManyConnections(long long max_connections) {

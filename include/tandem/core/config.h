@@ -44,6 +44,9 @@ struct FrontendSection {
   // Open HTTP connections; one more is answered 503 and closed. Lowered to what the descriptor
   // limit allows (keeping some for workers and files) when that is less.
   int64_t max_connections = 4096;
+  // Admission control: a request that would wait longer than this to start (its first token) is
+  // refused with 429 and Retry-After; 0 turns it off. See frontend/admission.h for the estimate.
+  double max_queue_wait_s = 30;
 };
 
 struct RouterSection {

@@ -30,6 +30,8 @@ ApiError NotFoundRoute(const std::string& target);
 ApiError MethodNotAllowed(const std::string& method, const std::string& target);
 ApiError PayloadTooLarge(long long limit_bytes);
 ApiError Overloaded(long long max_queued);
+// 429 with Retry-After: a request would wait about `expected_s` to start, more than `limit_s`.
+ApiError QueueWaitTooLong(double expected_s, double limit_s, int retry_after_s);
 // 503 for a connection beyond frontend.max_connections.
 ApiError TooManyConnections(long long max_connections);
 // 400 for a request the HTTP parser rejected (bad framing); `what` says what was wrong.

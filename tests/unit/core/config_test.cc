@@ -41,6 +41,7 @@ TEST(ConfigTest, DefaultsFillEverythingMissing) {
   EXPECT_EQ(config->discovery.type, DiscoveryType::kEmbedded);
   EXPECT_EQ(config->logging.level, "info");
   EXPECT_EQ(config->frontend.max_connections, 4096);
+  EXPECT_EQ(config->frontend.max_queue_wait_s, 30.0);
   const auto plan = PlanWorkers(*config);
   ASSERT_EQ(plan.size(), 5u);
   EXPECT_EQ(plan[0].role, "prefill");
@@ -188,6 +189,8 @@ const BadCase kBadCases[] = {
      "bad.yaml:1: model.path: environment variable TANDEM_TEST_SURELY_UNSET is not set"},
     {"max_connections_zero", "model: {path: /m}\nbackend: cpu\nfrontend:\n  max_connections: 0\n", {},
      "bad.yaml:4: frontend.max_connections: expected an integer in [1, 16777216], found 0"},
+    {"max_queue_wait_negative", "model: {path: /m}\nbackend: cpu\nfrontend: {max_queue_wait_s: -1}\n", {},
+     "bad.yaml:3: frontend.max_queue_wait_s: expected a number in [0, 3600], found -1"},
     {"duplicate_device", "model: {path: /m}\nbackend: cuda\npools:\n  decode: {replicas: 2, devices: [1, 1]}\n", {},
      "bad.yaml:4: pools.decode.devices: device 1 is listed twice"},
 };
