@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "tandem/core/logging.h"
+#include "tandem/frontend/generator.h"
 #include "tandem/frontend/grpc_server.h"
 #include "tandem/frontend/http_server.h"
 #include "tandem/frontend/openai_service.h"
@@ -60,6 +61,15 @@ int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator
   http_options.max_request_bytes = config.frontend.max_request_bytes;
   http_options.max_connections = config.frontend.max_connections;
   RaiseDescriptorLimit();
+  for (int waited_ms = 0; !generator->Health().ready && waited_ms < run.ready_timeout_s * 1000; waited_ms += 100) {
+    const timespec tick{0, 100 * 1000 * 1000};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) return 0;  // stopped before serving
+    if (run.on_tick) run.on_tick();
+  }
+  if (const frontend::GeneratorHealth health = generator->Health(); !health.ready) {
+    TLOG_WARN("{}: not ready after {} s ({}); serving anyway, /health says 503 until it is", run.command,
+              run.ready_timeout_s, health.detail);
+  }
   frontend::HttpServer http(&service, http_options);
   if (absl::Status s = http.Start(); !s.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());

@@ -106,6 +106,7 @@ absl::StatusOr<std::unique_ptr<RemoteGenerator>> RemoteGenerator::Create(const D
   router::RouterOptions router_options = router::RouterOptions::FromConfig(config, kvcache::HashSalt(worker_model));
   gen->router_ = std::make_unique<router::Router>(router_options);
   gen->discovery_ = discovery;
+  gen->mode_ = config.disaggregation.mode;
   gen->feeds_ = std::make_unique<router::LoadFeeds>(*gen->router_, *discovery);
   return gen;
 }
@@ -286,15 +287,32 @@ void RemoteGenerator::Cancel(const std::string& request_id) {
 
 std::vector<ModelCard> RemoteGenerator::ListModels() const { return {card_}; }
 
+// Ready when a request could be served now: a live decode-capable worker (its load stream reports),
+// and with disaggregation.mode always a live prefill worker too. Listed but silent workers (dead,
+// restarting, stopped) don't count.
 GeneratorHealth RemoteGenerator::Health() const {
   GeneratorHealth health;
-  const cluster::WorkerSnapshot snapshot = discovery_->Snapshot();
-  int decode_capable = 0;
-  for (const cluster::WorkerInfo& w : snapshot.workers) {
-    if (w.role != cluster::WorkerRole::kPrefill) ++decode_capable;
+  if (stopped_ || feeds_ == nullptr) {
+    health.detail = "shutting down";
+    return health;
   }
-  health.ready = decode_capable > 0 && !stopped_;
-  health.detail = absl::StrCat(snapshot.workers.size(), " worker(s), ", decode_capable, " decode-capable");
+  int listed = 0;
+  int decode_live = 0;
+  int prefill_live = 0;
+  for (const router::WorkerFeedStatus& status : feeds_->Statuses()) {
+    ++listed;
+    if (!status.live) continue;
+    if (status.worker.role == cluster::WorkerRole::kPrefill) {
+      ++prefill_live;
+    } else {
+      ++decode_live;
+    }
+  }
+  const bool needs_prefill = mode_ == DisaggregationMode::kAlways;
+  health.ready = decode_live > 0 && (!needs_prefill || prefill_live > 0);
+  health.detail = absl::StrCat(listed, " worker(s) listed, ", decode_live, " decode-capable and ", prefill_live,
+                               " prefill worker(s) live");
+  if (needs_prefill && prefill_live == 0) absl::StrAppend(&health.detail, "; every prompt needs a prefill worker");
   return health;
 }
 
@@ -314,7 +332,7 @@ WorkerMetrics ToWorkerMetrics(const router::WorkerFeedStatus& status) {
   w.id = status.worker.id;
   w.role = cluster::WorkerRoleName(status.worker.role);
   w.address = status.worker.address;
-  w.up = status.connected && status.last.has_value();
+  w.up = status.live && status.last.has_value();
   if (!w.up) return w;
   const v1::LoadReport& r = *status.last;
   w.num_running = r.num_running();

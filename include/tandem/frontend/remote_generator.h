@@ -69,6 +69,7 @@ class RemoteGenerator final : public Generator {
   std::unique_ptr<router::Router> router_;
   std::unique_ptr<router::LoadFeeds> feeds_;
   ModelCard card_;
+  DisaggregationMode mode_ = DisaggregationMode::kConditional;
   std::atomic<bool> stopped_{false};
   std::atomic<int64_t> remote_prefills_{0};  // the router's decisions
   std::atomic<int64_t> local_prefills_{0};
