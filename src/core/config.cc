@@ -254,6 +254,7 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
   TANDEM_RETURN_IF_ERROR(router.Validate());
   TANDEM_RETURN_IF_ERROR(router.Enum("policy", &config.router.policy, kPolicies));
   TANDEM_RETURN_IF_ERROR(router.Double("kv_overlap_weight", &config.router.kv_overlap_weight, 0.0, 1e6));
+  TANDEM_RETURN_IF_ERROR(router.Double("load_report_timeout_s", &config.router.load_report_timeout_s, 0.2, 600.0));
   TANDEM_RETURN_IF_ERROR(router.Finish());
 
   MapReader disagg = top.Child("disaggregation");
@@ -262,6 +263,8 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
   TANDEM_RETURN_IF_ERROR(
       disagg.Int("max_local_prefill_tokens", &config.disaggregation.max_local_prefill_tokens, 0, int64_t{1} << 24));
   TANDEM_RETURN_IF_ERROR(disagg.Int("max_prefill_queue", &config.disaggregation.max_prefill_queue, 0, 1 << 20));
+  TANDEM_RETURN_IF_ERROR(disagg.Double("remote_prefill_timeout_s", &config.disaggregation.remote_prefill_timeout_s,
+                                      0.1, 3600.0));
   TANDEM_RETURN_IF_ERROR(disagg.Finish());
 
   MapReader pools = top.Child("pools");
@@ -382,10 +385,11 @@ std::string DescribeDeployment(const DeploymentConfig& c) {
                   "\n  max_connections: ", c.frontend.max_connections,
                   "\n  max_queue_wait_s: ", c.frontend.max_queue_wait_s, "\n");
   absl::StrAppend(&out, "router:\n  policy: ", Name(c.router.policy), "\n  kv_overlap_weight: ",
-                  c.router.kv_overlap_weight, "\n");
+                  c.router.kv_overlap_weight, "\n  load_report_timeout_s: ", c.router.load_report_timeout_s, "\n");
   absl::StrAppend(&out, "disaggregation:\n  mode: ", Name(c.disaggregation.mode), "\n  max_local_prefill_tokens: ",
                   c.disaggregation.max_local_prefill_tokens, "\n  max_prefill_queue: ",
-                  c.disaggregation.max_prefill_queue, "\n");
+                  c.disaggregation.max_prefill_queue, "\n  remote_prefill_timeout_s: ",
+                  c.disaggregation.remote_prefill_timeout_s, "\n");
   absl::StrAppend(&out, "pools:\n  prefill: ", pool(c.pools.prefill), "\n  decode: ", pool(c.pools.decode),
                   "\n  both: ", pool(c.pools.both), "\n");
   absl::StrAppend(&out, "kv_cache: {block_size: ", c.kv_cache.block_size, ", gpu_memory_utilization: ",

@@ -102,9 +102,10 @@ ApiError FromStatus(const absl::Status& status) {
     case absl::StatusCode::kUnauthenticated:
     case absl::StatusCode::kPermissionDenied:
       return ApiError{401, message, "invalid_request_error", "", "invalid_api_key"};
+    case absl::StatusCode::kDeadlineExceeded:
+      return ApiError{504, message, "server_error", "", "timeout"};
     case absl::StatusCode::kOk:
     case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kDeadlineExceeded:
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kAborted:
     case absl::StatusCode::kUnimplemented:

@@ -1,6 +1,8 @@
 #include "tandem/frontend/remote_generator.h"
 
 #include <algorithm>
+#include <chrono>
+#include <map>
 #include <optional>
 #include <ctime>
 #include <thread>
@@ -23,6 +25,11 @@ struct RemoteGenerator::InFlight {
   StreamCallback on_event;
   cluster::CallHandle handle;
   std::atomic<bool> cancelled{false};
+  // Set under mu_ once routed: the workers the request waits on ("" prefill: prefilled locally).
+  std::string decode_id;
+  std::string prefill_id;
+  std::atomic<bool> got_token{false};  // the prefill is behind it
+  std::atomic<bool> worker_down{false};  // failed by FailRequestsOnSilentWorkers
 };
 
 namespace {
@@ -107,14 +114,57 @@ absl::StatusOr<std::unique_ptr<RemoteGenerator>> RemoteGenerator::Create(const D
   gen->router_ = std::make_unique<router::Router>(router_options);
   gen->discovery_ = discovery;
   gen->mode_ = config.disaggregation.mode;
-  gen->feeds_ = std::make_unique<router::LoadFeeds>(*gen->router_, *discovery);
+  router::LoadFeedOptions feed_options;
+  feed_options.down_after = absl::Seconds(config.router.load_report_timeout_s);
+  gen->down_after_s_ = config.router.load_report_timeout_s;
+  gen->feeds_ = std::make_unique<router::LoadFeeds>(*gen->router_, *discovery, feed_options);
+  RemoteGenerator* raw = gen.get();
+  gen->watchdog_ = std::thread([raw] { raw->WatchWorkers(); });
   return gen;
+}
+
+// Every 250 ms: requests waiting on a worker that went silent (its load reports stopped for
+// router.load_report_timeout_s: stopped, hung) are failed instead of hanging until a deadline.
+void RemoteGenerator::WatchWorkers() {
+  std::unique_lock<std::mutex> lock(watch_mu_);
+  while (!watch_cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return watch_stop_; })) {
+    lock.unlock();
+    FailRequestsOnSilentWorkers();
+    lock.lock();
+  }
+}
+
+void RemoteGenerator::FailRequestsOnSilentWorkers() {
+  std::map<std::string, std::string> down;  // id -> address, of workers that reported and went silent
+  for (const router::WorkerFeedStatus& status : feeds_->Statuses()) {
+    if (status.reports > 0 && !status.live) down.emplace(status.worker.id, status.worker.address);
+  }
+  if (down.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, call] : in_flight_) {
+    std::string silent;
+    if (down.contains(call->decode_id)) {
+      silent = call->decode_id;
+    } else if (!call->prefill_id.empty() && !call->got_token && down.contains(call->prefill_id)) {
+      silent = call->prefill_id;
+    }
+    if (silent.empty() || call->worker_down.exchange(true)) continue;
+    TLOG_WARN("request {}: worker {} ({}) sent no load report for {} s; failing the request", id, silent,
+              down[silent], down_after_s_);
+    call->handle.Cancel();
+  }
 }
 
 RemoteGenerator::~RemoteGenerator() { Shutdown(); }
 
 void RemoteGenerator::Shutdown() {
   if (stopped_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    watch_stop_ = true;
+  }
+  watch_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, call] : in_flight_) {
@@ -163,6 +213,11 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
     finish(std::move(event));
     return;
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    call->decode_id = plan->decode.worker_id;
+    if (plan->prefill.has_value()) call->prefill_id = plan->prefill->worker_id;
+  }
   v1::WorkerGenerateRequest wreq = ToWorkerRequest(req);
   if (plan->prefill.has_value()) {
     wreq.set_prefill_mode(v1::PREFILL_MODE_REMOTE);
@@ -205,6 +260,7 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
           return;
         }
         if (r.index() < 0 || r.index() >= static_cast<int>(choices.size())) return;
+        if (r.token_ids_size() > 0) call->got_token = true;
         Choice& choice = choices[static_cast<size_t>(r.index())];
         if (choice.finished) return;
         ChoiceDelta delta;
@@ -248,7 +304,11 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
   }
 
   GenerateEvent final_event;
-  if (!worker_error.ok()) {
+  if (call->worker_down) {
+    final_event.status = absl::UnavailableError(absl::StrCat(
+        "A worker serving this request stopped responding (no load report for ", down_after_s_,
+        " s), so the request was failed; retry it."));
+  } else if (!worker_error.ok()) {
     final_event.status = worker_error;
   } else if (last.has_value()) {
     final_event = std::move(*last);

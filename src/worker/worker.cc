@@ -938,6 +938,8 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::CreateFromDeployment(const Deplo
   options.transfer = config.transfer.backend;
   options.layerwise = config.transfer.layerwise;
   options.disaggregation = config.disaggregation;
+  options.remote_prefill_timeout_ms =
+      static_cast<int64_t>(config.disaggregation.remote_prefill_timeout_s * 1000.0);
   // The transport first: on the CPU backend the KV pools live in its memory where it has its own
   // (ucx: shared memory, so a prefill worker on this host writes them without TCP).
   if (options.transport == nullptr) {

@@ -52,12 +52,18 @@ struct FrontendSection {
 struct RouterSection {
   RouterPolicy policy = RouterPolicy::kKvAware;
   double kv_overlap_weight = 1.0;
+  // A worker whose load stream sends no report for this long (stopped, hung) is down: not routed
+  // to, not counted by /health, and the frontend fails its requests in flight.
+  double load_report_timeout_s = 3;
 };
 
 struct DisaggregationSection {
   DisaggregationMode mode = DisaggregationMode::kConditional;
   int64_t max_local_prefill_tokens = 512;
   int64_t max_prefill_queue = 32;  // conditional: prefill locally when the prefill queue is longer
+  // Decode: how long a remote prefill (the prompt computed and its KV written) may take before the
+  // request fails.
+  double remote_prefill_timeout_s = 30;
 };
 
 struct PoolSection {

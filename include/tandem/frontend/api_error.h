@@ -40,7 +40,8 @@ ApiError MalformedHttp(const std::string& what);
 ApiError HttpVersionNotSupported(unsigned version);
 
 // Maps a generator's error status to the API error clients see (InvalidArgument/OutOfRange -> 400,
-// NotFound -> 404, ResourceExhausted -> 429, Unavailable -> 503, Cancelled -> 499, else 500).
+// NotFound -> 404, ResourceExhausted -> 429, Unavailable -> 503, DeadlineExceeded -> 504,
+// Cancelled -> 499, else 500).
 ApiError FromStatus(const absl::Status& status);
 
 // json.dump() for anything that may hold client-supplied text: invalid UTF-8 becomes U+FFFD (plain

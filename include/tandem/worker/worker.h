@@ -48,7 +48,9 @@ struct WorkerOptions {
   DisaggregationSection disaggregation;
   // Decode: prefill workers (host:port) used when a request names none, in round-robin order.
   std::vector<std::string> prefill_workers;
-  int64_t remote_prefill_timeout_ms = 120000;
+  // Decode: a remote prefill failing after this long (CreateFromDeployment: the config's
+  // disaggregation.remote_prefill_timeout_s).
+  int64_t remote_prefill_timeout_ms = 30000;
   // The layout's model field; empty: the model config's name.
   std::string model_name;
   // The KV transport; null: one made from `transfer`. CreateFromDeployment makes it first, so the

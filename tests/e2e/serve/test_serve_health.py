@@ -55,3 +55,66 @@ def test_dead_decode_worker_makes_health_503_until_restarted(served):
     r = requests.post(served.url + "/v1/completions", timeout=120,
                       json={"model": "smollm2", "prompt": "Hello", "max_tokens": 2})
     assert r.status_code == 200, r.text
+
+
+def timed_completion(server, tag, result):
+    import time
+    t0 = time.time()
+    try:
+        r = requests.post(server.url + "/v1/completions", timeout=120, json={
+            "model": "smollm2", "prompt": f"{tag}: " + "the river carried small boats " * 40, "max_tokens": 4})
+        result["status"], result["body"] = r.status_code, r.text
+    except requests.RequestException as e:
+        result["status"], result["body"] = None, repr(e)
+    result["seconds"] = time.time() - t0
+
+
+def requests_while_prefill_stopped(server, n):
+    """`n` requests sent right after SIGSTOPping the prefill worker; their results once they end."""
+    import threading
+    [pid] = worker_pids(server, "prefill")
+    os.kill(pid, signal.SIGSTOP)
+    results = [{} for _ in range(n)]
+    threads = [threading.Thread(target=timed_completion, args=(server, f"stopped {i}", results[i])) for i in range(n)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "requests hung with the prefill worker stopped"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: health(server) == 200, 15, "/health 200 with the prefill worker continued", server)
+    r = requests.post(server.url + "/v1/completions", timeout=120,
+                      json={"model": "smollm2", "prompt": "Hello again", "max_tokens": 2})
+    assert r.status_code == 200, r.text
+    return results
+
+
+def test_requests_on_a_silent_prefill_worker_fail_within_the_report_timeout():
+    # Issue 17 (8): with the prefill worker SIGSTOPped, 5 requests hung for 30 s with no error and no
+    # log line. Its load reports stop, so after router.load_report_timeout_s it is down: the frontend
+    # fails the requests waiting on it, and new ones are refused at once (503, /health says why).
+    s = Server(extra_args=["-c", QUICKSTART, "--set", "router.load_report_timeout_s=1"])
+    try:
+        results = requests_while_prefill_stopped(s, 5)
+        for r in results:
+            assert r["status"] == 503, r
+            assert r["seconds"] < 10, r
+            assert "stopped responding" in r["body"] or "No worker can take requests" in r["body"], r
+    finally:
+        s.stop()
+
+
+def test_remote_prefill_deadline_is_configuration():
+    # Issue 17 (8): the remote-prefill timeout was 120 s and not configurable. With the frontend's
+    # liveness check out of the way, the decode worker's own deadline ends the request.
+    s = Server(extra_args=["-c", QUICKSTART, "--set", "router.load_report_timeout_s=600",
+                           "--set", "disaggregation.remote_prefill_timeout_s=2"])
+    try:
+        [result] = requests_while_prefill_stopped(s, 1)
+        assert result["status"] is not None and result["status"] >= 500, result
+        assert 1.5 < result["seconds"] < 15, result
+        assert "remote prefill failed" in "".join(s.log), "".join(s.log[-30:])
+    finally:
+        s.stop()
