@@ -19,6 +19,7 @@
 #include <chrono>
 #include <deque>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -108,6 +109,23 @@ std::optional<ApiError> FramingError(const beast::error_code& ec) {
 // Asio opens sockets without SOCK_CLOEXEC; a process this one starts must not inherit the listener
 // (it would keep the port) or connections. (The supervisor also closes all but 0-2 in its children.)
 void SetCloseOnExec(int fd) { fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC); }
+
+// The version of a request line `METHOD TARGET HTTP/d.d` at the start of `bytes`, when it has that
+// shape (the parser rejects every version but 1.0 and 1.1 alike, as a bad version).
+std::optional<unsigned> RequestLineVersion(std::string_view bytes) {
+  const size_t end = bytes.find("\r\n");
+  if (end == std::string_view::npos) return std::nullopt;
+  const std::string_view line = bytes.substr(0, end);
+  const size_t first_space = line.find(' ');
+  const size_t last_space = line.rfind(' ');
+  if (first_space == std::string_view::npos || first_space == 0 || last_space <= first_space + 1) {
+    return std::nullopt;
+  }
+  const std::string_view v = line.substr(last_space + 1);
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (v.size() != 8 || v.substr(0, 5) != "HTTP/" || !digit(v[5]) || v[6] != '.' || !digit(v[7])) return std::nullopt;
+  return static_cast<unsigned>((v[5] - '0') * 10 + (v[7] - '0'));
+}
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -203,21 +221,20 @@ class Session : public std::enable_shared_from_this<Session> {
       return WriteReply("", ErrorReply(InvalidRequest("Request headers are too large.")));
     }
     if (ec) {
-      // Bad framing gets a 400 and the connection ends (its remaining bytes can't be trusted);
-      // end of stream, timeouts and resets just close.
-      if (std::optional<ApiError> error = FramingError(ec)) {
-        keep_alive_ = false;
-        version_ = 11;
-        return WriteReply("", ErrorReply(*error));
+      // Bad framing gets a 400 (a well-formed request line of another HTTP version 505) and the
+      // connection ends (its remaining bytes can't be trusted); end of stream, timeouts and resets
+      // just close.
+      std::optional<ApiError> error = FramingError(ec);
+      if (!error) return Close();
+      if (ec == http::error::bad_version) {
+        const std::string_view buffered(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+        if (std::optional<unsigned> version = RequestLineVersion(buffered)) error = HttpVersionNotSupported(*version);
       }
-      return Close();
-    }
-    http::request<http::string_body> req = parser_->release();
-    if (req.version() != 10 && req.version() != 11) {
       keep_alive_ = false;
       version_ = 11;
-      return WriteReply("", ErrorReply(HttpVersionNotSupported(req.version())));
+      return WriteReply("", ErrorReply(*error));
     }
+    http::request<http::string_body> req = parser_->release();
     version_ = req.version();
     keep_alive_ = req.keep_alive();
     // Nothing a client sends may end the process: an exception from routing (a bug) is a 500 on
