@@ -175,6 +175,9 @@ class Session : public std::enable_shared_from_this<Session> {
       buffer_.consume(1);
     }
     if (buffer_.size() == 0) {
+      // After an end of stream nothing more comes (and Asio would wait for a readiness event that
+      // was already delivered): the connection is done.
+      if (peer_eof_) return Close();
       return stream_.async_read_some(buffer_.prepare(4096),
                                      [self = shared_from_this()](beast::error_code ec, size_t n) {
                                        self->buffer_.commit(n);
@@ -182,6 +185,9 @@ class Session : public std::enable_shared_from_this<Session> {
                                        self->ReadRequest();
                                      });
     }
+    // A request buffered before the client's end of stream is parsed from the buffer; if it is
+    // incomplete, the read for the rest fails at once.
+    if (peer_eof_) stream_.expires_after(std::chrono::milliseconds(1));
     parser_.emplace();
     parser_->body_limit(static_cast<uint64_t>(options_.max_request_bytes));
     parser_->header_limit(64 * 1024);
