@@ -128,6 +128,15 @@ int RunWorker(const Args& args) {
                  options.listen.c_str());
     return 2;
   }
+  // The KV transport listens where the worker is reached: the advertised host when it listens on a
+  // wildcard (else the listen host).
+  const bool wildcard = listen_host == "0.0.0.0" || listen_host == "[::]";
+  if (wildcard && flags->Has("advertise")) {
+    const std::string advertise = flags->Get("advertise");
+    const size_t colon = advertise.rfind(':');
+    const bool has_port = colon != std::string::npos && advertise.find(']', colon) == std::string::npos;
+    options.transfer_host = has_port ? advertise.substr(0, colon) : advertise;
+  }
   const sigset_t signals = BlockShutdownSignals();
   auto w = worker::Worker::CreateFromDeployment(*config, options);
   if (!w.ok()) {

@@ -42,6 +42,12 @@ constexpr auto kPollInterval = std::chrono::milliseconds(20);
 constexpr int kTransferTimeoutMs = 60000;
 constexpr auto kNotificationTimeout = std::chrono::seconds(30);
 
+// Where the KV transport listens: transfer_host, else the gRPC listen host.
+std::string TransferHost(const WorkerOptions& options) {
+  if (!options.transfer_host.empty()) return options.transfer_host;
+  return options.listen.substr(0, options.listen.rfind(':'));
+}
+
 // One call's engine outputs: the loop thread pushes, the gRPC handler thread pops.
 class OutputQueue {
  public:
@@ -103,7 +109,7 @@ class Worker::Impl final : public v1::Worker::Service {
   absl::Status Start() {
     const backend::KvCacheSpec& spec = kv_->spec();
     if (transport_ == nullptr) {
-      TANDEM_ASSIGN_OR_RETURN(transport_, transfer::CreateTransport(options_.transfer));
+      TANDEM_ASSIGN_OR_RETURN(transport_, transfer::CreateTransport(options_.transfer, TransferHost(options_)));
     }
     TANDEM_ASSIGN_OR_RETURN(std::string transport_address, transport_->LocalAddress());
     info_.set_role(cluster::WorkerRoleName(options_.role));
@@ -943,7 +949,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::CreateFromDeployment(const Deplo
   // The transport first: on the CPU backend the KV pools live in its memory where it has its own
   // (ucx: shared memory, so a prefill worker on this host writes them without TCP).
   if (options.transport == nullptr) {
-    TANDEM_ASSIGN_OR_RETURN(options.transport, transfer::CreateTransport(options.transfer));
+    TANDEM_ASSIGN_OR_RETURN(options.transport, transfer::CreateTransport(options.transfer, TransferHost(options)));
   }
   backend::KvPoolAllocator kv_allocator;
   switch (config.backend) {

@@ -41,6 +41,9 @@ using WorkerRole = cluster::WorkerRole;
 struct WorkerOptions {
   WorkerRole role = WorkerRole::kBoth;
   std::string listen = "127.0.0.1:0";  // host:port of the gRPC server; port 0 picks a free one
+  // The address the KV transport (ucx) listens on; empty: the listen host (a wildcard there: every
+  // interface). `tandem worker` sets the --advertise host when it listens on a wildcard.
+  std::string transfer_host;
   TransferBackend transfer = TransferBackend::kAuto;
   // transfer.layerwise: a prefill worker posts each layer's KV blocks while the prompt still runs
   // (as soon as the layer is computed); false: every layer after the prefill finished.

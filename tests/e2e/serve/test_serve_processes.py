@@ -1,6 +1,7 @@
 """`tandem serve -c`'s worker processes as the operating system sees them (issue 17): the resolved
 config never lands in /tmp, a (re)started worker holds none of the frontend's descriptors (its HTTP
 listener above all), and workers do not outlive the supervisor."""
+import ipaddress
 import os
 import pathlib
 import signal
@@ -80,6 +81,36 @@ def test_restarted_worker_holds_none_of_the_frontends_descriptors(served):
     r = requests.post(served.url + "/v1/completions", timeout=120,
                       json={"model": "smollm2", "prompt": "Hello", "max_tokens": 2})
     assert r.status_code == 200, r.text
+
+
+def listening_addresses(pid):
+    """(address, port) of every TCP socket `pid` listens on (IPv4 and IPv6)."""
+    inodes = {target[len("socket:["):-1] for target in descriptors(pid).values() if target.startswith("socket:[")}
+    out = []
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in pathlib.Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                continue
+            hex_addr, hex_port = local.split(":")
+            # The kernel prints the address as 32-bit words in host (little-endian) order.
+            raw = b"".join(bytes.fromhex(hex_addr[i:i + 8])[::-1] for i in range(0, width, 8))
+            addr = ipaddress.ip_address(raw)
+            if addr.version == 6 and addr.ipv4_mapped:
+                addr = addr.ipv4_mapped  # gRPC listens on ::ffff:127.0.0.1 for 127.0.0.1
+            out.append((str(addr), int(hex_port, 16)))
+    return out
+
+
+def test_workers_listen_only_on_their_address(served):
+    # Issue 17 (9): each worker's UCX (KV transfer) listener was on 127.0.0.1 and also on the
+    # machine's external address, while everything else listened on loopback.
+    for role in ("prefill", "decode"):
+        [pid] = worker_pids(served, role)
+        addresses = listening_addresses(pid)
+        assert len(addresses) >= 2, addresses  # gRPC and the KV transport at least
+        assert all(addr == "127.0.0.1" for addr, _ in addresses), (role, addresses)
 
 
 def test_clean_stop_leaves_nothing_behind(served):
