@@ -14,6 +14,48 @@ nlohmann::json ApiError::ToJson() const {
   return {{"error", std::move(error)}};
 }
 
+std::string WithoutWorkerAddresses(std::string_view text) {
+  auto is_host_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+           c == '_';
+  };
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    // A host ends at a ':' followed by 1-5 digits (the port) that no further host character follows.
+    size_t start = i;
+    size_t end = i;
+    if (text[i] == '[') {
+      end = text.find(']', i);
+      end = end == std::string_view::npos ? i : end + 1;
+    } else {
+      while (end < text.size() && is_host_char(text[end])) ++end;
+    }
+    if (end > start && end < text.size() && text[end] == ':') {
+      size_t port = end + 1;
+      while (port < text.size() && is_digit(text[port]) && port - end <= 5) ++port;
+      const bool has_port = port > end + 1 && port - end - 1 <= 5;
+      // The port ends the address: what follows is not part of a name or number (a sentence's
+      // full stop may follow; "10.1" after "ipv4:" is a host, not a port).
+      const bool boundary = port == text.size() ||
+                            (!is_host_char(text[port]) ||
+                             (text[port] == '.' && (port + 1 == text.size() || !is_host_char(text[port + 1]))));
+      const bool looks_like_host = text[start] == '[' || text.substr(start, end - start).find_first_not_of(
+                                                           "0123456789") != std::string_view::npos;
+      if (has_port && boundary && looks_like_host) {
+        out += "<address>";
+        i = port;
+        continue;
+      }
+    }
+    if (end == start) end = start + 1;
+    out.append(text.substr(start, end - start));
+    i = end;
+  }
+  return out;
+}
+
 std::string DumpJson(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tandem/cluster/worker_client.h"
+#include "tandem/frontend/api_error.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
 #include "tandem/kvcache/block_hash.h"
@@ -205,10 +206,11 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
     idle_.notify_all();
   };
 
-  auto plan = router_->Route(req.prompt_token_ids);
+  auto plan = router_->Route(req.prompt_token_ids, req.n);
   if (!plan.ok()) {
     GenerateEvent event;
-    event.status = absl::UnavailableError(absl::StrCat("no worker can serve the request: ", plan.status().message()));
+    TLOG_WARN("[{}] not routed: {}", req.request_id, std::string(plan.status().message()));
+    event.status = absl::UnavailableError("No worker can serve the request now; retry later.");
     event.final = true;
     finish(std::move(event));
     return;
@@ -254,9 +256,11 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
       [&](const v1::WorkerGenerateResponse& r) {
         if (!worker_error.ok() || last.has_value()) return;
         if (r.finish_reason() == v1::WORKER_FINISH_ERROR) {
-          worker_error = absl::Status(
-              r.error_code() == 0 ? absl::StatusCode::kInternal : static_cast<absl::StatusCode>(r.error_code()),
-              absl::StrCat("worker ", plan->decode.worker_id, ": ", r.error()));
+          const auto code =
+              r.error_code() == 0 ? absl::StatusCode::kInternal : static_cast<absl::StatusCode>(r.error_code());
+          TLOG_WARN("[{}] worker {} ({}) failed the request: {}", req.request_id, plan->decode.worker_id,
+                    plan->decode.address, r.error());
+          worker_error = absl::Status(code, WithoutWorkerAddresses(r.error()));
           return;
         }
         if (r.index() < 0 || r.index() >= static_cast<int>(choices.size())) return;
@@ -321,12 +325,12 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
       final_event.choices.push_back(std::move(delta));
     }
   } else {
-    final_event.status = stream.ok() ? absl::InternalError(absl::StrCat("worker ", plan->decode.worker_id,
-                                                                        " ended the stream before the request "
-                                                                        "finished"))
-                                     : absl::Status(stream.code(), absl::StrCat("worker ", plan->decode.worker_id,
-                                                                               " (", plan->decode.address,
-                                                                               "): ", stream.message()));
+    TLOG_WARN("[{}] stream from worker {} ({}) ended early: {}", req.request_id, plan->decode.worker_id,
+              plan->decode.address, stream.ok() ? std::string("OK") : stream.ToString());
+    final_event.status =
+        stream.ok() ? absl::InternalError("The worker serving the request ended its stream before the request finished.")
+                    : absl::Status(stream.code(), absl::StrCat("Lost the worker serving the request: ",
+                                                               WithoutWorkerAddresses(std::string(stream.message()))));
   }
   final_event.final = true;
   if (final_event.status.ok()) {

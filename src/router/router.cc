@@ -182,12 +182,12 @@ absl::StatusOr<RouteResult> Router::RoutePrefill(std::span<const int32_t> prompt
   return result;
 }
 
-absl::StatusOr<RoutePlan> Router::Route(std::span<const int32_t> prompt) {
+absl::StatusOr<RoutePlan> Router::Route(std::span<const int32_t> prompt, int32_t n) {
   RoutePlan plan;
   absl::StatusOr<RouteResult> decode = RouteDecode(prompt);
   if (!decode.ok()) return decode.status();
   plan.decode = *std::move(decode);
-  if (options_.disaggregation.mode == DisaggregationMode::kOff) return plan;
+  if (options_.disaggregation.mode == DisaggregationMode::kOff || n > 1) return plan;
   absl::StatusOr<RouteResult> prefill = Pick(Pool::kPrefill, prompt);
   if (!prefill.ok()) return plan;  // no prefill worker right now: the decode worker prefills locally
   if (!ShouldPrefillRemotely(plan.decode.uncached_prompt_tokens, prefill->queue_len)) return plan;

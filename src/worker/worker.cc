@@ -404,6 +404,16 @@ class Worker::Impl final : public v1::Worker::Service {
         break;
     }
     if (!remote) return std::string();
+    // A remote prefill hands back one sequence; n > 1 is prefilled here, once, and forked here
+    // (sharing the prompt's blocks), as an aggregated worker does.
+    if (request.sampling().n() > 1) {
+      if (explicit_remote) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "prefill_mode REMOTE takes n = 1, found n = ", request.sampling().n(),
+            "; prefill a request with n > 1 locally (PREFILL_MODE_LOCAL)"));
+      }
+      return std::string();
+    }
     if (!request.prefill_worker().empty()) return request.prefill_worker();
     if (options_.prefill_workers.empty()) {
       if (explicit_remote) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "nlohmann/json.hpp"
@@ -43,6 +44,10 @@ ApiError HttpVersionNotSupported(unsigned version);
 // NotFound -> 404, ResourceExhausted -> 429, Unavailable -> 503, DeadlineExceeded -> 504,
 // Cancelled -> 499, else 500).
 ApiError FromStatus(const absl::Status& status);
+
+// `text` with every HOST:PORT (IPv4, [IPv6] or name, e.g. a worker's address) replaced by
+// "<address>": worker errors reach clients, the cluster's addresses must not (the log has them).
+std::string WithoutWorkerAddresses(std::string_view text);
 
 // json.dump() for anything that may hold client-supplied text: invalid UTF-8 becomes U+FFFD (plain
 // dump() throws type_error 316 on it).

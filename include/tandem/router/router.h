@@ -92,8 +92,10 @@ class Router {
   // A prefill worker (role prefill) for `prompt`; counts the uncached part into its load.
   absl::StatusOr<RouteResult> RoutePrefill(std::span<const int32_t> prompt);
   // The decode worker, plus a prefill worker when ShouldPrefillRemotely says so for the decode
-  // worker's uncached tokens and the chosen prefill worker's queue.
-  absl::StatusOr<RoutePlan> Route(std::span<const int32_t> prompt);
+  // worker's uncached tokens and the chosen prefill worker's queue. `n` > 1 sequences are always
+  // prefilled on the decode worker (a remote prefill hands back one sequence; the decode worker
+  // prefills once and forks them, sharing the prompt's blocks).
+  absl::StatusOr<RoutePlan> Route(std::span<const int32_t> prompt, int32_t n = 1);
 
   // A request routed to `worker_id` finished: its `blocks` leave the load estimate.
   void ReleaseRequest(const std::string& worker_id, int64_t blocks);

@@ -106,6 +106,26 @@ def test_metrics_show_each_worker_and_the_kv_it_moved(servers):
     assert re.search(r"^tandem_kv_transfer_bytes_total [1-9]", text, re.M)
 
 
+def test_n_greater_than_one_equals_aggregated(servers):
+    # Issue 17 (5): n > 1 failed disaggregated with an internal message as a 400 ("worker decode-1
+    # (...): ... kv_role remote_prefill expects n = 1, found n = 3"). Such requests are prefilled once
+    # on the decode worker and forked there, so sampling matches the aggregated engine's.
+    aggregated, disaggregated = servers
+    for body in ({"prompt": "Once upon a time", "n": 3, "max_tokens": 10, "temperature": 0.9, "seed": 7},
+                 {"prompt": "The capital of France is", "n": 2, "max_tokens": 6, "temperature": 0}):
+        got = []
+        for server in (aggregated, disaggregated):
+            r = requests.post(server.url + "/v1/completions", timeout=300, json={"model": MODEL_NAME, **body})
+            assert r.status_code == 200, r.text
+            got.append(sorted((c["index"], c["text"]) for c in r.json()["choices"]))
+        assert len(got[1]) == body["n"]
+        assert got[1] == got[0]
+    r = requests.post(disaggregated.url + "/v1/chat/completions", timeout=300, json={
+        "model": MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}], "n": 3, "max_tokens": 4})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 3
+
+
 def post(server, prompt, max_tokens, result, stream=False):
     """A completion into `result`: HTTP status and body lines, or the exception of a dropped connection."""
     try:
@@ -127,6 +147,7 @@ def assert_failed_clearly(result, words):
     else:
         assert result["status"] >= 500, (result["status"], body)
     assert any(w in body for w in words), body[-2000:]
+    assert "127.0.0.1" not in body, body[-2000:]  # issue 17 (5): no internal addresses for clients
     print(f"failed clearly: HTTP {result['status']}: {body[-400:]}")
 
 

@@ -29,5 +29,17 @@ TEST(ApiErrorTest, DumpJsonReplacesInvalidUtf8) {
   EXPECT_EQ(DumpJson(nlohmann::json{{"prompt", "caf\xc3\xa9"}}), "{\"prompt\":\"caf\xc3\xa9\"}");
 }
 
+// Issue 17 (5): worker errors reached clients with the workers' ids and addresses.
+TEST(ApiErrorTest, WorkerAddressesAreWithheld) {
+  EXPECT_EQ(WithoutWorkerAddresses("prefill worker 127.0.0.1:40123 unreachable: connection refused"),
+            "prefill worker <address> unreachable: connection refused");
+  EXPECT_EQ(WithoutWorkerAddresses("peer [::1]:5000, then decode-host-7.cluster.local:50051."),
+            "peer <address>, then <address>.");
+  EXPECT_EQ(WithoutWorkerAddresses("ipv4:10.1.2.3:8001 failed"), "ipv4:<address> failed");
+  // Not addresses: times, ratios, a port-less host.
+  EXPECT_EQ(WithoutWorkerAddresses("at 12:30, n = 3: expected 1:2 on host-a"),
+            "at 12:30, n = 3: expected 1:2 on host-a");
+}
+
 }  // namespace
 }  // namespace tandem::frontend

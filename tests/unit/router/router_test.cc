@@ -288,6 +288,23 @@ TEST(RouterTest, ShouldPrefillRemotelyFollowsTheMode) {
   EXPECT_FALSE(Router(options).ShouldPrefillRemotely(100000, 0));
 }
 
+// Issue 17 (5): n > 1 failed disaggregated ("kv_role remote_prefill expects n = 1, found n = 3"):
+// a remote prefill hands back one sequence, so the decode worker prefills once and forks.
+TEST(RouterTest, RequestsForSeveralSequencesArePrefilledOnTheDecodeWorker) {
+  RouterOptions options = Options(RouterPolicy::kKvAware);
+  options.disaggregation.mode = DisaggregationMode::kAlways;
+  Router router(options);
+  router.AddWorker(Decode("d0"));
+  router.AddWorker(Prefill("p0"));
+  const std::vector<int32_t> prompt = Tokens(64, 0);
+  absl::StatusOr<RoutePlan> one = router.Route(prompt, 1);
+  ASSERT_TRUE(one.ok() && one->prefill.has_value());
+  absl::StatusOr<RoutePlan> three = router.Route(prompt, 3);
+  ASSERT_TRUE(three.ok());
+  EXPECT_EQ(three->decode.worker_id, "d0");
+  EXPECT_FALSE(three->prefill.has_value());
+}
+
 TEST(RouterTest, RoutePlanPrefillsRemotelyOnlyForLongUncachedPrompts) {
   RouterOptions options = Options(RouterPolicy::kKvAware);
   options.disaggregation.mode = DisaggregationMode::kConditional;
