@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "flags.h"
 #include "shutdown_signals.h"
+#include "tandem/cluster/cluster_token.h"
 #include "tandem/cluster/discovery.h"
 #include "tandem/core/config.h"
 #include "tandem/core/logging.h"
@@ -111,6 +112,9 @@ int RunWorker(const Args& args) {
   }
   worker::WorkerOptions options;
   options.role = *role;
+  // Calls to this worker must present the cluster token, and it presents it to prefill workers.
+  options.cluster_token = cluster::ClusterTokenFromEnv(config->discovery.token_env);
+  cluster::SetClusterToken(options.cluster_token);
   options.listen = flags->Get("listen", "127.0.0.1:0");
   options.prefill_workers = flags->All("prefill");
   if (options.prefill_workers.empty()) {

@@ -58,7 +58,7 @@ absl::StatusOr<SharedFd> ConfigMemfd(const std::string& text) {
 }  // namespace
 
 absl::StatusOr<LaunchedWorkers> LaunchWorkers(const DeploymentConfig& config, const std::string& tandem_exe,
-                                              Supervisor& supervisor) {
+                                              Supervisor& supervisor, const std::string& cluster_token) {
   LaunchedWorkers launched;
   const std::vector<WorkerPlan> plan = PlanWorkers(config);
   if (plan.empty()) return absl::InvalidArgumentError("the deployment plans no worker (all pools have 0 replicas)");
@@ -75,8 +75,14 @@ absl::StatusOr<LaunchedWorkers> LaunchWorkers(const DeploymentConfig& config, co
                     launched.workers[i].address, "'}");
   }
   workers_yaml += "]";
+  std::vector<std::string> add;
+  if (!config.discovery.token_env.empty() && !cluster_token.empty()) {
+    add.push_back(absl::StrCat(config.discovery.token_env, "=", cluster_token));
+  }
+  const std::vector<std::string> env = ChildEnvironment({config.frontend.api_keys_env}, add);
   for (size_t i = 0; i < plan.size(); ++i) {
     ProcessSpec spec;
+    spec.env = env;
     spec.name = absl::StrCat(plan[i].role, "-", plan[i].replica);
     spec.argv = {tandem_exe, "worker", "--role", plan[i].role, "-c", "/dev/fd/3",
                  "--listen", launched.workers[i].address, "--set", "discovery.type=static", "--set", workers_yaml};

@@ -15,11 +15,27 @@
 
 #include "absl/strings/str_cat.h"
 
+extern char** environ;
+
 namespace tandem::cli {
 
 Supervisor::Supervisor(ExitReporter on_exit) : on_exit_(std::move(on_exit)) {}
 
 Supervisor::~Supervisor() { Shutdown(); }
+
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& drop, const std::vector<std::string>& add) {
+  std::vector<std::string> out;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string var(*e);
+    const std::string name = var.substr(0, var.find('='));
+    bool dropped = false;
+    for (const std::string& d : drop) dropped |= !d.empty() && d == name;
+    for (const std::string& a : add) dropped |= a.substr(0, a.find('=')) == name;  // replaced below
+    if (!dropped) out.push_back(var);
+  }
+  out.insert(out.end(), add.begin(), add.end());
+  return out;
+}
 
 SharedFd ShareFd(int fd) {
   return SharedFd(new int(fd), [](const int* p) {
@@ -53,6 +69,10 @@ absl::Status Supervisor::Spawn(Child& child) {
   std::vector<char*> argv;
   for (std::string& arg : child.spec.argv) argv.push_back(arg.data());
   argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (std::string& var : child.spec.env) envp.push_back(var.data());
+  envp.push_back(nullptr);
+  char** const env = child.spec.env.empty() ? environ : envp.data();
   int report[2];
   if (pipe2(report, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("starting ", child.spec.name, ": pipe: ", std::strerror(errno)));
@@ -77,7 +97,7 @@ absl::Status Supervisor::Spawn(Child& child) {
     // (SIGTERM: a worker shuts down as on Ctrl-C). Had the parent died already, the child was
     // re-parented before the prctl and exits here.
     if (ok) ok = prctl(PR_SET_PDEATHSIG, SIGTERM) == 0 && getppid() == parent;
-    if (ok) execv(argv[0], argv.data());
+    if (ok) execve(argv[0], argv.data(), env);
     const int err = errno;
     ssize_t unused = write(report_fd, &err, sizeof(err));
     (void)unused;

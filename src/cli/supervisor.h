@@ -27,7 +27,11 @@ struct ProcessSpec {
   std::vector<std::string> argv;  // argv[0] is the executable path
   bool restart = true;            // restart when it exits while the supervisor runs
   SharedFd fd3;                   // when set, the child's descriptor 3 (e.g. its config, read as /dev/fd/3)
+  std::vector<std::string> env;   // the child's environment (NAME=VALUE each); empty: this process's
 };
+
+// This process's environment without the variables named in `drop`, plus `add` (NAME=VALUE each).
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& drop, const std::vector<std::string>& add);
 
 class Supervisor {
  public:

@@ -145,6 +145,7 @@ absl::Status ReadPool(MapReader reader, PoolSection* out) {
 absl::Status ReadDiscovery(MapReader reader, DiscoverySection* out) {
   TANDEM_RETURN_IF_ERROR(reader.Validate());
   TANDEM_RETURN_IF_ERROR(reader.Enum("type", &out->type, kDiscoveries));
+  TANDEM_RETURN_IF_ERROR(reader.String("token_env", &out->token_env, true));
   MapReader etcd = reader.Child("etcd");
   TANDEM_RETURN_IF_ERROR(etcd.Validate());
   TANDEM_RETURN_IF_ERROR(etcd.StringList("endpoints", &out->etcd_endpoints));
@@ -397,7 +398,8 @@ std::string DescribeDeployment(const DeploymentConfig& c) {
                   ", prefix_caching: ", c.kv_cache.prefix_caching ? "true" : "false", "}\n");
   absl::StrAppend(&out, "transfer: {backend: ", Name(c.transfer.backend),
                   ", layerwise: ", c.transfer.layerwise ? "true" : "false", "}\n");
-  absl::StrAppend(&out, "discovery:\n  type: ", Name(c.discovery.type), "\n  etcd: {endpoints: [",
+  absl::StrAppend(&out, "discovery:\n  type: ", Name(c.discovery.type), "\n  token_env: \"", c.discovery.token_env,
+                  "\"\n  etcd: {endpoints: [",
                   absl::StrJoin(c.discovery.etcd_endpoints, ", "), "], lease_ttl_s: ", c.discovery.lease_ttl_s,
                   ", prefix: ", c.discovery.etcd_prefix, "}\n");
   for (const StaticWorker& w : c.discovery.static_workers) {

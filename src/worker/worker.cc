@@ -13,6 +13,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -23,6 +24,7 @@
 #include "layerwise_sender.h"
 #include "transport_kv_memory.h"
 #include "tandem/backend/kv_cache.h"
+#include "tandem/cluster/cluster_token.h"
 #include "tandem/cluster/worker_client.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
@@ -206,13 +208,31 @@ class Worker::Impl final : public v1::Worker::Service {
 
   // ---- gRPC service ----
 
-  grpc::Status GetInfo(grpc::ServerContext*, const v1::WorkerInfoRequest*, v1::WorkerInfo* info) override {
+  // Every RPC first: the caller presents the cluster token (cluster_token.h), compared in constant
+  // time; without one configured, everyone is let in.
+  grpc::Status Authenticate(const grpc::ServerContext* context) const {
+    if (options_.cluster_token.empty()) return grpc::Status::OK;
+    const auto& metadata = context->client_metadata();
+    const auto it = metadata.find(cluster::kClusterTokenHeader);
+    const std::string_view presented = it == metadata.end() ? std::string_view()
+                                                            : std::string_view(it->second.data(), it->second.size());
+    if (cluster::ClusterTokenMatches(options_.cluster_token, presented)) return grpc::Status::OK;
+    TLOG_WARN("worker: refused a call from {}: {} cluster token", context->peer(),
+              it == metadata.end() ? "no" : "a wrong");
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        absl::StrCat("expected the deployment's cluster token in metadata ", cluster::kClusterTokenHeader,
+                                     ", found ", it == metadata.end() ? "none" : "a different one"));
+  }
+
+  grpc::Status GetInfo(grpc::ServerContext* context, const v1::WorkerInfoRequest*, v1::WorkerInfo* info) override {
+    if (grpc::Status s = Authenticate(context); !s.ok()) return s;
     *info = info_;
     return grpc::Status::OK;
   }
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::WorkerGenerateRequest* request,
                         grpc::ServerWriter<v1::WorkerGenerateResponse>* writer) override {
+    if (grpc::Status s = Authenticate(context); !s.ok()) return s;
     if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is shutting down");
     if (request->prompt_token_ids().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -280,6 +300,7 @@ class Worker::Impl final : public v1::Worker::Service {
 
   grpc::Status RemotePrefill(grpc::ServerContext* context, const v1::RemotePrefillRequest* request,
                              v1::RemotePrefillResponse* response) override {
+    if (grpc::Status s = Authenticate(context); !s.ok()) return s;
     {
       std::lock_guard<std::mutex> lock(stats_mu_);
       ++stats_.prefill_queue_length;
@@ -298,6 +319,7 @@ class Worker::Impl final : public v1::Worker::Service {
 
   grpc::Status StreamLoad(grpc::ServerContext* context, const v1::LoadRequest* request,
                           grpc::ServerWriter<v1::LoadReport>* writer) override {
+    if (grpc::Status s = Authenticate(context); !s.ok()) return s;
     auto subscriber = std::make_shared<Subscriber>();
     {
       // A subscriber first learns what is cached now (ALL_CLEARED, then every held block as STORED),
@@ -624,7 +646,7 @@ class Worker::Impl final : public v1::Worker::Service {
       auto it = prefill_peers_.find(address);
       if (it != prefill_peers_.end()) return it->second.client;
     }
-    auto client = std::make_shared<cluster::WorkerClient>(address);
+    auto client = std::make_shared<cluster::WorkerClient>(address, options_.cluster_token);
     absl::StatusOr<v1::WorkerInfo> info = client->GetInfo(std::chrono::seconds(5));
     if (!info.ok()) {
       return absl::Status(info.status().code(), absl::StrCat("prefill worker ", address,

@@ -100,6 +100,9 @@ struct StaticWorker {
 struct DiscoverySection {
   DiscoveryType type = DiscoveryType::kEmbedded;
   std::vector<std::string> etcd_endpoints{"http://127.0.0.1:2379"};
+  // The environment variable holding the cluster token every worker RPC presents (workers refuse
+  // calls without it); unset or empty: no token. `tandem serve` generates one for its own workers.
+  std::string token_env = "TANDEM_CLUSTER_TOKEN";
   int lease_ttl_s = 10;
   std::string etcd_prefix = "/tandem";
   std::vector<StaticWorker> static_workers;

@@ -44,6 +44,9 @@ struct WorkerOptions {
   // The address the KV transport (ucx) listens on; empty: the listen host (a wildcard there: every
   // interface). `tandem worker` sets the --advertise host when it listens on a wildcard.
   std::string transfer_host;
+  // The deployment's cluster token (cluster_token.h): every RPC must present it, and this worker
+  // presents it to prefill workers. Empty: no check.
+  std::string cluster_token;
   TransferBackend transfer = TransferBackend::kAuto;
   // transfer.layerwise: a prefill worker posts each layer's KV blocks while the prompt still runs
   // (as soon as the layer is computed); false: every layer after the prefill finished.

@@ -122,5 +122,25 @@ TEST(SupervisorTest, ChildGetsSigtermWhenTheStartingThreadEnds) {
   EXPECT_EQ(DescribeWaitStatus(WaitExit(supervisor, statuses, 1)), "killed by signal 15 (Terminated)");
 }
 
+// Issue 17 (10): the API keys were passed into the workers' environment.
+TEST(SupervisorTest, ChildEnvironmentDropsAndAdds) {
+  setenv("TANDEM_TEST_SECRET_KEYS", "sk-1", 1);
+  setenv("TANDEM_TEST_KEPT", "yes", 1);
+  const std::vector<std::string> env =
+      ChildEnvironment({"TANDEM_TEST_SECRET_KEYS"}, {"TANDEM_TEST_TOKEN=t0k", "TANDEM_TEST_KEPT=replaced"});
+  std::vector<int> statuses;
+  Supervisor supervisor([&](const std::string&, int status, int) { statuses.push_back(status); });
+  ProcessSpec spec{"env",
+                   {"/bin/sh", "-c",
+                    "test -z \"$TANDEM_TEST_SECRET_KEYS\" && test \"$TANDEM_TEST_TOKEN\" = t0k && "
+                    "test \"$TANDEM_TEST_KEPT\" = replaced && test -n \"$PATH\""},
+                   false};
+  spec.env = env;
+  ASSERT_TRUE(supervisor.Start(spec).ok());
+  EXPECT_EQ(DescribeWaitStatus(WaitExit(supervisor, statuses, 1)), "exited with code 0");
+  unsetenv("TANDEM_TEST_SECRET_KEYS");
+  unsetenv("TANDEM_TEST_KEPT");
+}
+
 }  // namespace
 }  // namespace tandem::cli

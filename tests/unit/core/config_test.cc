@@ -44,6 +44,7 @@ TEST(ConfigTest, DefaultsFillEverythingMissing) {
   EXPECT_EQ(config->frontend.max_queue_wait_s, 30.0);
   EXPECT_EQ(config->router.load_report_timeout_s, 3.0);
   EXPECT_EQ(config->disaggregation.remote_prefill_timeout_s, 30.0);
+  EXPECT_EQ(config->discovery.token_env, "TANDEM_CLUSTER_TOKEN");
   const auto plan = PlanWorkers(*config);
   ASSERT_EQ(plan.size(), 5u);
   EXPECT_EQ(plan[0].role, "prefill");
