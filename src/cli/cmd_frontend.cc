@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "flags.h"
 #include "serve_frontend.h"
+#include "tandem/cluster/cluster_token.h"
 #include "tandem/cluster/discovery.h"
 #include "tandem/core/config.h"
 #include "tandem/core/logging.h"
@@ -94,6 +95,7 @@ int RunFrontend(const Args& args) {
     return 1;
   }
   const sigset_t signals = BlockShutdownSignals();
+  cluster::SetClusterToken(cluster::ClusterTokenFromEnv(config->discovery.token_env));  // for worker RPCs
 
   auto discovery = cluster::MakeDiscovery(config->discovery);
   if (!discovery.ok()) {

@@ -16,6 +16,7 @@
 #include "tandem/tokenizer/tokenizer.h"
 #ifdef TANDEM_HAVE_LAUNCHER
 #include "launcher.h"
+#include "tandem/cluster/cluster_token.h"
 #include "tandem/cluster/discovery.h"
 #include "tandem/frontend/remote_generator.h"
 #endif
@@ -88,7 +89,19 @@ int RunServe(const Args& args) {
   std::unique_ptr<cluster::Discovery> discovery;
   std::unique_ptr<frontend::RemoteGenerator> remote;
   if (launch) {
-    auto launched = LaunchWorkers(*config, "/proc/self/exe", supervisor);
+    // The workers take calls only with the cluster token: the operator's (discovery.token_env), else
+    // a fresh one that only this process and its workers know.
+    std::string token = cluster::ClusterTokenFromEnv(config->discovery.token_env);
+    if (token.empty() && !config->discovery.token_env.empty()) {
+      auto generated = cluster::GenerateClusterToken();
+      if (!generated.ok()) {
+        std::fprintf(stderr, "error: %s\n", std::string(generated.status().message()).c_str());
+        return 1;
+      }
+      token = *std::move(generated);
+    }
+    cluster::SetClusterToken(token);
+    auto launched = LaunchWorkers(*config, "/proc/self/exe", supervisor, token);
     if (!launched.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(launched.status().message()).c_str());
       return 1;

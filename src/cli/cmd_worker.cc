@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "flags.h"
 #include "shutdown_signals.h"
+#include "tandem/cluster/cluster_token.h"
 #include "tandem/cluster/discovery.h"
 #include "tandem/core/config.h"
 #include "tandem/core/logging.h"
@@ -111,6 +112,9 @@ int RunWorker(const Args& args) {
   }
   worker::WorkerOptions options;
   options.role = *role;
+  // Calls to this worker must present the cluster token, and it presents it to prefill workers.
+  options.cluster_token = cluster::ClusterTokenFromEnv(config->discovery.token_env);
+  cluster::SetClusterToken(options.cluster_token);
   options.listen = flags->Get("listen", "127.0.0.1:0");
   options.prefill_workers = flags->All("prefill");
   if (options.prefill_workers.empty()) {
@@ -127,6 +131,15 @@ int RunWorker(const Args& args) {
                  "address other hosts reach this worker at (else it would register 127.0.0.1)\n",
                  options.listen.c_str());
     return 2;
+  }
+  // The KV transport listens where the worker is reached: the advertised host when it listens on a
+  // wildcard (else the listen host).
+  const bool wildcard = listen_host == "0.0.0.0" || listen_host == "[::]";
+  if (wildcard && flags->Has("advertise")) {
+    const std::string advertise = flags->Get("advertise");
+    const size_t colon = advertise.rfind(':');
+    const bool has_port = colon != std::string::npos && advertise.find(']', colon) == std::string::npos;
+    options.transfer_host = has_port ? advertise.substr(0, colon) : advertise;
   }
   const sigset_t signals = BlockShutdownSignals();
   auto w = worker::Worker::CreateFromDeployment(*config, options);

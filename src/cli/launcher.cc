@@ -1,11 +1,14 @@
 #include "launcher.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <fstream>
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -17,7 +20,7 @@ namespace {
 
 // A loopback port that is free now (the worker binds it a moment later).
 absl::StatusOr<int> FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError("socket() failed while choosing a worker port");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -33,10 +36,29 @@ absl::StatusOr<int> FreePort() {
   return static_cast<int>(ntohs(addr.sin_port));
 }
 
+// The resolved deployment in a sealed memfd (close-on-exec here; the supervisor gives it to each
+// worker as descriptor 3).
+absl::StatusOr<SharedFd> ConfigMemfd(const std::string& text) {
+  const int fd = memfd_create("tandem-serve-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return absl::InternalError(absl::StrCat("memfd_create for the workers' config: ", std::strerror(errno)));
+  SharedFd shared = ShareFd(fd);
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::InternalError(absl::StrCat("writing the workers' config: ", std::strerror(errno)));
+    done += static_cast<size_t>(n);
+  }
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    return absl::InternalError(absl::StrCat("sealing the workers' config: ", std::strerror(errno)));
+  }
+  return shared;
+}
+
 }  // namespace
 
 absl::StatusOr<LaunchedWorkers> LaunchWorkers(const DeploymentConfig& config, const std::string& tandem_exe,
-                                              Supervisor& supervisor) {
+                                              Supervisor& supervisor, const std::string& cluster_token) {
   LaunchedWorkers launched;
   const std::vector<WorkerPlan> plan = PlanWorkers(config);
   if (plan.empty()) return absl::InvalidArgumentError("the deployment plans no worker (all pools have 0 replicas)");
@@ -45,23 +67,26 @@ absl::StatusOr<LaunchedWorkers> LaunchWorkers(const DeploymentConfig& config, co
     if (!port.ok()) return port.status();
     launched.workers.push_back({w.role, absl::StrCat("127.0.0.1:", *port)});
   }
-  launched.config_path = absl::StrCat("/tmp/tandem-serve-", getpid(), ".yaml");
-  {
-    std::ofstream out(launched.config_path);
-    out << DescribeDeployment(config);
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", launched.config_path));
-  }
+  auto config_fd = ConfigMemfd(DescribeDeployment(config));
+  if (!config_fd.ok()) return config_fd.status();
   std::string workers_yaml = "discovery.workers=[";
   for (size_t i = 0; i < launched.workers.size(); ++i) {
     absl::StrAppend(&workers_yaml, i ? ", " : "", "{role: ", launched.workers[i].role, ", address: '",
                     launched.workers[i].address, "'}");
   }
   workers_yaml += "]";
+  std::vector<std::string> add;
+  if (!config.discovery.token_env.empty() && !cluster_token.empty()) {
+    add.push_back(absl::StrCat(config.discovery.token_env, "=", cluster_token));
+  }
+  const std::vector<std::string> env = ChildEnvironment({config.frontend.api_keys_env}, add);
   for (size_t i = 0; i < plan.size(); ++i) {
     ProcessSpec spec;
+    spec.env = env;
     spec.name = absl::StrCat(plan[i].role, "-", plan[i].replica);
-    spec.argv = {tandem_exe, "worker", "--role", plan[i].role, "-c", launched.config_path,
+    spec.argv = {tandem_exe, "worker", "--role", plan[i].role, "-c", "/dev/fd/3",
                  "--listen", launched.workers[i].address, "--set", "discovery.type=static", "--set", workers_yaml};
+    spec.fd3 = *config_fd;
     if (absl::Status s = supervisor.Start(spec); !s.ok()) return s;
     TLOG_INFO("serve: started {} on {}", spec.name, launched.workers[i].address);
   }

@@ -1,5 +1,7 @@
 #include "serve_frontend.h"
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -8,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "tandem/core/logging.h"
+#include "tandem/frontend/generator.h"
 #include "tandem/frontend/grpc_server.h"
 #include "tandem/frontend/http_server.h"
 #include "tandem/frontend/openai_service.h"
@@ -27,6 +30,18 @@ std::vector<std::string> ApiKeysFromEnv(const std::string& env_name) {
   return keys;
 }
 
+// Each HTTP connection is a descriptor: raise the soft limit to the hard one (commonly 1024 of
+// 524288), as servers do, so frontend.max_connections is what bounds connections.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t soft = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    TLOG_INFO("frontend: descriptor limit raised from {} to {}", soft, limit.rlim_cur);
+  }
+}
+
 }  // namespace
 
 int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator,
@@ -35,6 +50,7 @@ int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator
   service_options.model_name = generator->ListModels().front().id;
   service_options.max_model_len = run.max_model_len;
   service_options.max_queued_requests = config.frontend.max_queued_requests;
+  service_options.max_queue_wait_s = config.frontend.max_queue_wait_s;
   service_options.api_keys = ApiKeysFromEnv(config.frontend.api_keys_env);
   frontend::OpenAiService service(generator, tokenizer, service_options);
 
@@ -43,6 +59,17 @@ int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator
   http_options.port = config.frontend.http.port;
   http_options.num_threads = run.http_threads;
   http_options.max_request_bytes = config.frontend.max_request_bytes;
+  http_options.max_connections = config.frontend.max_connections;
+  RaiseDescriptorLimit();
+  for (int waited_ms = 0; !generator->Health().ready && waited_ms < run.ready_timeout_s * 1000; waited_ms += 100) {
+    const timespec tick{0, 100 * 1000 * 1000};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) return 0;  // stopped before serving
+    if (run.on_tick) run.on_tick();
+  }
+  if (const frontend::GeneratorHealth health = generator->Health(); !health.ready) {
+    TLOG_WARN("{}: not ready after {} s ({}); serving anyway, /health says 503 until it is", run.command,
+              run.ready_timeout_s, health.detail);
+  }
   frontend::HttpServer http(&service, http_options);
   if (absl::Status s = http.Start(); !s.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());

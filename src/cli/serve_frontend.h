@@ -26,6 +26,9 @@ struct FrontendRun {
   int64_t max_model_len = 0;
   // Called every 200 ms on the waiting thread (the launcher reaps and restarts workers there).
   std::function<void()> on_tick;
+  // Before opening its ports, wait this long at most for the generator to be ready (the workers'
+  // load streams report), so /health answers 200 from the start when it can.
+  int ready_timeout_s = 15;
 };
 
 // Starts the HTTP server (frontend.http) and, with run.grpc, the gRPC API (frontend.grpc) over

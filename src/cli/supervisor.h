@@ -1,12 +1,16 @@
 // Runs a deployment's processes (frontend, prefill and decode workers) as children of
 // `tandem serve`: starts each, restarts one that exits unexpectedly (with backoff, reporting
 // the exit), and on Shutdown() sends SIGTERM to all, then SIGKILL after a grace period.
+// A child inherits descriptors 0-2 (and ProcessSpec::fd3) only, and gets SIGTERM when the thread
+// that started it ends (PR_SET_PDEATHSIG): call Start and Poll from a thread that lives as long as
+// the children should, such as the main thread.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,11 +18,20 @@
 
 namespace tandem::cli {
 
+// A descriptor shared by the specs that pass it to their children; closed with the last copy.
+using SharedFd = std::shared_ptr<const int>;
+SharedFd ShareFd(int fd);
+
 struct ProcessSpec {
   std::string name;               // "prefill-0", "decode-1", "frontend" (log lines)
   std::vector<std::string> argv;  // argv[0] is the executable path
   bool restart = true;            // restart when it exits while the supervisor runs
+  SharedFd fd3;                   // when set, the child's descriptor 3 (e.g. its config, read as /dev/fd/3)
+  std::vector<std::string> env;   // the child's environment (NAME=VALUE each); empty: this process's
 };
+
+// This process's environment without the variables named in `drop`, plus `add` (NAME=VALUE each).
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& drop, const std::vector<std::string>& add);
 
 class Supervisor {
  public:

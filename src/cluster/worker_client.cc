@@ -62,12 +62,18 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-WorkerClient::WorkerClient(std::string address)
+WorkerClient::WorkerClient(std::string address, std::string token)
     : address_(std::move(address)),
+      token_(std::move(token)),
       stub_(v1::Worker::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {}
+
+void WorkerClient::Prepare(grpc::ClientContext* context) const {
+  if (!token_.empty()) context->AddMetadata(kClusterTokenHeader, token_);
+}
 
 absl::StatusOr<v1::WorkerInfo> WorkerClient::GetInfo(std::chrono::milliseconds timeout) {
   grpc::ClientContext context;
+  Prepare(&context);
   context.set_deadline(std::chrono::system_clock::now() + timeout);
   v1::WorkerInfo info;
   const grpc::Status s = stub_->GetInfo(&context, v1::WorkerInfoRequest(), &info);
@@ -82,6 +88,7 @@ absl::Status WorkerClient::Generate(const v1::WorkerGenerateRequest& request,
                                     const std::function<void(const v1::WorkerGenerateResponse&)>& on_response,
                                     CallHandle* handle) {
   grpc::ClientContext context;
+  Prepare(&context);
   Attached attached(handle, &context, &CallHandle::Attach, &CallHandle::Detach);
   std::unique_ptr<grpc::ClientReader<v1::WorkerGenerateResponse>> reader = stub_->Generate(&context, request);
   v1::WorkerGenerateResponse response;
@@ -93,6 +100,7 @@ absl::StatusOr<v1::RemotePrefillResponse> WorkerClient::RemotePrefill(const v1::
                                                                       std::chrono::milliseconds timeout,
                                                                       CallHandle* handle) {
   grpc::ClientContext context;
+  Prepare(&context);
   context.set_deadline(std::chrono::system_clock::now() + timeout);
   Attached attached(handle, &context, &CallHandle::Attach, &CallHandle::Detach);
   v1::RemotePrefillResponse response;
@@ -108,6 +116,7 @@ absl::Status WorkerClient::StreamLoad(int interval_ms,
                                       const std::function<bool(const v1::LoadReport&)>& on_report,
                                       CallHandle* handle) {
   grpc::ClientContext context;
+  Prepare(&context);
   Attached attached(handle, &context, &CallHandle::Attach, &CallHandle::Detach);
   v1::LoadRequest request;
   request.set_interval_ms(interval_ms);

@@ -145,6 +145,7 @@ absl::Status ReadPool(MapReader reader, PoolSection* out) {
 absl::Status ReadDiscovery(MapReader reader, DiscoverySection* out) {
   TANDEM_RETURN_IF_ERROR(reader.Validate());
   TANDEM_RETURN_IF_ERROR(reader.Enum("type", &out->type, kDiscoveries));
+  TANDEM_RETURN_IF_ERROR(reader.String("token_env", &out->token_env, true));
   MapReader etcd = reader.Child("etcd");
   TANDEM_RETURN_IF_ERROR(etcd.Validate());
   TANDEM_RETURN_IF_ERROR(etcd.StringList("endpoints", &out->etcd_endpoints));
@@ -246,12 +247,15 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
   TANDEM_RETURN_IF_ERROR(frontend.String("api_keys_env", &config.frontend.api_keys_env, false));
   TANDEM_RETURN_IF_ERROR(frontend.Int("max_request_bytes", &config.frontend.max_request_bytes, 1024, int64_t{1} << 30));
   TANDEM_RETURN_IF_ERROR(frontend.Int("max_queued_requests", &config.frontend.max_queued_requests, 1, 1 << 24));
+  TANDEM_RETURN_IF_ERROR(frontend.Int("max_connections", &config.frontend.max_connections, 1, 1 << 24));
+  TANDEM_RETURN_IF_ERROR(frontend.Double("max_queue_wait_s", &config.frontend.max_queue_wait_s, 0.0, 3600.0));
   TANDEM_RETURN_IF_ERROR(frontend.Finish());
 
   MapReader router = top.Child("router");
   TANDEM_RETURN_IF_ERROR(router.Validate());
   TANDEM_RETURN_IF_ERROR(router.Enum("policy", &config.router.policy, kPolicies));
   TANDEM_RETURN_IF_ERROR(router.Double("kv_overlap_weight", &config.router.kv_overlap_weight, 0.0, 1e6));
+  TANDEM_RETURN_IF_ERROR(router.Double("load_report_timeout_s", &config.router.load_report_timeout_s, 0.2, 600.0));
   TANDEM_RETURN_IF_ERROR(router.Finish());
 
   MapReader disagg = top.Child("disaggregation");
@@ -260,6 +264,8 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
   TANDEM_RETURN_IF_ERROR(
       disagg.Int("max_local_prefill_tokens", &config.disaggregation.max_local_prefill_tokens, 0, int64_t{1} << 24));
   TANDEM_RETURN_IF_ERROR(disagg.Int("max_prefill_queue", &config.disaggregation.max_prefill_queue, 0, 1 << 20));
+  TANDEM_RETURN_IF_ERROR(disagg.Double("remote_prefill_timeout_s", &config.disaggregation.remote_prefill_timeout_s,
+                                      0.1, 3600.0));
   TANDEM_RETURN_IF_ERROR(disagg.Finish());
 
   MapReader pools = top.Child("pools");
@@ -376,12 +382,15 @@ std::string DescribeDeployment(const DeploymentConfig& c) {
   absl::StrAppend(&out, "frontend:\n  http: {host: ", c.frontend.http.host, ", port: ", c.frontend.http.port,
                   "}\n  grpc: {host: ", c.frontend.grpc.host, ", port: ", c.frontend.grpc.port,
                   "}\n  api_keys_env: ", c.frontend.api_keys_env, "\n  max_request_bytes: ",
-                  c.frontend.max_request_bytes, "\n  max_queued_requests: ", c.frontend.max_queued_requests, "\n");
+                  c.frontend.max_request_bytes, "\n  max_queued_requests: ", c.frontend.max_queued_requests,
+                  "\n  max_connections: ", c.frontend.max_connections,
+                  "\n  max_queue_wait_s: ", c.frontend.max_queue_wait_s, "\n");
   absl::StrAppend(&out, "router:\n  policy: ", Name(c.router.policy), "\n  kv_overlap_weight: ",
-                  c.router.kv_overlap_weight, "\n");
+                  c.router.kv_overlap_weight, "\n  load_report_timeout_s: ", c.router.load_report_timeout_s, "\n");
   absl::StrAppend(&out, "disaggregation:\n  mode: ", Name(c.disaggregation.mode), "\n  max_local_prefill_tokens: ",
                   c.disaggregation.max_local_prefill_tokens, "\n  max_prefill_queue: ",
-                  c.disaggregation.max_prefill_queue, "\n");
+                  c.disaggregation.max_prefill_queue, "\n  remote_prefill_timeout_s: ",
+                  c.disaggregation.remote_prefill_timeout_s, "\n");
   absl::StrAppend(&out, "pools:\n  prefill: ", pool(c.pools.prefill), "\n  decode: ", pool(c.pools.decode),
                   "\n  both: ", pool(c.pools.both), "\n");
   absl::StrAppend(&out, "kv_cache: {block_size: ", c.kv_cache.block_size, ", gpu_memory_utilization: ",
@@ -389,7 +398,8 @@ std::string DescribeDeployment(const DeploymentConfig& c) {
                   ", prefix_caching: ", c.kv_cache.prefix_caching ? "true" : "false", "}\n");
   absl::StrAppend(&out, "transfer: {backend: ", Name(c.transfer.backend),
                   ", layerwise: ", c.transfer.layerwise ? "true" : "false", "}\n");
-  absl::StrAppend(&out, "discovery:\n  type: ", Name(c.discovery.type), "\n  etcd: {endpoints: [",
+  absl::StrAppend(&out, "discovery:\n  type: ", Name(c.discovery.type), "\n  token_env: \"", c.discovery.token_env,
+                  "\"\n  etcd: {endpoints: [",
                   absl::StrJoin(c.discovery.etcd_endpoints, ", "), "], lease_ttl_s: ", c.discovery.lease_ttl_s,
                   ", prefix: ", c.discovery.etcd_prefix, "}\n");
   for (const StaticWorker& w : c.discovery.static_workers) {

@@ -22,6 +22,19 @@ absl::StatusOr<spdlog::level::level_enum> ParseLogLevel(std::string_view level) 
       "unknown log level '", std::string(level), "': expected one of trace, debug, info, warn, error, critical, off"));
 }
 
+bool LogLimiter::Allow(int64_t* held_back) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (now < next_) {
+    ++held_back_;
+    return false;
+  }
+  next_ = now + interval_;
+  *held_back = held_back_;
+  held_back_ = 0;
+  return true;
+}
+
 absl::Status InitLogging(std::string_view level, std::string_view component) {
   std::string chosen(level);
   const char* env = std::getenv("TANDEM_LOG_LEVEL");

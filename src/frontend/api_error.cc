@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace tandem::frontend {
 
@@ -12,6 +13,54 @@ nlohmann::json ApiError::ToJson() const {
   error["code"] = code.empty() ? nlohmann::json(nullptr) : nlohmann::json(code);
   return {{"error", std::move(error)}};
 }
+
+std::string WithoutWorkerAddresses(std::string_view text) {
+  auto is_host_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+           c == '_';
+  };
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    // A host ends at a ':' followed by 1-5 digits (the port) that no further host character follows.
+    size_t start = i;
+    size_t end = i;
+    if (text[i] == '[') {
+      end = text.find(']', i);
+      end = end == std::string_view::npos ? i : end + 1;
+    } else {
+      while (end < text.size() && is_host_char(text[end])) ++end;
+    }
+    if (end > start && end < text.size() && text[end] == ':') {
+      size_t port = end + 1;
+      while (port < text.size() && is_digit(text[port]) && port - end <= 5) ++port;
+      const bool has_port = port > end + 1 && port - end - 1 <= 5;
+      // The port ends the address: what follows is not part of a name or number (a sentence's
+      // full stop may follow; "10.1" after "ipv4:" is a host, not a port).
+      const bool boundary = port == text.size() ||
+                            (!is_host_char(text[port]) ||
+                             (text[port] == '.' && (port + 1 == text.size() || !is_host_char(text[port + 1]))));
+      const bool looks_like_host = text[start] == '[' || text.substr(start, end - start).find_first_not_of(
+                                                           "0123456789") != std::string_view::npos;
+      if (has_port && boundary && looks_like_host) {
+        out += "<address>";
+        i = port;
+        continue;
+      }
+    }
+    if (end == start) end = start + 1;
+    out.append(text.substr(start, end - start));
+    i = end;
+  }
+  return out;
+}
+
+std::string DumpJson(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string ApiError::Body() const { return DumpJson(ToJson()); }
 
 ApiError InvalidRequest(std::string message, std::string param, std::string code) {
   return ApiError{400, std::move(message), "invalid_request_error", std::move(param), std::move(code)};
@@ -42,9 +91,39 @@ ApiError PayloadTooLarge(long long limit_bytes) {
 }
 
 ApiError Overloaded(long long max_queued) {
-  return ApiError{429,
-                  absl::StrCat("The server is overloaded: ", max_queued, " requests are already queued."),
-                  "rate_limit_error", "", "server_overloaded"};
+  ApiError error{429, absl::StrCat("The server is overloaded: ", max_queued, " requests are already queued."),
+                 "rate_limit_error", "", "server_overloaded"};
+  error.retry_after_s = 1;
+  return error;
+}
+
+ApiError QueueWaitTooLong(double expected_s, double limit_s, int retry_after_s) {
+  ApiError error{429,
+                 absl::StrFormat("The server is overloaded: a request would wait about %.0f s to start, more "
+                                 "than the limit of %.0f s. Retry after %d s.",
+                                 expected_s, limit_s, retry_after_s),
+                 "rate_limit_error", "", "server_overloaded"};
+  error.retry_after_s = retry_after_s;
+  return error;
+}
+
+ApiError TooManyConnections(long long max_connections) {
+  ApiError error{503, absl::StrCat("The server has its maximum of ", max_connections, " open connections; retry later."),
+                 "server_error", "", "too_many_connections"};
+  error.retry_after_s = 1;
+  return error;
+}
+
+ApiError MalformedHttp(const std::string& what) {
+  return ApiError{400, absl::StrCat("Malformed HTTP request: ", what, "."), "invalid_request_error", "",
+                  "malformed_request"};
+}
+
+ApiError HttpVersionNotSupported(unsigned version) {
+  return ApiError{505,
+                  absl::StrCat("HTTP version not supported: expected HTTP/1.0 or HTTP/1.1, found HTTP/",
+                               version / 10, ".", version % 10, "."),
+                  "invalid_request_error", "", "http_version_not_supported"};
 }
 
 ApiError FromStatus(const absl::Status& status) {
@@ -65,9 +144,10 @@ ApiError FromStatus(const absl::Status& status) {
     case absl::StatusCode::kUnauthenticated:
     case absl::StatusCode::kPermissionDenied:
       return ApiError{401, message, "invalid_request_error", "", "invalid_api_key"};
+    case absl::StatusCode::kDeadlineExceeded:
+      return ApiError{504, message, "server_error", "", "timeout"};
     case absl::StatusCode::kOk:
     case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kDeadlineExceeded:
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kAborted:
     case absl::StatusCode::kUnimplemented:

@@ -1,12 +1,25 @@
 // Beast/Asio HTTP/1.1 server. One Session per connection, all of its handlers on one strand:
 //   read request → route → (generation) Prepare + Start → events posted from the generator's
 //   thread onto the strand → SSE chunks or one JSON body → next request (keep-alive).
-// While a request generates, a 1-byte-window read watches the socket: EOF or reset means the
-// client went away, and the request is cancelled down to the engine (which frees its KV blocks).
+// While a request generates, the socket is read: a reset means the client went away, and the request
+// is cancelled down to the engine (which frees its KV blocks); bytes are pipelined requests, answered
+// in order after this one (HTTP/1.1 pipelining); end of stream may be a half-close, whose client still
+// gets its response (see OnPeerEof). Bad framing is answered 400 (505 for a version), then closed.
 #include "tandem/frontend/http_server.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <deque>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -16,11 +29,13 @@
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/post.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
 #include "tandem/core/logging.h"
+#include "http_framing.h"
 #include "tandem/frontend/openai_response.h"
 
 namespace tandem::frontend {
@@ -32,20 +47,49 @@ namespace net = boost::asio;
 using tcp = boost::asio::ip::tcp;
 
 constexpr auto kWriteTimeout = std::chrono::seconds(60);
+// A connection that ends after a response drains what the client still sends for this long.
+constexpr auto kLingerTimeout = std::chrono::seconds(2);
+// A connection refused for the connection limit drains its request for this long: its descriptor
+// is wanted back soon.
+constexpr auto kRefusedLingerTimeout = std::chrono::milliseconds(500);
+// Connections being refused (503) beyond the limit; more are closed without an answer.
+constexpr int64_t kMaxRefusing = 64;
+// Accept errors (out of descriptors or memory) retry after 10 ms, doubling up to 1 s.
+constexpr auto kMinAcceptBackoff = std::chrono::milliseconds(10);
+constexpr auto kMaxAcceptBackoff = std::chrono::milliseconds(1000);
+// Bytes of pipelined requests read while a response is produced; more wait in the kernel.
+constexpr size_t kMaxPipelinedBytes = 64 * 1024;
+
+// Asio opens sockets without SOCK_CLOEXEC; a process this one starts must not inherit the listener
+// (it would keep the port) or connections. (The supervisor also closes all but 0-2 in its children.)
+void SetCloseOnExec(int fd) { fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC); }
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, OpenAiService* service, const HttpServerOptions& options)
-      : stream_(std::move(socket)), service_(service), options_(options) {
+  // `refuse_limit` > 0: the server is at its connection limit; this one is answered 503 and closed.
+  Session(tcp::socket socket, OpenAiService* service, const HttpServerOptions& options,
+          std::atomic<int64_t>* connections, int64_t refuse_limit)
+      : stream_(std::move(socket)),
+        service_(service),
+        options_(options),
+        connections_(connections),
+        refuse_limit_(refuse_limit) {
+    connections_->fetch_add(1);
     service_->metrics().AddOpenConnections(1);
   }
   ~Session() {
     if (active_) service_->Cancel(*prepared_);
     service_->metrics().AddOpenConnections(-1);
+    connections_->fetch_sub(1);
   }
 
   void Run() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->refuse_limit_ == 0) return self->DoRead();
+      self->keep_alive_ = false;
+      self->linger_ = kRefusedLingerTimeout;
+      self->WriteReply("", ErrorReply(TooManyConnections(self->refuse_limit_)));
+    });
   }
 
  private:
@@ -55,10 +99,35 @@ class Session : public std::enable_shared_from_this<Session> {
   };
 
   void DoRead() {
+    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_s));
+    ReadRequest();
+  }
+
+  // RFC 9112 §2.2: empty lines before a request line are ignored (clients may send a CRLF after a
+  // POST body); the parser would reject them, so they are dropped here, reading more if that was all.
+  void ReadRequest() {
+    while (buffer_.size() > 0) {
+      const char c = *static_cast<const char*>(buffer_.data().data());
+      if (c != '\r' && c != '\n') break;
+      buffer_.consume(1);
+    }
+    if (buffer_.size() == 0) {
+      // After an end of stream nothing more comes (and Asio would wait for a readiness event that
+      // was already delivered): the connection is done.
+      if (peer_eof_) return Close();
+      return stream_.async_read_some(buffer_.prepare(4096),
+                                     [self = shared_from_this()](beast::error_code ec, size_t n) {
+                                       self->buffer_.commit(n);
+                                       if (ec) return self->Close();  // end of stream, timeout, reset
+                                       self->ReadRequest();
+                                     });
+    }
+    // A request buffered before the client's end of stream is parsed from the buffer; if it is
+    // incomplete, the read for the rest fails at once.
+    if (peer_eof_) stream_.expires_after(std::chrono::milliseconds(1));
     parser_.emplace();
     parser_->body_limit(static_cast<uint64_t>(options_.max_request_bytes));
     parser_->header_limit(64 * 1024);
-    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_s));
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
@@ -94,15 +163,42 @@ class Session : public std::enable_shared_from_this<Session> {
       keep_alive_ = false;
       return WriteReply("", ErrorReply(InvalidRequest("Request headers are too large.")));
     }
-    if (ec) return Close();  // end of stream, timeout, reset or a malformed request
+    if (ec) {
+      // Bad framing gets a 400 (a well-formed request line of another HTTP version 505) and the
+      // connection ends (its remaining bytes can't be trusted); end of stream, timeouts and resets
+      // just close.
+      std::optional<ApiError> error = FramingError(ec);
+      if (!error) return Close();
+      if (ec == http::error::bad_version) {
+        const std::string_view buffered(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+        if (std::optional<unsigned> version = RequestLineVersion(buffered)) error = HttpVersionNotSupported(*version);
+      }
+      keep_alive_ = false;
+      version_ = 11;
+      return WriteReply("", ErrorReply(*error));
+    }
     http::request<http::string_body> req = parser_->release();
     version_ = req.version();
     keep_alive_ = req.keep_alive();
-    Route(std::move(req));
+    // Nothing a client sends may end the process: an exception from routing (a bug) is a 500 on
+    // this connection, which is then closed.
+    const std::string method(req.method_string());
+    try {
+      Route(std::move(req));
+    } catch (const std::exception& e) {
+      TLOG_ERROR("http: {} {}: internal error: {}", method, endpoint_, e.what());
+      keep_alive_ = false;
+      if (active_ || writing_) {  // a response had begun: it can't become a 500
+        if (active_) service_->Cancel(*prepared_);
+        active_ = false;
+        return Close();
+      }
+      WriteReply(endpoint_, ErrorReply(ApiError{500, "internal error", "server_error", "", "internal_error"}));
+    }
   }
 
   static HttpReply ErrorReply(const ApiError& error) {
-    return HttpReply{error.http_status, "application/json", error.Body()};
+    return HttpReply{error.http_status, "application/json", error.Body(), "", error.retry_after_s};
   }
 
   void Route(http::request<http::string_body> req) {
@@ -148,7 +244,7 @@ class Session : public std::enable_shared_from_this<Session> {
                              {"created", card.created},
                              {"owned_by", card.owned_by},
                              {"max_model_len", card.max_model_len}};
-      return HttpReply{200, "application/json", body.dump()};
+      return HttpReply{200, "application/json", DumpJson(body)};
     }
     return ErrorReply(ModelNotFound(id));
   }
@@ -175,6 +271,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return WriteReply(endpoint_, ErrorReply(*error));
     }
     started_s_ = NowSeconds();
+    Tick();
     streaming_ = prepared_->request.stream;
     stream_.expires_never();
     if (streaming_) {
@@ -189,9 +286,11 @@ class Session : public std::enable_shared_from_this<Session> {
     Watch();
   }
 
-  // Reads while the request generates, to notice a client that goes away.
+  // While a request generates, the socket is read: to notice a client that goes away, and to buffer
+  // pipelined requests (answered in order once this response is written). Up to kMaxPipelinedBytes
+  // are buffered; beyond that the rest waits in the kernel.
   void Watch() {
-    if (watching_ || closed_) return;
+    if (watching_ || closed_ || peer_eof_ || buffer_.size() >= kMaxPipelinedBytes) return;
     watching_ = true;
     stream_.socket().async_read_some(
         buffer_.prepare(4096),
@@ -200,21 +299,73 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnWatch(beast::error_code ec, size_t n) {
     watching_ = false;
-    if (n > 0) buffer_.commit(n);  // a pipelined request: parsed after this exchange
-    if (read_after_watch_) {
+    if (n > 0) buffer_.commit(n);
+    if (read_after_watch_) {  // the exchange ended while this read was pending (FinishExchange)
       read_after_watch_ = false;
       if (closed_) return;
       return DoRead();
     }
-    if (ec && ec != net::error::operation_aborted) {
-      if (active_) {
-        TLOG_INFO("request {}: client disconnected ({}), cancelling", prepared_->id, ec.message());
-        service_->Cancel(*prepared_);
-        active_ = false;
-        service_->metrics().CountRequest(endpoint_, 499);
-      }
-      Close();
+    if (!ec) return Watch();
+    if (ec == net::error::operation_aborted) return;
+    if (ec == net::error::eof) return OnPeerEof();
+    ClientGone(ec.message());
+  }
+
+  // End of stream while a response is produced: the client either half-closed (it sent all it will
+  // and still reads) or closed altogether. The two look the same until the server sends: a closed
+  // client's kernel answers data with a reset. A stream sends tokens anyway; a non-streaming HTTP/1.1
+  // response sends an interim `100 Continue` (which HTTP/1.1 clients must accept and skip). Then
+  // Tick watches for the reset. HTTP/1.0 has no interim responses, so there EOF cancels.
+  void OnPeerEof() {
+    peer_eof_ = true;
+    if (!active_) return;  // the response is being written; the next read sees the end and closes
+    if (!streaming_) {
+      if (version_ < 11) return ClientGone("end of stream");
+      static constexpr std::string_view kProbe = "HTTP/1.1 100 Continue\r\n\r\n";
+      beast::error_code ec;
+      const size_t sent = stream_.socket().write_some(net::buffer(kProbe.data(), kProbe.size()), ec);
+      if (ec || sent != kProbe.size()) return ClientGone(ec ? ec.message() : "short write");
     }
+    Tick();  // sooner, now that the peer is probed
+  }
+
+  // While a generation runs, this timer holds the session (the generator holds it only weakly, and
+  // the watch read stops after an EOF or kMaxPipelinedBytes), and after an EOF checks every 100 ms
+  // whether the client's end is gone (the connection was reset).
+  void Tick() {
+    const uint64_t id = ++tick_id_;
+    tick_.expires_after(peer_eof_ ? std::chrono::milliseconds(100) : std::chrono::milliseconds(1000));
+    tick_.async_wait([self = shared_from_this(), id](beast::error_code) { self->OnTick(id); });
+  }
+
+  void OnTick(uint64_t id) {
+    if (id != tick_id_ || !active_ || closed_) return;  // superseded, or the exchange is over
+    if (peer_eof_ && ConnectionReset()) return ClientGone("connection reset after end of stream");
+    Tick();
+  }
+
+  void StopTick() {
+    ++tick_id_;
+    tick_.cancel();
+  }
+
+  bool ConnectionReset() {
+    tcp_info info{};
+    socklen_t len = sizeof(info);
+    if (getsockopt(stream_.socket().native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return true;
+    return info.tcpi_state == TCP_CLOSE;
+  }
+
+  // The client went away while its request generated: cancel it down to the engine.
+  void ClientGone(const std::string& why) {
+    if (active_) {
+      TLOG_INFO("request {}: client disconnected ({}), cancelling", prepared_->id, why);
+      service_->Cancel(*prepared_);
+      active_ = false;
+      service_->metrics().CountRequest(endpoint_, 499);
+    }
+    StopTick();
+    Close();
   }
 
   void OnGenerateEvent(uint64_t generation, size_t sub, GenerateEvent event) {
@@ -244,6 +395,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void EndGeneration(int status) {
     active_ = false;
+    StopTick();
     ++generation_;
     service_->metrics().CountRequest(endpoint_, status);
     prepared_->in_flight.reset();
@@ -273,13 +425,7 @@ class Session : public std::enable_shared_from_this<Session> {
                      [self = shared_from_this(), last](beast::error_code ec, size_t) {
                        self->writing_ = false;
                        self->stream_.expires_never();
-                       if (ec) {
-                         if (self->active_) {
-                           self->service_->Cancel(*self->prepared_);
-                           self->active_ = false;
-                         }
-                         return self->Close();
-                       }
+                       if (ec) return self->ClientGone(ec.message());
                        if (last) return self->FinishExchange();
                        self->WriteNext();
                      });
@@ -292,6 +438,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(http::field::server, "tandem");
     res->set(http::field::content_type, reply.content_type);
     if (!reply.server_timing.empty()) res->set("Server-Timing", reply.server_timing);
+    if (reply.retry_after_s > 0) res->set(http::field::retry_after, std::to_string(reply.retry_after_s));
     res->keep_alive(keep_alive_);
     res->body() = std::move(reply.body);
     res->prepare_payload();
@@ -307,13 +454,32 @@ class Session : public std::enable_shared_from_this<Session> {
     builder_.reset();
     prepared_.reset();
     streaming_ = false;
-    if (!keep_alive_) return Close();
+    if (!keep_alive_) return Linger();
     if (watching_) {
       read_after_watch_ = true;
       stream_.socket().cancel();
       return;
     }
     DoRead();
+  }
+
+  // Ends a connection after its last response: stop sending, then read and drop whatever the client
+  // still sends until it closes too (or kLingerTimeout passes). Closing with unread bytes would make
+  // the kernel reset the connection, which can destroy the response before the client reads it.
+  void Linger() {
+    if (closed_) return;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return Close();
+    stream_.expires_after(linger_);
+    Drain();
+  }
+
+  void Drain() {
+    stream_.async_read_some(net::buffer(drain_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->Close();
+      self->Drain();
+    });
   }
 
   void Close() {
@@ -327,6 +493,9 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   OpenAiService* service_;
   const HttpServerOptions& options_;
+  std::atomic<int64_t>* connections_;  // the server's count of open sessions
+  const int64_t refuse_limit_;
+  std::chrono::steady_clock::duration linger_ = kLingerTimeout;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   unsigned version_ = 11;
@@ -341,10 +510,14 @@ class Session : public std::enable_shared_from_this<Session> {
   bool streaming_ = false;
   bool watching_ = false;
   bool read_after_watch_ = false;
+  bool peer_eof_ = false;  // the client sent end of stream (half-closed, or closed)
+  net::steady_timer tick_{stream_.get_executor()};
+  uint64_t tick_id_ = 0;  // only the latest Tick's wait acts
   bool writing_ = false;
   bool closed_ = false;
   std::deque<Outgoing> pending_;
   std::string in_flight_;
+  std::array<char, 4096> drain_;  // Linger's sink
 };
 
 }  // namespace
@@ -354,24 +527,67 @@ struct HttpServer::Impl {
       : service(s),
         options(std::move(o)),
         ioc(std::max(1, options.num_threads)),
-        acceptor(net::make_strand(ioc)) {}
+        acceptor(net::make_strand(ioc)),
+        accept_retry(acceptor.get_executor()) {}
 
   void Accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
-      if (ec) {
-        if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
-        TLOG_WARN("http: accept failed: {}", ec.message());
-      } else {
-        std::make_shared<Session>(std::move(socket), service, options)->Run();
-      }
+      if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+      if (ec) return OnAcceptError(ec);
+      accept_backoff = std::chrono::milliseconds(0);
+      SetCloseOnExec(socket.native_handle());
+      const int64_t open = connections.load();
+      if (open < max_connections) {
+        std::make_shared<Session>(std::move(socket), service, options, &connections, 0)->Run();
+      } else if (open < max_connections + kMaxRefusing) {
+        std::make_shared<Session>(std::move(socket), service, options, &connections, max_connections)->Run();
+      }  // else: closed unanswered as `socket` goes out of scope
       Accept();
     });
+  }
+
+  // An accept that fails for lack of descriptors (or memory) leaves the connection pending, so
+  // accepting again at once fails again: a loop at full CPU that logged millions of lines. Back off
+  // (doubling from kMinAcceptBackoff to kMaxAcceptBackoff) and log once per 10 s.
+  void OnAcceptError(const beast::error_code& ec) {
+    accept_backoff = std::clamp(accept_backoff * 2, std::chrono::milliseconds(kMinAcceptBackoff),
+                                std::chrono::milliseconds(kMaxAcceptBackoff));
+    int64_t held_back = 0;
+    if (accept_log.Allow(&held_back)) {
+      TLOG_WARN("http: accept failed: {} ({} connections open; retrying in {} ms; {} such failures not logged)",
+                ec.message(), connections.load(), accept_backoff.count(), held_back);
+    }
+    accept_retry.expires_after(accept_backoff);
+    accept_retry.async_wait([this](beast::error_code wec) {
+      if (wec || !acceptor.is_open()) return;
+      Accept();
+    });
+  }
+
+  // An I/O thread. A handler that throws (a bug) loses its connection, never the process: the
+  // exception is logged and the thread goes back to serving.
+  void Run() {
+    while (true) {
+      try {
+        ioc.run();
+        return;
+      } catch (const std::exception& e) {
+        TLOG_ERROR("http: a connection handler threw, its connection is dropped: {}", e.what());
+      } catch (...) {
+        TLOG_ERROR("http: a connection handler threw a non-standard exception, its connection is dropped");
+      }
+    }
   }
 
   OpenAiService* service;
   const HttpServerOptions options;
   net::io_context ioc;
   tcp::acceptor acceptor;
+  net::steady_timer accept_retry;  // on the acceptor's strand
+  std::chrono::milliseconds accept_backoff{0};
+  LogLimiter accept_log{std::chrono::seconds(10)};
+  std::atomic<int64_t> connections{0};
+  int64_t max_connections = 0;  // options.max_connections, lowered to fit the descriptor limit
   std::vector<std::thread> threads;
   int port = 0;
   bool stopped = false;
@@ -392,6 +608,7 @@ absl::Status HttpServer::Start() {
   const tcp::endpoint endpoint(address, static_cast<uint16_t>(impl_->options.port));
   tcp::acceptor& acceptor = impl_->acceptor;
   acceptor.open(endpoint.protocol(), ec);
+  if (!ec) SetCloseOnExec(acceptor.native_handle());
   if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
@@ -400,9 +617,20 @@ absl::Status HttpServer::Start() {
                                                impl_->options.port, ": ", ec.message()));
   }
   impl_->port = acceptor.local_endpoint().port();
+  impl_->max_connections = impl_->options.max_connections;
+  if (rlimit limit{}; getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    const int64_t descriptors = static_cast<int64_t>(limit.rlim_cur);
+    const int64_t fits = descriptors - std::min<int64_t>(256, descriptors / 4);
+    if (fits < impl_->max_connections) {
+      impl_->max_connections = std::max<int64_t>(1, fits);
+      TLOG_WARN("http: at most {} connections, below frontend.max_connections {}: the descriptor limit is {} "
+                "(ulimit -n) and some are kept for workers and files",
+                impl_->max_connections, impl_->options.max_connections, descriptors);
+    }
+  }
   impl_->Accept();
   for (int i = 0; i < std::max(1, impl_->options.num_threads); ++i) {
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+    impl_->threads.emplace_back([this] { impl_->Run(); });
   }
   TLOG_INFO("http: listening on {}:{} ({} I/O threads)", impl_->options.host, impl_->port,
             impl_->threads.size());
@@ -417,6 +645,7 @@ void HttpServer::Stop() {
   net::post(impl_->acceptor.get_executor(), [this] {
     beast::error_code ec;
     impl_->acceptor.close(ec);
+    impl_->accept_retry.cancel();
   });
   impl_->ioc.stop();
   for (std::thread& t : impl_->threads) t.join();

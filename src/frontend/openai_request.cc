@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 
 namespace tandem::frontend {
+
 namespace {
 
 using nlohmann::json;
@@ -113,23 +114,6 @@ std::optional<ApiError> GetFloat(const json& body, const char* key, double lo, d
         key);
   }
   *out = static_cast<float>(value);
-  return std::nullopt;
-}
-
-std::optional<ApiError> GetTokenIdList(const json& v, const char* key, std::vector<int32_t>* out) {
-  if (!v.is_array()) {
-    return InvalidRequest(absl::StrCat("'", key, "' must be an array of token ids, got ", TypeName(v), "."),
-                          key);
-  }
-  out->clear();
-  for (const json& id : v) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
-        id.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
-      return InvalidRequest(
-          absl::StrCat("'", key, "' must hold non-negative integer token ids, found ", id.dump(), "."), key);
-    }
-    out->push_back(static_cast<int32_t>(id.get<int64_t>()));
-  }
   return std::nullopt;
 }
 
@@ -261,7 +245,7 @@ std::optional<ApiError> ParsePrompt(const json& body, OpenAiRequest* req) {
     const json& first = v->front();
     if (first.is_number_integer()) {
       PromptInput p;
-      if (auto err = GetTokenIdList(*v, "prompt", &p.token_ids)) return err;
+      if (auto err = ParseTokenIdList(*v, "prompt", &p.token_ids)) return err;
       req->prompts.push_back(std::move(p));
     } else if (first.is_string()) {
       for (const json& s : *v) {
@@ -271,7 +255,7 @@ std::optional<ApiError> ParsePrompt(const json& body, OpenAiRequest* req) {
     } else if (first.is_array()) {
       for (const json& ids : *v) {
         PromptInput p;
-        if (auto err = GetTokenIdList(ids, "prompt", &p.token_ids)) return err;
+        if (auto err = ParseTokenIdList(ids, "prompt", &p.token_ids)) return err;
         req->prompts.push_back(std::move(p));
       }
     } else {
@@ -349,7 +333,7 @@ std::optional<ApiError> ParseBody(ApiKind kind, const json& body, OpenAiRequest*
         "min_tokens");
   }
   if (const json* ids = Field(body, "stop_token_ids")) {
-    if (auto err = GetTokenIdList(*ids, "stop_token_ids", &p.stop_token_ids)) return err;
+    if (auto err = ParseTokenIdList(*ids, "stop_token_ids", &p.stop_token_ids)) return err;
   }
   if (auto err = GetBool(body, "skip_special_tokens", &p.skip_special_tokens)) return err;
 
@@ -404,6 +388,29 @@ std::optional<ApiError> ParseBody(ApiKind kind, const json& body, OpenAiRequest*
 }
 
 }  // namespace
+
+std::optional<ApiError> ParseTokenIdList(const json& v, const char* key, std::vector<int32_t>* out) {
+  if (!v.is_array()) {
+    return InvalidRequest(absl::StrCat("'", key, "' must be an array of token ids, got ", TypeName(v), "."),
+                          key);
+  }
+  out->clear();
+  constexpr uint64_t kMaxId = std::numeric_limits<int32_t>::max();
+  for (const json& id : v) {
+    // Read as the JSON number it is (unsigned or signed 64-bit), never narrowed before the check.
+    const bool in_range = id.is_number_unsigned()  ? id.get<uint64_t>() <= kMaxId
+                          : id.is_number_integer() ? id.get<int64_t>() >= 0 &&
+                                                         static_cast<uint64_t>(id.get<int64_t>()) <= kMaxId
+                                                   : false;
+    if (!in_range) {
+      return InvalidRequest(
+          absl::StrCat("'", key, "' must hold token ids in [0, 2^31), found ", id.dump(), "."), key);
+    }
+    out->push_back(static_cast<int32_t>(id.get<int64_t>()));
+  }
+  return std::nullopt;
+}
+
 
 std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(ApiKind kind, const nlohmann::json& body) {
   OpenAiRequest req;

@@ -21,7 +21,7 @@ json Bytes(const std::string& s) {
 }
 
 std::string Sse(const json& payload) {
-  return absl::StrCat("data: ", payload.dump(-1, ' ', false, json::error_handler_t::replace), "\n\n");
+  return absl::StrCat("data: ", DumpJson(payload), "\n\n");
 }
 
 }  // namespace
@@ -201,7 +201,7 @@ HttpReply ResponseBuilder::FinalReply() const {
                {"model", prepared_.request.model},
                {"choices", std::move(choices)},
                {"usage", UsageJson()}};
-  return HttpReply{200, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace)};
+  return HttpReply{200, "application/json", DumpJson(body)};
 }
 
 }  // namespace tandem::frontend

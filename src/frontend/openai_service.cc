@@ -27,10 +27,10 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 }
 
 HttpReply JsonReply(int status, const json& body) {
-  return HttpReply{status, "application/json", body.dump()};
+  return HttpReply{status, "application/json", DumpJson(body)};
 }
 HttpReply ErrorReply(const ApiError& error) {
-  return HttpReply{error.http_status, "application/json", error.Body()};
+  return HttpReply{error.http_status, "application/json", error.Body(), "", error.retry_after_s};
 }
 
 int64_t UnixSeconds() {
@@ -46,7 +46,10 @@ double NowSeconds() {
 
 OpenAiService::OpenAiService(Generator* generator, const tokenizer::Tokenizer* tokenizer,
                              ServiceOptions options)
-    : generator_(generator), tokenizer_(tokenizer), options_(std::move(options)) {}
+    : generator_(generator),
+      tokenizer_(tokenizer),
+      options_(std::move(options)),
+      admission_(options_.max_queue_wait_s) {}
 
 bool OpenAiService::Authorized(std::string_view authorization) const {
   if (options_.api_keys.empty()) return true;
@@ -193,6 +196,10 @@ std::optional<ApiError> OpenAiService::Start(PreparedRequest& prepared, SubEvent
     return ApiError{503, absl::StrCat("No worker can take requests: ", health.detail), "server_error", "",
                     "service_unavailable"};
   }
+  const double admitted_at = NowSeconds();
+  if (const AdmissionControl::Decision d = admission_.Check(admitted_at); !d.admit) {
+    return QueueWaitTooLong(d.expected_wait_s, options_.max_queue_wait_s, d.retry_after_s);
+  }
   prepared.in_flight = std::make_shared<InFlightGuard>(&metrics_);
   auto shared_sink = std::make_shared<SubEventSink>(std::move(sink));
   for (size_t i = 0; i < prepared.subs.size(); ++i) {
@@ -202,14 +209,17 @@ std::optional<ApiError> OpenAiService::Start(PreparedRequest& prepared, SubEvent
     };
     auto timing = std::make_shared<Timing>();
     const double arrival = prepared.arrival_s;
+    const uint64_t ticket = next_ticket_.fetch_add(1);
+    admission_.Queued(ticket, admitted_at);
     metrics_.AddPromptTokens(static_cast<int64_t>(prepared.subs[i].prompt_token_ids.size()));
-    StreamCallback on_event = [this, i, timing, arrival, shared_sink](GenerateEvent event) {
+    StreamCallback on_event = [this, i, timing, arrival, ticket, shared_sink](GenerateEvent event) {
       size_t tokens = 0;
       for (const ChoiceDelta& c : event.choices) tokens += c.token_ids.size();
       if (tokens > 0) {
         const double now = NowSeconds();
         if (timing->first) {
           metrics_.ObserveTtft(now - arrival);
+          admission_.Started(ticket, now);
           timing->first = false;
         } else {
           metrics_.ObserveInterToken(now - timing->last);
@@ -217,12 +227,14 @@ std::optional<ApiError> OpenAiService::Start(PreparedRequest& prepared, SubEvent
         timing->last = now;
         metrics_.AddGenerationTokens(static_cast<int64_t>(tokens));
       }
+      if (event.final) admission_.Left(ticket);
       if (event.final && event.status.ok()) metrics_.ObserveE2e(NowSeconds() - arrival);
       (*shared_sink)(i, std::move(event));
     };
     absl::Status status = generator_->Generate(prepared.subs[i], std::move(on_event));
     if (!status.ok()) {
       for (size_t j = 0; j < i; ++j) generator_->Cancel(prepared.subs[j].request_id);
+      admission_.Left(ticket);  // the others leave with their final events
       return FromStatus(status);
     }
   }
@@ -312,11 +324,7 @@ HttpReply OpenAiService::Detokenize(const std::string& body) const {
     return ErrorReply(InvalidRequest("'tokens' (an array of token ids) is required.", "tokens"));
   }
   std::vector<int32_t> ids;
-  for (const json& id : req["tokens"]) {
-    if (!id.is_number_integer())
-      return ErrorReply(InvalidRequest("'tokens' must hold integer token ids.", "tokens"));
-    ids.push_back(id.get<int32_t>());
-  }
+  if (auto err = ParseTokenIdList(req["tokens"], "tokens", &ids)) return ErrorReply(*err);
   if (auto err = CheckTokenIds(ids, "tokens")) return ErrorReply(*err);
   auto text = tokenizer_->Decode(ids, /*skip_special_tokens=*/false);
   if (!text.ok()) return ErrorReply(InvalidRequest(std::string(text.status().message()), "tokens"));

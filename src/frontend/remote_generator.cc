@@ -1,6 +1,8 @@
 #include "tandem/frontend/remote_generator.h"
 
 #include <algorithm>
+#include <chrono>
+#include <map>
 #include <optional>
 #include <ctime>
 #include <thread>
@@ -8,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tandem/cluster/worker_client.h"
+#include "tandem/frontend/api_error.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
 #include "tandem/kvcache/block_hash.h"
@@ -23,6 +26,11 @@ struct RemoteGenerator::InFlight {
   StreamCallback on_event;
   cluster::CallHandle handle;
   std::atomic<bool> cancelled{false};
+  // Set under mu_ once routed: the workers the request waits on ("" prefill: prefilled locally).
+  std::string decode_id;
+  std::string prefill_id;
+  std::atomic<bool> got_token{false};  // the prefill is behind it
+  std::atomic<bool> worker_down{false};  // failed by FailRequestsOnSilentWorkers
 };
 
 namespace {
@@ -106,14 +114,58 @@ absl::StatusOr<std::unique_ptr<RemoteGenerator>> RemoteGenerator::Create(const D
   router::RouterOptions router_options = router::RouterOptions::FromConfig(config, kvcache::HashSalt(worker_model));
   gen->router_ = std::make_unique<router::Router>(router_options);
   gen->discovery_ = discovery;
-  gen->feeds_ = std::make_unique<router::LoadFeeds>(*gen->router_, *discovery);
+  gen->mode_ = config.disaggregation.mode;
+  router::LoadFeedOptions feed_options;
+  feed_options.down_after = absl::Seconds(config.router.load_report_timeout_s);
+  gen->down_after_s_ = config.router.load_report_timeout_s;
+  gen->feeds_ = std::make_unique<router::LoadFeeds>(*gen->router_, *discovery, feed_options);
+  RemoteGenerator* raw = gen.get();
+  gen->watchdog_ = std::thread([raw] { raw->WatchWorkers(); });
   return gen;
+}
+
+// Every 250 ms: requests waiting on a worker that went silent (its load reports stopped for
+// router.load_report_timeout_s: stopped, hung) are failed instead of hanging until a deadline.
+void RemoteGenerator::WatchWorkers() {
+  std::unique_lock<std::mutex> lock(watch_mu_);
+  while (!watch_cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return watch_stop_; })) {
+    lock.unlock();
+    FailRequestsOnSilentWorkers();
+    lock.lock();
+  }
+}
+
+void RemoteGenerator::FailRequestsOnSilentWorkers() {
+  std::map<std::string, std::string> down;  // id -> address, of workers that reported and went silent
+  for (const router::WorkerFeedStatus& status : feeds_->Statuses()) {
+    if (status.reports > 0 && !status.live) down.emplace(status.worker.id, status.worker.address);
+  }
+  if (down.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, call] : in_flight_) {
+    std::string silent;
+    if (down.contains(call->decode_id)) {
+      silent = call->decode_id;
+    } else if (!call->prefill_id.empty() && !call->got_token && down.contains(call->prefill_id)) {
+      silent = call->prefill_id;
+    }
+    if (silent.empty() || call->worker_down.exchange(true)) continue;
+    TLOG_WARN("request {}: worker {} ({}) sent no load report for {} s; failing the request", id, silent,
+              down[silent], down_after_s_);
+    call->handle.Cancel();
+  }
 }
 
 RemoteGenerator::~RemoteGenerator() { Shutdown(); }
 
 void RemoteGenerator::Shutdown() {
   if (stopped_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    watch_stop_ = true;
+  }
+  watch_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, call] : in_flight_) {
@@ -154,13 +206,19 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
     idle_.notify_all();
   };
 
-  auto plan = router_->Route(req.prompt_token_ids);
+  auto plan = router_->Route(req.prompt_token_ids, req.n);
   if (!plan.ok()) {
     GenerateEvent event;
-    event.status = absl::UnavailableError(absl::StrCat("no worker can serve the request: ", plan.status().message()));
+    TLOG_WARN("[{}] not routed: {}", req.request_id, std::string(plan.status().message()));
+    event.status = absl::UnavailableError("No worker can serve the request now; retry later.");
     event.final = true;
     finish(std::move(event));
     return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    call->decode_id = plan->decode.worker_id;
+    if (plan->prefill.has_value()) call->prefill_id = plan->prefill->worker_id;
   }
   v1::WorkerGenerateRequest wreq = ToWorkerRequest(req);
   if (plan->prefill.has_value()) {
@@ -198,12 +256,15 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
       [&](const v1::WorkerGenerateResponse& r) {
         if (!worker_error.ok() || last.has_value()) return;
         if (r.finish_reason() == v1::WORKER_FINISH_ERROR) {
-          worker_error = absl::Status(
-              r.error_code() == 0 ? absl::StatusCode::kInternal : static_cast<absl::StatusCode>(r.error_code()),
-              absl::StrCat("worker ", plan->decode.worker_id, ": ", r.error()));
+          const auto code =
+              r.error_code() == 0 ? absl::StatusCode::kInternal : static_cast<absl::StatusCode>(r.error_code());
+          TLOG_WARN("[{}] worker {} ({}) failed the request: {}", req.request_id, plan->decode.worker_id,
+                    plan->decode.address, r.error());
+          worker_error = absl::Status(code, WithoutWorkerAddresses(r.error()));
           return;
         }
         if (r.index() < 0 || r.index() >= static_cast<int>(choices.size())) return;
+        if (r.token_ids_size() > 0) call->got_token = true;
         Choice& choice = choices[static_cast<size_t>(r.index())];
         if (choice.finished) return;
         ChoiceDelta delta;
@@ -247,7 +308,11 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
   }
 
   GenerateEvent final_event;
-  if (!worker_error.ok()) {
+  if (call->worker_down) {
+    final_event.status = absl::UnavailableError(absl::StrCat(
+        "A worker serving this request stopped responding (no load report for ", down_after_s_,
+        " s), so the request was failed; retry it."));
+  } else if (!worker_error.ok()) {
     final_event.status = worker_error;
   } else if (last.has_value()) {
     final_event = std::move(*last);
@@ -260,12 +325,12 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
       final_event.choices.push_back(std::move(delta));
     }
   } else {
-    final_event.status = stream.ok() ? absl::InternalError(absl::StrCat("worker ", plan->decode.worker_id,
-                                                                        " ended the stream before the request "
-                                                                        "finished"))
-                                     : absl::Status(stream.code(), absl::StrCat("worker ", plan->decode.worker_id,
-                                                                               " (", plan->decode.address,
-                                                                               "): ", stream.message()));
+    TLOG_WARN("[{}] stream from worker {} ({}) ended early: {}", req.request_id, plan->decode.worker_id,
+              plan->decode.address, stream.ok() ? std::string("OK") : stream.ToString());
+    final_event.status =
+        stream.ok() ? absl::InternalError("The worker serving the request ended its stream before the request finished.")
+                    : absl::Status(stream.code(), absl::StrCat("Lost the worker serving the request: ",
+                                                               WithoutWorkerAddresses(std::string(stream.message()))));
   }
   final_event.final = true;
   if (final_event.status.ok()) {
@@ -286,15 +351,32 @@ void RemoteGenerator::Cancel(const std::string& request_id) {
 
 std::vector<ModelCard> RemoteGenerator::ListModels() const { return {card_}; }
 
+// Ready when a request could be served now: a live decode-capable worker (its load stream reports),
+// and with disaggregation.mode always a live prefill worker too. Listed but silent workers (dead,
+// restarting, stopped) don't count.
 GeneratorHealth RemoteGenerator::Health() const {
   GeneratorHealth health;
-  const cluster::WorkerSnapshot snapshot = discovery_->Snapshot();
-  int decode_capable = 0;
-  for (const cluster::WorkerInfo& w : snapshot.workers) {
-    if (w.role != cluster::WorkerRole::kPrefill) ++decode_capable;
+  if (stopped_ || feeds_ == nullptr) {
+    health.detail = "shutting down";
+    return health;
   }
-  health.ready = decode_capable > 0 && !stopped_;
-  health.detail = absl::StrCat(snapshot.workers.size(), " worker(s), ", decode_capable, " decode-capable");
+  int listed = 0;
+  int decode_live = 0;
+  int prefill_live = 0;
+  for (const router::WorkerFeedStatus& status : feeds_->Statuses()) {
+    ++listed;
+    if (!status.live) continue;
+    if (status.worker.role == cluster::WorkerRole::kPrefill) {
+      ++prefill_live;
+    } else {
+      ++decode_live;
+    }
+  }
+  const bool needs_prefill = mode_ == DisaggregationMode::kAlways;
+  health.ready = decode_live > 0 && (!needs_prefill || prefill_live > 0);
+  health.detail = absl::StrCat(listed, " worker(s) listed, ", decode_live, " decode-capable and ", prefill_live,
+                               " prefill worker(s) live");
+  if (needs_prefill && prefill_live == 0) absl::StrAppend(&health.detail, "; every prompt needs a prefill worker");
   return health;
 }
 
@@ -314,7 +396,7 @@ WorkerMetrics ToWorkerMetrics(const router::WorkerFeedStatus& status) {
   w.id = status.worker.id;
   w.role = cluster::WorkerRoleName(status.worker.role);
   w.address = status.worker.address;
-  w.up = status.connected && status.last.has_value();
+  w.up = status.live && status.last.has_value();
   if (!w.up) return w;
   const v1::LoadReport& r = *status.last;
   w.num_running = r.num_running();

@@ -33,11 +33,13 @@ int LoadFeeds::num_feeds() const {
 
 std::vector<WorkerFeedStatus> LoadFeeds::Statuses() const {
   std::vector<WorkerFeedStatus> out;
+  const absl::Time now = absl::Now();
   std::lock_guard<std::mutex> lock(mu_);
   out.reserve(feeds_.size());
   for (const auto& [id, feed] : feeds_) {
     std::lock_guard<std::mutex> feed_lock(feed->mu);
-    out.push_back(WorkerFeedStatus{feed->worker, feed->connected, feed->reports, feed->last});
+    const bool live = feed->connected && now - feed->last_report_at <= options_.down_after;
+    out.push_back(WorkerFeedStatus{feed->worker, feed->connected, live, feed->reports, feed->last});
   }
   return out;
 }
@@ -109,6 +111,7 @@ void LoadFeeds::Run(Feed& feed) {
           kept.clear_events();
           std::lock_guard<std::mutex> lock(feed.mu);
           feed.connected = true;
+          feed.last_report_at = absl::Now();
           ++feed.reports;
           feed.last = std::move(kept);
           return !feed.stop;

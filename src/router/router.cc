@@ -16,6 +16,7 @@ RouterOptions RouterOptions::FromConfig(const DeploymentConfig& config, uint64_t
   options.hash_salt = hash_salt;
   options.seed = config.model.seed;
   options.disaggregation = config.disaggregation;
+  options.down_after = absl::Seconds(config.router.load_report_timeout_s);
   return options;
 }
 
@@ -53,7 +54,10 @@ void Router::ApplyKvEvents(const std::string& worker_id, std::span<const kvcache
 void Router::UpdateLoad(const std::string& worker_id, const WorkerLoad& load) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = workers_.find(worker_id);
-  if (it != workers_.end()) it->second.load = load;
+  if (it != workers_.end()) {
+    it->second.load = load;
+    it->second.last_report = absl::Now();
+  }
 }
 
 void Router::ReleaseRequest(const std::string& worker_id, int64_t blocks) {
@@ -85,16 +89,23 @@ absl::StatusOr<RouteResult> Router::Pick(Pool pool, std::span<const int32_t> pro
   const int64_t prompt_len = static_cast<int64_t>(prompt.size());
   const int64_t prompt_blocks = (prompt_len + block_size - 1) / block_size;
 
+  const absl::Time now = absl::Now();
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<const Worker*> candidates;
   candidates.reserve(workers_.size());
+  int silent = 0;
   for (const auto& [id, worker] : workers_) {
-    if (InPool(worker.info.role, pool)) candidates.push_back(&worker);
+    if (!InPool(worker.info.role, pool)) continue;
+    if (worker.last_report != absl::InfinitePast() && now - worker.last_report > options_.down_after) {
+      ++silent;  // stopped or hung: its requests would wait for nothing
+      continue;
+    }
+    candidates.push_back(&worker);
   }
   if (candidates.empty()) {
     return absl::UnavailableError(absl::StrCat("router: no ", pool == Pool::kPrefill ? "prefill" : "decode",
                                                "-capable worker is available (", workers_.size(),
-                                               " workers known)"));
+                                               " workers known, ", silent, " of them not reporting)"));
   }
 
   const Worker* chosen = nullptr;
@@ -171,12 +182,12 @@ absl::StatusOr<RouteResult> Router::RoutePrefill(std::span<const int32_t> prompt
   return result;
 }
 
-absl::StatusOr<RoutePlan> Router::Route(std::span<const int32_t> prompt) {
+absl::StatusOr<RoutePlan> Router::Route(std::span<const int32_t> prompt, int32_t n) {
   RoutePlan plan;
   absl::StatusOr<RouteResult> decode = RouteDecode(prompt);
   if (!decode.ok()) return decode.status();
   plan.decode = *std::move(decode);
-  if (options_.disaggregation.mode == DisaggregationMode::kOff) return plan;
+  if (options_.disaggregation.mode == DisaggregationMode::kOff || n > 1) return plan;
   absl::StatusOr<RouteResult> prefill = Pick(Pool::kPrefill, prompt);
   if (!prefill.ok()) return plan;  // no prefill worker right now: the decode worker prefills locally
   if (!ShouldPrefillRemotely(plan.decode.uncached_prompt_tokens, prefill->queue_len)) return plan;

@@ -22,11 +22,11 @@ absl::Status KvTransport::FreeMemory(void* /*base*/) {
   return absl::UnimplementedError(absl::StrCat("transport ", name(), " allocates no memory"));
 }
 
-absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend backend) {
+absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend backend, const std::string& bind_host) {
   switch (backend) {
     case TransferBackend::kAuto:
     case TransferBackend::kUcx: {
-      TANDEM_ASSIGN_OR_RETURN(auto ucx, UcxTransport::Create());
+      TANDEM_ASSIGN_OR_RETURN(auto ucx, UcxTransport::Create(bind_host));
       return std::unique_ptr<KvTransport>(std::move(ucx));
     }
     case TransferBackend::kLocal:

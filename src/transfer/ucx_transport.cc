@@ -1,15 +1,23 @@
 #include "tandem/transfer/ucx_transport.h"
 
 #include <ucp/api/ucp.h>
+
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -47,6 +55,63 @@ std::string HostId() {
   std::string out(kHostIdBytes, '\0');
   std::memcpy(out.data(), &a, 8);
   std::memcpy(out.data() + 8, &b, 8);
+  return out;
+}
+
+// UCX_NET_DEVICES for a transport that listens only where `bind_host` is: the interface(s) carrying
+// that address, plus this host's InfiniBand ports (RDMA devices have no IP address to match; leaving
+// them out would only push transfers onto TCP). "" when every device is wanted: no host, a wildcard,
+// or the operator's own UCX_NET_DEVICES.
+absl::StatusOr<std::string> NetDevicesFor(const std::string& bind_host) {
+  if (bind_host.empty() || bind_host == "0.0.0.0" || bind_host == "::" || bind_host == "[::]") return "";
+  if (const char* env = std::getenv("UCX_NET_DEVICES"); env != nullptr && *env != '\0') return "";
+  std::string host = bind_host;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* resolved = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &resolved) != 0 || resolved == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ucx: expected the address of one of this host's interfaces, found '", bind_host, "'"));
+  }
+  auto same = [](const sockaddr* a, const sockaddr* b) {
+    if (a == nullptr || b == nullptr || a->sa_family != b->sa_family) return false;
+    if (a->sa_family == AF_INET) {
+      return reinterpret_cast<const sockaddr_in*>(a)->sin_addr.s_addr ==
+             reinterpret_cast<const sockaddr_in*>(b)->sin_addr.s_addr;
+    }
+    if (a->sa_family == AF_INET6) {
+      return std::memcmp(&reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr,
+                         &reinterpret_cast<const sockaddr_in6*>(b)->sin6_addr, sizeof(in6_addr)) == 0;
+    }
+    return false;
+  };
+  std::set<std::string> devices;
+  ifaddrs* interfaces = nullptr;
+  if (getifaddrs(&interfaces) == 0) {
+    for (const ifaddrs* i = interfaces; i != nullptr; i = i->ifa_next) {
+      for (const addrinfo* r = resolved; r != nullptr; r = r->ai_next) {
+        if (same(i->ifa_addr, r->ai_addr)) devices.insert(i->ifa_name);
+      }
+    }
+    freeifaddrs(interfaces);
+  }
+  freeaddrinfo(resolved);
+  if (devices.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ucx: expected the address of one of this host's interfaces, found '", bind_host,
+                     "' (no interface has it)"));
+  }
+  std::string out;
+  for (const std::string& d : devices) absl::StrAppend(&out, out.empty() ? "" : ",", d);
+  std::error_code ec;
+  for (const auto& dev : std::filesystem::directory_iterator("/sys/class/infiniband", ec)) {
+    std::error_code port_ec;
+    for (const auto& port : std::filesystem::directory_iterator(dev.path() / "ports", port_ec)) {
+      absl::StrAppend(&out, ",", dev.path().filename().string(), ":", port.path().filename().string());
+    }
+  }
   return out;
 }
 
@@ -302,7 +367,9 @@ void OnEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create() {
+absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create(const std::string& bind_host) {
+  absl::StatusOr<std::string> net_devices = NetDevicesFor(bind_host);
+  if (!net_devices.ok()) return net_devices.status();
   auto state = std::make_unique<State>();
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
@@ -312,6 +379,10 @@ absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create() {
   ucs_status_t s = ucp_config_read(nullptr, nullptr, &raw_config);
   if (s != UCS_OK) return UcsError(s, "config_read");
   const UcpConfig config(raw_config);
+  if (!net_devices->empty()) {
+    s = ucp_config_modify(config.get(), "NET_DEVICES", net_devices->c_str());
+    if (s != UCS_OK) return UcsError(s, "config_modify NET_DEVICES");
+  }
   s = state->context.Init(params, config.get());
   if (s != UCS_OK) return UcsError(s, "init");
   ucp_context_attr_t context_attr{};

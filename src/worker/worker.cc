@@ -13,6 +13,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -23,6 +24,7 @@
 #include "layerwise_sender.h"
 #include "transport_kv_memory.h"
 #include "tandem/backend/kv_cache.h"
+#include "tandem/cluster/cluster_token.h"
 #include "tandem/cluster/worker_client.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
@@ -41,6 +43,12 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kPollInterval = std::chrono::milliseconds(20);
 constexpr int kTransferTimeoutMs = 60000;
 constexpr auto kNotificationTimeout = std::chrono::seconds(30);
+
+// Where the KV transport listens: transfer_host, else the gRPC listen host.
+std::string TransferHost(const WorkerOptions& options) {
+  if (!options.transfer_host.empty()) return options.transfer_host;
+  return options.listen.substr(0, options.listen.rfind(':'));
+}
 
 // One call's engine outputs: the loop thread pushes, the gRPC handler thread pops.
 class OutputQueue {
@@ -111,7 +119,7 @@ class Worker::Impl final : public v1::Worker::Service {
   absl::Status Start() {
     const backend::KvCacheSpec& spec = kv_->spec();
     if (transport_ == nullptr) {
-      TANDEM_ASSIGN_OR_RETURN(transport_, transfer::CreateTransport(options_.transfer));
+      TANDEM_ASSIGN_OR_RETURN(transport_, transfer::CreateTransport(options_.transfer, TransferHost(options_)));
     }
     TANDEM_ASSIGN_OR_RETURN(std::string transport_address, transport_->LocalAddress());
     info_.set_role(cluster::WorkerRoleName(options_.role));
@@ -208,13 +216,31 @@ class Worker::Impl final : public v1::Worker::Service {
 
   // ---- gRPC service ----
 
-  grpc::Status GetInfo(grpc::ServerContext*, const v1::WorkerInfoRequest*, v1::WorkerInfo* info) override {
+  // Every RPC first: the caller presents the cluster token (cluster_token.h), compared in constant
+  // time; without one configured, everyone is let in.
+  grpc::Status Authenticate(const grpc::ServerContext* context) const {
+    if (options_.cluster_token.empty()) return grpc::Status::OK;
+    const auto& metadata = context->client_metadata();
+    const auto it = metadata.find(cluster::kClusterTokenHeader);
+    const std::string_view presented = it == metadata.end() ? std::string_view()
+                                                            : std::string_view(it->second.data(), it->second.size());
+    if (cluster::ClusterTokenMatches(options_.cluster_token, presented)) return grpc::Status::OK;
+    TLOG_WARN("worker: refused a call from {}: {} cluster token", context->peer(),
+              it == metadata.end() ? "no" : "a wrong");
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        absl::StrCat("expected the deployment's cluster token in metadata ", cluster::kClusterTokenHeader,
+                                     ", found ", it == metadata.end() ? "none" : "a different one"));
+  }
+
+  grpc::Status GetInfo(grpc::ServerContext* context, const v1::WorkerInfoRequest*, v1::WorkerInfo* info) override {
+    if (grpc::Status s = Authenticate(context); !s.ok()) return s;
     *info = info_;
     return grpc::Status::OK;
   }
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::WorkerGenerateRequest* request,
                         grpc::ServerWriter<v1::WorkerGenerateResponse>* writer) override {
+    if (grpc::Status s = Authenticate(context); !s.ok()) return s;
     if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is shutting down");
     if (request->prompt_token_ids().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -282,6 +308,7 @@ class Worker::Impl final : public v1::Worker::Service {
 
   grpc::Status RemotePrefill(grpc::ServerContext* context, const v1::RemotePrefillRequest* request,
                              v1::RemotePrefillResponse* response) override {
+    if (grpc::Status s = Authenticate(context); !s.ok()) return s;
     {
       std::lock_guard<std::mutex> lock(stats_mu_);
       ++stats_.prefill_queue_length;
@@ -300,6 +327,7 @@ class Worker::Impl final : public v1::Worker::Service {
 
   grpc::Status StreamLoad(grpc::ServerContext* context, const v1::LoadRequest* request,
                           grpc::ServerWriter<v1::LoadReport>* writer) override {
+    if (grpc::Status s = Authenticate(context); !s.ok()) return s;
     auto subscriber = std::make_shared<Subscriber>();
     {
       // A subscriber first learns what is cached now (ALL_CLEARED, then every held block as STORED),
@@ -406,6 +434,16 @@ class Worker::Impl final : public v1::Worker::Service {
         break;
     }
     if (!remote) return std::string();
+    // A remote prefill hands back one sequence; n > 1 is prefilled here, once, and forked here
+    // (sharing the prompt's blocks), as an aggregated worker does.
+    if (request.sampling().n() > 1) {
+      if (explicit_remote) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "prefill_mode REMOTE takes n = 1, found n = ", request.sampling().n(),
+            "; prefill a request with n > 1 locally (PREFILL_MODE_LOCAL)"));
+      }
+      return std::string();
+    }
     if (!request.prefill_worker().empty()) return request.prefill_worker();
     if (options_.prefill_workers.empty()) {
       if (explicit_remote) {
@@ -616,7 +654,7 @@ class Worker::Impl final : public v1::Worker::Service {
       auto it = prefill_peers_.find(address);
       if (it != prefill_peers_.end()) return it->second.client;
     }
-    auto client = std::make_shared<cluster::WorkerClient>(address);
+    auto client = std::make_shared<cluster::WorkerClient>(address, options_.cluster_token);
     absl::StatusOr<v1::WorkerInfo> info = client->GetInfo(std::chrono::seconds(5));
     if (!info.ok()) {
       return absl::Status(info.status().code(), absl::StrCat("prefill worker ", address,
@@ -947,10 +985,12 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::CreateFromDeployment(const Deplo
   options.transfer = config.transfer.backend;
   options.layerwise = config.transfer.layerwise;
   options.disaggregation = config.disaggregation;
+  options.remote_prefill_timeout_ms =
+      static_cast<int64_t>(config.disaggregation.remote_prefill_timeout_s * 1000.0);
   // The transport first: on the CPU backend the KV pools live in its memory where it has its own
   // (ucx: shared memory, so a prefill worker on this host writes them without TCP).
   if (options.transport == nullptr) {
-    TANDEM_ASSIGN_OR_RETURN(options.transport, transfer::CreateTransport(options.transfer));
+    TANDEM_ASSIGN_OR_RETURN(options.transport, transfer::CreateTransport(options.transfer, TransferHost(options)));
   }
   backend::KvPoolAllocator kv_allocator;
   switch (config.backend) {

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tandem/cluster/cluster_token.h"
 #include "tandem/v1/worker.grpc.pb.h"
 #include "tandem/v1/worker.pb.h"
 
@@ -35,7 +36,8 @@ class CallHandle {
 class WorkerClient {
  public:
   // `address` is host:port. Connects lazily; a call to an unreachable worker fails fast (UNAVAILABLE).
-  explicit WorkerClient(std::string address);
+  // Every call presents `token` (default: this process's ClusterToken(); "" presents none).
+  explicit WorkerClient(std::string address, std::string token = ClusterToken());
 
   const std::string& address() const { return address_; }
 
@@ -57,7 +59,10 @@ class WorkerClient {
                           CallHandle* handle = nullptr);
 
  private:
+  void Prepare(grpc::ClientContext* context) const;  // adds the token
+
   std::string address_;
+  std::string token_;
   std::unique_ptr<v1::Worker::Stub> stub_;
 };
 

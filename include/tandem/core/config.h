@@ -41,17 +41,29 @@ struct FrontendSection {
   std::string api_keys_env = "TANDEM_API_KEYS";  // comma-separated keys; unset or empty = no auth
   int64_t max_request_bytes = 8 << 20;
   int64_t max_queued_requests = 4096;
+  // Open HTTP connections; one more is answered 503 and closed. Lowered to what the descriptor
+  // limit allows (keeping some for workers and files) when that is less.
+  int64_t max_connections = 4096;
+  // Admission control: a request that would wait longer than this to start (its first token) is
+  // refused with 429 and Retry-After; 0 turns it off. See frontend/admission.h for the estimate.
+  double max_queue_wait_s = 30;
 };
 
 struct RouterSection {
   RouterPolicy policy = RouterPolicy::kKvAware;
   double kv_overlap_weight = 1.0;
+  // A worker whose load stream sends no report for this long (stopped, hung) is down: not routed
+  // to, not counted by /health, and the frontend fails its requests in flight.
+  double load_report_timeout_s = 3;
 };
 
 struct DisaggregationSection {
   DisaggregationMode mode = DisaggregationMode::kConditional;
   int64_t max_local_prefill_tokens = 512;
   int64_t max_prefill_queue = 32;  // conditional: prefill locally when the prefill queue is longer
+  // Decode: how long a remote prefill (the prompt computed and its KV written) may take before the
+  // request fails.
+  double remote_prefill_timeout_s = 30;
 };
 
 struct PoolSection {
@@ -88,6 +100,9 @@ struct StaticWorker {
 struct DiscoverySection {
   DiscoveryType type = DiscoveryType::kEmbedded;
   std::vector<std::string> etcd_endpoints{"http://127.0.0.1:2379"};
+  // The environment variable holding the cluster token every worker RPC presents (workers refuse
+  // calls without it); unset or empty: no token. `tandem serve` generates one for its own workers.
+  std::string token_env = "TANDEM_CLUSTER_TOKEN";
   int lease_ttl_s = 10;
   std::string etcd_prefix = "/tandem";
   std::vector<StaticWorker> static_workers;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "nlohmann/json.hpp"
@@ -15,9 +16,12 @@ struct ApiError {
   std::string type = "invalid_request_error";
   std::string param;  // "" -> null
   std::string code;   // "" -> null
+  int retry_after_s = 0;  // > 0: sent as the Retry-After header (overload, too many connections)
 
   nlohmann::json ToJson() const;
-  std::string Body() const { return ToJson().dump(); }
+  // The JSON text. Messages may echo client bytes (a path, a model id) that are not UTF-8: those
+  // become U+FFFD instead of throwing.
+  std::string Body() const;
 };
 
 ApiError InvalidRequest(std::string message, std::string param = "", std::string code = "");
@@ -27,9 +31,26 @@ ApiError NotFoundRoute(const std::string& target);
 ApiError MethodNotAllowed(const std::string& method, const std::string& target);
 ApiError PayloadTooLarge(long long limit_bytes);
 ApiError Overloaded(long long max_queued);
+// 429 with Retry-After: a request would wait about `expected_s` to start, more than `limit_s`.
+ApiError QueueWaitTooLong(double expected_s, double limit_s, int retry_after_s);
+// 503 for a connection beyond frontend.max_connections.
+ApiError TooManyConnections(long long max_connections);
+// 400 for a request the HTTP parser rejected (bad framing); `what` says what was wrong.
+ApiError MalformedHttp(const std::string& what);
+// 505 for a well-formed request line of an HTTP version other than 1.0 and 1.1.
+ApiError HttpVersionNotSupported(unsigned version);
 
 // Maps a generator's error status to the API error clients see (InvalidArgument/OutOfRange -> 400,
-// NotFound -> 404, ResourceExhausted -> 429, Unavailable -> 503, Cancelled -> 499, else 500).
+// NotFound -> 404, ResourceExhausted -> 429, Unavailable -> 503, DeadlineExceeded -> 504,
+// Cancelled -> 499, else 500).
 ApiError FromStatus(const absl::Status& status);
+
+// `text` with every HOST:PORT (IPv4, [IPv6] or name, e.g. a worker's address) replaced by
+// "<address>": worker errors reach clients, the cluster's addresses must not (the log has them).
+std::string WithoutWorkerAddresses(std::string_view text);
+
+// json.dump() for anything that may hold client-supplied text: invalid UTF-8 becomes U+FFFD (plain
+// dump() throws type_error 316 on it).
+std::string DumpJson(const nlohmann::json& value);
 
 }  // namespace tandem::frontend

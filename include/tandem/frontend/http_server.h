@@ -21,6 +21,9 @@ struct HttpServerOptions {
   int num_threads = 2;
   int64_t max_request_bytes = 8 << 20;  // larger bodies get 413
   int idle_timeout_s = 120;             // keep-alive connections idle this long are closed
+  // Open connections; more are answered 503 (Retry-After) and closed. Start() lowers it to what
+  // RLIMIT_NOFILE allows, keeping a quarter of the descriptors (at most 256) for everything else.
+  int64_t max_connections = 4096;
 };
 
 class HttpServer {

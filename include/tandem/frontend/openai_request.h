@@ -42,4 +42,8 @@ struct OpenAiRequest {
 std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(ApiKind kind, const std::string& body);
 std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(ApiKind kind, const nlohmann::json& body);
 
+// A JSON array of token ids into `out`; the 400 naming `key` and the offending value when `v` is not
+// an array of integers in [0, 2^31) (ids are never narrowed: 4294967301 is rejected, not read as 5).
+std::optional<ApiError> ParseTokenIdList(const nlohmann::json& v, const char* key, std::vector<int32_t>* out);
+
 }  // namespace tandem::frontend

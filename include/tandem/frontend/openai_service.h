@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "tandem/frontend/admission.h"
 #include "tandem/frontend/api_error.h"
 #include "tandem/frontend/generator.h"
 #include "tandem/frontend/metrics.h"
@@ -29,6 +30,7 @@ struct ServiceOptions {
   std::string model_name;  // the id clients pass as `model`
   int64_t max_model_len = 8192;
   int64_t max_queued_requests = 4096;
+  double max_queue_wait_s = 30;  // admission control (see admission.h); 0: off
   std::vector<std::string> api_keys;  // empty: no authorization
 };
 
@@ -60,6 +62,7 @@ struct HttpReply {
   std::string content_type = "application/json";
   std::string body;
   std::string server_timing;  // optional `Server-Timing` header, e.g. "engine;dur=12.5" (milliseconds)
+  int retry_after_s = 0;      // > 0: a `Retry-After` header
 };
 
 // Receives each sub-request's events on generator threads.
@@ -103,7 +106,9 @@ class OpenAiService {
   const tokenizer::Tokenizer* tokenizer_;
   const ServiceOptions options_;
   Metrics metrics_;
+  AdmissionControl admission_;
   std::atomic<uint64_t> next_id_{1};
+  std::atomic<uint64_t> next_ticket_{1};  // admission tickets, one per sub-request
   std::mutex unknown_mu_;
   std::vector<std::string> unknown_logged_;
 };

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -63,12 +64,15 @@ class RemoteGenerator final : public Generator {
   struct InFlight;
   RemoteGenerator() = default;
   void Run(std::shared_ptr<InFlight> call);
+  void WatchWorkers();
+  void FailRequestsOnSilentWorkers();
 
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   cluster::Discovery* discovery_ = nullptr;
   std::unique_ptr<router::Router> router_;
   std::unique_ptr<router::LoadFeeds> feeds_;
   ModelCard card_;
+  DisaggregationMode mode_ = DisaggregationMode::kConditional;
   std::atomic<bool> stopped_{false};
   std::atomic<int64_t> remote_prefills_{0};  // the router's decisions
   std::atomic<int64_t> local_prefills_{0};
@@ -77,6 +81,11 @@ class RemoteGenerator final : public Generator {
   std::map<std::string, std::shared_ptr<InFlight>> in_flight_;
   std::condition_variable idle_;  // signalled when a request thread ends
   int active_threads_ = 0;
+  double down_after_s_ = 3;  // router.load_report_timeout_s
+  std::thread watchdog_;     // WatchWorkers
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  bool watch_stop_ = false;
 };
 
 }  // namespace tandem::frontend

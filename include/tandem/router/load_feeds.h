@@ -28,12 +28,15 @@ namespace tandem::router {
 struct LoadFeedOptions {
   int report_interval_ms = 100;
   absl::Duration retry_interval = absl::Milliseconds(500);
+  // A worker whose stream is open but silent this long (stopped, hung) counts as down.
+  absl::Duration down_after = absl::Seconds(3);
 };
 
 // What the feed knows of one listed worker (for the frontend's per-worker metrics).
 struct WorkerFeedStatus {
   cluster::WorkerInfo worker;
   bool connected = false;  // its current stream has delivered a report and has not ended
+  bool live = false;       // connected, and its last report is at most down_after old
   int64_t reports = 0;     // reports applied from it, over every stream
   std::optional<v1::LoadReport> last;  // its latest report, without the KV events
 };
@@ -51,6 +54,7 @@ class LoadFeeds {
   int num_feeds() const;
   // Every listed worker, in id order.
   std::vector<WorkerFeedStatus> Statuses() const;
+  const LoadFeedOptions& options() const { return options_; }
 
  private:
   struct Feed {
@@ -61,6 +65,7 @@ class LoadFeeds {
     bool stop = false;
     bool connected = false;
     int64_t reports = 0;
+    absl::Time last_report_at = absl::InfinitePast();
     std::optional<v1::LoadReport> last;
     std::thread thread;
   };

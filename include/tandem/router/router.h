@@ -16,7 +16,9 @@
 // longer than max_local_prefill_tokens and the prefill queue is not longer than max_prefill_queue.
 //
 // Workers join and leave at any time (AddWorker/RemoveWorker, fed by cluster::Discovery); a removed
-// worker is never picked. Thread-safe: every method may be called from any thread.
+// worker is never picked, nor is one whose load reports stopped for down_after (stopped or hung:
+// router.load_report_timeout_s) until it reports again. Thread-safe: every method may be called
+// from any thread.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +31,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "tandem/cluster/discovery.h"
 #include "tandem/core/config.h"
 #include "tandem/kvcache/kv_events.h"
@@ -43,6 +46,7 @@ struct RouterOptions {
   uint64_t hash_salt = 0;   // kvcache::HashSalt(model) as the workers compute it
   uint64_t seed = 0;        // random policy
   DisaggregationSection disaggregation;
+  absl::Duration down_after = absl::Seconds(3);  // a worker silent this long after reporting is skipped
 
   static RouterOptions FromConfig(const DeploymentConfig& config, uint64_t hash_salt);
 };
@@ -88,8 +92,10 @@ class Router {
   // A prefill worker (role prefill) for `prompt`; counts the uncached part into its load.
   absl::StatusOr<RouteResult> RoutePrefill(std::span<const int32_t> prompt);
   // The decode worker, plus a prefill worker when ShouldPrefillRemotely says so for the decode
-  // worker's uncached tokens and the chosen prefill worker's queue.
-  absl::StatusOr<RoutePlan> Route(std::span<const int32_t> prompt);
+  // worker's uncached tokens and the chosen prefill worker's queue. `n` > 1 sequences are always
+  // prefilled on the decode worker (a remote prefill hands back one sequence; the decode worker
+  // prefills once and forks them, sharing the prompt's blocks).
+  absl::StatusOr<RoutePlan> Route(std::span<const int32_t> prompt, int32_t n = 1);
 
   // A request routed to `worker_id` finished: its `blocks` leave the load estimate.
   void ReleaseRequest(const std::string& worker_id, int64_t blocks);
@@ -105,6 +111,7 @@ class Router {
   struct Worker {
     cluster::WorkerInfo info;
     WorkerLoad load;
+    absl::Time last_report = absl::InfinitePast();  // InfinitePast: never reported (not judged)
   };
   enum class Pool { kPrefill, kDecode };
 

@@ -90,8 +90,10 @@ class KvTransport {
 
 // Creates the transport for `backend` (kAuto picks ucx). kNccl binds to the calling thread's current
 // CUDA device; without a CUDA build it is an Unimplemented error saying so, and without a device a
-// FailedPrecondition error.
-absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend backend);
+// FailedPrecondition error. `bind_host`: ucx listens only on this address's interface (see
+// UcxTransport::Create); "" for all.
+absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend backend,
+                                                             const std::string& bind_host = "");
 
 // Polls until the transfer is done or failed, or `timeout_ms` passes (DeadlineExceeded).
 absl::Status WaitForTransfer(KvTransport& transport, TransferId transfer, int timeout_ms);

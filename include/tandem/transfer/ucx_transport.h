@@ -28,7 +28,10 @@ namespace tandem::transfer {
 
 class UcxTransport final : public KvTransport {
  public:
-  static absl::StatusOr<std::unique_ptr<UcxTransport>> Create();
+  // `bind_host`: an IP address (or name) of this host; UCX's network transports then listen only on
+  // the interface carrying it (plus this host's InfiniBand ports, which have no IP). Empty or a
+  // wildcard (0.0.0.0, ::): every interface. A UCX_NET_DEVICES environment variable wins.
+  static absl::StatusOr<std::unique_ptr<UcxTransport>> Create(const std::string& bind_host = "");
   ~UcxTransport() override;
   UcxTransport(const UcxTransport&) = delete;
   UcxTransport& operator=(const UcxTransport&) = delete;

@@ -41,6 +41,12 @@ using WorkerRole = cluster::WorkerRole;
 struct WorkerOptions {
   WorkerRole role = WorkerRole::kBoth;
   std::string listen = "127.0.0.1:0";  // host:port of the gRPC server; port 0 picks a free one
+  // The address the KV transport (ucx) listens on; empty: the listen host (a wildcard there: every
+  // interface). `tandem worker` sets the --advertise host when it listens on a wildcard.
+  std::string transfer_host;
+  // The deployment's cluster token (cluster_token.h): every RPC must present it, and this worker
+  // presents it to prefill workers. Empty: no check.
+  std::string cluster_token;
   TransferBackend transfer = TransferBackend::kAuto;
   // transfer.layerwise: a prefill worker posts each layer's KV blocks while the prompt still runs
   // (as soon as the layer is computed); false: every layer after the prefill finished.
@@ -48,7 +54,9 @@ struct WorkerOptions {
   DisaggregationSection disaggregation;
   // Decode: prefill workers (host:port) used when a request names none, in round-robin order.
   std::vector<std::string> prefill_workers;
-  int64_t remote_prefill_timeout_ms = 120000;
+  // Decode: a remote prefill failing after this long (CreateFromDeployment: the config's
+  // disaggregation.remote_prefill_timeout_s).
+  int64_t remote_prefill_timeout_ms = 30000;
   // The layout's model field; empty: the model config's name.
   std::string model_name;
   // The KV transport; null: one made from `transfer`. CreateFromDeployment makes it first, so the

@@ -56,6 +56,8 @@ CASES = [
     ("min_tokens_over_max", "/v1/completions", {"model": M, "prompt": "x", "max_tokens": 2, "min_tokens": 5}, 400,
      "min_tokens", None),
     ("detokenize_outside_vocab", "/detokenize", {"tokens": [9999999]}, 400, "tokens", None),
+    ("detokenize_id_wrapping_to_5", "/detokenize", {"tokens": [4294967301]}, 400, "tokens", None),
+    ("detokenize_negative_id", "/detokenize", {"tokens": [-1]}, 400, "tokens", None),
     ("tokenize_missing_prompt", "/tokenize", {"model": M}, 400, "prompt", None),
 ]
 
@@ -79,6 +81,14 @@ def test_bad_request(server, name, path, body, status, param, code):
     data = body if isinstance(body, str) else json.dumps(body)
     r = requests.post(server.url + path, data=data, headers={"Content-Type": "application/json"}, timeout=30)
     check_error(r, status, param, code)
+
+
+def test_detokenize_names_the_out_of_range_id(server):
+    # Issue 17 (6): 4294967301 was read as int32 and returned the text of token 5.
+    for bad in (4294967301, 2**31, 2**64 - 1):
+        r = requests.post(server.url + "/detokenize", json={"tokens": [1, bad]}, timeout=10)
+        assert str(bad) in check_error(r, 400, "tokens")["message"]
+    assert requests.post(server.url + "/detokenize", json={"tokens": [5]}, timeout=10).status_code == 200
 
 
 def test_unknown_route_and_wrong_method(server):

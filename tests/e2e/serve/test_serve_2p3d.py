@@ -38,9 +38,14 @@ def worker_api(tmp_path_factory):
     return importlib.import_module("tandem.v1.worker_pb2"), importlib.import_module("tandem.v1.worker_pb2_grpc")
 
 
+# The workers take RPCs only with the cluster token; given here, tandem serve uses it (else it makes one).
+CLUSTER_TOKEN = "e2e-2p3d-cluster-token"
+
+
 @pytest.fixture(scope="module")
 def server():
-    s = Server(extra_args=["-c", CONFIG, "--set", "kv_cache.cpu_memory_mib=128"])
+    s = Server(extra_args=["-c", CONFIG, "--set", "kv_cache.cpu_memory_mib=128"],
+               env={"TANDEM_CLUSTER_TOKEN": CLUSTER_TOKEN})
     yield s
     s.stop()
 
@@ -54,7 +59,8 @@ def load_report(worker_api, address):
     pb2, pb2_grpc = worker_api
     with grpc.insecure_channel(address) as channel:
         stub = pb2_grpc.WorkerStub(channel)
-        for report in stub.StreamLoad(pb2.LoadRequest(interval_ms=50), timeout=10):
+        for report in stub.StreamLoad(pb2.LoadRequest(interval_ms=50), timeout=10,
+                                      metadata=(("x-tandem-cluster-token", CLUSTER_TOKEN),)):
             return report
 
 

@@ -19,6 +19,7 @@ import requests
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "frontend"))
 from conftest import MODEL_NAME, ROOT, Server  # noqa: E402
+from serve_util import wait_for, worker_metric, worker_pids  # noqa: E402
 
 QUICKSTART = str(ROOT / "configs/quickstart.yaml")
 
@@ -70,28 +71,6 @@ def test_disaggregated_equals_aggregated(servers):
         assert got_usage["completion_tokens"] == want_usage["completion_tokens"]
 
 
-def worker_metric(server, name, role, **extra):
-    """The value of per-worker metric `name` for the (only) worker of `role`, or None when absent."""
-    text = requests.get(server.url + "/metrics", timeout=10).text
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        labels, value = line[len(name) + 1:].rsplit("} ", 1)
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        if labels.get("role") == role and all(labels.get(k) == v for k, v in extra.items()):
-            return float(value)
-    return None
-
-
-def wait_for(predicate, timeout, what, server):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return time.time()
-        time.sleep(0.05)
-    pytest.fail(f"{what} not reached in {timeout} s:\n" + "".join(server.log[-40:]))
-
-
 def test_metrics_show_each_worker_and_the_kv_it_moved(servers):
     _, disaggregated = servers
     wait_for(lambda: worker_metric(disaggregated, "tandem_worker_up", "prefill") == 1 and
@@ -127,19 +106,24 @@ def test_metrics_show_each_worker_and_the_kv_it_moved(servers):
     assert re.search(r"^tandem_kv_transfer_bytes_total [1-9]", text, re.M)
 
 
-def worker_pids(server, role):
-    pids = []
-    for entry in pathlib.Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == server.proc.pid and b"worker" in cmdline and role.encode() in cmdline:
-            pids.append(int(entry.name))
-    return pids
+def test_n_greater_than_one_equals_aggregated(servers):
+    # Issue 17 (5): n > 1 failed disaggregated with an internal message as a 400 ("worker decode-1
+    # (...): ... kv_role remote_prefill expects n = 1, found n = 3"). Such requests are prefilled once
+    # on the decode worker and forked there, so sampling matches the aggregated engine's.
+    aggregated, disaggregated = servers
+    for body in ({"prompt": "Once upon a time", "n": 3, "max_tokens": 10, "temperature": 0.9, "seed": 7},
+                 {"prompt": "The capital of France is", "n": 2, "max_tokens": 6, "temperature": 0}):
+        got = []
+        for server in (aggregated, disaggregated):
+            r = requests.post(server.url + "/v1/completions", timeout=300, json={"model": MODEL_NAME, **body})
+            assert r.status_code == 200, r.text
+            got.append(sorted((c["index"], c["text"]) for c in r.json()["choices"]))
+        assert len(got[1]) == body["n"]
+        assert got[1] == got[0]
+    r = requests.post(disaggregated.url + "/v1/chat/completions", timeout=300, json={
+        "model": MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}], "n": 3, "max_tokens": 4})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 3
 
 
 def post(server, prompt, max_tokens, result, stream=False):
@@ -163,6 +147,7 @@ def assert_failed_clearly(result, words):
     else:
         assert result["status"] >= 500, (result["status"], body)
     assert any(w in body for w in words), body[-2000:]
+    assert "127.0.0.1" not in body, body[-2000:]  # issue 17 (5): no internal addresses for clients
     print(f"failed clearly: HTTP {result['status']}: {body[-400:]}")
 
 

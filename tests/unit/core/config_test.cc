@@ -40,6 +40,11 @@ TEST(ConfigTest, DefaultsFillEverythingMissing) {
   EXPECT_EQ(config->transfer.backend, TransferBackend::kAuto);
   EXPECT_EQ(config->discovery.type, DiscoveryType::kEmbedded);
   EXPECT_EQ(config->logging.level, "info");
+  EXPECT_EQ(config->frontend.max_connections, 4096);
+  EXPECT_EQ(config->frontend.max_queue_wait_s, 30.0);
+  EXPECT_EQ(config->router.load_report_timeout_s, 3.0);
+  EXPECT_EQ(config->disaggregation.remote_prefill_timeout_s, 30.0);
+  EXPECT_EQ(config->discovery.token_env, "TANDEM_CLUSTER_TOKEN");
   const auto plan = PlanWorkers(*config);
   ASSERT_EQ(plan.size(), 5u);
   EXPECT_EQ(plan[0].role, "prefill");
@@ -185,6 +190,14 @@ const BadCase kBadCases[] = {
      "bad.yaml:4: pools.decode.tensor_parallel: the cpu backend runs tensor_parallel 1, found 2"},
     {"unset_env_in_path", "model: {path: '${TANDEM_TEST_SURELY_UNSET}/m.gguf'}\nbackend: cpu\n", {},
      "bad.yaml:1: model.path: environment variable TANDEM_TEST_SURELY_UNSET is not set"},
+    {"max_connections_zero", "model: {path: /m}\nbackend: cpu\nfrontend:\n  max_connections: 0\n", {},
+     "bad.yaml:4: frontend.max_connections: expected an integer in [1, 16777216], found 0"},
+    {"max_queue_wait_negative", "model: {path: /m}\nbackend: cpu\nfrontend: {max_queue_wait_s: -1}\n", {},
+     "bad.yaml:3: frontend.max_queue_wait_s: expected a number in [0, 3600], found -1"},
+    {"remote_prefill_timeout_zero", "model: {path: /m}\nbackend: cpu\ndisaggregation:\n  remote_prefill_timeout_s: 0\n",
+     {}, "bad.yaml:4: disaggregation.remote_prefill_timeout_s: expected a number in [0.1, 3600], found 0"},
+    {"load_report_timeout_text", "model: {path: /m}\nbackend: cpu\nrouter: {load_report_timeout_s: soon}\n", {},
+     "bad.yaml:3: router.load_report_timeout_s: expected a number"},
     {"duplicate_device", "model: {path: /m}\nbackend: cuda\npools:\n  decode: {replicas: 2, devices: [1, 1]}\n", {},
      "bad.yaml:4: pools.decode.devices: device 1 is listed twice"},
 };

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -181,6 +182,23 @@ TEST(OpenAiRequestTest, NullMeansAbsent) {
   EXPECT_FALSE(std::get<OpenAiRequest>(r).params.seed.has_value());
   EXPECT_FALSE(std::get<OpenAiRequest>(r).max_tokens_given);
   EXPECT_EQ(std::get<OpenAiRequest>(r).params.top_k, 0);
+}
+
+// Issue 17 (6): /detokenize read ids with get<int32_t>(), so 4294967301 came back as token 5.
+TEST(OpenAiRequestTest, TokenIdListRejectsIdsOutsideInt32WithoutWrapping) {
+  std::vector<int32_t> ids;
+  for (const char* bad : {"[4294967301]", "[2147483648]", "[-1]", "[18446744073709551615]", "[9223372036854775813]",
+                          "[1.5]", "[\"3\"]", "[1, 4294967296]"}) {
+    auto error = ParseTokenIdList(nlohmann::json::parse(bad), "tokens", &ids);
+    ASSERT_TRUE(error.has_value()) << bad;
+    EXPECT_EQ(error->http_status, 400);
+    EXPECT_EQ(error->param, "tokens");
+    const std::string last = nlohmann::json::parse(bad).back().dump();
+    EXPECT_NE(error->message.find(last), std::string::npos) << error->message;  // names the id
+  }
+  ASSERT_FALSE(ParseTokenIdList(nlohmann::json::parse("[0, 5, 2147483647]"), "tokens", &ids).has_value());
+  EXPECT_EQ(ids, (std::vector<int32_t>{0, 5, 2147483647}));
+  EXPECT_TRUE(ParseTokenIdList(nlohmann::json::parse("{}"), "tokens", &ids).has_value());
 }
 
 }  // namespace

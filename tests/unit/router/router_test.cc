@@ -232,6 +232,37 @@ TEST(RouterTest, EventsFromAWorkersKvCacheMatchTheRoutersPromptHashes) {
   EXPECT_EQ(router.CachedBlocks("d1"), 0);
 }
 
+// Issue 17 (8): a stopped (SIGSTOP) prefill worker kept getting requests, which hung.
+TEST(RouterTest, WorkerWhoseReportsStoppedIsSkippedUntilItReportsAgain) {
+  RouterOptions options = Options(RouterPolicy::kRoundRobin);
+  options.down_after = absl::Milliseconds(100);
+  options.disaggregation.mode = DisaggregationMode::kAlways;
+  Router router(options);
+  router.AddWorker(Decode("d0"));
+  router.AddWorker(Decode("d1"));
+  router.AddWorker(Prefill("p0"));
+  router.UpdateLoad("d0", WorkerLoad{});
+  router.UpdateLoad("d1", WorkerLoad{});
+  router.UpdateLoad("p0", WorkerLoad{});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  router.UpdateLoad("d1", WorkerLoad{});  // d0 and p0 went quiet, d1 still reports
+  const std::vector<int32_t> prompt = Tokens(32, 0);
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<RoutePlan> plan = router.Route(prompt);
+    ASSERT_TRUE(plan.ok());
+    EXPECT_EQ(plan->decode.worker_id, "d1");
+    EXPECT_FALSE(plan->prefill.has_value());  // p0 is not picked
+  }
+  router.UpdateLoad("p0", WorkerLoad{});  // back
+  absl::StatusOr<RoutePlan> plan = router.Route(prompt);
+  ASSERT_TRUE(plan.ok() && plan->prefill.has_value());
+  EXPECT_EQ(plan->prefill->worker_id, "p0");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  absl::StatusOr<RouteResult> none = router.RouteDecode(prompt);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(none.status().message().find("2 of them not reporting"), std::string_view::npos) << none.status();
+}
+
 TEST(RouterTest, NoDecodeWorkerIsUnavailable) {
   Router router(Options(RouterPolicy::kKvAware));
   router.AddWorker(Prefill("p0"));
@@ -255,6 +286,23 @@ TEST(RouterTest, ShouldPrefillRemotelyFollowsTheMode) {
   EXPECT_TRUE(Router(options).ShouldPrefillRemotely(1, 100));
   options.disaggregation.mode = DisaggregationMode::kOff;
   EXPECT_FALSE(Router(options).ShouldPrefillRemotely(100000, 0));
+}
+
+// Issue 17 (5): n > 1 failed disaggregated ("kv_role remote_prefill expects n = 1, found n = 3"):
+// a remote prefill hands back one sequence, so the decode worker prefills once and forks.
+TEST(RouterTest, RequestsForSeveralSequencesArePrefilledOnTheDecodeWorker) {
+  RouterOptions options = Options(RouterPolicy::kKvAware);
+  options.disaggregation.mode = DisaggregationMode::kAlways;
+  Router router(options);
+  router.AddWorker(Decode("d0"));
+  router.AddWorker(Prefill("p0"));
+  const std::vector<int32_t> prompt = Tokens(64, 0);
+  absl::StatusOr<RoutePlan> one = router.Route(prompt, 1);
+  ASSERT_TRUE(one.ok() && one->prefill.has_value());
+  absl::StatusOr<RoutePlan> three = router.Route(prompt, 3);
+  ASSERT_TRUE(three.ok());
+  EXPECT_EQ(three->decode.worker_id, "d0");
+  EXPECT_FALSE(three->prefill.has_value());
 }
 
 TEST(RouterTest, RoutePlanPrefillsRemotelyOnlyForLongUncachedPrompts) {
