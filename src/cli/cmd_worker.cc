@@ -71,6 +71,7 @@ int RunWorker(const Args& args) {
        true, ""},
       {"advertise", "HOST[:PORT] others reach this worker at (default: the --listen address)", true, false, ""},
       {"id", "worker id in discovery (default: ROLE-HOSTNAME-PID)", true, false, ""},
+      {"device", "backend cuda: the GPU ordinal (default: the pool's first device, else 0)", true, false, ""},
       {"set", "override a key: --set kv_cache.block_size=32 (value in YAML syntax)", true, true, ""},
   };
   const std::string usage =
@@ -116,6 +117,13 @@ int RunWorker(const Args& args) {
   options.cluster_token = cluster::ClusterTokenFromEnv(config->discovery.token_env);
   cluster::SetClusterToken(options.cluster_token);
   options.listen = flags->Get("listen", "127.0.0.1:0");
+  auto device = flags->GetInt("device", -1);
+  if (!device.ok() || *device < -1) {
+    std::fprintf(stderr, "tandem worker: --device: expected a GPU ordinal >= 0, found '%s'\n",
+                 flags->Get("device").c_str());
+    return 2;
+  }
+  options.device = static_cast<int>(*device);
   options.prefill_workers = flags->All("prefill");
   if (options.prefill_workers.empty()) {
     for (const StaticWorker& w : config->discovery.static_workers) {

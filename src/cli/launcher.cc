@@ -86,6 +86,10 @@ absl::StatusOr<LaunchedWorkers> LaunchWorkers(const DeploymentConfig& config, co
     spec.name = absl::StrCat(plan[i].role, "-", plan[i].replica);
     spec.argv = {tandem_exe, "worker", "--role", plan[i].role, "-c", "/dev/fd/3",
                  "--listen", launched.workers[i].address, "--set", "discovery.type=static", "--set", workers_yaml};
+    if (!plan[i].devices.empty()) {  // backend cuda: the worker's first planned GPU
+      spec.argv.push_back("--device");
+      spec.argv.push_back(absl::StrCat(plan[i].devices.front()));
+    }
     spec.fd3 = *config_fd;
     if (absl::Status s = supervisor.Start(spec); !s.ok()) return s;
     TLOG_INFO("serve: started {} on {}", spec.name, launched.workers[i].address);

@@ -204,7 +204,9 @@ absl::Status ValidateWhole(const DeploymentConfig& config, const YamlSource& sou
   }
   const std::pair<const char*, const PoolSection*> all_pools[] = {
       {"prefill", &config.pools.prefill}, {"decode", &config.pools.decode}, {"both", &config.pools.both}};
-  std::map<int, std::string> owner;
+  // Workers may share a GPU (two pools on one device), each taking kv_cache.gpu_memory_utilization
+  // of it: the shares on any one device must add up to at most 1.
+  std::map<int, std::vector<std::string>> users;
   for (const auto& [name, pool] : all_pools) {
     if (config.backend == BackendKind::kCpu && !pool->devices.empty()) {
       return pool_error(name, "devices", "the cpu backend has no devices; remove this list or use backend: cuda");
@@ -214,11 +216,15 @@ absl::Status ValidateWhole(const DeploymentConfig& config, const YamlSource& sou
                         absl::StrCat("the cpu backend runs tensor_parallel 1, found ", pool->tensor_parallel));
     }
     for (int device : pool->devices) {
-      auto [it, inserted] = owner.emplace(device, name);
-      if (!inserted) {
+      std::vector<std::string>& on_device = users[device];
+      on_device.push_back(name);
+      const double share = static_cast<double>(on_device.size()) * config.kv_cache.gpu_memory_utilization;
+      if (share > 1.0 + 1e-9) {
         return pool_error(name, "devices",
-                          absl::StrCat("device ", device, " is already used by pool ", it->second,
-                                       "; pools must not share devices"));
+                          absl::StrCat("device ", device, " would hold ", on_device.size(), " workers (pools ",
+                                       absl::StrJoin(on_device, ", "), ") at kv_cache.gpu_memory_utilization ",
+                                       config.kv_cache.gpu_memory_utilization, " each: expected a total of at most 1, found ",
+                                       share, "; lower gpu_memory_utilization or give the pools their own devices"));
       }
     }
   }

@@ -42,10 +42,11 @@ int32_t ClampToInt32(int64_t v) {
 // backend: cuda — the CUDA model runner on the pool's first device (device 0 when the pool names none),
 // its KV pool sized by kv_cache.gpu_memory_utilization.
 absl::StatusOr<std::unique_ptr<Engine>> CreateCudaEngine(const DeploymentConfig& config, const PoolSection& pool,
-                                                         const model::LoadedModel& loaded, const EngineConfig& ec) {
+                                                         const model::LoadedModel& loaded, const EngineConfig& ec,
+                                                         int device) {
 #ifdef TANDEM_HAS_CUDA
   backend::CudaModelRunnerOptions options;
-  options.device = pool.devices.empty() ? 0 : pool.devices.front();
+  options.device = device >= 0 ? device : (pool.devices.empty() ? 0 : pool.devices.front());
   options.max_num_tokens = ClampToInt32(pool.max_num_batched_tokens);
   options.max_num_seqs = ClampToInt32(pool.max_num_seqs);
   options.max_model_len = ClampToInt32(config.model.max_model_len);
@@ -58,6 +59,7 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateCudaEngine(const DeploymentConfig&
   (void)pool;
   (void)loaded;
   (void)ec;
+  (void)device;
   return absl::UnimplementedError(absl::StrCat(
       config.source, ": backend: cuda: this build of tandem has no CUDA backend (built without nvcc); use backend: cpu "
                      "or rebuild with the CUDA Toolkit (scripts/setup.sh, TANDEM_CUDA=ON)"));
@@ -105,7 +107,7 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const DeploymentConfig& con
     case BackendKind::kCpu:
       break;
     case BackendKind::kCuda: {
-      auto engine = CreateCudaEngine(config, pool, loaded, ec);
+      auto engine = CreateCudaEngine(config, pool, loaded, ec, options.device);
       loaded.weights = {};  // on the device now
       return engine;
     }
@@ -141,9 +143,10 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const DeploymentConfig& con
 
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const DeploymentConfig& config,
                                                                    const PoolSection& pool,
-                                                                   const backend::KvPoolAllocator& kv_allocator) {
+                                                                   const backend::KvPoolAllocator& kv_allocator,
+                                                                   int device) {
   TANDEM_ASSIGN_OR_RETURN(model::LoadedModel loaded, LoadDeploymentModel(config));
-  return CreateEngine(config, pool, loaded, EngineBuildOptions{.kv_allocator = kv_allocator});
+  return CreateEngine(config, pool, loaded, EngineBuildOptions{.kv_allocator = kv_allocator, .device = device});
 }
 
 }  // namespace tandem::engine

@@ -1001,7 +1001,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::CreateFromDeployment(const Deplo
       break;  // device memory from the backend; the transport registers it
   }
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
-                          engine::CreateEngineFromDeployment(config, *pool, kv_allocator));
+                          engine::CreateEngineFromDeployment(config, *pool, kv_allocator, options.device));
   return Create(std::move(engine), std::move(options));
 }
 

@@ -22,6 +22,7 @@ struct EngineBuildOptions {
   int cpu_threads = 0;                       // CPU backend threads (0: all cores)
   std::vector<int32_t> extra_eos_token_ids;  // stop tokens beyond the model's (e.g. the tokenizer's)
   backend::KvPoolAllocator kv_allocator;     // CPU KV pools from here when set (a worker's transport)
+  int device = -1;                           // CUDA ordinal; -1: the pool's first device (0 when none)
 };
 
 // Loads config.model (path, load_format, dummy_config, seed).
@@ -41,6 +42,7 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const DeploymentConfig& con
 // CPU backend's pools); in a build without CUDA it is Unimplemented, saying so.
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngineFromDeployment(const DeploymentConfig& config,
                                                                    const PoolSection& pool,
-                                                                   const backend::KvPoolAllocator& kv_allocator = {});
+                                                                   const backend::KvPoolAllocator& kv_allocator = {},
+                                                                   int device = -1);
 
 }  // namespace tandem::engine

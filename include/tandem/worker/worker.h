@@ -62,6 +62,9 @@ struct WorkerOptions {
   // The KV transport; null: one made from `transfer`. CreateFromDeployment makes it first, so the
   // KV pools can live in its memory (transport_kv_memory.h).
   std::shared_ptr<transfer::KvTransport> transport;
+  // CreateFromDeployment on backend: cuda: the GPU this worker runs on; -1: its pool's first device
+  // (0 when the pool names none). `tandem serve` passes each worker its planned device.
+  int device = -1;
 };
 
 // Counters for tests and metrics (sent to the router in every LoadReport, see worker_stats.h).

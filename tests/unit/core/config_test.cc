@@ -75,6 +75,22 @@ pools:
   EXPECT_THAT(DescribeDeployment(*config), HasSubstr("decode[1]: cuda devices [3]"));
 }
 
+TEST(ConfigTest, PoolsShareAGpuWhenTheirMemorySharesFit) {
+  auto config = ParseDeploymentConfig(R"(model: {path: /m}
+backend: cuda
+pools:
+  prefill: {replicas: 1, devices: [0]}
+  decode: {replicas: 1, devices: [0]}
+kv_cache: {gpu_memory_utilization: 0.4}
+)",
+                                      "shared.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::vector<WorkerPlan> plan = PlanWorkers(*config);
+  ASSERT_EQ(plan.size(), 2u);
+  EXPECT_EQ(plan[0].devices, (std::vector<int>{0}));
+  EXPECT_EQ(plan[1].devices, (std::vector<int>{0}));
+}
+
 TEST(ConfigTest, OverridesApplyBeforeValidation) {
   auto config = ParseDeploymentConfig(kGood, "good.yaml",
                                       {"pools.decode.replicas=5", "frontend.http.port=9000", "router.policy=random"});
@@ -147,7 +163,8 @@ const BadCase kBadCases[] = {
     {"unknown_backend", "model: {path: /m}\nbackend: tpu\n", {},
      "bad.yaml:2: backend: expected one of cuda, cpu, found 'tpu'"},
     {"devices_overlap", "model: {path: /m}\nbackend: cuda\npools:\n  prefill: {devices: [0]}\n  decode: {devices: [0]}\n",
-     {}, "pools.decode.devices: device 0 is already used by pool prefill"},
+     {}, "pools.decode.devices: device 0 would hold 2 workers (pools prefill, decode) at kv_cache.gpu_memory_utilization "
+         "0.9 each: expected a total of at most 1, found 1.8"},
     {"missing_model_path", "backend: cpu\nmodel:\n  load_format: gguf\n", {},
      "bad.yaml:3: model.path: missing: a model path"},
     {"devices_count_mismatch", "model: {path: /m}\nbackend: cuda\npools:\n  decode: {replicas: 2, devices: [1]}\n", {},
