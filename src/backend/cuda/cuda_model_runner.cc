@@ -257,7 +257,9 @@ absl::Status CudaModelRunner::Impl::AllocateKvCache() {
 CudaModelRunner::CudaModelRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 CudaModelRunner::~CudaModelRunner() {
-  if (impl_ != nullptr && impl_->stream.get() != nullptr) cudaStreamSynchronize(impl_->stream.get());
+  if (impl_ == nullptr) return;
+  cudaSetDevice(impl_->options.device);  // the buffers and handles below are freed on their device
+  if (impl_->stream.get() != nullptr) cudaStreamSynchronize(impl_->stream.get());
 }
 
 absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const model::ModelConfig& config,
@@ -492,6 +494,9 @@ absl::Status CudaModelRunner::Impl::TuneGemms(int m) {
 
 absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan, const LayerDoneCallback* on_layer_done,
                                                           bool allow_graph) {
+  // The calling thread (the engine loop) may not have made the runner's device current; launches on
+  // another device's stream fail with cudaErrorInvalidResourceHandle.
+  TANDEM_CUDA_CHECK(cudaSetDevice(options.device));
   const KvCacheSpec& spec = cache->spec();
   if (plan.block_size != spec.block_size || plan.num_tokens > options.max_num_tokens ||
       plan.num_seqs > options.max_num_seqs || plan.max_blocks_per_seq > max_blocks_per_seq) {
