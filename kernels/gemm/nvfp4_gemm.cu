@@ -1,0 +1,595 @@
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "common/cuda_check.cuh"
+#include "gemm/nvfp4_gemm.cuh"
+#include "gemm/nvfp4_layout.cuh"
+
+namespace tandem::kernels {
+namespace {
+
+using nvfp4::kCodeTileBytes;
+using nvfp4::kKernelScale;
+using nvfp4::kScaleTileBytes;
+using nvfp4::kStepK;
+using nvfp4::kTileN;
+
+constexpr int kStages = 4;              // cp.async stages in flight (3 ahead of the one computed)
+constexpr int kMaxSplits = 16;          // split-K: at most this many blocks per output tile ...
+constexpr int kMinStepsPerSplit = 16;   // ... each with at least 256 inputs
+constexpr int kMaxColumnTiles = 65535;  // gridDim.y
+
+// ---------------------------------------------------------------------------------------------------
+// Plan: which compiled configuration and how many k-splits, from the shapes and the SM count only.
+
+struct GemmPlan {
+  int m_tiles = 1;   // 16-row mma tiles per block: 1, 2 or 4
+  int warps = 8;     // warps per block, splitting the k-steps of each stage
+  int m_blocks = 0;  // ceil(m / (16 m_tiles))
+  int n_tiles = 0;   // ceil(n / 64)
+  int ks_total = 0;  // k / 16
+  int splits = 1;    // blocks per output tile along k
+  int ks_per_split = 0;
+  size_t counter_bytes = 0;  // [m_blocks][n_tiles] int, 256-byte aligned; 0 without split-K
+  size_t partial_bytes = 0;  // [splits][m][n_tiles * 64] fp32; 0 without split-K
+};
+
+bool ShapeSupported(int n, int k) {
+  return n > 0 && k > 0 && k % kStepK == 0 && (n + kTileN - 1) / kTileN <= kMaxColumnTiles;
+}
+
+GemmPlan MakePlan(int m, int n, int k, int num_sms) {
+  GemmPlan p;
+  if (m <= 16) {
+    p.m_tiles = 1;
+    p.warps = 8;
+  } else if (m <= 32) {
+    p.m_tiles = 2;
+    p.warps = 8;
+  } else {
+    p.m_tiles = 4;
+    p.warps = 4;
+  }
+  p.m_blocks = (m + 16 * p.m_tiles - 1) / (16 * p.m_tiles);
+  p.n_tiles = (n + kTileN - 1) / kTileN;
+  p.ks_total = k / kStepK;
+  const long tiles = static_cast<long>(p.m_blocks) * p.n_tiles;
+  int splits = 1;
+  if (tiles < num_sms) {
+    // Aim at two blocks per SM; keep at least kMinStepsPerSplit k-steps per block.
+    const int want = static_cast<int>((2L * num_sms + tiles - 1) / tiles);
+    splits = std::max(1, std::min({want, p.ks_total / kMinStepsPerSplit, kMaxSplits}));
+  }
+  p.ks_per_split = (p.ks_total + splits - 1) / splits;
+  p.splits = (p.ks_total + p.ks_per_split - 1) / p.ks_per_split;  // no empty split
+  if (p.splits > 1) {
+    p.counter_bytes = (static_cast<size_t>(tiles) * sizeof(int) + 255) / 256 * 256;
+    p.partial_bytes = static_cast<size_t>(p.splits) * m * p.n_tiles * kTileN * sizeof(float);
+  }
+  return p;
+}
+
+cudaError_t CurrentSmCount(int* sms) {
+  int device = 0;
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  return cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, device);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Device side.
+
+// Everything a launch needs, by value in the kernel's parameter space.
+struct GemmParams {
+  const __nv_bfloat16* x;  // [m, k] row-major
+  const uint8_t* codes;    // [n_tiles][ks_total][512] (nvfp4_layout.cuh)
+  const uint8_t* scales;   // [n_tiles][ks_total][64]
+  __nv_bfloat16* out;      // [m, n] row-major
+  float* partials;         // [splits][m][n_tiles * 64] fp32, when splits > 1
+  int* counters;           // [m_blocks][n_tiles], zero between launches, when splits > 1
+  int m, n, k;
+  int n_tiles, ks_total, splits, ks_per_split;
+  int num_parts;
+  int part_begin[kNvfp4MaxParts];
+  float part_alpha[kNvfp4MaxParts];  // scale2 * 2^7 per part
+};
+
+__device__ __forceinline__ float PartAlpha(const GemmParams& p, int col) {
+  float alpha = p.part_alpha[0];
+#pragma unroll
+  for (int i = 1; i < kNvfp4MaxParts; ++i) {
+    if (i < p.num_parts && col >= p.part_begin[i]) alpha = p.part_alpha[i];
+  }
+  return alpha;
+}
+
+__device__ __forceinline__ uint32_t SharedAddress(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(SharedAddress(smem)), "l"(gmem));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+__device__ __forceinline__ void LdMatrixX4(uint32_t a[4], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+               : "r"(SharedAddress(smem)));
+}
+
+// c += a [16 x 16, row] * b [16 x 8, col], bf16 in, fp32 accumulate.
+__device__ __forceinline__ void MmaBf16(float c[4], const uint32_t a[4], uint32_t b01, uint32_t b23) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b01), "r"(b23));
+}
+
+// Both halves of a times the low (kHigh = false) or high half of s, as bf16 (exact here: see
+// nvfp4_layout.cuh). bf16 multiplies keep subnormal inputs, which the 0.5 codes are.
+template <bool kHigh>
+__device__ __forceinline__ uint32_t MulByHalf(uint32_t a, uint32_t s) {
+  const __nv_bfloat162 av = *reinterpret_cast<const __nv_bfloat162*>(&a);
+  const __nv_bfloat162 sv = *reinterpret_cast<const __nv_bfloat162*>(&s);
+  const __nv_bfloat162 r = __hmul2(av, kHigh ? __high2bfloat162(sv) : __low2bfloat162(sv));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+
+// The 32 weights of one lane for one 64 x 16 tile, scaled: b[j][0] = b01, b[j][1] = b23 of n8 tile j.
+__device__ __forceinline__ void LoadWeightFragments(const uint4& q, const uint2& s, uint32_t b[8][2]) {
+  uint32_t sc[4];
+  nvfp4::ExpandScales(s.x, &sc[0], &sc[1]);
+  nvfp4::ExpandScales(s.y, &sc[2], &sc[3]);
+  const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+  for (int a = 0; a < 4; ++a) {
+    uint32_t e[4];
+    nvfp4::ExpandCodes(words[a], e);
+    b[2 * a][0] = MulByHalf<false>(e[0], sc[a]);
+    b[2 * a][1] = MulByHalf<false>(e[1], sc[a]);
+    b[2 * a + 1][0] = MulByHalf<true>(e[2], sc[a]);
+    b[2 * a + 1][1] = MulByHalf<true>(e[3], sc[a]);
+  }
+}
+
+template <int kMTiles, int kWarps>
+struct GemmConfig {
+  static constexpr int kThreads = kWarps * 32;
+  // Register budget: three blocks of 8 warps per SM for decode (68 KB of shared memory each), two otherwise.
+  static constexpr int kMinBlocksPerSm = kMTiles == 1 ? 3 : 2;
+  static constexpr int kStageKs = 2 * kWarps;       // k-steps per stage: two per warp
+  static constexpr int kRows = 16 * kMTiles;        // rows of x (and out) per block
+  static constexpr int kXRowBytes = kStageKs * 32;  // 16 bf16 per k-step
+  static constexpr int kXChunksPerRow = kXRowBytes / 16;
+  static constexpr int kCodeBytes = kStageKs * kCodeTileBytes;
+  static constexpr int kScaleBytes = kStageKs * kScaleTileBytes;
+  static constexpr int kXBytes = kRows * kXRowBytes;
+  static constexpr int kStageBytes = kCodeBytes + kScaleBytes + kXBytes;
+  static constexpr int kRedStride = kTileN + 8;  // floats per row in the cross-warp sum (fewer conflicts)
+  static constexpr int kRedBytes = kWarps * kRows * kRedStride * 4;
+  static constexpr int kSmemBytes = kStages * kStageBytes > kRedBytes ? kStages* kStageBytes : kRedBytes;
+  static_assert(kXChunksPerRow % 8 == 0, "the x swizzle permutes 16-byte chunks in groups of 8");
+  static_assert(kCodeBytes % (16 * kThreads) == 0 && kXBytes % (16 * kThreads) == 0 &&
+                    kScaleBytes <= 16 * kThreads,
+                "each thread copies a whole number of chunks per stage");
+};
+
+// One block: rows [row0, row0 + kRows) of x and out, output columns [64 nt, 64 nt + 64), k-steps
+// [ks_begin, ks_end) of split blockIdx.z. Shared memory per stage (kStages of them, then reused for
+// the cross-warp sum):
+//   codes  [kStageKs][512 B]    the stage's tiles, as in global memory
+//   scales [kStageKs][64 B]
+//   x      [kRows][kStageKs * 16] bf16, 16-byte chunk c of row r stored at c ^ (r % 8) (ldmatrix
+//          reads 8 rows at one chunk without bank conflicts); rows past m are zero.
+// Warp w computes k-steps w and w + kWarps of every stage for all kRows x 64 outputs; the warps' sums
+// are added in shared memory at the end. With splits > 1 each block stores its fp32 sums, and the
+// last block of an output tile to finish (counter) adds them in split order and writes bf16.
+template <int kMTiles, int kWarps>
+__global__ void __launch_bounds__(kWarps * 32, GemmConfig<kMTiles, kWarps>::kMinBlocksPerSm)
+    Nvfp4GemmKernel(const GemmParams p) {
+  using C = GemmConfig<kMTiles, kWarps>;
+  extern __shared__ __align__(16) uint8_t smem[];
+  __shared__ int is_last_block;
+  const int tid = threadIdx.x;
+  const int warp = tid / 32, lane = tid % 32;
+  const int m_block = blockIdx.x, n_tile = blockIdx.y, split = blockIdx.z;
+  const int row0 = m_block * C::kRows;
+  const int rows = min(C::kRows, p.m - row0);
+  const int ks_begin = split * p.ks_per_split;
+  const int ks_end = min(ks_begin + p.ks_per_split, p.ks_total);
+  const int num_iters = (ks_end - ks_begin + C::kStageKs - 1) / C::kStageKs;
+
+  // Rows past m: zero once in every stage; no copy writes them.
+  if (rows < C::kRows) {
+    for (int s = 0; s < kStages; ++s) {
+      uint4* xs = reinterpret_cast<uint4*>(smem + s * C::kStageBytes + C::kCodeBytes + C::kScaleBytes);
+      for (int i = rows * C::kXChunksPerRow + tid; i < C::kRows * C::kXChunksPerRow; i += C::kThreads) {
+        xs[i] = make_uint4(0, 0, 0, 0);
+      }
+    }
+  }
+
+  const uint8_t* codes = p.codes + static_cast<size_t>(n_tile) * p.ks_total * kCodeTileBytes;
+  const uint8_t* scales = p.scales + static_cast<size_t>(n_tile) * p.ks_total * kScaleTileBytes;
+  const __nv_bfloat16* x = p.x + static_cast<size_t>(row0) * p.k;
+
+  // Copies of one stage, each thread a fixed number of 16-byte chunks (trip counts are constants).
+  const auto load_stage = [&](int iter) {
+    uint8_t* stage = smem + (iter % kStages) * C::kStageBytes;
+    const int ks0 = ks_begin + iter * C::kStageKs;
+    const int nks = min(C::kStageKs, ks_end - ks0);
+    const uint8_t* code_src = codes + static_cast<size_t>(ks0) * kCodeTileBytes;
+#pragma unroll
+    for (int it = 0; it < C::kCodeBytes / 16 / C::kThreads; ++it) {
+      const int i = tid + it * C::kThreads;
+      if (i < nks * (kCodeTileBytes / 16)) CpAsync16(stage + i * 16, code_src + i * 16);
+    }
+    const uint8_t* scale_src = scales + static_cast<size_t>(ks0) * kScaleTileBytes;
+    if (tid < nks * (kScaleTileBytes / 16)) CpAsync16(stage + C::kCodeBytes + tid * 16, scale_src + tid * 16);
+    uint8_t* xs = stage + C::kCodeBytes + C::kScaleBytes;
+    const __nv_bfloat16* x_src = x + static_cast<size_t>(ks0) * kStepK;
+#pragma unroll
+    for (int it = 0; it < C::kXBytes / 16 / C::kThreads; ++it) {
+      const int i = tid + it * C::kThreads;
+      const int r = i / C::kXChunksPerRow, c = i % C::kXChunksPerRow;
+      if (r < rows && c < nks * 2) {
+        CpAsync16(xs + r * C::kXRowBytes + ((c ^ (r % 8)) * 16),
+                  x_src + static_cast<size_t>(r) * p.k + c * 8);
+      }
+    }
+  };
+
+  float acc[kMTiles][8][4];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mt][j][e] = 0.f;
+    }
+  }
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < num_iters) load_stage(s);
+    CpAsyncCommit();
+  }
+  for (int iter = 0; iter < num_iters; ++iter) {
+    CpAsyncWait<kStages - 2>();  // stage iter has landed (this thread's copies) ...
+    __syncthreads();             // ... everyone's, and stage iter - 1 is free again
+    if (iter + kStages - 1 < num_iters) load_stage(iter + kStages - 1);
+    CpAsyncCommit();
+
+    const uint8_t* stage = smem + (iter % kStages) * C::kStageBytes;
+    const uint8_t* xs = stage + C::kCodeBytes + C::kScaleBytes;
+    const int nks = min(C::kStageKs, ks_end - (ks_begin + iter * C::kStageKs));
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int kk = warp + u * kWarps;
+      if (kk < nks) {
+        const uint4 q = *reinterpret_cast<const uint4*>(stage + kk * kCodeTileBytes + lane * 16);
+        const uint2 s =
+            *reinterpret_cast<const uint2*>(stage + C::kCodeBytes + kk * kScaleTileBytes + (lane / 4) * 8);
+        uint32_t a[kMTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          const int r = mt * 16 + (lane % 16);
+          const int c = kk * 2 + lane / 16;
+          LdMatrixX4(a[mt], xs + r * C::kXRowBytes + ((c ^ (r % 8)) * 16));
+        }
+        uint32_t b[8][2];
+        LoadWeightFragments(q, s, b);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) MmaBf16(acc[mt][j], a[mt], b[j][0], b[j][1]);
+        }
+      }
+    }
+  }
+  CpAsyncWait<0>();
+  __syncthreads();
+
+  // Cross-warp sum in shared memory (over the pipeline buffers, which are idle now).
+  float* red = reinterpret_cast<float*>(smem);
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      float* r0 = red + (warp * C::kRows + mt * 16 + g) * C::kRedStride + j * 8 + 2 * t;
+      *reinterpret_cast<float2*>(r0) = make_float2(acc[mt][j][0], acc[mt][j][1]);
+      *reinterpret_cast<float2*>(r0 + 8 * C::kRedStride) = make_float2(acc[mt][j][2], acc[mt][j][3]);
+    }
+  }
+  __syncthreads();
+
+  const int col0 = n_tile * kTileN;
+  const size_t ld_partial = static_cast<size_t>(p.n_tiles) * kTileN;
+  for (int i = tid; i < rows * kTileN; i += C::kThreads) {
+    const int r = i / kTileN, c = i % kTileN;
+    const int col = col0 + c;
+    if (col >= p.n) continue;
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) v += red[(w * C::kRows + r) * C::kRedStride + c];
+    if (p.splits == 1) {
+      p.out[static_cast<size_t>(row0 + r) * p.n + col] = __float2bfloat16_rn(v * PartAlpha(p, col));
+    } else {
+      p.partials[(static_cast<size_t>(split) * p.m + row0 + r) * ld_partial + col] = v;
+    }
+  }
+  if (p.splits == 1) return;
+
+  // Split-K: the last block of this output tile adds the partial sums (threadFenceReduction pattern).
+  __threadfence();
+  __syncthreads();
+  int* counter = p.counters + m_block * p.n_tiles + n_tile;
+  if (tid == 0) is_last_block = atomicAdd(counter, 1) == p.splits - 1;
+  __syncthreads();
+  if (!is_last_block) return;
+  __threadfence();
+  for (int i = tid; i < rows * kTileN; i += C::kThreads) {
+    const int r = i / kTileN, c = i % kTileN;
+    const int col = col0 + c;
+    if (col >= p.n) continue;
+    float v = 0.f;
+    for (int s = 0; s < p.splits; ++s) {
+      v += __ldcg(p.partials + (static_cast<size_t>(s) * p.m + row0 + r) * ld_partial + col);
+    }
+    p.out[static_cast<size_t>(row0 + r) * p.n + col] = __float2bfloat16_rn(v * PartAlpha(p, col));
+  }
+  if (tid == 0) *counter = 0;  // ready for the next launch
+}
+
+template <int kMTiles, int kWarps>
+cudaError_t LaunchGemm(const GemmParams& params, int m_blocks, cudaStream_t stream) {
+  using C = GemmConfig<kMTiles, kWarps>;
+  const auto kernel = Nvfp4GemmKernel<kMTiles, kWarps>;
+  TANDEM_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes));
+  const dim3 grid(m_blocks, params.n_tiles, params.splits);
+  kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(params);
+  return cudaGetLastError();
+}
+
+// The compiled configurations; anything else is an error, not a fallback.
+cudaError_t DispatchGemm(const GemmPlan& plan, const GemmParams& params, cudaStream_t stream) {
+  if (plan.m_tiles == 1 && plan.warps == 8) return LaunchGemm<1, 8>(params, plan.m_blocks, stream);
+  if (plan.m_tiles == 2 && plan.warps == 8) return LaunchGemm<2, 8>(params, plan.m_blocks, stream);
+  if (plan.m_tiles == 4 && plan.warps == 4) return LaunchGemm<4, 4>(params, plan.m_blocks, stream);
+  return cudaErrorInvalidValue;
+}
+
+// One thread per lane of a (column tile, k-step): its 32 weights, scaled as in the GEMM, times
+// scale2 * 2^7 in fp32, rounded to bf16, stored as bf16 pairs.
+__global__ void Nvfp4DequantizeKernel(const GemmParams p, __nv_bfloat16* out, long total_threads) {
+  const long gid = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (gid >= total_threads) return;
+  const long tile = gid / 32;
+  const int lane = static_cast<int>(gid % 32);
+  const int n_tile = static_cast<int>(tile / p.ks_total), ks = static_cast<int>(tile % p.ks_total);
+  const uint4 q = *reinterpret_cast<const uint4*>(p.codes + tile * kCodeTileBytes + lane * 16);
+  const uint2 s = *reinterpret_cast<const uint2*>(p.scales + tile * kScaleTileBytes + (lane / 4) * 8);
+  uint32_t b[8][2];
+  LoadWeightFragments(q, s, b);
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int col = n_tile * kTileN + 8 * j + g;
+    if (col >= p.n) continue;
+    const float alpha = PartAlpha(p, col);
+    __nv_bfloat16* row = out + static_cast<size_t>(col) * p.k + ks * kStepK + 2 * t;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&b[j][h]));
+      *reinterpret_cast<__nv_bfloat162*>(row + 8 * h) = __floats2bfloat162_rn(v.x * alpha, v.y * alpha);
+    }
+  }
+}
+
+GemmParams WeightParams(const Nvfp4Weight& w) {
+  GemmParams p{};
+  p.codes = w.codes;
+  p.scales = w.scales;
+  p.n = w.n;
+  p.k = w.k;
+  p.n_tiles = (w.n + kTileN - 1) / kTileN;
+  p.ks_total = w.k / kStepK;
+  p.num_parts = w.num_parts;
+  for (int i = 0; i < kNvfp4MaxParts; ++i) {
+    p.part_begin[i] = w.part_begin[i];
+    p.part_alpha[i] = w.part_scale2[i] * kKernelScale;
+  }
+  return p;
+}
+
+bool WeightSupported(const Nvfp4Weight& w) {
+  const auto aligned16 = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
+  if (!ShapeSupported(w.n, w.k) || w.num_parts < 1 || w.num_parts > kNvfp4MaxParts || w.codes == nullptr ||
+      w.scales == nullptr || !aligned16(w.codes) || !aligned16(w.scales) || w.part_begin[0] != 0) {
+    return false;
+  }
+  for (int i = 1; i < w.num_parts; ++i) {
+    if (w.part_begin[i] <= w.part_begin[i - 1] || w.part_begin[i] >= w.n) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+// Host API.
+
+std::string Nvfp4RepackForGpu(const Nvfp4Part* parts, int num_parts, int k, Nvfp4Repacked* out) {
+  if (k <= 0 || k % kStepK != 0) {
+    return "NVFP4 repack: k must be a positive multiple of 16 (one E4M3 scale per 16 inputs); found " +
+           std::to_string(k);
+  }
+  if (num_parts < 1 || num_parts > kNvfp4MaxParts) {
+    return "NVFP4 repack: expected 1 to " + std::to_string(kNvfp4MaxParts) + " parts; found " +
+           std::to_string(num_parts);
+  }
+  long n_total = 0;
+  for (int i = 0; i < num_parts; ++i) {
+    const Nvfp4Part& part = parts[i];
+    if (part.rows <= 0 || part.packed == nullptr || part.scales == nullptr) {
+      return "NVFP4 repack: part " + std::to_string(i) + " is empty (rows " + std::to_string(part.rows) + ")";
+    }
+    if (!std::isfinite(part.scale2) || part.scale2 < 0.f) {
+      return "NVFP4 repack: part " + std::to_string(i) + " has scale2 " + std::to_string(part.scale2) +
+             "; expected a finite value >= 0";
+    }
+    n_total += part.rows;
+  }
+  if (!ShapeSupported(static_cast<int>(std::min<long>(n_total, 1L << 30)), k)) {
+    return "NVFP4 repack: n = " + std::to_string(n_total) + " exceeds " +
+           std::to_string(kMaxColumnTiles * kTileN);
+  }
+  const int n = static_cast<int>(n_total);
+  const int ks_total = k / kStepK;
+  const int n_tiles = (n + kTileN - 1) / kTileN;
+  Nvfp4Repacked r;
+  r.n = n;
+  r.k = k;
+  r.num_parts = num_parts;
+  r.codes.assign(static_cast<size_t>(n_tiles) * ks_total * kCodeTileBytes, 0);
+  r.scales.assign(static_cast<size_t>(n_tiles) * ks_total * kScaleTileBytes, 0);
+
+  // code_mask[c % 16 / 8][kl][code]: the bits of `code` at input kl of a column whose j is even / odd.
+  static uint32_t code_mask[2][kStepK][16];
+  static int code_offset[kTileN][kStepK];  // byte offset of the word within a code tile
+  static bool tables_ready = [] {
+    for (int c = 0; c < kTileN; ++c) {
+      for (int kl = 0; kl < kStepK; ++kl) {
+        const nvfp4::CodeSlot slot = nvfp4::CodeSlotOf(c, kl);
+        code_offset[c][kl] = slot.lane * 16 + slot.word * 4;
+        for (int code = 0; code < 16; ++code) {
+          code_mask[(c / 8) % 2][kl][code] =
+              nvfp4::PlaceCode(slot.reg, slot.half, static_cast<uint8_t>(code));
+        }
+      }
+    }
+    return true;
+  }();
+  (void)tables_ready;
+
+  int col = 0;
+  for (int i = 0; i < num_parts; ++i) {
+    const Nvfp4Part& part = parts[i];
+    r.part_begin[i] = col;
+    r.part_scale2[i] = part.scale2;
+    for (int row = 0; row < part.rows; ++row, ++col) {
+      const int n_tile = col / kTileN, c = col % kTileN;
+      const int j = c / 8, g = c % 8;
+      const uint8_t* packed_row = part.packed + static_cast<size_t>(row) * (k / 2);
+      const uint8_t* scale_row = part.scales + static_cast<size_t>(row) * ks_total;
+      for (int ks = 0; ks < ks_total; ++ks) {
+        const uint8_t scale = scale_row[ks];
+        if ((scale & 0x7F) == 0x7F || ((scale & 0x80) != 0 && scale != 0x80)) {
+          return "NVFP4 repack: part " + std::to_string(i) + " row " + std::to_string(row) + " group " +
+                 std::to_string(ks) + " has scale byte " + std::to_string(scale) +
+                 ((scale & 0x7F) == 0x7F ? " (NaN)" : " (negative)") +
+                 "; expected a non-negative float8_e4m3fn";
+        }
+        const size_t tile = static_cast<size_t>(n_tile) * ks_total + ks;
+        uint32_t scale_words[2];
+        uint8_t* scale_dst = r.scales.data() + tile * kScaleTileBytes + g * 8;
+        std::memcpy(scale_words, scale_dst, 8);
+        const uint8_t u = nvfp4::ScaleCode(scale);
+        nvfp4::PlaceScaleCode(scale_words, j, u);
+        std::memcpy(scale_dst, scale_words, 8);
+        if (u == 0) continue;  // zero scale: the block's codes stay zero
+        uint8_t* code_tile = r.codes.data() + tile * kCodeTileBytes;
+        const uint8_t* bytes = packed_row + ks * (kStepK / 2);
+        for (int kl = 0; kl < kStepK; ++kl) {
+          const uint8_t code = (kl % 2 == 0) ? (bytes[kl / 2] & 0xF) : (bytes[kl / 2] >> 4);
+          uint32_t word;
+          std::memcpy(&word, code_tile + code_offset[c][kl], 4);
+          word |= code_mask[j % 2][kl][code];
+          std::memcpy(code_tile + code_offset[c][kl], &word, 4);
+        }
+      }
+    }
+  }
+  *out = std::move(r);
+  return "";
+}
+
+Nvfp4Weight Nvfp4DeviceView(const Nvfp4Repacked& repacked, const void* device_codes,
+                            const void* device_scales) {
+  Nvfp4Weight w;
+  w.codes = static_cast<const uint8_t*>(device_codes);
+  w.scales = static_cast<const uint8_t*>(device_scales);
+  w.n = repacked.n;
+  w.k = repacked.k;
+  w.num_parts = repacked.num_parts;
+  for (int i = 0; i < kNvfp4MaxParts; ++i) {
+    w.part_begin[i] = repacked.part_begin[i];
+    w.part_scale2[i] = repacked.part_scale2[i];
+  }
+  return w;
+}
+
+cudaError_t Nvfp4GemmWorkspaceSize(int max_m, int n, int k, size_t* bytes) {
+  if (max_m < 0 || !ShapeSupported(n, k) || bytes == nullptr) return cudaErrorInvalidValue;
+  int sms = 0;
+  TANDEM_CUDA_RETURN_IF_ERROR(CurrentSmCount(&sms));
+  size_t most = 0;
+  for (int m = 1; m <= max_m; ++m) {
+    const GemmPlan plan = MakePlan(m, n, k, sms);
+    most = std::max(most, plan.counter_bytes + plan.partial_bytes);
+    if (plan.splits == 1 && static_cast<long>(plan.m_blocks) * plan.n_tiles >= sms)
+      break;  // larger m: no split
+  }
+  *bytes = most;
+  return cudaSuccess;
+}
+
+cudaError_t Nvfp4Gemm(const __nv_bfloat16* x, const Nvfp4Weight& w, __nv_bfloat16* out, int m,
+                      void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  if (m < 0 || !WeightSupported(w) || (m > 0 && (x == nullptr || out == nullptr)) ||
+      (reinterpret_cast<uintptr_t>(x) & 15u) != 0 || (reinterpret_cast<uintptr_t>(out) & 1u) != 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (m == 0) return cudaSuccess;
+  int sms = 0;
+  TANDEM_CUDA_RETURN_IF_ERROR(CurrentSmCount(&sms));
+  const GemmPlan plan = MakePlan(m, w.n, w.k, sms);
+  GemmParams params = WeightParams(w);
+  params.x = x;
+  params.out = out;
+  params.m = m;
+  params.splits = plan.splits;
+  params.ks_per_split = plan.ks_per_split;
+  if (plan.splits > 1) {
+    if (workspace == nullptr || workspace_bytes < plan.counter_bytes + plan.partial_bytes ||
+        (reinterpret_cast<uintptr_t>(workspace) & 255u) != 0) {
+      return cudaErrorInvalidValue;
+    }
+    params.counters = static_cast<int*>(workspace);
+    params.partials = reinterpret_cast<float*>(static_cast<uint8_t*>(workspace) + plan.counter_bytes);
+  }
+  return DispatchGemm(plan, params, stream);
+}
+
+cudaError_t Nvfp4DequantizeToBf16(const Nvfp4Weight& w, __nv_bfloat16* out, cudaStream_t stream) {
+  if (!WeightSupported(w) || out == nullptr || (reinterpret_cast<uintptr_t>(out) & 3u) != 0) {
+    return cudaErrorInvalidValue;
+  }
+  const GemmParams params = WeightParams(w);
+  const long total = static_cast<long>(params.n_tiles) * params.ks_total * 32;
+  constexpr int kThreads = 256;
+  Nvfp4DequantizeKernel<<<static_cast<unsigned>((total + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+      params, out, total);
+  return cudaGetLastError();
+}
+
+}  // namespace tandem::kernels
