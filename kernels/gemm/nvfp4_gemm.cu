@@ -16,7 +16,7 @@ using nvfp4::kScaleTileBytes;
 using nvfp4::kStepK;
 using nvfp4::kTileN;
 
-constexpr int kStages = 4;              // cp.async stages in flight (3 ahead of the one computed)
+constexpr int kStages = 4;              // pipeline stages: 3 in flight ahead of the one computed
 constexpr int kMaxSplits = 16;          // split-K: at most this many blocks per output tile ...
 constexpr int kMinStepsPerSplit = 16;   // ... each with at least 256 inputs
 constexpr int kMaxColumnTiles = 65535;  // gridDim.y
@@ -40,27 +40,36 @@ bool ShapeSupported(int n, int k) {
   return n > 0 && k > 0 && k % kStepK == 0 && (n + kTileN - 1) / kTileN <= kMaxColumnTiles;
 }
 
+// Configurations by m: one 16-row tile and 8 warps (decode; 3 blocks fit an SM), two tiles and 8
+// warps, four tiles and 4 warps (2 blocks per SM each). Split-K only when the output tiles cannot
+// fill one wave of resident blocks: then as many splits as fill it (a decode GEMM is a few
+// microseconds, about one block's latency, so every block should start at once and put its whole
+// share of the weight in flight). Larger problems run one block per tile, in waves.
 GemmPlan MakePlan(int m, int n, int k, int num_sms) {
   GemmPlan p;
+  int blocks_per_sm;
   if (m <= 16) {
     p.m_tiles = 1;
     p.warps = 8;
+    blocks_per_sm = 3;
   } else if (m <= 32) {
     p.m_tiles = 2;
     p.warps = 8;
+    blocks_per_sm = 2;
   } else {
     p.m_tiles = 4;
     p.warps = 4;
+    blocks_per_sm = 2;
   }
   p.m_blocks = (m + 16 * p.m_tiles - 1) / (16 * p.m_tiles);
   p.n_tiles = (n + kTileN - 1) / kTileN;
   p.ks_total = k / kStepK;
   const long tiles = static_cast<long>(p.m_blocks) * p.n_tiles;
+  const long slots = static_cast<long>(num_sms) * blocks_per_sm;
   int splits = 1;
-  if (tiles < num_sms) {
-    // Aim at two blocks per SM; keep at least kMinStepsPerSplit k-steps per block.
-    const int want = static_cast<int>((2L * num_sms + tiles - 1) / tiles);
-    splits = std::max(1, std::min({want, p.ks_total / kMinStepsPerSplit, kMaxSplits}));
+  if (tiles < slots) {
+    splits = static_cast<int>(std::min<long>({slots / tiles, p.ks_total / kMinStepsPerSplit, kMaxSplits}));
+    splits = std::max(splits, 1);
   }
   p.ks_per_split = (p.ks_total + splits - 1) / splits;
   p.splits = (p.ks_total + p.ks_per_split - 1) / p.ks_per_split;  // no empty split
@@ -108,13 +117,29 @@ __device__ __forceinline__ uint32_t SharedAddress(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(SharedAddress(smem)), "l"(gmem));
+// Hopper bulk copies (cp.async.bulk, no tensor map) that signal an mbarrier with their byte count.
+__device__ __forceinline__ void MbarrierInit(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+__device__ __forceinline__ void MbarrierArriveExpectTx(uint32_t bar, uint32_t bytes) {
+  asm volatile(
+      "{\n .reg .b64 state;\n mbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n" ::"r"(bar),
+      "r"(bytes)
+      : "memory");
+}
+__device__ __forceinline__ void MbarrierWait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n .reg .pred done;\n WAIT_%=:\n mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      " @!done bra WAIT_%=;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// bytes (a multiple of 16, both addresses 16-byte aligned) from global to shared; completes on bar.
+__device__ __forceinline__ void BulkCopy(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+      "l"(src), "r"(bytes), "r"(bar)
+      : "memory");
 }
 
 __device__ __forceinline__ void LdMatrixX4(uint32_t a[4], const void* smem) {
@@ -125,8 +150,7 @@ __device__ __forceinline__ void LdMatrixX4(uint32_t a[4], const void* smem) {
 
 // c += a [16 x 16, row] * b [16 x 8, col], bf16 in, fp32 accumulate.
 __device__ __forceinline__ void MmaBf16(float c[4], const uint32_t a[4], uint32_t b01, uint32_t b23) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b01), "r"(b23));
@@ -162,40 +186,42 @@ __device__ __forceinline__ void LoadWeightFragments(const uint4& q, const uint2&
 template <int kMTiles, int kWarps>
 struct GemmConfig {
   static constexpr int kThreads = kWarps * 32;
-  // Register budget: three blocks of 8 warps per SM for decode (68 KB of shared memory each), two otherwise.
+  // Register budget: three blocks of 8 warps per SM for decode (70 KB of shared memory each), two otherwise.
   static constexpr int kMinBlocksPerSm = kMTiles == 1 ? 3 : 2;
-  static constexpr int kStageKs = 2 * kWarps;       // k-steps per stage: two per warp
-  static constexpr int kRows = 16 * kMTiles;        // rows of x (and out) per block
-  static constexpr int kXRowBytes = kStageKs * 32;  // 16 bf16 per k-step
-  static constexpr int kXChunksPerRow = kXRowBytes / 16;
+  static constexpr int kStageKs = 2 * kWarps;  // k-steps per stage: two per warp
+  static constexpr int kRows = 16 * kMTiles;   // rows of x (and out) per block
+  // x rows in shared memory: the stage's k range plus 16 bytes, so that the 8 rows an ldmatrix reads
+  // at one k fall in 8 different 16-byte bank groups (stride an odd number of 16-byte chunks).
+  static constexpr int kXRowBytes = kStageKs * kStepK * 2 + 16;
   static constexpr int kCodeBytes = kStageKs * kCodeTileBytes;
   static constexpr int kScaleBytes = kStageKs * kScaleTileBytes;
-  static constexpr int kXBytes = kRows * kXRowBytes;
-  static constexpr int kStageBytes = kCodeBytes + kScaleBytes + kXBytes;
+  static constexpr int kXOffset = kCodeBytes + kScaleBytes;
+  static constexpr int kStageBytes = kXOffset + kRows * kXRowBytes;
   static constexpr int kRedStride = kTileN + 8;  // floats per row in the cross-warp sum (fewer conflicts)
   static constexpr int kRedBytes = kWarps * kRows * kRedStride * 4;
   static constexpr int kSmemBytes = kStages * kStageBytes > kRedBytes ? kStages* kStageBytes : kRedBytes;
-  static_assert(kXChunksPerRow % 8 == 0, "the x swizzle permutes 16-byte chunks in groups of 8");
-  static_assert(kCodeBytes % (16 * kThreads) == 0 && kXBytes % (16 * kThreads) == 0 &&
-                    kScaleBytes <= 16 * kThreads,
-                "each thread copies a whole number of chunks per stage");
+  static_assert(kXRowBytes % 16 == 0 && (kXRowBytes / 16) % 2 == 1, "x rows: odd number of 16-byte chunks");
+  static_assert(kStageBytes % 16 == 0, "stages are 16-byte aligned for the bulk copies");
 };
 
 // One block: rows [row0, row0 + kRows) of x and out, output columns [64 nt, 64 nt + 64), k-steps
 // [ks_begin, ks_end) of split blockIdx.z. Shared memory per stage (kStages of them, then reused for
 // the cross-warp sum):
-//   codes  [kStageKs][512 B]    the stage's tiles, as in global memory
-//   scales [kStageKs][64 B]
-//   x      [kRows][kStageKs * 16] bf16, 16-byte chunk c of row r stored at c ^ (r % 8) (ldmatrix
-//          reads 8 rows at one chunk without bank conflicts); rows past m are zero.
-// Warp w computes k-steps w and w + kWarps of every stage for all kRows x 64 outputs; the warps' sums
-// are added in shared memory at the end. With splits > 1 each block stores its fp32 sums, and the
-// last block of an output tile to finish (counter) adds them in split order and writes bf16.
+//   codes  [kStageKs][512 B]    the stage's tiles: one contiguous bulk copy from global memory
+//   scales [kStageKs][64 B]     likewise
+//   x      [kRows][kXRowBytes]  bf16, the stage's k range of each row (one bulk copy per row < m);
+//                               rows past m are zero
+// Warp 0 issues a stage's copies (Hopper's cp.async.bulk, completion counted in bytes on the stage's
+// mbarrier) kStages - 1 stages ahead; every thread waits on the mbarrier before reading. Warp w
+// computes k-steps w and w + kWarps of every stage for all kRows x 64 outputs; the warps' sums are
+// added in shared memory at the end. With splits > 1 each block stores its fp32 sums, and the last
+// block of an output tile to finish (counter) adds them in split order and writes bf16.
 template <int kMTiles, int kWarps>
 __global__ void __launch_bounds__(kWarps * 32, GemmConfig<kMTiles, kWarps>::kMinBlocksPerSm)
     Nvfp4GemmKernel(const GemmParams p) {
   using C = GemmConfig<kMTiles, kWarps>;
-  extern __shared__ __align__(16) uint8_t smem[];
+  extern __shared__ __align__(128) uint8_t smem[];
+  __shared__ __align__(8) uint64_t stage_full[kStages];  // mbarriers: the stage's bytes have landed
   __shared__ int is_last_block;
   const int tid = threadIdx.x;
   const int warp = tid / 32, lane = tid % 32;
@@ -205,46 +231,63 @@ __global__ void __launch_bounds__(kWarps * 32, GemmConfig<kMTiles, kWarps>::kMin
   const int ks_begin = split * p.ks_per_split;
   const int ks_end = min(ks_begin + p.ks_per_split, p.ks_total);
   const int num_iters = (ks_end - ks_begin + C::kStageKs - 1) / C::kStageKs;
+  const uint32_t smem_addr = SharedAddress(smem);
+  const uint32_t bar_addr = SharedAddress(stage_full);
 
   // Rows past m: zero once in every stage; no copy writes them.
   if (rows < C::kRows) {
     for (int s = 0; s < kStages; ++s) {
-      uint4* xs = reinterpret_cast<uint4*>(smem + s * C::kStageBytes + C::kCodeBytes + C::kScaleBytes);
-      for (int i = rows * C::kXChunksPerRow + tid; i < C::kRows * C::kXChunksPerRow; i += C::kThreads) {
+      uint4* xs = reinterpret_cast<uint4*>(smem + s * C::kStageBytes + C::kXOffset);
+      for (int i = rows * (C::kXRowBytes / 16) + tid; i < C::kRows * (C::kXRowBytes / 16); i += C::kThreads) {
         xs[i] = make_uint4(0, 0, 0, 0);
       }
     }
   }
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) MbarrierInit(bar_addr + s * 8, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
 
   const uint8_t* codes = p.codes + static_cast<size_t>(n_tile) * p.ks_total * kCodeTileBytes;
   const uint8_t* scales = p.scales + static_cast<size_t>(n_tile) * p.ks_total * kScaleTileBytes;
   const __nv_bfloat16* x = p.x + static_cast<size_t>(row0) * p.k;
 
-  // Copies of one stage, each thread a fixed number of 16-byte chunks (trip counts are constants).
-  const auto load_stage = [&](int iter) {
-    uint8_t* stage = smem + (iter % kStages) * C::kStageBytes;
-    const int ks0 = ks_begin + iter * C::kStageKs;
+  // Warp 0: the copies of the stage starting at k-step ks0 into buffer slot. Lane 0 announces the
+  // byte count (arrive + expect_tx) before any copy is issued; the lanes then share the copies.
+  const auto issue_stage = [&](int slot, int ks0) {
     const int nks = min(C::kStageKs, ks_end - ks0);
-    const uint8_t* code_src = codes + static_cast<size_t>(ks0) * kCodeTileBytes;
-#pragma unroll
-    for (int it = 0; it < C::kCodeBytes / 16 / C::kThreads; ++it) {
-      const int i = tid + it * C::kThreads;
-      if (i < nks * (kCodeTileBytes / 16)) CpAsync16(stage + i * 16, code_src + i * 16);
+    const uint32_t stage = smem_addr + slot * C::kStageBytes;
+    const uint32_t bar = bar_addr + slot * 8;
+    const uint32_t x_bytes = nks * kStepK * 2;
+    if (lane == 0) MbarrierArriveExpectTx(bar, nks * (kCodeTileBytes + kScaleTileBytes) + rows * x_bytes);
+    __syncwarp();
+    if (lane == 0)
+      BulkCopy(stage, codes + static_cast<size_t>(ks0) * kCodeTileBytes, nks * kCodeTileBytes, bar);
+    if (lane == 1) {
+      BulkCopy(stage + C::kCodeBytes, scales + static_cast<size_t>(ks0) * kScaleTileBytes,
+               nks * kScaleTileBytes, bar);
     }
-    const uint8_t* scale_src = scales + static_cast<size_t>(ks0) * kScaleTileBytes;
-    if (tid < nks * (kScaleTileBytes / 16)) CpAsync16(stage + C::kCodeBytes + tid * 16, scale_src + tid * 16);
-    uint8_t* xs = stage + C::kCodeBytes + C::kScaleBytes;
-    const __nv_bfloat16* x_src = x + static_cast<size_t>(ks0) * kStepK;
-#pragma unroll
-    for (int it = 0; it < C::kXBytes / 16 / C::kThreads; ++it) {
-      const int i = tid + it * C::kThreads;
-      const int r = i / C::kXChunksPerRow, c = i % C::kXChunksPerRow;
-      if (r < rows && c < nks * 2) {
-        CpAsync16(xs + r * C::kXRowBytes + ((c ^ (r % 8)) * 16),
-                  x_src + static_cast<size_t>(r) * p.k + c * 8);
-      }
+    for (int r = lane; r < rows; r += 32) {
+      BulkCopy(stage + C::kXOffset + r * C::kXRowBytes, x + static_cast<size_t>(r) * p.k + ks0 * kStepK,
+               x_bytes, bar);
     }
   };
+
+  // Shared-memory offsets of this thread's reads within a stage, for its two k-steps (u = 0, 1).
+  uint32_t code_off[2], scale_off[2], a_off[2][kMTiles];
+#pragma unroll
+  for (int u = 0; u < 2; ++u) {
+    const int kk = warp + u * kWarps;
+    code_off[u] = kk * kCodeTileBytes + lane * 16;
+    scale_off[u] = C::kCodeBytes + kk * kScaleTileBytes + (lane / 4) * 8;
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+      // ldmatrix x4: lanes 0-15 give rows 0-15 at k 0-7, lanes 16-31 rows 0-15 at k 8-15.
+      const int r = mt * 16 + (lane % 16);
+      a_off[u][mt] = C::kXOffset + r * C::kXRowBytes + kk * kStepK * 2 + (lane / 16) * 16;
+    }
+  }
 
   float acc[kMTiles][8][4];
 #pragma unroll
@@ -256,34 +299,30 @@ __global__ void __launch_bounds__(kWarps * 32, GemmConfig<kMTiles, kWarps>::kMin
     }
   }
 
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < num_iters) load_stage(s);
-    CpAsyncCommit();
+  if (warp == 0) {
+    for (int s = 0; s < kStages - 1 && s < num_iters; ++s) issue_stage(s, ks_begin + s * C::kStageKs);
   }
+  int slot = 0;         // buffer of the stage computed this iteration
+  uint32_t parity = 0;  // its mbarrier phase
+  int ks0 = ks_begin;   // its first k-step
   for (int iter = 0; iter < num_iters; ++iter) {
-    CpAsyncWait<kStages - 2>();  // stage iter has landed (this thread's copies) ...
-    __syncthreads();             // ... everyone's, and stage iter - 1 is free again
-    if (iter + kStages - 1 < num_iters) load_stage(iter + kStages - 1);
-    CpAsyncCommit();
+    // Everyone is done with the previous stage's buffer: refill it kStages - 1 stages ahead.
+    __syncthreads();
+    if (warp == 0 && iter + kStages - 1 < num_iters) {
+      issue_stage(slot == 0 ? kStages - 1 : slot - 1, ks0 + (kStages - 1) * C::kStageKs);
+    }
+    MbarrierWait(bar_addr + slot * 8, parity);
 
-    const uint8_t* stage = smem + (iter % kStages) * C::kStageBytes;
-    const uint8_t* xs = stage + C::kCodeBytes + C::kScaleBytes;
-    const int nks = min(C::kStageKs, ks_end - (ks_begin + iter * C::kStageKs));
+    const uint8_t* stage = smem + slot * C::kStageBytes;
+    const int nks = min(C::kStageKs, ks_end - ks0);
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
-      const int kk = warp + u * kWarps;
-      if (kk < nks) {
-        const uint4 q = *reinterpret_cast<const uint4*>(stage + kk * kCodeTileBytes + lane * 16);
-        const uint2 s =
-            *reinterpret_cast<const uint2*>(stage + C::kCodeBytes + kk * kScaleTileBytes + (lane / 4) * 8);
+      if (warp + u * kWarps < nks) {
+        const uint4 q = *reinterpret_cast<const uint4*>(stage + code_off[u]);
+        const uint2 s = *reinterpret_cast<const uint2*>(stage + scale_off[u]);
         uint32_t a[kMTiles][4];
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-          const int r = mt * 16 + (lane % 16);
-          const int c = kk * 2 + lane / 16;
-          LdMatrixX4(a[mt], xs + r * C::kXRowBytes + ((c ^ (r % 8)) * 16));
-        }
+        for (int mt = 0; mt < kMTiles; ++mt) LdMatrixX4(a[mt], stage + a_off[u][mt]);
         uint32_t b[8][2];
         LoadWeightFragments(q, s, b);
 #pragma unroll
@@ -293,11 +332,15 @@ __global__ void __launch_bounds__(kWarps * 32, GemmConfig<kMTiles, kWarps>::kMin
         }
       }
     }
+    if (++slot == kStages) {
+      slot = 0;
+      parity ^= 1;
+    }
+    ks0 += C::kStageKs;
   }
-  CpAsyncWait<0>();
+  // Every issued stage has been waited for: no copy is in flight. Cross-warp sum in shared memory
+  // (over the pipeline buffers, idle once every warp is past its last stage).
   __syncthreads();
-
-  // Cross-warp sum in shared memory (over the pipeline buffers, which are idle now).
   float* red = reinterpret_cast<float*>(smem);
   const int g = lane / 4, t = lane % 4;
 #pragma unroll
@@ -546,8 +589,8 @@ cudaError_t Nvfp4GemmWorkspaceSize(int max_m, int n, int k, size_t* bytes) {
   for (int m = 1; m <= max_m; ++m) {
     const GemmPlan plan = MakePlan(m, n, k, sms);
     most = std::max(most, plan.counter_bytes + plan.partial_bytes);
-    if (plan.splits == 1 && static_cast<long>(plan.m_blocks) * plan.n_tiles >= sms)
-      break;  // larger m: no split
+    // At least 3 tiles per SM: no split-K, now or for any larger m.
+    if (static_cast<long>(plan.m_blocks) * plan.n_tiles >= 3L * sms) break;
   }
   *bytes = most;
   return cudaSuccess;

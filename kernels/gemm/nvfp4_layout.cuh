@@ -71,9 +71,20 @@ __host__ __device__ __forceinline__ void ExpandCodes(uint32_t q, uint32_t out[4]
 }
 
 // A scale word (4 scale codes) -> two bf16x2 registers of scale * 2^119: lo = {j0, j1}, hi = {j2, j3}.
+// (x & 0x0FF00FF0) | 0x70007000 as one LOP3 (ptxas otherwise emits an AND and an OR).
+__host__ __device__ __forceinline__ uint32_t ScaleBits(uint32_t x) {
+#ifdef __CUDA_ARCH__
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(x), "n"(0x0FF00FF0), "r"(0x70007000));  // (a & b) | c
+  return r;
+#else
+  return (x & 0x0FF00FF0u) | 0x70007000u;
+#endif
+}
+
 __host__ __device__ __forceinline__ void ExpandScales(uint32_t s, uint32_t* lo, uint32_t* hi) {
-  *lo = (s & 0x0FF00FF0u) | 0x70007000u;
-  *hi = (Rotr(s, 8) & 0x0FF00FF0u) | 0x70007000u;
+  *lo = ScaleBits(s);
+  *hi = ScaleBits(Rotr(s, 8));
 }
 
 // Host side of the layout (used by the repack and the tests).
