@@ -506,59 +506,76 @@ std::string Nvfp4RepackForGpu(const Nvfp4Part* parts, int num_parts, int k, Nvfp
   r.codes.assign(static_cast<size_t>(n_tiles) * ks_total * kCodeTileBytes, 0);
   r.scales.assign(static_cast<size_t>(n_tiles) * ks_total * kScaleTileBytes, 0);
 
-  // code_mask[c % 16 / 8][kl][code]: the bits of `code` at input kl of a column whose j is even / odd.
-  static uint32_t code_mask[2][kStepK][16];
-  static int code_offset[kTileN][kStepK];  // byte offset of the word within a code tile
-  static bool tables_ready = [] {
-    for (int c = 0; c < kTileN; ++c) {
-      for (int kl = 0; kl < kStepK; ++kl) {
-        const nvfp4::CodeSlot slot = nvfp4::CodeSlotOf(c, kl);
-        code_offset[c][kl] = slot.lane * 16 + slot.word * 4;
-        for (int code = 0; code < 16; ++code) {
-          code_mask[(c / 8) % 2][kl][code] =
-              nvfp4::PlaceCode(slot.reg, slot.half, static_cast<uint8_t>(code));
-        }
-      }
-    }
-    return true;
-  }();
-  (void)tables_ready;
-
+  // Check every scale first (the message names the first bad one) and note where each output
+  // column's rows of codes and scales are (null in the padding past n).
+  std::vector<const uint8_t*> col_codes(static_cast<size_t>(n_tiles) * kTileN, nullptr);
+  std::vector<const uint8_t*> col_scales(col_codes.size(), nullptr);
   int col = 0;
   for (int i = 0; i < num_parts; ++i) {
     const Nvfp4Part& part = parts[i];
     r.part_begin[i] = col;
     r.part_scale2[i] = part.scale2;
     for (int row = 0; row < part.rows; ++row, ++col) {
-      const int n_tile = col / kTileN, c = col % kTileN;
-      const int j = c / 8, g = c % 8;
-      const uint8_t* packed_row = part.packed + static_cast<size_t>(row) * (k / 2);
-      const uint8_t* scale_row = part.scales + static_cast<size_t>(row) * ks_total;
+      col_codes[col] = part.packed + static_cast<size_t>(row) * (k / 2);
+      col_scales[col] = part.scales + static_cast<size_t>(row) * ks_total;
       for (int ks = 0; ks < ks_total; ++ks) {
-        const uint8_t scale = scale_row[ks];
+        const uint8_t scale = col_scales[col][ks];
         if ((scale & 0x7F) == 0x7F || ((scale & 0x80) != 0 && scale != 0x80)) {
           return "NVFP4 repack: part " + std::to_string(i) + " row " + std::to_string(row) + " group " +
                  std::to_string(ks) + " has scale byte " + std::to_string(scale) +
                  ((scale & 0x7F) == 0x7F ? " (NaN)" : " (negative)") +
                  "; expected a non-negative float8_e4m3fn";
         }
-        const size_t tile = static_cast<size_t>(n_tile) * ks_total + ks;
-        uint32_t scale_words[2];
-        uint8_t* scale_dst = r.scales.data() + tile * kScaleTileBytes + g * 8;
-        std::memcpy(scale_words, scale_dst, 8);
-        const uint8_t u = nvfp4::ScaleCode(scale);
-        nvfp4::PlaceScaleCode(scale_words, j, u);
-        std::memcpy(scale_dst, scale_words, 8);
-        if (u == 0) continue;  // zero scale: the block's codes stay zero
-        uint8_t* code_tile = r.codes.data() + tile * kCodeTileBytes;
-        const uint8_t* bytes = packed_row + ks * (kStepK / 2);
-        for (int kl = 0; kl < kStepK; ++kl) {
-          const uint8_t code = (kl % 2 == 0) ? (bytes[kl / 2] & 0xF) : (bytes[kl / 2] >> 4);
-          uint32_t word;
-          std::memcpy(&word, code_tile + code_offset[c][kl], 4);
-          word |= code_mask[j % 2][kl][code];
-          std::memcpy(code_tile + code_offset[c][kl], &word, 4);
+      }
+    }
+  }
+
+  // byte_bits[reg][b]: the two codes of packed byte b (low nibble = even k = half 0) placed for
+  // register reg of ExpandCodes; scale_code[e4m3] = ScaleCode(e4m3).
+  static uint32_t byte_bits[4][256];
+  static uint8_t scale_code[256];
+  static const bool tables_ready = [] {
+    for (int reg = 0; reg < 4; ++reg) {
+      for (int b = 0; b < 256; ++b) {
+        byte_bits[reg][b] = nvfp4::PlaceCode(reg, 0, static_cast<uint8_t>(b & 0xF)) |
+                            nvfp4::PlaceCode(reg, 1, static_cast<uint8_t>(b >> 4));
+      }
+    }
+    for (int e = 0; e < 256; ++e) scale_code[e] = nvfp4::ScaleCode(static_cast<uint8_t>(e));
+    return true;
+  }();
+  (void)tables_ready;
+
+  // Tile by tile, in the order the kernel reads. Lane (g, t), word a: n8 tiles j = 2a + jj (column
+  // 8j + g), register jj * 2 + 0 from packed byte t of the k-step (k = 2t, 2t + 1) and register
+  // jj * 2 + 1 from byte 4 + t (k = 2t + 8, 2t + 9); a zero scale leaves its block's codes zero.
+  for (int nt = 0; nt < n_tiles; ++nt) {
+    const uint8_t* const* codes_of = col_codes.data() + static_cast<size_t>(nt) * kTileN;
+    const uint8_t* const* scales_of = col_scales.data() + static_cast<size_t>(nt) * kTileN;
+    for (int ks = 0; ks < ks_total; ++ks) {
+      const size_t tile = static_cast<size_t>(nt) * ks_total + ks;
+      uint8_t u[kTileN];
+      for (int c = 0; c < kTileN; ++c) u[c] = scales_of[c] != nullptr ? scale_code[scales_of[c][ks]] : 0;
+      for (int g = 0; g < 8; ++g) {
+        uint32_t words[2] = {0, 0};
+        for (int j = 0; j < 8; ++j) nvfp4::PlaceScaleCode(words, j, u[8 * j + g]);
+        std::memcpy(r.scales.data() + tile * kScaleTileBytes + g * 8, words, 8);
+      }
+      uint8_t* code_tile = r.codes.data() + tile * kCodeTileBytes;
+      for (int lane = 0; lane < 32; ++lane) {
+        const int g = lane / 4, t = lane % 4;
+        uint32_t words[4];
+        for (int a = 0; a < 4; ++a) {
+          uint32_t word = 0;
+          for (int jj = 0; jj < 2; ++jj) {
+            const int c = 8 * (2 * a + jj) + g;
+            if (u[c] == 0) continue;
+            const uint8_t* bytes = codes_of[c] + ks * (kStepK / 2);
+            word |= byte_bits[jj * 2][bytes[t]] | byte_bits[jj * 2 + 1][bytes[4 + t]];
+          }
+          words[a] = word;
         }
+        std::memcpy(code_tile + lane * 16, words, 16);
       }
     }
   }

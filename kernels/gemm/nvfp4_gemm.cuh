@@ -13,15 +13,17 @@
 //   2. Workspace: Nvfp4GemmWorkspaceSize(largest m, n, k) bytes of device memory, zeroed once after
 //      allocation (the split-K counters; every launch leaves them zero again). One workspace per
 //      stream: two GEMMs in flight must not share one.
-//   3. Per step: Nvfp4Gemm (no host work beyond a few integer divisions, CUDA-graph capturable).
+//   3. Per step: Nvfp4Gemm. Host work: integer arithmetic plus cudaGetDevice, cudaDeviceGetAttribute
+//      (SM count) and cudaFuncSetAttribute (shared memory size); capturable in a CUDA graph.
 //   For large m the alternative is Nvfp4DequantizeToBf16 into a bf16 [n, k] scratch and a bf16 GEMM
 //   (cuBLASLt); benchmarks/kernels/nvfp4_gemm_bench.cc measures both (kernels/gemm/NOTES.md).
 //
 // Shapes: k a positive multiple of 16 (one scale per 16 inputs); n any positive value up to 4194240
 // (the last 64-column tile is padded); m >= 0 any value. Row strides are k (x) and n (out).
-// Decode (m <= 16: one 16-row tile, 8 warps splitting each 64-column tile's k-steps, split-K across
-// blocks when there are fewer column tiles than twice the SMs), m <= 32 (two 16-row tiles) and larger
-// m (64-row blocks, 4 warps) are the three compiled configurations (nvfp4_gemm.cu).
+// Configurations (nvfp4_gemm.cu): m <= 16 (decode: one 16-row tile, 8 warps sharing each 64-column
+// tile's k-steps), m <= 32 (two 16-row tiles) and larger m (64-row blocks, 4 warps); split-K across
+// blocks when the column tiles cannot fill one wave of resident blocks. kernels/gemm/NOTES.md has
+// the design, the floor and the measurements.
 // Errors: launchers return cudaError_t, cudaErrorInvalidValue for any shape, alignment or workspace
 // they do not support (never a silent fallback); Nvfp4RepackForGpu returns a message.
 #pragma once

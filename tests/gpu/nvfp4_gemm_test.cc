@@ -39,7 +39,7 @@ uint16_t Half(uint32_t word, int h) { return static_cast<uint16_t>(h == 0 ? word
 // E4M3 scales) and some all-zero blocks, times `gain` (so parts get different scale2).
 std::vector<float> RandomWeight(int rows, int k, float gain, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.f, 1.f);
-  std::uniform_real_distribution<float> log2_scale(-14.f, 2.f);
+  std::uniform_real_distribution<float> log2_scale(-20.f, 2.f);
   std::uniform_int_distribution<int> pick(0, 31);
   std::vector<float> w(static_cast<size_t>(rows) * k);
   for (int r = 0; r < rows; ++r) {
@@ -154,6 +154,15 @@ TEST(Nvfp4LayoutTest, RepackedTilesDecodeToTheDequantizedWeight) {
   ASSERT_EQ(r.scales.size(), 2u * 3 * 64);
   EXPECT_EQ(r.part_begin[1], 37);
   EXPECT_EQ(r.part_begin[2], 97);
+  int zero_scales = 0, subnormal_scales = 0;
+  for (const auto& part : t.parts) {
+    for (uint8_t sc : part.scales) {
+      zero_scales += sc == 0;
+      subnormal_scales += sc > 0 && sc < 8;
+    }
+  }
+  EXPECT_GT(zero_scales, 0) << "the weight should have blocks whose scale underflowed";
+  EXPECT_GT(subnormal_scales, 0);
   int checked = 0;
   for (int nt = 0; nt < 2; ++nt) {
     for (int ks = 0; ks < k / 16; ++ks) {
