@@ -142,10 +142,12 @@ __device__ __forceinline__ void BulkCopy(uint32_t dst, const void* src, uint32_t
       : "memory");
 }
 
-__device__ __forceinline__ void LdMatrixX4(uint32_t a[4], const void* smem) {
+// The memory clobber keeps it after the mbarrier wait and before the next __syncthreads.
+__device__ __forceinline__ void LdMatrixX4(uint32_t a[4], uint32_t smem_addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
-               : "r"(SharedAddress(smem)));
+               : "r"(smem_addr)
+               : "memory");
 }
 
 // c += a [16 x 16, row] * b [16 x 8, col], bf16 in, fp32 accumulate.
@@ -314,6 +316,7 @@ __global__ void __launch_bounds__(kWarps * 32, GemmConfig<kMTiles, kWarps>::kMin
     MbarrierWait(bar_addr + slot * 8, parity);
 
     const uint8_t* stage = smem + slot * C::kStageBytes;
+    const uint32_t stage_addr = smem_addr + slot * C::kStageBytes;
     const int nks = min(C::kStageKs, ks_end - ks0);
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
@@ -322,7 +325,7 @@ __global__ void __launch_bounds__(kWarps * 32, GemmConfig<kMTiles, kWarps>::kMin
         const uint2 s = *reinterpret_cast<const uint2*>(stage + scale_off[u]);
         uint32_t a[kMTiles][4];
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) LdMatrixX4(a[mt], stage + a_off[u][mt]);
+        for (int mt = 0; mt < kMTiles; ++mt) LdMatrixX4(a[mt], stage_addr + a_off[u][mt]);
         uint32_t b[8][2];
         LoadWeightFragments(q, s, b);
 #pragma unroll
