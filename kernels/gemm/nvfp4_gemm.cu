@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -80,10 +81,15 @@ GemmPlan MakePlan(int m, int n, int k, int num_sms) {
   return p;
 }
 
+// SM count of the current device, queried once per device (devices past 63: every call).
 cudaError_t CurrentSmCount(int* sms) {
+  static std::atomic<int> cached[64];  // zero-initialized: not queried yet
   int device = 0;
   TANDEM_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  return cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, device);
+  if (device < 64 && (*sms = cached[device].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, device));
+  if (device < 64) cached[device].store(*sms, std::memory_order_relaxed);
+  return cudaSuccess;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -399,8 +405,17 @@ template <int kMTiles, int kWarps>
 cudaError_t LaunchGemm(const GemmParams& params, int m_blocks, cudaStream_t stream) {
   using C = GemmConfig<kMTiles, kWarps>;
   const auto kernel = Nvfp4GemmKernel<kMTiles, kWarps>;
-  TANDEM_CUDA_RETURN_IF_ERROR(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes));
+  // The shared-memory limit is set once per device (bit d of `configured`), so launches inside a
+  // CUDA graph capture after the first one make no attribute calls.
+  static std::atomic<uint64_t> configured{0};
+  int device = 0;
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (bit == 0 || (configured.load(std::memory_order_relaxed) & bit) == 0) {
+    TANDEM_CUDA_RETURN_IF_ERROR(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes));
+    configured.fetch_or(bit, std::memory_order_relaxed);
+  }
   const dim3 grid(m_blocks, params.n_tiles, params.splits);
   kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(params);
   return cudaGetLastError();

@@ -13,8 +13,9 @@
 //   2. Workspace: Nvfp4GemmWorkspaceSize(largest m, n, k) bytes of device memory, zeroed once after
 //      allocation (the split-K counters; every launch leaves them zero again). One workspace per
 //      stream: two GEMMs in flight must not share one.
-//   3. Per step: Nvfp4Gemm. Host work: integer arithmetic plus cudaGetDevice, cudaDeviceGetAttribute
-//      (SM count) and cudaFuncSetAttribute (shared memory size); capturable in a CUDA graph.
+//   3. Per step: Nvfp4Gemm. Host work: integer arithmetic and cudaGetDevice (the SM count and the
+//      kernels' shared-memory attribute are set up on a device's first call); capturable in a CUDA
+//      graph.
 //   For large m the alternative is Nvfp4DequantizeToBf16 into a bf16 [n, k] scratch and a bf16 GEMM
 //   (cuBLASLt); benchmarks/kernels/nvfp4_gemm_bench.cc measures both (kernels/gemm/NOTES.md).
 //

@@ -405,7 +405,7 @@ TEST(Nvfp4GemmTest, CapturedInACudaGraph) {
   TANDEM_CUDA_ASSERT(cudaStreamCreate(&stream));
   cudaGraph_t graph;
   cudaGraphExec_t exec;
-  TANDEM_CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  TANDEM_CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));  // as the runner
   const cudaError_t launch = kernels::Nvfp4Gemm(dx.as<__nv_bfloat16>(), dw.view, captured.as<__nv_bfloat16>(),
                                                 m, ws.as<void>(), ws_bytes, stream);
   TANDEM_CUDA_ASSERT(cudaStreamEndCapture(stream, &graph));
