@@ -1,5 +1,9 @@
 #include "tandem/worker/worker.h"
 
+#ifdef TANDEM_HAS_CUDA
+#include <cuda_runtime.h>
+#endif
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -987,6 +991,21 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::CreateFromDeployment(const Deplo
   options.disaggregation = config.disaggregation;
   options.remote_prefill_timeout_ms =
       static_cast<int64_t>(config.disaggregation.remote_prefill_timeout_s * 1000.0);
+  switch (config.backend) {
+    case BackendKind::kCpu:
+      break;
+    case BackendKind::kCuda:
+      // The worker's GPU is current before the transport exists: nccl binds to the current device,
+      // and the engine's runner lives there too.
+      if (options.device < 0) options.device = pool->devices.empty() ? 0 : pool->devices.front();
+#ifdef TANDEM_HAS_CUDA
+      if (const cudaError_t err = cudaSetDevice(options.device); err != cudaSuccess) {
+        return absl::FailedPreconditionError(absl::StrCat("worker: cudaSetDevice(", options.device,
+                                                          "): ", cudaGetErrorString(err)));
+      }
+#endif
+      break;
+  }
   // The transport first: on the CPU backend the KV pools live in its memory where it has its own
   // (ucx: shared memory, so a prefill worker on this host writes them without TCP).
   if (options.transport == nullptr) {
