@@ -51,7 +51,7 @@ struct CudaModelRunner::Impl {
   CudaModelRunnerOptions options;
   int max_blocks_per_seq = 0;  // block-table row length (capacity, fixed)
   size_t weight_bytes = 0;
-  size_t free_at_start = 0;    // the device's free memory before this runner allocated anything
+  size_t workspace_bytes = 0;  // step workspaces and step batch on the device
 
   cuda::Stream stream;
   std::unique_ptr<cuda::CublasLtGemm> gemm;
@@ -175,8 +175,9 @@ absl::Status CudaModelRunner::Impl::AllocateWorkspace() {
   const int64_t n = options.max_num_tokens;
   const int64_t m = options.max_num_seqs;
   const int64_t hd = c.head_dim;
-  auto alloc = [](std::unique_ptr<DeviceMemory>* out, int64_t elems, size_t elem_bytes) -> absl::Status {
+  auto alloc = [this](std::unique_ptr<DeviceMemory>* out, int64_t elems, size_t elem_bytes) -> absl::Status {
     TANDEM_ASSIGN_OR_RETURN(*out, DeviceMemory::Allocate(static_cast<size_t>(elems) * elem_bytes));
+    workspace_bytes += (*out)->size();
     return absl::OkStatus();
   };
   TANDEM_RETURN_IF_ERROR(alloc(&residual, n * c.hidden_size, 2));
@@ -208,6 +209,7 @@ absl::Status CudaModelRunner::Impl::AllocateWorkspace() {
   off_tables = region(static_cast<size_t>(m) * max_blocks_per_seq * sizeof(int32_t));
   off_logit_rows = region(static_cast<size_t>(m) * sizeof(int32_t));
   TANDEM_ASSIGN_OR_RETURN(meta, DeviceMemory::Allocate(meta_bytes));
+  workspace_bytes += meta_bytes;
   TANDEM_RETURN_IF_ERROR(staging.Allocate(meta_bytes));
   layer_done.resize(static_cast<size_t>(c.num_layers));
   for (cuda::Event& e : layer_done) TANDEM_RETURN_IF_ERROR(e.Create());
@@ -226,11 +228,13 @@ absl::Status CudaModelRunner::Impl::AllocateKvCache() {
   int64_t blocks = options.num_blocks;
   if (blocks <= 0) {
     // The runner's own share: utilization x the device's memory, less what this runner has taken
-    // already (weights, workspaces), so two workers sharing a GPU each get their own fraction; never
-    // more than is free now (less a margin for the CUDA context and libraries' own allocations).
+    // already (weights, workspaces, the GEMM workspace; counted, not read off the device's free
+    // memory, which other processes on a shared GPU move at the same time), so two workers sharing a
+    // GPU each get their own fraction; never more than is free now (less a margin for the CUDA context
+    // and the attention library's workspaces).
     size_t free_bytes = 0, total_bytes = 0;
     TANDEM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    const int64_t mine = static_cast<int64_t>(free_at_start) - static_cast<int64_t>(free_bytes);
+    const int64_t mine = static_cast<int64_t>(weight_bytes + workspace_bytes) + (int64_t{32} << 20);
     const int64_t margin = int64_t{512} << 20;
     const int64_t budget =
         std::min(static_cast<int64_t>(options.gpu_memory_utilization * static_cast<double>(total_bytes)) - mine,
@@ -292,9 +296,7 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const m
   impl->config = config;
   impl->options = options;
   impl->max_blocks_per_seq = static_cast<int>(CeilDiv(options.max_model_len, options.block_size));
-  TANDEM_RETURN_IF_ERROR(impl->stream.Create());  // creates the context: its memory is not the runner's
-  size_t total_bytes = 0;
-  TANDEM_CUDA_CHECK(cudaMemGetInfo(&impl->free_at_start, &total_bytes));
+  TANDEM_RETURN_IF_ERROR(impl->stream.Create());
   TANDEM_ASSIGN_OR_RETURN(impl->gemm, cuda::CublasLtGemm::Create());
   TANDEM_RETURN_IF_ERROR(impl->UploadWeights(weights));
   TANDEM_RETURN_IF_ERROR(impl->AllocateWorkspace());
