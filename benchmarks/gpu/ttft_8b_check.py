@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""On a two-GPU machine: TTFT of the Llama-3-8B shape (dummy weights; MODEL_DIR holds its config.json
+and a tokenizer) served aggregated (one worker, `disaggregation.mode: off`, GPU 0) and disaggregated
+(prefill worker on GPU 0, decode worker on GPU 1, KV over UCX cuda_ipc, layer-wise), both through
+`tandem serve -c` so the frontend path is the same. Prompts are token ids, distinct per run (no prefix
+hits); median of 5 per size. Usage: ttft_8b_check.py TANDEM_BINARY MODEL_DIR
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+COMMON = """model: {{path: {model}, load_format: dummy, seed: 1, max_model_len: 8192}}
+backend: cuda
+frontend: {{http: {{host: 127.0.0.1, port: {port}}}, grpc: {{host: 127.0.0.1, port: {grpc}}}}}
+kv_cache: {{block_size: 16, gpu_memory_utilization: 0.85, prefix_caching: false}}
+transfer: {{backend: ucx, layerwise: true}}
+discovery: {{type: embedded}}
+logging: {{level: warn}}
+"""
+AGG = ("disaggregation: {mode: off}\npools:\n  prefill: {replicas: 0}\n  decode: {replicas: 0}\n"
+       "  both: {replicas: 1, devices: [0], max_num_batched_tokens: 8192, max_num_seqs: 32}\n")
+DIS = ("disaggregation: {mode: always}\npools:\n  prefill: {replicas: 1, devices: [0], max_num_batched_tokens: 8192, "
+       "max_num_seqs: 8}\n  decode: {replicas: 1, devices: [1], max_num_batched_tokens: 8192, max_num_seqs: 32}\n")
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def ttft(url, model, ids):
+    body = {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0, "stream": True}
+    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=600) as r:
+        r.readline()
+        t = time.perf_counter() - t0
+        r.read()
+    return t
+
+
+def measure(tandem, model_dir, name, pools, port):
+    path = f"/tmp/ttft_{name}.yaml"
+    with open(path, "w") as f:
+        f.write(COMMON.format(model=model_dir, port=port, grpc=port + 1) + pools)
+    log = open(f"/tmp/ttft_{name}.log", "w")
+    proc = subprocess.Popen([tandem, "serve", "-c", path], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise SystemExit(f"{name}: serve exited with {proc.returncode}; see /tmp/ttft_{name}.log")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except Exception:
+                pass
+            time.sleep(1)
+        model = get(url + "/v1/models")["data"][0]["id"]
+        out = {}
+        for n in (2048, 7936):
+            ttft(url, model, [1000 + (i * 104729 + 17) % 100000 for i in range(n)])  # warm-up of this size
+            runs = [ttft(url, model, [1000 + (s * 7919 + i * 104729) % 100000 for i in range(n)]) for s in range(1, 6)]
+            out[n] = statistics.median(runs)
+        return out
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
+def main():
+    tandem, model_dir = sys.argv[1], sys.argv[2]
+    agg = measure(tandem, model_dir, "aggregated", AGG, 8300)
+    dis = measure(tandem, model_dir, "disaggregated", DIS, 8400)
+    for n in agg:
+        print(f"TTFT {n} tokens (Llama-3-8B shape, bf16): aggregated {agg[n] * 1e3:.1f} ms, disaggregated "
+              f"{dis[n] * 1e3:.1f} ms ({100 * (dis[n] / agg[n] - 1):+.1f} %), median of 5")
+
+
+if __name__ == "__main__":
+    main()
