@@ -28,15 +28,15 @@ def model_id(url):
         return json.loads(r.read())["data"][0]["id"]
 
 
-def ttft(url, prompt):
-    """Seconds to the first streamed chunk of a 1-token completion."""
-    body = {"model": model_id(url), "prompt": prompt, "max_tokens": 1, "temperature": 0, "stream": True}
+def ttft(url, prompt, model=None):
+    """Seconds to the first streamed chunk of a 1-token completion (`prompt`: text or token ids)."""
+    body = {"model": model or model_id(url), "prompt": prompt, "max_tokens": 1, "temperature": 0, "stream": True}
     req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
-    t0 = time.time()
+    t0 = time.perf_counter()
     with urllib.request.urlopen(req, timeout=600) as r:
         r.readline()
-        t = time.time() - t0
+        t = time.perf_counter() - t0
         r.read()
     return t
 

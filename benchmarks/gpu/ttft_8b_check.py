@@ -5,13 +5,14 @@ and a tokenizer) served aggregated (one worker, `disaggregation.mode: off`, GPU 
 `tandem serve -c` so the frontend path is the same. Prompts are token ids, distinct per run (no prefix
 hits); median of 5 per size. Usage: ttft_8b_check.py TANDEM_BINARY MODEL_DIR
 """
-import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from serve_disagg_check import model_id, ttft, wait_healthy  # noqa: E402
 
 COMMON = """model: {{path: {model}, load_format: dummy, seed: 1, max_model_len: 8192}}
 backend: cuda
@@ -27,23 +28,6 @@ DIS = ("disaggregation: {mode: always}\npools:\n  prefill: {replicas: 1, devices
        "max_num_seqs: 8}\n  decode: {replicas: 1, devices: [1], max_num_batched_tokens: 8192, max_num_seqs: 32}\n")
 
 
-def get(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def ttft(url, model, ids):
-    body = {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0, "stream": True}
-    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    t0 = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=600) as r:
-        r.readline()
-        t = time.perf_counter() - t0
-        r.read()
-    return t
-
-
 def measure(tandem, model_dir, name, pools, port):
     path = f"/tmp/ttft_{name}.yaml"
     with open(path, "w") as f:
@@ -52,21 +36,12 @@ def measure(tandem, model_dir, name, pools, port):
     proc = subprocess.Popen([tandem, "serve", "-c", path], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise SystemExit(f"{name}: serve exited with {proc.returncode}; see /tmp/ttft_{name}.log")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except Exception:
-                pass
-            time.sleep(1)
-        model = get(url + "/v1/models")["data"][0]["id"]
+        wait_healthy(url, proc, timeout=600)
+        model = model_id(url)
         out = {}
         for n in (2048, 7936):
-            ttft(url, model, [1000 + (i * 104729 + 17) % 100000 for i in range(n)])  # warm-up of this size
-            runs = [ttft(url, model, [1000 + (s * 7919 + i * 104729) % 100000 for i in range(n)]) for s in range(1, 6)]
+            ttft(url, [1000 + (i * 104729 + 17) % 100000 for i in range(n)], model)  # warm-up of this size
+            runs = [ttft(url, [1000 + (s * 7919 + i * 104729) % 100000 for i in range(n)], model) for s in range(1, 6)]
             out[n] = statistics.median(runs)
         return out
     finally:

@@ -61,10 +61,8 @@ absl::StatusOr<std::span<const float>> BackendModelExecutor::Execute(const StepP
     return absl::InternalError(absl::StrCat("step plan asks for ", plan.num_logit_rows,
                                             " logits rows, the backend planned ", batch.num_logits()));
   }
-  executing_ = &plan;
-  absl::StatusOr<std::vector<float>> logits =
-      runner_->Forward(batch, *cache_, on_layer_done_ ? &runner_hook_ : nullptr);
-  executing_ = nullptr;
+  absl::StatusOr<std::vector<float>> logits = runner_->Forward(batch, *cache_, layer_hook_.Begin(plan));
+  layer_hook_.End();
   TANDEM_ASSIGN_OR_RETURN(logits_, std::move(logits));
   const size_t expected = static_cast<size_t>(plan.num_logit_rows) * static_cast<size_t>(vocab_size());
   if (logits_.size() != expected) {
@@ -75,11 +73,20 @@ absl::StatusOr<std::span<const float>> BackendModelExecutor::Execute(const StepP
 }
 
 absl::Status BackendModelExecutor::SetLayerDoneCallback(LayerDoneCallback callback) {
+  layer_hook_.Set(std::move(callback));
+  return absl::OkStatus();
+}
+
+void LayerHook::Set(LayerDoneCallback callback) {
   on_layer_done_ = std::move(callback);
   if (on_layer_done_ && !runner_hook_) {
     runner_hook_ = [this](int layer) { on_layer_done_(*executing_, static_cast<int32_t>(layer)); };
   }
-  return absl::OkStatus();
+}
+
+const backend::LayerDoneCallback* LayerHook::Begin(const StepPlan& plan) {
+  executing_ = &plan;
+  return on_layer_done_ ? &runner_hook_ : nullptr;
 }
 
 }  // namespace tandem::engine

@@ -21,20 +21,16 @@ absl::StatusOr<std::span<const float>> CudaModelExecutor::Execute(const StepPlan
     return absl::InternalError(absl::StrCat("step plan asks for ", plan.num_logit_rows,
                                             " logits rows, the CUDA runner planned ", batch.num_logits()));
   }
-  executing_ = &plan;
   argmax_ = {};
-  absl::StatusOr<backend::CudaStepOutput> out = runner_->Forward(batch, on_layer_done_ ? &runner_hook_ : nullptr);
-  executing_ = nullptr;
+  absl::StatusOr<backend::CudaStepOutput> out = runner_->Forward(batch, layer_hook_.Begin(plan));
+  layer_hook_.End();
   if (!out.ok()) return out.status();
   argmax_ = out->argmax;
   return out->logits;
 }
 
 absl::Status CudaModelExecutor::SetLayerDoneCallback(LayerDoneCallback callback) {
-  on_layer_done_ = std::move(callback);
-  if (on_layer_done_ && !runner_hook_) {
-    runner_hook_ = [this](int layer) { on_layer_done_(*executing_, static_cast<int32_t>(layer)); };
-  }
+  layer_hook_.Set(std::move(callback));
   return absl::OkStatus();
 }
 

@@ -18,6 +18,21 @@ namespace tandem::engine {
 // The backend's view of a step plan: one SequenceStep per sequence, reusing `steps`' storage.
 void FillSequenceSteps(const StepPlan& plan, std::vector<backend::SequenceStep>* steps);
 
+// Adapts the engine's layer callback (which takes the step's plan) to a model runner's (which takes
+// the layer alone), for the executors over the CPU and CUDA runners.
+class LayerHook {
+ public:
+  void Set(LayerDoneCallback callback);
+  // The runner's callback for the Execute of `plan` now starting, or null when none is subscribed.
+  const backend::LayerDoneCallback* Begin(const StepPlan& plan);
+  void End() { executing_ = nullptr; }
+
+ private:
+  LayerDoneCallback on_layer_done_;
+  backend::LayerDoneCallback runner_hook_;  // calls on_layer_done_ with *executing_; set once
+  const StepPlan* executing_ = nullptr;     // the plan of the Execute in progress
+};
+
 class BackendModelExecutor final : public ModelExecutor {
  public:
   // Takes the backend and the runner built on it, and allocates a KV cache of `num_blocks` blocks of
@@ -47,9 +62,7 @@ class BackendModelExecutor final : public ModelExecutor {
   std::unique_ptr<backend::KvCache> cache_;
   std::vector<backend::SequenceStep> steps_;
   std::vector<float> logits_;  // [num_logit_rows, vocab]
-  LayerDoneCallback on_layer_done_;
-  backend::LayerDoneCallback runner_hook_;  // calls on_layer_done_ with *executing_; set once
-  const StepPlan* executing_ = nullptr;     // the plan of the Execute in progress
+  LayerHook layer_hook_;
 };
 
 }  // namespace tandem::engine

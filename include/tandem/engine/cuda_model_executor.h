@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "tandem/backend/batch.h"
 #include "tandem/backend/cuda_model_runner.h"
+#include "tandem/engine/backend_model_executor.h"
 #include "tandem/engine/model_executor.h"
 
 namespace tandem::engine {
@@ -33,9 +34,7 @@ class CudaModelExecutor final : public ModelExecutor {
   std::unique_ptr<backend::CudaModelRunner> runner_;
   std::vector<backend::SequenceStep> steps_;
   std::span<const int32_t> argmax_;  // of the last Execute (the runner's pinned memory)
-  LayerDoneCallback on_layer_done_;
-  backend::LayerDoneCallback runner_hook_;  // calls on_layer_done_ with *executing_; set once
-  const StepPlan* executing_ = nullptr;     // the plan of the Execute in progress
+  LayerHook layer_hook_;
 };
 
 }  // namespace tandem::engine

@@ -95,6 +95,7 @@ struct CudaModelRunner::Impl {
   absl::Status Launch(int n, int m, const LayerDoneCallback* on_layer_done);
   absl::Status TuneGemms(int m);
   absl::Status CopyLogitsOut(const BatchPlan& plan);
+  absl::Status CheckFits(const BatchPlan& plan) const;
   absl::StatusOr<CudaStepOutput> Run(const BatchPlan& plan, const LayerDoneCallback* on_layer_done, bool allow_graph);
 };
 
@@ -329,17 +330,24 @@ absl::StatusOr<BatchPlan> CudaModelRunner::Plan(const std::vector<SequenceStep>&
   TANDEM_ASSIGN_OR_RETURN(BatchPlan plan, PlanBatch(steps, s.cache->spec().block_size, s.cache->spec().num_blocks,
                                                     s.config.vocab_size,
                                                     std::min(s.config.max_position_embeddings, s.options.max_model_len)));
-  if (plan.num_tokens > s.options.max_num_tokens || plan.num_seqs > s.options.max_num_seqs ||
-      plan.max_blocks_per_seq > s.max_blocks_per_seq) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cuda model runner: step of ", plan.num_tokens, " tokens, ", plan.num_seqs, " sequences and ",
-        plan.max_blocks_per_seq, " blocks per sequence; expected at most ", s.options.max_num_tokens, ", ",
-        s.options.max_num_seqs, " and ", s.max_blocks_per_seq));
-  }
+  TANDEM_RETURN_IF_ERROR(s.CheckFits(plan));
   return plan;
 }
 
 // ---- One step ----------------------------------------------------------------------------------
+
+// Whether `plan` fits the KV pool's block size and the capacities the workspaces were sized for.
+absl::Status CudaModelRunner::Impl::CheckFits(const BatchPlan& plan) const {
+  const KvCacheSpec& spec = cache->spec();
+  if (plan.block_size != spec.block_size || plan.num_tokens > options.max_num_tokens ||
+      plan.num_seqs > options.max_num_seqs || plan.max_blocks_per_seq > max_blocks_per_seq) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cuda model runner: step of block size ", plan.block_size, ", ", plan.num_tokens, " tokens, ", plan.num_seqs,
+        " sequences and ", plan.max_blocks_per_seq, " blocks per sequence; expected block size ", spec.block_size,
+        " and at most ", options.max_num_tokens, ", ", options.max_num_seqs, " and ", max_blocks_per_seq));
+  }
+  return absl::OkStatus();
+}
 
 void CudaModelRunner::Impl::Stage(const BatchPlan& plan, int padded_tokens, int padded_seqs, int padded_logits) {
   const int n = plan.num_tokens, seqs = plan.num_seqs, m = plan.num_logits();
@@ -499,15 +507,7 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
   // The calling thread (the engine loop) may not have made the runner's device current; launches on
   // another device's stream fail with cudaErrorInvalidResourceHandle.
   TANDEM_CUDA_CHECK(cudaSetDevice(options.device));
-  const KvCacheSpec& spec = cache->spec();
-  if (plan.block_size != spec.block_size || plan.num_tokens > options.max_num_tokens ||
-      plan.num_seqs > options.max_num_seqs || plan.max_blocks_per_seq > max_blocks_per_seq) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cuda model runner: plan (block size ", plan.block_size, ", ", plan.num_tokens, " tokens, ", plan.num_seqs,
-        " sequences, ", plan.max_blocks_per_seq, " blocks per sequence) does not fit the runner (block size ",
-        spec.block_size, ", at most ", options.max_num_tokens, ", ", options.max_num_seqs, ", ", max_blocks_per_seq,
-        "); plan it with CudaModelRunner::Plan"));
-  }
+  TANDEM_RETURN_IF_ERROR(CheckFits(plan));
   const int n = plan.num_tokens, m = plan.num_logits();
   const bool decode_only = n == plan.num_seqs;
   // Decode steps run at a padded batch size (the graph's); ForwardEager runs the same padded step
@@ -522,25 +522,13 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
     }
   }
   cudaStream_t st = stream.get();
-  if (bucket > 0 && !allow_graph) {  // the graph's step, launched eagerly
-    Stage(plan, bucket, bucket, bucket);
-    TANDEM_RETURN_IF_ERROR(attention->Plan(plan, bucket, st));
-    TANDEM_RETURN_IF_ERROR(CopyMeta(bucket, bucket, bucket));
-    TANDEM_RETURN_IF_ERROR(Launch(bucket, bucket, nullptr));
-  } else if (bucket == 0) {  // eager
-    Stage(plan, n, plan.num_seqs, m);
-    TANDEM_RETURN_IF_ERROR(CopyMeta(n, plan.num_seqs, m));
-    TANDEM_RETURN_IF_ERROR(attention->Plan(plan, 0, st));
-    TANDEM_RETURN_IF_ERROR(Launch(n, m, on_layer_done));
-    if (on_layer_done != nullptr) {
-      for (int l = 0; l < config.num_layers; ++l) {
-        TANDEM_CUDA_CHECK(cudaEventSynchronize(layer_done[static_cast<size_t>(l)].get()));
-        (*on_layer_done)(l);
-      }
-    }
-  } else {  // decode graph for the padded batch: the copies of the batch are part of the graph
-    Stage(plan, bucket, bucket, bucket);
-    TANDEM_RETURN_IF_ERROR(attention->Plan(plan, bucket, st));
+  // A padded decode step has `bucket` rows, sequences and logits rows; any other step its own counts.
+  const int rows = bucket > 0 ? bucket : n;
+  const int seqs = bucket > 0 ? bucket : plan.num_seqs;
+  const int logit_rows = bucket > 0 ? bucket : m;
+  Stage(plan, rows, seqs, logit_rows);
+  TANDEM_RETURN_IF_ERROR(attention->Plan(plan, bucket, st));
+  if (bucket > 0 && allow_graph) {  // the decode graph of the bucket: the batch's copies are part of it
     auto it = graphs.find(bucket);
     if (it == graphs.end()) {
       if (options.tune_gemms) TANDEM_RETURN_IF_ERROR(TuneGemms(bucket));
@@ -560,6 +548,15 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
       TLOG_INFO("cuda model runner: captured the decode graph for batch {}", bucket);
     }
     TANDEM_RETURN_IF_ERROR(it->second.Launch(st));
+  } else {  // eager: prefill and mixed steps, layer-hooked steps, and ForwardEager's padded decode step
+    TANDEM_RETURN_IF_ERROR(CopyMeta(rows, seqs, logit_rows));
+    TANDEM_RETURN_IF_ERROR(Launch(rows, logit_rows, on_layer_done));
+    if (on_layer_done != nullptr) {
+      for (int l = 0; l < config.num_layers; ++l) {
+        TANDEM_CUDA_CHECK(cudaEventSynchronize(layer_done[static_cast<size_t>(l)].get()));
+        (*on_layer_done)(l);
+      }
+    }
   }
   TANDEM_RETURN_IF_ERROR(CopyLogitsOut(plan));
   TANDEM_CUDA_CHECK(cudaStreamSynchronize(st));
