@@ -9,6 +9,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <random>
+#include <utility>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -18,22 +21,48 @@
 namespace tandem::cli {
 namespace {
 
-// A loopback port that is free now (the worker binds it a moment later).
-absl::StatusOr<int> FreePort() {
+// The kernel's ephemeral port range ("LOW HIGH"), where bind(port 0) and outgoing connections
+// take their ports; Linux's default when it cannot be read.
+std::pair<int, int> EphemeralPortRange() {
+  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 32768, high = 60999;
+  if (!(f >> low >> high) || low > high) return {32768, 60999};
+  return {low, high};
+}
+
+// Whether 127.0.0.1:`port` can be bound now (0: any ephemeral port; its number goes to `port`).
+bool BindLoopback(int& port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError("socket() failed while choosing a worker port");
+  if (fd < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
   socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return absl::InternalError("could not find a free loopback port for a worker");
-  }
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
   close(fd);
-  return static_cast<int>(ntohs(addr.sin_port));
+  if (ok) port = ntohs(addr.sin_port);
+  return ok;
+}
+
+// A loopback port that is free now (the worker binds it a moment later). Taken below the
+// ephemeral range: a port from bind(0) is released before the worker binds it, and in that gap
+// any process binding port 0 (another server, a test's worker) could be handed the same one.
+absl::StatusOr<int> FreePort() {
+  static std::mt19937 rng(std::random_device{}());
+  const auto [low, high] = EphemeralPortRange();
+  constexpr int kFirst = 10000;
+  if (low - kFirst >= 1000) {
+    std::uniform_int_distribution<int> pick(kFirst, low - 1);
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      int port = pick(rng);
+      if (BindLoopback(port)) return port;
+    }
+  }
+  int port = 0;  // the range below is too small (or full): an ephemeral port, as a last resort
+  if (BindLoopback(port)) return port;
+  return absl::InternalError("could not find a free loopback port for a worker");
 }
 
 // The resolved deployment in a sealed memfd (close-on-exec here; the supervisor gives it to each

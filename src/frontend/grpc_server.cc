@@ -402,6 +402,7 @@ absl::Status GrpcServer::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   impl_->inference = std::make_unique<InferenceService>(impl_->service);
   grpc::ServerBuilder builder;
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // a taken port is an error, never shared
   const std::string address = absl::StrCat(impl_->options.host, ":", impl_->options.port);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl_->port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(impl_->options.max_request_bytes));

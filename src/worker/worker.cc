@@ -160,6 +160,9 @@ class Worker::Impl final : public v1::Worker::Service {
     progress_thread_ = std::thread([this] { ProgressLoop(); });
 
     grpc::ServerBuilder builder;
+    // No SO_REUSEPORT (gRPC's default): a second process on this port must fail to bind, not
+    // silently take half of this worker's connections.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(this);
     server_ = builder.BuildAndStart();

@@ -32,15 +32,15 @@ const std::string kSourceDir = TANDEM_SOURCE_DIR;
 // A `tandem worker` child process; killed (SIGKILL) and reaped on destruction.
 class WorkerProcess {
  public:
-  WorkerProcess(const std::string& config, const std::string& role, std::vector<std::string> extra) {
+  WorkerProcess(const std::string& config, const std::string& role, std::vector<std::string> extra,
+                const std::string& listen = "127.0.0.1:0") {
     int out[2];
     if (pipe(out) != 0) return;
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&actions, out[0]);
-    std::vector<std::string> args = {TANDEM_BIN, "worker", "--role",   role,
-                                     "-c",       config,   "--listen", "127.0.0.1:0"};
+    std::vector<std::string> args = {TANDEM_BIN, "worker", "--role", role, "-c", config, "--listen", listen};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
@@ -206,6 +206,22 @@ TEST(WorkerProcessTest, SeparateProcessesOverUcxEqualAggregated) {
   EXPECT_GT(pload.kv_bytes_sent(), 0u);
   EXPECT_EQ(decode.Terminate(), 0);
   EXPECT_EQ(prefill.Terminate(), 0);
+}
+
+// gRPC servers share a port by default (SO_REUSEPORT): a second worker told to listen on a taken
+// port would take half of the first one's connections (seen in CI: a test's prefill worker and one
+// that `tandem serve` started got one port, and a frozen worker's remote prefills were served by
+// the other). Workers refuse such a port instead.
+TEST(WorkerProcessTest, SecondWorkerOnATakenPortFailsToStart) {
+  const std::string config = WriteConfig("proc_port");
+  WorkerProcess first(config, "both", {});
+  ASSERT_FALSE(first.address().empty());
+  WorkerProcess second(config, "both", {}, first.address());
+  EXPECT_TRUE(second.address().empty());
+  EXPECT_EQ(second.Terminate(), 1);
+  cluster::WorkerClient client(first.address());
+  EXPECT_TRUE(client.GetInfo().ok());
+  EXPECT_EQ(first.Terminate(), 0);
 }
 
 TEST(WorkerProcessTest, SigkilledPrefillWorkerEndsTheRequestWithAnErrorAndLeaksNoBlocks) {
