@@ -34,6 +34,7 @@ const std::vector<FlagSpec>& GenerateFlags() {
   static const std::vector<FlagSpec> kSpecs = {
       {"model", "model path: a Hugging Face directory or a .gguf file", true, false, "m"},
       {"load-format", "auto | safetensors | gguf | dummy (default auto)"},
+      {"quantization", "none | nvfp4: quantize the linear weights to NVFP4 at load, lm_head excluded (default none)"},
       {"prompt-ids", "prompt token ids: \"1,2,3\" or \"1 2 3\""},
       {"prompt", "prompt text (encoded with the model's tokenizer)"},
       {"max-tokens", "tokens to generate at most (default 32)"},
@@ -217,6 +218,11 @@ int RunGenerate(const Args& args) {
   if (!format.ok()) return Usage(std::string(format.status().message()));
   load.format = *format;
   load.seed = static_cast<uint64_t>(*seed);
+  const std::string quantization = flags->Get("quantization", "none");
+  if (quantization != "none" && quantization != "nvfp4") {
+    return Usage(absl::StrCat("--quantization: expected none or nvfp4, found '", quantization, "'"));
+  }
+  load.quantize_nvfp4 = quantization == "nvfp4";
   auto loaded = model::LoadModel(load);
   if (!loaded.ok()) return Fail(loaded.status());
   const model::ModelConfig& config = loaded->config;

@@ -16,6 +16,9 @@ const std::vector<Command>& AllCommands() {
 #ifdef TANDEM_HAVE_GENERATE
       {"generate", "run a model locally (cpu, or --backend cuda) and print the generated tokens", RunGenerate},
 #endif
+#ifdef TANDEM_HAVE_QUANTIZE
+      {"quantize", "write an NVFP4 checkpoint (Model Optimizer layout) from a Hugging Face model", RunQuantize},
+#endif
 #ifdef TANDEM_HAVE_WORKER
       {"worker", "run one worker (role prefill, decode or both) of a deployment", RunWorker},
 #endif

@@ -22,6 +22,8 @@ const char* DTypeName(DType dtype) {
       return "i64";
     case DType::kU8:
       return "u8";
+    case DType::kF8E4M3:
+      return "f8_e4m3";
   }
   return "?";
 }
@@ -39,6 +41,7 @@ size_t DTypeSize(DType dtype) {
     case DType::kI64:
       return 8;
     case DType::kU8:
+    case DType::kF8E4M3:
       return 1;
   }
   return 0;

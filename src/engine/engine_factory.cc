@@ -84,6 +84,16 @@ absl::StatusOr<model::LoadedModel> LoadDeploymentModel(const DeploymentConfig& c
   options.format = ToModelFormat(config.model.load_format);
   options.dummy_config = config.model.dummy_config;
   options.seed = config.model.seed;
+  switch (config.model.quantization) {
+    case Quantization::kNone:
+      break;
+    case Quantization::kNvfp4:
+      options.quantize_nvfp4 = true;
+      break;
+    case Quantization::kFp8:
+      return absl::UnimplementedError(absl::StrCat(
+          config.source, ": model.quantization: fp8 weights are not implemented; use none or nvfp4"));
+  }
   return model::LoadModel(options);
 }
 

@@ -30,7 +30,8 @@ struct RemoteGenerator::InFlight {
   std::string decode_id;
   std::string prefill_id;
   std::atomic<bool> got_token{false};  // the prefill is behind it
-  std::atomic<bool> worker_down{false};  // failed by FailRequestsOnSilentWorkers
+  std::atomic<bool> worker_down{false};  // failed by FailRequestsOnSilentWorkers ...
+  const char* down_role = "";            // ... because this one ("decode", "prefill") went silent
 };
 
 namespace {
@@ -144,12 +145,17 @@ void RemoteGenerator::FailRequestsOnSilentWorkers() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [id, call] : in_flight_) {
     std::string silent;
+    const char* role = "";
     if (down.contains(call->decode_id)) {
       silent = call->decode_id;
+      role = "decode";
     } else if (!call->prefill_id.empty() && !call->got_token && down.contains(call->prefill_id)) {
       silent = call->prefill_id;
+      role = "prefill";
     }
-    if (silent.empty() || call->worker_down.exchange(true)) continue;
+    if (silent.empty() || call->worker_down.load()) continue;
+    call->down_role = role;  // written before worker_down is, read after it was seen set
+    call->worker_down.store(true);
     TLOG_WARN("request {}: worker {} ({}) sent no load report for {} s; failing the request", id, silent,
               down[silent], down_after_s_);
     call->handle.Cancel();
@@ -310,7 +316,7 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
   GenerateEvent final_event;
   if (call->worker_down) {
     final_event.status = absl::UnavailableError(absl::StrCat(
-        "A worker serving this request stopped responding (no load report for ", down_after_s_,
+        "The ", call->down_role, " worker serving this request stopped responding (no load report for ", down_after_s_,
         " s), so the request was failed; retry it."));
   } else if (!worker_error.ok()) {
     final_event.status = worker_error;

@@ -1,5 +1,8 @@
 // Hugging Face directory → ModelConfig + fp32 ModelWeights: config.json (+ generation_config.json),
-// model.safetensors or model.safetensors.index.json with its shards, tokenizer file paths.
+// model.safetensors or model.safetensors.index.json with its shards, tokenizer file paths. NVFP4
+// linear weights of a Model Optimizer checkpoint (nvfp4_checkpoint.h) are kept in LoadedModel::nvfp4
+// and dequantized exactly into the fp32 weights.
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +20,7 @@
 #include "nlohmann/json.hpp"
 #include "parallel.h"
 #include "tandem/core/status.h"
+#include "tandem/model/nvfp4_checkpoint.h"
 #include "tandem/model/safetensors.h"
 
 namespace tandem::model {
@@ -95,6 +99,65 @@ std::string ChatTemplateFrom(const std::string& tokenizer_config_path) {
   return "";
 }
 
+using TensorIndex = std::map<std::string, std::pair<const SafetensorsTensorInfo*, const SafetensorsFile*>, std::less<>>;
+
+// The NVFP4 triple of the linear layer whose packed weight is `weight` (U8 [N, K/2]) for `slot`
+// ([N, K]); the names it took go into `used`. Scales are checked for NaN so dequantization cannot fail.
+absl::StatusOr<Nvfp4Tensor> ReadNvfp4Linear(const TensorIndex& all, const WeightSlot& slot,
+                                            const SafetensorsTensorInfo& weight, const std::string& file,
+                                            std::set<std::string, std::less<>>& used) {
+  const std::string module = slot.hf_name.substr(0, slot.hf_name.size() - std::string(".weight").size());
+  const int64_t rows = slot.shape[0], cols = slot.shape[1];
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": NVFP4 layer '", module, "': ", what));
+  };
+  if (cols % kNvfp4GroupSize != 0) {
+    return bad(absl::StrCat("the config's ", cols, " inputs are not a multiple of 16"));
+  }
+  if (weight.shape != std::vector<int64_t>{rows, cols / 2}) {
+    return bad(absl::StrCat("weight has shape [", absl::StrJoin(weight.shape, ", "), "], expected [", rows, ", ",
+                            cols / 2, "] (two 4-bit codes per byte)"));
+  }
+  auto find = [&](const std::string& name) -> const SafetensorsTensorInfo* {
+    auto it = all.find(name);
+    return it == all.end() ? nullptr : it->second.first;
+  };
+  const SafetensorsTensorInfo* scale = find(module + ".weight_scale");
+  const SafetensorsTensorInfo* scale2 = find(module + ".weight_scale_2");
+  if (scale == nullptr || scale2 == nullptr) {
+    return bad("weight is U8 (NVFP4) but weight_scale or weight_scale_2 is missing");
+  }
+  if (scale->dtype != DType::kF8E4M3 || scale->shape != std::vector<int64_t>{rows, cols / kNvfp4GroupSize}) {
+    return bad(absl::StrCat("weight_scale is ", DTypeName(scale->dtype), " [", absl::StrJoin(scale->shape, ", "),
+                            "], expected F8_E4M3 [", rows, ", ", cols / kNvfp4GroupSize, "]"));
+  }
+  if (scale2->dtype != DType::kF32 || scale2->nbytes != 4) {
+    return bad(absl::StrCat("weight_scale_2 is ", DTypeName(scale2->dtype), " [", absl::StrJoin(scale2->shape, ", "),
+                            "], expected one F32"));
+  }
+  Nvfp4Tensor t;
+  t.rows = rows;
+  t.cols = cols;
+  t.packed.assign(weight.data, weight.data + weight.nbytes);
+  t.scales.assign(scale->data, scale->data + scale->nbytes);
+  std::memcpy(&t.scale2, scale2->data, 4);
+  if (!std::isfinite(t.scale2)) return bad(absl::StrCat("weight_scale_2 is ", t.scale2));
+  for (size_t i = 0; i < t.scales.size(); ++i) {
+    if ((t.scales[i] & 0x7F) == 0x7F) {
+      return bad(absl::StrCat("weight_scale [", i / static_cast<size_t>(cols / kNvfp4GroupSize), ", ",
+                              i % static_cast<size_t>(cols / kNvfp4GroupSize), "] is NaN"));
+    }
+  }
+  used.insert(slot.hf_name);
+  used.insert(module + ".weight_scale");
+  used.insert(module + ".weight_scale_2");
+  if (const SafetensorsTensorInfo* in = find(module + ".input_scale"); in != nullptr) {
+    if (in->dtype != DType::kF32 || in->nbytes != 4) return bad("input_scale is not one F32");
+    used.insert(module + ".input_scale");  // activation scale: unused by a weight-only GEMM
+  }
+  return t;
+}
+
 }  // namespace
 
 absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
@@ -130,8 +193,11 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
     }
   }
 
+  TANDEM_ASSIGN_OR_RETURN(std::optional<Nvfp4CheckpointConfig> quant, ReadNvfp4CheckpointConfig(dir));
+  if (quant.has_value()) out.nvfp4_exclude_modules = quant->exclude_modules;
+
   std::vector<std::unique_ptr<SafetensorsFile>> files;
-  std::map<std::string, std::pair<const SafetensorsTensorInfo*, const SafetensorsFile*>, std::less<>> all;
+  TensorIndex all;
   for (const std::string& p : shard_paths) {
     TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> f, SafetensorsFile::Open(p));
     for (const auto& [name, info] : f->tensors()) {
@@ -152,6 +218,7 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
   }
   std::vector<WeightSlot> slots = ListWeightSlots(out.config, &out.weights);
   std::vector<const SafetensorsTensorInfo*> sources(slots.size());
+  std::vector<const Nvfp4Tensor*> nvfp4_sources(slots.size(), nullptr);
   std::set<std::string, std::less<>> used;
   uint64_t total_bytes = 0;
   for (size_t s = 0; s < slots.size(); ++s) {
@@ -164,6 +231,17 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
     }
     const SafetensorsTensorInfo& info = *it->second.first;
     const std::string& file = it->second.second->path();
+    if (info.dtype == DType::kU8 && slot.is_linear) {
+      if (!quant.has_value()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(file, ": tensor '", slot.hf_name, "' is U8 (an NVFP4 weight?) but neither ", dir,
+                         "/hf_quant_config.json nor config.json's quantization_config describes a quantization"));
+      }
+      TANDEM_ASSIGN_OR_RETURN(Nvfp4Tensor t, ReadNvfp4Linear(all, slot, info, file, used));
+      total_bytes += t.packed.size() + t.scales.size();
+      nvfp4_sources[s] = &out.nvfp4.emplace(slot.hf_name, std::move(t)).first->second;
+      continue;
+    }
     if (info.dtype != DType::kF32 && info.dtype != DType::kF16 && info.dtype != DType::kBF16) {
       return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", slot.hf_name, "' has dtype ",
                                                      DTypeName(info.dtype), ", expected F32, F16 or BF16"));
@@ -188,10 +266,16 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
   LoadProgress progress(out.config.name, total_bytes, options.show_progress);
   ParallelFor(static_cast<int64_t>(chunks.size()), [&](int64_t i) {
     const RowChunk& c = chunks[static_cast<size_t>(i)];
-    const SafetensorsTensorInfo& info = *sources[c.slot];
     const int64_t cols = SlotCols(slots[c.slot]);
     float* dst = slots[c.slot].dst->data<float>() + c.row_begin * cols;
     const int64_t n = (c.row_end - c.row_begin) * cols;
+    if (const Nvfp4Tensor* q = nvfp4_sources[c.slot]; q != nullptr) {
+      // Sizes and scales were checked when it was read: this cannot fail.
+      (void)DequantizeNvfp4Rows(*q, c.row_begin, c.row_end, dst);
+      progress.Advance(static_cast<uint64_t>(n) * 9 / 16);
+      return;
+    }
+    const SafetensorsTensorInfo& info = *sources[c.slot];
     const size_t esize = DTypeSize(info.dtype);
     const uint8_t* src = info.data + static_cast<size_t>(c.row_begin * cols) * esize;
     switch (info.dtype) {
@@ -215,6 +299,7 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
       case DType::kI32:
       case DType::kI64:
       case DType::kU8:
+      case DType::kF8E4M3:
         break;  // rejected above
     }
     progress.Advance(static_cast<uint64_t>(n) * esize);

@@ -7,8 +7,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "load_internal.h"
+#include "parallel.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
+#include "tandem/model/nvfp4_checkpoint.h"
 
 namespace tandem::model {
 
@@ -68,6 +70,45 @@ std::vector<RowChunk> AllocateAndChunk(const std::vector<WeightSlot>& slots) {
   return chunks;
 }
 
+namespace {
+
+// options.quantize_nvfp4: every linear weight not excluded to NVFP4, its fp32 tensor replaced by the
+// exact dequantization (so every backend computes with the quantized weights).
+absl::Status QuantizeAtLoad(const LoadOptions& options, LoadedModel* model) {
+  if (!options.quantize_nvfp4) return absl::OkStatus();
+  if (!model->nvfp4.empty()) {
+    TLOG_INFO("{}: already an NVFP4 checkpoint; taken as it is", model->config.name);
+    return absl::OkStatus();
+  }
+  const auto start = std::chrono::steady_clock::now();
+  model->nvfp4_exclude_modules = options.nvfp4_exclude_modules;
+  std::vector<WeightSlot> targets;
+  for (WeightSlot& slot : ListWeightSlots(model->config, &model->weights)) {
+    const std::string module = slot.hf_name.substr(0, slot.hf_name.rfind('.'));
+    if (slot.is_linear && !ModuleExcluded(module, options.nvfp4_exclude_modules)) targets.push_back(slot);
+  }
+  std::vector<absl::StatusOr<Nvfp4Tensor>> quantized(targets.size(), absl::UnknownError("not run"));
+  ParallelFor(static_cast<int64_t>(targets.size()), [&](int64_t i) {
+    const WeightSlot& slot = targets[static_cast<size_t>(i)];
+    absl::StatusOr<Nvfp4Tensor>& q = quantized[static_cast<size_t>(i)];
+    q = QuantizeNvfp4(slot.dst->data<float>(), slot.shape[0], slot.shape[1]);
+    if (!q.ok()) return;
+    if (absl::Status s = DequantizeNvfp4(*q, slot.dst->data<float>()); !s.ok()) q = s;
+  });
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (!quantized[i].ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("quantizing ", targets[i].hf_name,
+                                                     " to NVFP4: ", quantized[i].status().message()));
+    }
+    model->nvfp4.emplace(targets[i].hf_name, *std::move(quantized[i]));
+  }
+  TLOG_INFO("quantized {} linear weights of {} to NVFP4 in {:.2f}s", targets.size(), model->config.name,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<LoadedModel> LoadModel(const LoadOptions& options) {
   namespace fs = std::filesystem;
   LoadFormat format = options.format;
@@ -108,6 +149,7 @@ absl::StatusOr<LoadedModel> LoadModel(const LoadOptions& options) {
   loaded->format = format;
   loaded->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   TANDEM_RETURN_IF_ERROR(ValidateWeights(loaded->config, loaded->weights, loaded->config.name));
+  TANDEM_RETURN_IF_ERROR(QuantizeAtLoad(options, &*loaded));
   TLOG_INFO("loaded {} ({} {}, {} layers, {:.1f}M parameters) in {:.2f}s", loaded->config.name,
             LoadFormatName(format), ArchitectureName(loaded->config.architecture), loaded->config.num_layers,
             static_cast<double>(NumParameters(loaded->weights)) / 1e6, loaded->load_seconds);

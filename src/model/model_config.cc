@@ -338,9 +338,13 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& json_text, const st
       return Invalid(src, key, absl::StrCat("logit soft-capping is not supported, found ", it->dump()));
     }
   }
+  // Model Optimizer NVFP4 is read by the safetensors loader (nvfp4_checkpoint.h); nothing else.
   if (auto q = j.find("quantization_config"); q != j.end() && !q->is_null()) {
-    return Invalid(src, "quantization_config",
-                   "quantized safetensors checkpoints are not supported by this loader");
+    const bool nvfp4 = q->is_object() && q->value("quant_algo", "") == "NVFP4";
+    if (!nvfp4) {
+      return Invalid(src, "quantization_config",
+                     absl::StrCat("only NVIDIA Model Optimizer NVFP4 checkpoints are supported, found ", q->dump()));
+    }
   }
 
   TANDEM_ASSIGN_OR_RETURN(c.eos_token_ids, GetIdList(j, src, "eos_token_id"));

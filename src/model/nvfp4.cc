@@ -114,7 +114,9 @@ absl::StatusOr<Nvfp4Tensor> QuantizeNvfp4(const float* w, int64_t rows, int64_t 
   return t;
 }
 
-absl::Status DequantizeNvfp4(const Nvfp4Tensor& t, float* out) {
+absl::Status DequantizeNvfp4(const Nvfp4Tensor& t, float* out) { return DequantizeNvfp4Rows(t, 0, t.rows, out); }
+
+absl::Status DequantizeNvfp4Rows(const Nvfp4Tensor& t, int64_t row_begin, int64_t row_end, float* out) {
   if (t.rows <= 0 || t.cols <= 0 || t.cols % kNvfp4GroupSize != 0 ||
       t.packed.size() != static_cast<size_t>(t.rows * t.cols / 2) ||
       t.scales.size() != static_cast<size_t>(t.rows * t.cols / kNvfp4GroupSize)) {
@@ -123,8 +125,13 @@ absl::Status DequantizeNvfp4(const Nvfp4Tensor& t, float* out) {
                      t.rows * t.cols / 2, " packed bytes and ", t.rows * t.cols / kNvfp4GroupSize,
                      " scales; found ", t.packed.size(), " and ", t.scales.size()));
   }
+  if (row_begin < 0 || row_end > t.rows || row_begin > row_end) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("NVFP4 rows [", row_begin, ", ", row_end, ") outside the tensor's ", t.rows, " rows"));
+  }
   const int64_t groups = t.cols / kNvfp4GroupSize;
-  for (int64_t r = 0; r < t.rows; ++r) {
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    float* row = out + (r - row_begin) * t.cols;
     for (int64_t g = 0; g < groups; ++g) {
       const uint8_t scale_bits = t.scales[static_cast<size_t>(r * groups + g)];
       const float scale = E4M3Value(scale_bits);
@@ -136,7 +143,7 @@ absl::Status DequantizeNvfp4(const Nvfp4Tensor& t, float* out) {
         const int64_t c = g * kNvfp4GroupSize + i;
         const uint8_t byte = t.packed[static_cast<size_t>((r * t.cols + c) / 2)];
         const uint8_t code = (c % 2 == 0) ? (byte & 0xF) : (byte >> 4);
-        out[r * t.cols + c] = E2M1Value(code) * scale * t.scale2;
+        row[c] = E2M1Value(code) * scale * t.scale2;
       }
     }
   }

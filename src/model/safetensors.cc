@@ -1,6 +1,8 @@
 #include "tandem/model/safetensors.h"
 
+#include <algorithm>
 #include <cstring>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "mapped_file.h"
@@ -20,8 +22,29 @@ absl::StatusOr<DType> ParseDType(const std::string& s) {
   if (s == "I32") return DType::kI32;
   if (s == "I64") return DType::kI64;
   if (s == "U8") return DType::kU8;
+  if (s == "F8_E4M3") return DType::kF8E4M3;
   return absl::InvalidArgumentError(absl::StrCat(
-      "unsupported dtype '", s, "' (expected F32, F16 or BF16 for weights; I32, I64, U8 otherwise)"));
+      "unsupported dtype '", s, "' (expected F32, F16 or BF16 for weights; I32, I64, U8, F8_E4M3 otherwise)"));
+}
+
+const char* SafetensorsDTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kI32:
+      return "I32";
+    case DType::kI64:
+      return "I64";
+    case DType::kU8:
+      return "U8";
+    case DType::kF8E4M3:
+      return "F8_E4M3";
+  }
+  return "?";
 }
 
 }  // namespace
@@ -129,10 +152,54 @@ absl::StatusOr<Tensor> ToFloat32(const SafetensorsTensorInfo& info) {
     case DType::kI32:
     case DType::kI64:
     case DType::kU8:
+    case DType::kF8E4M3:
       break;
   }
   return absl::InvalidArgumentError(absl::StrCat("tensor '", info.name, "' has dtype ", DTypeName(info.dtype),
                                                  ", expected F32, F16 or BF16"));
+}
+
+absl::Status WriteSafetensors(const std::string& path, std::vector<SafetensorsWriteEntry> tensors) {
+  using nlohmann::ordered_json;
+  std::sort(tensors.begin(), tensors.end(),
+            [](const SafetensorsWriteEntry& a, const SafetensorsWriteEntry& b) { return a.name < b.name; });
+  ordered_json header = ordered_json::object();
+  header["__metadata__"] = {{"format", "pt"}};
+  uint64_t offset = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const SafetensorsWriteEntry& t = tensors[i];
+    if (i > 0 && tensors[i - 1].name == t.name) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", t.name, "' given twice"));
+    }
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) {
+      if (d < 0) return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", t.name, "' has a negative dimension"));
+      numel *= static_cast<uint64_t>(d);
+    }
+    if (numel * DTypeSize(t.dtype) != t.nbytes || (t.nbytes > 0 && t.data == nullptr)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", t.name, "' has ", t.nbytes,
+                                                     " bytes, its shape and dtype need ", numel * DTypeSize(t.dtype)));
+    }
+    header[t.name] = {{"dtype", SafetensorsDTypeName(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + t.nbytes}}};
+    offset += t.nbytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot create"));
+  const uint64_t len = text.size();
+  char len_bytes[8];
+  std::memcpy(len_bytes, &len, 8);  // little-endian hosts only (x86-64, aarch64)
+  out.write(len_bytes, 8);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  for (const SafetensorsWriteEntry& t : tensors) {
+    out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(t.nbytes));
+  }
+  out.close();
+  if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed (disk full?)"));
+  return absl::OkStatus();
 }
 
 }  // namespace tandem::model

@@ -22,6 +22,8 @@ struct WeightSlot {
   // permuted (num_attention_heads for Q, num_kv_heads for K); 0 for every other tensor.
   int64_t gguf_permute_heads = 0;
   bool is_norm = false;  // a norm weight (dummy weights fill these near 1)
+  // A linear layer's weight (q/k/v/o, gate/up/down, lm_head): what NVFP4 quantizes.
+  bool is_linear = false;
 };
 
 // Slots for `config` pointing into `weights` (whose layers vector is resized to num_layers).

@@ -98,6 +98,7 @@ const char* KvDTypeName(DType dtype) {
     case DType::kI32:
     case DType::kI64:
     case DType::kU8:
+    case DType::kF8E4M3:
       break;
   }
   return "unsupported";

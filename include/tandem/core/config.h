@@ -25,6 +25,8 @@ struct ModelSection {
   LoadFormat load_format = LoadFormat::kAuto;
   std::string dummy_config;                 // dummy weights: config.json path or preset name
   ComputeDType dtype = ComputeDType::kBFloat16;  // GPU compute dtype; the CPU computes in fp32
+  // nvfp4: linear weights quantized at load (lm_head excluded); an NVFP4 checkpoint loads as NVFP4
+  // whatever this says. fp8 weights: not implemented (an error at load).
   Quantization quantization = Quantization::kNone;
   int64_t max_model_len = 8192;
   uint64_t seed = 0;                        // dummy weights and default sampling seed

@@ -22,9 +22,10 @@ enum class DType {
   kI32,
   kI64,
   kU8,
+  kF8E4M3,  // float8_e4m3fn (NVFP4 block scales), stored as uint8_t
 };
 
-// "f32", "f16", "bf16", "i32", "i64", "u8".
+// "f32", "f16", "bf16", "i32", "i64", "u8", "f8_e4m3".
 const char* DTypeName(DType dtype);
 // Bytes per element.
 size_t DTypeSize(DType dtype);
@@ -51,6 +52,7 @@ bool DTypeMatches(DType dtype) {
     case DType::kI64:
       return std::is_same_v<T, int64_t>;
     case DType::kU8:
+    case DType::kF8E4M3:
       return std::is_same_v<T, uint8_t>;
   }
   return false;

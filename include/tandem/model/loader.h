@@ -3,13 +3,16 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "tandem/model/gguf.h"
 #include "tandem/model/model_config.h"
+#include "tandem/model/nvfp4.h"
 #include "tandem/model/weights.h"
 
 namespace tandem::model {
@@ -38,6 +41,12 @@ struct LoadOptions {
   // Progress display: a single updating line on a terminal (stderr isatty), else log lines; only
   // for loads that take over ~1 s. false silences it.
   bool show_progress = true;
+  // Quantize every linear weight to NVFP4 at load (model.quantization: nvfp4), except the modules
+  // matching nvfp4_exclude_modules (see nvfp4_checkpoint.h; lm_head by default, as Model Optimizer
+  // does). A tied lm_head is the embedding table and always stays as loaded. A checkpoint already in
+  // NVFP4 is taken as it is.
+  bool quantize_nvfp4 = false;
+  std::vector<std::string> nvfp4_exclude_modules = {"lm_head"};
 };
 
 struct LoadedModel {
@@ -54,6 +63,12 @@ struct LoadedModel {
   std::string chat_template;
   LoadFormat format = LoadFormat::kAuto;  // the format actually used
   double load_seconds = 0.0;
+  // NVFP4 linear weights by Hugging Face tensor name ("model.layers.0.mlp.down_proj.weight"), read
+  // from a Model Optimizer checkpoint or quantized at load. `weights` holds their exact
+  // dequantization (what the CPU backend computes with: the reference); a backend with an NVFP4
+  // GEMM takes these instead. Empty for an unquantized model.
+  std::map<std::string, Nvfp4Tensor> nvfp4;
+  std::vector<std::string> nvfp4_exclude_modules;  // the checkpoint's or the quantizer's patterns
 };
 
 absl::StatusOr<LoadedModel> LoadModel(const LoadOptions& options);

@@ -60,5 +60,7 @@ absl::StatusOr<Nvfp4Tensor> QuantizeNvfp4(const float* w, int64_t rows, int64_t 
 // out [rows, cols] = e2m1 * fp32(scale) * scale2, exactly (the first product is exact in fp32, so the
 // only rounding is the multiply by scale2). Fails on inconsistent sizes or a NaN scale byte, naming it.
 absl::Status DequantizeNvfp4(const Nvfp4Tensor& t, float* out);
+// Rows [row_begin, row_end) of the same into out [row_end - row_begin, cols] (the loaders' chunks).
+absl::Status DequantizeNvfp4Rows(const Nvfp4Tensor& t, int64_t row_begin, int64_t row_end, float* out);
 
 }  // namespace tandem::model

@@ -47,4 +47,20 @@ class SafetensorsFile {
 // Converts a safetensors tensor (F32, F16 or BF16) to a new fp32 Tensor of the same shape.
 absl::StatusOr<Tensor> ToFloat32(const SafetensorsTensorInfo& info);
 
+// One tensor for WriteSafetensors: `nbytes` bytes at `data` (little-endian elements of `dtype`), which
+// must stay valid until the write returns.
+struct SafetensorsWriteEntry {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;  // [] for a scalar
+  const void* data = nullptr;
+  uint64_t nbytes = 0;
+};
+
+// Writes a safetensors file that SafetensorsFile::Open (and Hugging Face's reader) accepts: the
+// header's entries in name order, the data in the same order, the header padded with spaces to a
+// multiple of 8 bytes, metadata {"format": "pt"}. Fails on a size that does not match shape and
+// dtype, a repeated name, or an I/O error, naming the path.
+absl::Status WriteSafetensors(const std::string& path, std::vector<SafetensorsWriteEntry> tensors);
+
 }  // namespace tandem::model
