@@ -6,7 +6,9 @@
 //             (CUDA graphs), against (weight bytes + KV bytes read) / copy bandwidth
 //   prefill   one prompt of 1K, 4K and 8K tokens, in TFLOP/s counted as gpt-fast counts
 //             (2 * parameters * tokens, attention excluded), against the GEMM ceiling
-// Medians of repeated runs. Usage: cuda_model_bench [preset=llama-3-8b] [layers=all]
+// Medians of repeated runs. Usage: cuda_model_bench [preset=llama-3-8b] [layers=all|N] [bf16|nvfp4]
+// nvfp4: the linear weights quantized at load (lm_head stays bf16); the decode floor counts the
+// NVFP4 bytes (weight_bytes() is what the runner keeps on the device).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -89,7 +91,13 @@ int Main(int argc, char** argv) {
   model::LoadOptions load;
   load.format = model::LoadFormat::kDummy;
   load.dummy_config = preset;
-  if (argc > 2) load.num_layers = std::atoi(argv[2]);
+  if (argc > 2 && std::string(argv[2]) != "all") load.num_layers = std::atoi(argv[2]);
+  const std::string weights = argc > 3 ? argv[3] : "bf16";
+  if (weights != "bf16" && weights != "nvfp4") {
+    std::fprintf(stderr, "cuda_model_bench: weights: expected bf16 or nvfp4, found '%s'\n", weights.c_str());
+    return 2;
+  }
+  load.quantize_nvfp4 = weights == "nvfp4";
   const double copy_bw = CopyBandwidth();
   const double gemm_rate = GemmRate();
   std::printf("floors: copy %.2f TB/s (1 GiB D2D, read+write), bf16 GEMM %.0f TFLOP/s (8192^3 cuBLASLt)\n",
@@ -102,7 +110,7 @@ int Main(int argc, char** argv) {
   options.max_num_tokens = 8192;
   options.max_num_seqs = 256;
   options.max_model_len = 8192;
-  auto runner = CudaModelRunner::Create(c, loaded->weights, options);
+  auto runner = CudaModelRunner::Create(c, loaded->weights, options, load.quantize_nvfp4 ? &loaded->nvfp4 : nullptr);
   CHECK_OK(runner);
   const double params = static_cast<double>(model::NumParameters(loaded->weights));
   *loaded = model::LoadedModel{};  // host copy no longer needed
@@ -112,8 +120,9 @@ int Main(int argc, char** argv) {
     cudaMemset(r.kv_cache().LayerData(l), 0, spec.BytesPerLayer());
   }
   const double weight_bytes = static_cast<double>(r.weight_bytes());
-  std::printf("model: %s, %d layers, %.2f GB bf16 weights, KV pool %d blocks of %d\n", c.name.c_str(), c.num_layers,
-              weight_bytes / 1e9, spec.num_blocks, spec.block_size);
+  std::printf("model: %s, %d layers, %.2f GB of weights (%s: %d linears in NVFP4), KV pool %d blocks of %d\n",
+              c.name.c_str(), c.num_layers, weight_bytes / 1e9, weights.c_str(), r.num_nvfp4_matrices(), spec.num_blocks,
+              spec.block_size);
 
   struct Row {
     std::string what;

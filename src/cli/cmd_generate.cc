@@ -149,7 +149,8 @@ class CudaSequence final : public OneSequence {
     options.max_num_seqs = 1;
     options.max_model_len = max_len;
     options.num_blocks = (max_len + options.block_size - 1) / options.block_size;
-    TANDEM_ASSIGN_OR_RETURN(s->runner_, backend::CudaModelRunner::Create(loaded.config, loaded.weights, options));
+    TANDEM_ASSIGN_OR_RETURN(s->runner_,
+                            backend::CudaModelRunner::Create(loaded.config, loaded.weights, options, &loaded.nvfp4));
     for (int b = 0; b < options.num_blocks; ++b) s->step_.block_table.push_back(b);
     s->step_.token_ids = prompt;
     s->device_ = device;

@@ -53,7 +53,7 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateCudaEngine(const DeploymentConfig&
   options.block_size = config.kv_cache.block_size;
   options.gpu_memory_utilization = config.kv_cache.gpu_memory_utilization;
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::CudaModelRunner> runner,
-                          backend::CudaModelRunner::Create(loaded.config, loaded.weights, options));
+                          backend::CudaModelRunner::Create(loaded.config, loaded.weights, options, &loaded.nvfp4));
   return Engine::Create(ec, std::make_unique<CudaModelExecutor>(std::move(runner)));
 #else
   (void)pool;

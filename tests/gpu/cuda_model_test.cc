@@ -4,7 +4,9 @@
 // layers. A batch of three sequences is prefilled in one mixed step (one of them in two chunks),
 // then decoded for several steps; each logits row must be within bf16 tolerance of the CPU's fp32
 // row, with the same argmax unless the CPU's top two are closer than bf16 resolves. A decode step
-// replayed from a CUDA graph equals the eager step bitwise.
+// replayed from a CUDA graph equals the eager step bitwise. With NVFP4 weights (quantized at load) the
+// CPU computes with their exact dequantization and the GPU runs the NVFP4 GEMM for the decode steps
+// (at most kNvfp4GemmMaxRows rows) and dequantize + cuBLASLt for the prefill steps.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -85,8 +87,9 @@ void RunAgainstCpu(const std::string& label, const model::LoadedModel& loaded, i
   options.max_model_len = max_len;
   options.block_size = block_size;
   options.num_blocks = 3 * batch.per_seq;
-  auto gpu = CudaModelRunner::Create(config, loaded.weights, options);
+  auto gpu = CudaModelRunner::Create(config, loaded.weights, options, loaded.nvfp4.empty() ? nullptr : &loaded.nvfp4);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_EQ((*gpu)->num_nvfp4_matrices(), loaded.nvfp4.empty() ? 0 : 4 * config.num_layers) << label;
 
   // Prompts of 1, 17 and 97 tokens (97 in two chunks: 60 then 37 in the next step with the decodes).
   uint32_t rng = 12345;
@@ -179,6 +182,19 @@ TEST_P(GoldenModelOnGpu, MatchesCpuBackend) {
 INSTANTIATE_TEST_SUITE_P(Architectures, GoldenModelOnGpu,
                          ::testing::Values("llama", "llama32", "mistral", "qwen2", "qwen3"));
 
+class GoldenNvfp4ModelOnGpu : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenNvfp4ModelOnGpu, MatchesCpuBackend) {
+  TANDEM_REQUIRE_GPU();
+  const std::string dir = std::string(TANDEM_SOURCE_DIR) + "/tests/golden/models/" + GetParam();
+  auto loaded = model::LoadModel({.path = dir, .show_progress = false, .quantize_nvfp4 = true});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_FALSE(loaded->nvfp4.empty());
+  RunAgainstCpu(GetParam() + " nvfp4", *loaded, 16, 2e-2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, GoldenNvfp4ModelOnGpu, ::testing::Values("llama", "qwen2", "qwen3"));
+
 // Real geometries with dummy weights, a few layers (the CPU reference must stay quick).
 TEST(DummyModelOnGpu, SmolLm2ShapeMatchesCpuBackend) {
   TANDEM_REQUIRE_GPU();
@@ -202,6 +218,19 @@ TEST(DummyModelOnGpu, Llama3_8bShapeMatchesCpuBackend) {
   auto loaded = model::LoadModel(options);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   RunAgainstCpu("llama-3-8b x2 layers", *loaded, 16, 3e-2);
+}
+
+TEST(DummyModelOnGpu, Nvfp4Llama3_8bShapeMatchesCpuBackend) {
+  TANDEM_REQUIRE_GPU();
+  model::LoadOptions options;
+  options.format = model::LoadFormat::kDummy;
+  options.dummy_config = "llama-3-8b";
+  options.num_layers = 2;
+  options.show_progress = false;
+  options.quantize_nvfp4 = true;
+  auto loaded = model::LoadModel(options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  RunAgainstCpu("llama-3-8b x2 layers nvfp4", *loaded, 16, 3e-2);
 }
 
 }  // namespace

@@ -13,8 +13,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,6 +24,7 @@
 #include "tandem/backend/kv_cache.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/model/model_config.h"
+#include "tandem/model/nvfp4.h"
 #include "tandem/model/weights.h"
 
 namespace tandem::backend {
@@ -49,10 +52,16 @@ struct CudaStepOutput {
 class CudaModelRunner {
  public:
   // Uploads `weights` (host fp32, converted to bf16 on the device tensor by tensor), allocates the
-  // step workspaces for the options' capacities, then the KV pool.
-  static absl::StatusOr<std::unique_ptr<CudaModelRunner>> Create(const model::ModelConfig& config,
-                                                                 const model::ModelWeights& weights,
-                                                                 const CudaModelRunnerOptions& options);
+  // step workspaces for the options' capacities, then the KV pool. `nvfp4` (LoadedModel::nvfp4, may
+  // be null): a linear whose parts are all there (q/k/v, o, gate/up, down of a layer) stays NVFP4 on
+  // the device, each part with its own scale2, and runs through the NVFP4 GEMM for steps of up to
+  // kNvfp4GemmMaxRows rows (decode), dequantized into a bf16 scratch for cuBLASLt above that.
+  static absl::StatusOr<std::unique_ptr<CudaModelRunner>> Create(
+      const model::ModelConfig& config, const model::ModelWeights& weights, const CudaModelRunnerOptions& options,
+      const std::map<std::string, model::Nvfp4Tensor>* nvfp4 = nullptr);
+  // Most rows for which a step runs an NVFP4 linear through the NVFP4 GEMM (kernels/gemm/NOTES.md:
+  // it beats bf16 cuBLASLt at m <= 8 and loses from m = 64).
+  static constexpr int kNvfp4GemmMaxRows = 16;
   ~CudaModelRunner();
   CudaModelRunner(const CudaModelRunner&) = delete;
   CudaModelRunner& operator=(const CudaModelRunner&) = delete;
@@ -62,6 +71,8 @@ class CudaModelRunner {
   KvCache& kv_cache();
   // Bytes of weights on the device.
   size_t weight_bytes() const;
+  // Linear weight matrices (after fusing q/k/v and gate/up) kept in NVFP4 on the device.
+  int num_nvfp4_matrices() const;
 
   // PlanBatch against the runner's KV pool and capacities (more tokens or sequences than the
   // options allow is InvalidArgument).

@@ -6,11 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <map>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "tandem/backend/cuda_gemm.h"
 #include "elementwise/elementwise.cuh"
+#include "gemm/nvfp4_gemm.cuh"
 #include "norm/rmsnorm.cuh"
 #include "rope/rope_kv.cuh"
 #include "sampling/argmax.cuh"
@@ -35,16 +38,25 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 }  // namespace
 
 struct CudaModelRunner::Impl {
+  // A linear layer's weight [n, k] on the device: bf16, or NVFP4 repacked for the NVFP4 GEMM.
+  struct Linear {
+    const bf16* dense = nullptr;
+    std::optional<kernels::Nvfp4Weight> nvfp4;
+  };
   struct Layer {
     const bf16* input_norm = nullptr;  // [hidden]
-    const bf16* qkv = nullptr;         // [(nq + 2 nkv) * hd, hidden]: q rows, then k, then v
+    Linear qkv;                        // [(nq + 2 nkv) * hd, hidden]: q rows, then k, then v
     const bf16* qkv_bias = nullptr;    // [(nq + 2 nkv) * hd] or null
     const bf16* q_norm = nullptr;      // [hd] or null
     const bf16* k_norm = nullptr;      // [hd] or null
-    const bf16* o = nullptr;           // [hidden, nq * hd]
+    Linear o;                          // [hidden, nq * hd]
     const bf16* post_norm = nullptr;   // [hidden]
-    const bf16* gate_up = nullptr;     // [2 * inter, hidden]: gate rows, then up
-    const bf16* down = nullptr;        // [hidden, inter]
+    Linear gate_up;                    // [2 * inter, hidden]: gate rows, then up
+    Linear down;                       // [hidden, inter]
+  };
+  // A layer's NVFP4 linears repacked on the host (nullopt: that linear stays bf16).
+  struct LayerRepack {
+    std::optional<kernels::Nvfp4Repacked> qkv, o, gate_up, down;
   };
 
   model::ModelConfig config;
@@ -61,6 +73,9 @@ struct CudaModelRunner::Impl {
   const bf16* final_norm = nullptr;  // [hidden]
   const bf16* lm_head = nullptr;     // [vocab, hidden] (the embedding when tied)
   std::unique_ptr<DeviceMemory> inv_freq;  // [hd / 2] fp32
+  int num_nvfp4 = 0;                               // linears kept in NVFP4
+  std::unique_ptr<DeviceMemory> nvfp4_workspace;   // the NVFP4 GEMM's split-K counters (zeroed)
+  std::unique_ptr<DeviceMemory> nvfp4_scratch;     // bf16 [n, k] of the largest NVFP4 linear (m > kNvfp4GemmMaxRows)
 
   // Step workspace, sized for the capacities at creation.
   std::unique_ptr<DeviceMemory> residual, normed, qkv, attn, proj, gate_up, act, logit_hidden, logit_mlp,
@@ -86,8 +101,12 @@ struct CudaModelRunner::Impl {
     return reinterpret_cast<T*>(staging.as<uint8_t>() + offset);
   }
 
-  absl::StatusOr<const bf16*> Upload(std::initializer_list<const Tensor*> parts, DeviceMemory* staging_f32);
-  absl::Status UploadWeights(const model::ModelWeights& weights);
+  absl::StatusOr<const bf16*> Upload(const std::vector<const Tensor*>& parts, DeviceMemory* staging_f32);
+  absl::StatusOr<Linear> UploadLinear(std::optional<kernels::Nvfp4Repacked>& repacked,
+                                      const std::vector<const Tensor*>& parts, DeviceMemory* staging_f32);
+  absl::Status UploadWeights(const model::ModelWeights& weights,
+                             const std::map<std::string, model::Nvfp4Tensor>* nvfp4);
+  absl::Status Gemm(const Linear& w, const bf16* x, bf16* out, int m, int n, int k, cudaStream_t st);
   absl::Status AllocateWorkspace();
   absl::Status AllocateKvCache();
   void Stage(const BatchPlan& plan, int padded_tokens, int padded_seqs, int padded_logits);
@@ -101,7 +120,7 @@ struct CudaModelRunner::Impl {
 
 // ---- Creation ----------------------------------------------------------------------------------
 
-absl::StatusOr<const bf16*> CudaModelRunner::Impl::Upload(std::initializer_list<const Tensor*> parts,
+absl::StatusOr<const bf16*> CudaModelRunner::Impl::Upload(const std::vector<const Tensor*>& parts,
                                                           DeviceMemory* staging_f32) {
   int64_t total = 0;
   for (const Tensor* t : parts) {
@@ -131,7 +150,61 @@ absl::StatusOr<const bf16*> CudaModelRunner::Impl::Upload(std::initializer_list<
   return p;
 }
 
-absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& weights) {
+namespace {
+
+// Repacks the NVFP4 parts named `names` for the GPU when all of them are NVFP4 (a fused projection
+// keeps each part's scale2); nullopt when any part is not (that linear stays bf16).
+absl::StatusOr<std::optional<kernels::Nvfp4Repacked>> RepackNvfp4(
+    const std::map<std::string, model::Nvfp4Tensor>* nvfp4, const std::vector<std::string>& names) {
+  if (nvfp4 == nullptr) return std::nullopt;
+  std::vector<kernels::Nvfp4Part> parts;
+  int64_t k = -1;
+  for (const std::string& name : names) {
+    auto it = nvfp4->find(name);
+    if (it == nvfp4->end()) return std::nullopt;
+    const model::Nvfp4Tensor& t = it->second;
+    if (k >= 0 && t.cols != k) {
+      return absl::InvalidArgumentError(absl::StrCat("cuda model runner: NVFP4 parts of one linear differ in inputs (",
+                                                     name, " has ", t.cols, ", expected ", k, ")"));
+    }
+    k = t.cols;
+    parts.push_back({t.packed.data(), t.scales.data(), t.scale2, static_cast<int>(t.rows)});
+  }
+  kernels::Nvfp4Repacked out;
+  if (std::string error = kernels::Nvfp4RepackForGpu(parts.data(), static_cast<int>(parts.size()),
+                                                     static_cast<int>(k), &out);
+      !error.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("cuda model runner: NVFP4 ", names.front(), ": ", error));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<CudaModelRunner::Impl::Linear> CudaModelRunner::Impl::UploadLinear(
+    std::optional<kernels::Nvfp4Repacked>& repacked, const std::vector<const Tensor*>& parts,
+    DeviceMemory* staging_f32) {
+  Linear out;
+  if (!repacked.has_value()) {
+    TANDEM_ASSIGN_OR_RETURN(out.dense, Upload(parts, staging_f32));
+    return out;
+  }
+  const kernels::Nvfp4Repacked& r = *repacked;
+  TANDEM_ASSIGN_OR_RETURN(auto codes, DeviceMemory::Allocate(r.codes.size()));
+  TANDEM_ASSIGN_OR_RETURN(auto scales, DeviceMemory::Allocate(r.scales.size()));
+  TANDEM_CUDA_CHECK(cudaMemcpy(codes->data(), r.codes.data(), r.codes.size(), cudaMemcpyHostToDevice));
+  TANDEM_CUDA_CHECK(cudaMemcpy(scales->data(), r.scales.data(), r.scales.size(), cudaMemcpyHostToDevice));
+  out.nvfp4 = kernels::Nvfp4DeviceView(r, codes->data(), scales->data());
+  weight_bytes += codes->size() + scales->size();
+  storage.push_back(std::move(codes));
+  storage.push_back(std::move(scales));
+  ++num_nvfp4;
+  repacked.reset();  // the host copy is no longer needed
+  return out;
+}
+
+absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& weights,
+                                                  const std::map<std::string, model::Nvfp4Tensor>* nvfp4) {
   TANDEM_ASSIGN_OR_RETURN(auto staging_f32, DeviceMemory::Allocate(size_t{64} << 20));
   DeviceMemory* s = staging_f32.get();
   TANDEM_ASSIGN_OR_RETURN(embed, Upload({&weights.embed_tokens}, s));
@@ -142,12 +215,41 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
   } else {
     TANDEM_ASSIGN_OR_RETURN(lm_head, Upload({&weights.lm_head}, s));
   }
+  // NVFP4 repacking is host work (~17 s single-threaded for Llama-3-8B): one task per layer, run
+  // ahead of the uploads.
+  std::vector<std::future<absl::StatusOr<LayerRepack>>> repacks;
+  for (size_t li = 0; li < weights.layers.size() && nvfp4 != nullptr && !nvfp4->empty(); ++li) {
+    repacks.push_back(std::async(std::launch::async, [nvfp4, li]() -> absl::StatusOr<LayerRepack> {
+      const std::string pre = absl::StrCat("model.layers.", li, ".");
+      LayerRepack r;
+      TANDEM_ASSIGN_OR_RETURN(r.qkv, RepackNvfp4(nvfp4, {pre + "self_attn.q_proj.weight", pre + "self_attn.k_proj.weight",
+                                                         pre + "self_attn.v_proj.weight"}));
+      TANDEM_ASSIGN_OR_RETURN(r.o, RepackNvfp4(nvfp4, {pre + "self_attn.o_proj.weight"}));
+      TANDEM_ASSIGN_OR_RETURN(r.gate_up, RepackNvfp4(nvfp4, {pre + "mlp.gate_proj.weight", pre + "mlp.up_proj.weight"}));
+      TANDEM_ASSIGN_OR_RETURN(r.down, RepackNvfp4(nvfp4, {pre + "mlp.down_proj.weight"}));
+      return r;
+    }));
+  }
+  size_t nvfp4_workspace_bytes = 0;
+  int64_t nvfp4_scratch_elems = 0;
+  auto note_nvfp4 = [&](const Linear& l) -> absl::Status {
+    if (!l.nvfp4.has_value()) return absl::OkStatus();
+    size_t bytes = 0;
+    TANDEM_CUDA_CHECK(kernels::Nvfp4GemmWorkspaceSize(kNvfp4GemmMaxRows, l.nvfp4->n, l.nvfp4->k, &bytes));
+    nvfp4_workspace_bytes = std::max(nvfp4_workspace_bytes, bytes);
+    nvfp4_scratch_elems = std::max(nvfp4_scratch_elems, static_cast<int64_t>(l.nvfp4->n) * l.nvfp4->k);
+    return absl::OkStatus();
+  };
   for (size_t li = 0; li < weights.layers.size(); ++li) {
     const model::LayerWeights& w = weights.layers[li];
+    LayerRepack repack;
+    if (li < repacks.size()) {
+      TANDEM_ASSIGN_OR_RETURN(repack, repacks[li].get());
+    }
     Layer layer;
     TANDEM_ASSIGN_OR_RETURN(layer.input_norm, Upload({&w.input_norm}, s));
     TANDEM_ASSIGN_OR_RETURN(layer.post_norm, Upload({&w.post_attention_norm}, s));
-    TANDEM_ASSIGN_OR_RETURN(layer.qkv, Upload({&w.q_proj, &w.k_proj, &w.v_proj}, s));
+    TANDEM_ASSIGN_OR_RETURN(layer.qkv, UploadLinear(repack.qkv, {&w.q_proj, &w.k_proj, &w.v_proj}, s));
     if (config.attention_bias) {
       TANDEM_ASSIGN_OR_RETURN(layer.qkv_bias, Upload({&w.q_bias, &w.k_bias, &w.v_bias}, s));
     }
@@ -155,13 +257,23 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
       TANDEM_ASSIGN_OR_RETURN(layer.q_norm, Upload({&w.q_norm}, s));
       TANDEM_ASSIGN_OR_RETURN(layer.k_norm, Upload({&w.k_norm}, s));
     }
-    TANDEM_ASSIGN_OR_RETURN(layer.o, Upload({&w.o_proj}, s));
-    TANDEM_ASSIGN_OR_RETURN(layer.gate_up, Upload({&w.gate_proj, &w.up_proj}, s));
-    TANDEM_ASSIGN_OR_RETURN(layer.down, Upload({&w.down_proj}, s));
+    TANDEM_ASSIGN_OR_RETURN(layer.o, UploadLinear(repack.o, {&w.o_proj}, s));
+    TANDEM_ASSIGN_OR_RETURN(layer.gate_up, UploadLinear(repack.gate_up, {&w.gate_proj, &w.up_proj}, s));
+    TANDEM_ASSIGN_OR_RETURN(layer.down, UploadLinear(repack.down, {&w.down_proj}, s));
+    for (const Linear* l : {&layer.qkv, &layer.o, &layer.gate_up, &layer.down}) TANDEM_RETURN_IF_ERROR(note_nvfp4(*l));
     layers.push_back(layer);
     if ((li + 1) % 8 == 0 || li + 1 == weights.layers.size()) {
-      TLOG_INFO("cuda model runner: {} of {} layers on GPU {} ({:.2f} GB of bf16 weights)", li + 1,
-                weights.layers.size(), options.device, static_cast<double>(weight_bytes) / 1e9);
+      TLOG_INFO("cuda model runner: {} of {} layers on GPU {} ({:.2f} GB of weights, {} linears in NVFP4)", li + 1,
+                weights.layers.size(), options.device, static_cast<double>(weight_bytes) / 1e9, num_nvfp4);
+    }
+  }
+  if (num_nvfp4 > 0) {
+    TANDEM_ASSIGN_OR_RETURN(nvfp4_scratch, DeviceMemory::Allocate(static_cast<size_t>(nvfp4_scratch_elems) * sizeof(bf16)));
+    workspace_bytes += nvfp4_scratch->size();
+    if (nvfp4_workspace_bytes > 0) {
+      TANDEM_ASSIGN_OR_RETURN(nvfp4_workspace, DeviceMemory::Allocate(nvfp4_workspace_bytes));
+      TANDEM_CUDA_CHECK(cudaMemset(nvfp4_workspace->data(), 0, nvfp4_workspace_bytes));
+      workspace_bytes += nvfp4_workspace_bytes;
     }
   }
   const std::vector<float> freq = ComputeRopeInvFreq(config);
@@ -169,6 +281,20 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
   TANDEM_CUDA_CHECK(
       cudaMemcpy(inv_freq->data(), freq.data(), freq.size() * sizeof(float), cudaMemcpyHostToDevice));
   return absl::OkStatus();
+}
+
+// out [m, n] = x [m, k] @ w^T: bf16 cuBLASLt, the NVFP4 GEMM (m up to kNvfp4GemmMaxRows), or the
+// NVFP4 weight dequantized into the bf16 scratch and cuBLASLt.
+absl::Status CudaModelRunner::Impl::Gemm(const Linear& w, const bf16* x, bf16* out, int m, int n, int k,
+                                         cudaStream_t st) {
+  if (!w.nvfp4.has_value()) return gemm->Matmul(x, w.dense, out, false, m, n, k, st);
+  if (m <= kNvfp4GemmMaxRows) {
+    TANDEM_CUDA_CHECK(kernels::Nvfp4Gemm(x, *w.nvfp4, out, m, nvfp4_workspace ? nvfp4_workspace->data() : nullptr,
+                                         nvfp4_workspace ? nvfp4_workspace->size() : 0, st));
+    return absl::OkStatus();
+  }
+  TANDEM_CUDA_CHECK(kernels::Nvfp4DequantizeToBf16(*w.nvfp4, nvfp4_scratch->as<bf16>(), st));
+  return gemm->Matmul(x, nvfp4_scratch->as<bf16>(), out, false, m, n, k, st);
 }
 
 absl::Status CudaModelRunner::Impl::AllocateWorkspace() {
@@ -267,9 +393,9 @@ CudaModelRunner::~CudaModelRunner() {
   if (impl_->stream.get() != nullptr) cudaStreamSynchronize(impl_->stream.get());
 }
 
-absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const model::ModelConfig& config,
-                                                                         const model::ModelWeights& weights,
-                                                                         const CudaModelRunnerOptions& options) {
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
+    const model::ModelConfig& config, const model::ModelWeights& weights, const CudaModelRunnerOptions& options,
+    const std::map<std::string, model::Nvfp4Tensor>* nvfp4) {
   TANDEM_RETURN_IF_ERROR(model::ValidateConfig(config, config.name));
   TANDEM_RETURN_IF_ERROR(model::ValidateWeights(config, weights, config.name));
   if (options.max_num_tokens <= 0 || options.max_num_seqs <= 0 || options.max_model_len <= 0 ||
@@ -299,7 +425,7 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const m
   impl->max_blocks_per_seq = static_cast<int>(CeilDiv(options.max_model_len, options.block_size));
   TANDEM_RETURN_IF_ERROR(impl->stream.Create());
   TANDEM_ASSIGN_OR_RETURN(impl->gemm, cuda::CublasLtGemm::Create());
-  TANDEM_RETURN_IF_ERROR(impl->UploadWeights(weights));
+  TANDEM_RETURN_IF_ERROR(impl->UploadWeights(weights, nvfp4));
   TANDEM_RETURN_IF_ERROR(impl->AllocateWorkspace());
   TANDEM_RETURN_IF_ERROR(impl->AllocateKvCache());
   cuda::AttentionSetup setup;
@@ -324,6 +450,7 @@ const model::ModelConfig& CudaModelRunner::config() const { return impl_->config
 const CudaModelRunnerOptions& CudaModelRunner::options() const { return impl_->options; }
 KvCache& CudaModelRunner::kv_cache() { return *impl_->cache; }
 size_t CudaModelRunner::weight_bytes() const { return impl_->weight_bytes; }
+int CudaModelRunner::num_nvfp4_matrices() const { return impl_->num_nvfp4; }
 
 absl::StatusOr<BatchPlan> CudaModelRunner::Plan(const std::vector<SequenceStep>& steps) const {
   const Impl& s = *impl_;
@@ -425,7 +552,7 @@ absl::Status CudaModelRunner::Impl::Launch(int n, int m, const LayerDoneCallback
     } else {
       TANDEM_CUDA_CHECK(kernels::FusedAddRmsNorm(p, x, w.input_norm, h, n, hidden, eps, st));  // x += MLP out
     }
-    TANDEM_RETURN_IF_ERROR(gemm->Matmul(h, w.qkv, q, false, n, ld_qkv, hidden, st));
+    TANDEM_RETURN_IF_ERROR(Gemm(w.qkv, h, q, n, ld_qkv, hidden, st));
     if (w.qkv_bias != nullptr) TANDEM_CUDA_CHECK(kernels::AddBias(q, n, ld_qkv, ld_qkv, w.qkv_bias, st));
     if (w.q_norm != nullptr) {
       TANDEM_CUDA_CHECK(kernels::HeadRmsNorm(q, n, ld_qkv, nq, hd, w.q_norm, eps, st));
@@ -436,11 +563,11 @@ absl::Status CudaModelRunner::Impl::Launch(int n, int m, const LayerDoneCallback
                                               Meta<int64_t>(off_slots), layout, kv_layer, st));
     if (on_layer_done != nullptr) TANDEM_CUDA_CHECK(cudaEventRecord(layer_done[static_cast<size_t>(l)].get(), st));
     TANDEM_RETURN_IF_ERROR(attention->Run(q, ld_qkv, n, kv_layer, o, scale, st));
-    TANDEM_RETURN_IF_ERROR(gemm->Matmul(o, w.o, p, false, n, hidden, nq * hd, st));
+    TANDEM_RETURN_IF_ERROR(Gemm(w.o, o, p, n, hidden, nq * hd, st));
     TANDEM_CUDA_CHECK(kernels::FusedAddRmsNorm(p, x, w.post_norm, h, n, hidden, eps, st));  // x += attention out
-    TANDEM_RETURN_IF_ERROR(gemm->Matmul(h, w.gate_up, gu, false, n, 2 * inter, hidden, st));
+    TANDEM_RETURN_IF_ERROR(Gemm(w.gate_up, h, gu, n, 2 * inter, hidden, st));
     TANDEM_CUDA_CHECK(kernels::SiluMul(gu, n, inter, a, st));
-    TANDEM_RETURN_IF_ERROR(gemm->Matmul(a, w.down, p, false, n, hidden, inter, st));
+    TANDEM_RETURN_IF_ERROR(Gemm(w.down, a, p, n, hidden, inter, st));
   }
   if (m == 0) return absl::OkStatus();
   const int32_t* rows = Meta<int32_t>(off_logit_rows);
@@ -483,20 +610,32 @@ absl::Status CudaModelRunner::Impl::TuneGemms(int m) {
   const model::ModelConfig& c = config;
   const int hidden = c.hidden_size, hd = c.head_dim, nq = c.num_attention_heads, nkv = c.num_kv_heads;
   const int ld_qkv = (nq + 2 * nkv) * hd;
-  std::vector<const bf16*> qkv_w, o_w, gate_up_w, down_w;
-  for (const Layer& w : layers) {
-    qkv_w.push_back(w.qkv);
-    o_w.push_back(w.o);
-    gate_up_w.push_back(w.gate_up);
-    down_w.push_back(w.down);
-  }
+  // The weights cuBLASLt reads for a linear at m rows: every layer's bf16 matrix, or the NVFP4 scratch
+  // (one matrix); none when the NVFP4 GEMM runs these steps.
+  auto weights_of = [&](Linear Layer::*member) {
+    std::vector<const bf16*> ws;
+    for (const Layer& layer : layers) {
+      const Linear& l = layer.*member;
+      if (!l.nvfp4.has_value()) {
+        ws.push_back(l.dense);
+      } else if (m > kNvfp4GemmMaxRows && ws.empty()) {
+        ws.push_back(nvfp4_scratch->as<bf16>());
+      }
+    }
+    return ws;
+  };
+  const std::vector<const bf16*> qkv_w = weights_of(&Layer::qkv), o_w = weights_of(&Layer::o),
+                                 gate_up_w = weights_of(&Layer::gate_up), down_w = weights_of(&Layer::down);
   const std::vector<const bf16*> lm_head_w = {lm_head};
   cudaStream_t st = stream.get();
-  TANDEM_RETURN_IF_ERROR(gemm->Tune(normed->as<bf16>(), qkv_w, qkv->data(), false, m, ld_qkv, hidden, st));
-  TANDEM_RETURN_IF_ERROR(gemm->Tune(attn->as<bf16>(), o_w, proj->data(), false, m, hidden, nq * hd, st));
-  TANDEM_RETURN_IF_ERROR(
-      gemm->Tune(normed->as<bf16>(), gate_up_w, gate_up->data(), false, m, 2 * c.intermediate_size, hidden, st));
-  TANDEM_RETURN_IF_ERROR(gemm->Tune(act->as<bf16>(), down_w, proj->data(), false, m, hidden, c.intermediate_size, st));
+  auto tune = [&](const bf16* x, const std::vector<const bf16*>& ws, void* out, int n, int k) -> absl::Status {
+    if (ws.empty()) return absl::OkStatus();
+    return gemm->Tune(x, ws, out, false, m, n, k, st);
+  };
+  TANDEM_RETURN_IF_ERROR(tune(normed->as<bf16>(), qkv_w, qkv->data(), ld_qkv, hidden));
+  TANDEM_RETURN_IF_ERROR(tune(attn->as<bf16>(), o_w, proj->data(), hidden, nq * hd));
+  TANDEM_RETURN_IF_ERROR(tune(normed->as<bf16>(), gate_up_w, gate_up->data(), 2 * c.intermediate_size, hidden));
+  TANDEM_RETURN_IF_ERROR(tune(act->as<bf16>(), down_w, proj->data(), hidden, c.intermediate_size));
   TANDEM_RETURN_IF_ERROR(
       gemm->Tune(logit_normed->as<bf16>(), lm_head_w, logits->data(), true, m, c.vocab_size, hidden, st));
   return absl::OkStatus();
