@@ -12,7 +12,9 @@
 //      are (16-byte aligned, e.g. cudaMalloc); Nvfp4DeviceView names the device copies.
 //   2. Workspace: Nvfp4GemmWorkspaceSize(largest m, n, k) bytes of device memory, zeroed once after
 //      allocation (the split-K counters; every launch leaves them zero again). One workspace per
-//      stream: two GEMMs in flight must not share one.
+//      stream and per (n, k): two GEMMs in flight must not share one, and neither may two shapes
+//      (the partial sums start after the counters, whose size depends on n, so one shape's partial
+//      sums would overwrite another's counters: a runner that did this got wrong outputs).
 //   3. Per step: Nvfp4Gemm. Host work: integer arithmetic and cudaGetDevice (the SM count and the
 //      kernels' shared-memory attribute are set up on a device's first call); capturable in a CUDA
 //      graph.

@@ -42,6 +42,9 @@ struct CudaModelRunner::Impl {
   struct Linear {
     const bf16* dense = nullptr;
     std::optional<kernels::Nvfp4Weight> nvfp4;
+    // The NVFP4 GEMM's split-K workspace, one per linear shape: its counters and partial sums are
+    // laid out by shape, so another shape's partial sums would land on this one's counters.
+    DeviceMemory* workspace = nullptr;
   };
   struct Layer {
     const bf16* input_norm = nullptr;  // [hidden]
@@ -74,7 +77,7 @@ struct CudaModelRunner::Impl {
   const bf16* lm_head = nullptr;     // [vocab, hidden] (the embedding when tied)
   std::unique_ptr<DeviceMemory> inv_freq;  // [hd / 2] fp32
   int num_nvfp4 = 0;                               // linears kept in NVFP4
-  std::unique_ptr<DeviceMemory> nvfp4_workspace;   // the NVFP4 GEMM's split-K counters (zeroed)
+  std::vector<std::unique_ptr<DeviceMemory>> nvfp4_workspaces;  // split-K counters (zeroed) per shape
   std::unique_ptr<DeviceMemory> nvfp4_scratch;     // bf16 [n, k] of the largest NVFP4 linear (m > kNvfp4GemmMaxRows)
 
   // Step workspace, sized for the capacities at creation.
@@ -230,14 +233,24 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
       return r;
     }));
   }
-  size_t nvfp4_workspace_bytes = 0;
   int64_t nvfp4_scratch_elems = 0;
-  auto note_nvfp4 = [&](const Linear& l) -> absl::Status {
+  std::map<std::pair<int, int>, DeviceMemory*> workspace_of_shape;  // (n, k) -> its split-K workspace
+  auto add_workspace = [&](Linear& l) -> absl::Status {
     if (!l.nvfp4.has_value()) return absl::OkStatus();
-    size_t bytes = 0;
-    TANDEM_CUDA_CHECK(kernels::Nvfp4GemmWorkspaceSize(kNvfp4GemmMaxRows, l.nvfp4->n, l.nvfp4->k, &bytes));
-    nvfp4_workspace_bytes = std::max(nvfp4_workspace_bytes, bytes);
     nvfp4_scratch_elems = std::max(nvfp4_scratch_elems, static_cast<int64_t>(l.nvfp4->n) * l.nvfp4->k);
+    auto [it, fresh] = workspace_of_shape.emplace(std::pair{l.nvfp4->n, l.nvfp4->k}, nullptr);
+    if (fresh) {
+      size_t bytes = 0;
+      TANDEM_CUDA_CHECK(kernels::Nvfp4GemmWorkspaceSize(kNvfp4GemmMaxRows, l.nvfp4->n, l.nvfp4->k, &bytes));
+      if (bytes > 0) {
+        TANDEM_ASSIGN_OR_RETURN(auto ws, DeviceMemory::Allocate(bytes));
+        TANDEM_CUDA_CHECK(cudaMemset(ws->data(), 0, bytes));
+        workspace_bytes += bytes;
+        it->second = ws.get();
+        nvfp4_workspaces.push_back(std::move(ws));
+      }
+    }
+    l.workspace = it->second;
     return absl::OkStatus();
   };
   for (size_t li = 0; li < weights.layers.size(); ++li) {
@@ -260,7 +273,7 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
     TANDEM_ASSIGN_OR_RETURN(layer.o, UploadLinear(repack.o, {&w.o_proj}, s));
     TANDEM_ASSIGN_OR_RETURN(layer.gate_up, UploadLinear(repack.gate_up, {&w.gate_proj, &w.up_proj}, s));
     TANDEM_ASSIGN_OR_RETURN(layer.down, UploadLinear(repack.down, {&w.down_proj}, s));
-    for (const Linear* l : {&layer.qkv, &layer.o, &layer.gate_up, &layer.down}) TANDEM_RETURN_IF_ERROR(note_nvfp4(*l));
+    for (Linear* l : {&layer.qkv, &layer.o, &layer.gate_up, &layer.down}) TANDEM_RETURN_IF_ERROR(add_workspace(*l));
     layers.push_back(layer);
     if ((li + 1) % 8 == 0 || li + 1 == weights.layers.size()) {
       TLOG_INFO("cuda model runner: {} of {} layers on GPU {} ({:.2f} GB of weights, {} linears in NVFP4)", li + 1,
@@ -270,11 +283,6 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
   if (num_nvfp4 > 0) {
     TANDEM_ASSIGN_OR_RETURN(nvfp4_scratch, DeviceMemory::Allocate(static_cast<size_t>(nvfp4_scratch_elems) * sizeof(bf16)));
     workspace_bytes += nvfp4_scratch->size();
-    if (nvfp4_workspace_bytes > 0) {
-      TANDEM_ASSIGN_OR_RETURN(nvfp4_workspace, DeviceMemory::Allocate(nvfp4_workspace_bytes));
-      TANDEM_CUDA_CHECK(cudaMemset(nvfp4_workspace->data(), 0, nvfp4_workspace_bytes));
-      workspace_bytes += nvfp4_workspace_bytes;
-    }
   }
   const std::vector<float> freq = ComputeRopeInvFreq(config);
   TANDEM_ASSIGN_OR_RETURN(inv_freq, DeviceMemory::Allocate(freq.size() * sizeof(float)));
@@ -289,8 +297,8 @@ absl::Status CudaModelRunner::Impl::Gemm(const Linear& w, const bf16* x, bf16* o
                                          cudaStream_t st) {
   if (!w.nvfp4.has_value()) return gemm->Matmul(x, w.dense, out, false, m, n, k, st);
   if (m <= kNvfp4GemmMaxRows) {
-    TANDEM_CUDA_CHECK(kernels::Nvfp4Gemm(x, *w.nvfp4, out, m, nvfp4_workspace ? nvfp4_workspace->data() : nullptr,
-                                         nvfp4_workspace ? nvfp4_workspace->size() : 0, st));
+    TANDEM_CUDA_CHECK(kernels::Nvfp4Gemm(x, *w.nvfp4, out, m, w.workspace ? w.workspace->data() : nullptr,
+                                         w.workspace ? w.workspace->size() : 0, st));
     return absl::OkStatus();
   }
   TANDEM_CUDA_CHECK(kernels::Nvfp4DequantizeToBf16(*w.nvfp4, nvfp4_scratch->as<bf16>(), st));
