@@ -37,6 +37,8 @@ const EnumTable<RouterPolicy> kPolicies = {{"kv_aware", RouterPolicy::kKvAware},
 const EnumTable<DisaggregationMode> kModes = {{"always", DisaggregationMode::kAlways},
                                               {"conditional", DisaggregationMode::kConditional},
                                               {"off", DisaggregationMode::kOff}};
+const EnumTable<PrefillFailurePolicy> kPrefillFailures = {{"fail", PrefillFailurePolicy::kFail},
+                                                          {"recompute", PrefillFailurePolicy::kRecompute}};
 const EnumTable<TransferBackend> kTransfers = {{"auto", TransferBackend::kAuto},
                                                {"ucx", TransferBackend::kUcx},
                                                {"nccl", TransferBackend::kNccl},
@@ -272,6 +274,8 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
   TANDEM_RETURN_IF_ERROR(disagg.Int("max_prefill_queue", &config.disaggregation.max_prefill_queue, 0, 1 << 20));
   TANDEM_RETURN_IF_ERROR(disagg.Double("remote_prefill_timeout_s", &config.disaggregation.remote_prefill_timeout_s,
                                       0.1, 3600.0));
+  TANDEM_RETURN_IF_ERROR(
+      disagg.Enum("on_prefill_failure", &config.disaggregation.on_prefill_failure, kPrefillFailures));
   TANDEM_RETURN_IF_ERROR(disagg.Finish());
 
   MapReader pools = top.Child("pools");
@@ -396,7 +400,8 @@ std::string DescribeDeployment(const DeploymentConfig& c) {
   absl::StrAppend(&out, "disaggregation:\n  mode: ", Name(c.disaggregation.mode), "\n  max_local_prefill_tokens: ",
                   c.disaggregation.max_local_prefill_tokens, "\n  max_prefill_queue: ",
                   c.disaggregation.max_prefill_queue, "\n  remote_prefill_timeout_s: ",
-                  c.disaggregation.remote_prefill_timeout_s, "\n");
+                  c.disaggregation.remote_prefill_timeout_s, "\n  on_prefill_failure: ",
+                  Name(c.disaggregation.on_prefill_failure), "\n");
   absl::StrAppend(&out, "pools:\n  prefill: ", pool(c.pools.prefill), "\n  decode: ", pool(c.pools.decode),
                   "\n  both: ", pool(c.pools.both), "\n");
   absl::StrAppend(&out, "kv_cache: {block_size: ", c.kv_cache.block_size, ", gpu_memory_utilization: ",
@@ -427,6 +432,7 @@ const char* Name(Quantization v) { return LookupName(kQuantizations, v); }
 const char* Name(BackendKind v) { return LookupName(kBackends, v); }
 const char* Name(RouterPolicy v) { return LookupName(kPolicies, v); }
 const char* Name(DisaggregationMode v) { return LookupName(kModes, v); }
+const char* Name(PrefillFailurePolicy v) { return LookupName(kPrefillFailures, v); }
 const char* Name(TransferBackend v) { return LookupName(kTransfers, v); }
 const char* Name(DiscoveryType v) { return LookupName(kDiscoveries, v); }
 

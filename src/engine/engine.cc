@@ -282,6 +282,11 @@ absl::Status Engine::CompleteRemotePrefill(const std::string& request_id, int32_
   if (it == requests_.end()) return absl::NotFoundError(absl::StrCat("request ", request_id, " is not live"));
   const SeqId id = it->second.front();
   if (!transfer.ok()) {
+    if (config_.recompute_failed_remote_prefill) {
+      TLOG_WARN("request {}: remote prefill failed ({}); prefilling it here", request_id,
+                std::string(transfer.message()));
+      return scheduler_.PrefillLocally(id);
+    }
     AbortRequest(request_id, FinishReason::kError, Annotate(transfer, "remote prefill"));
     return absl::OkStatus();
   }

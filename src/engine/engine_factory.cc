@@ -112,6 +112,7 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const DeploymentConfig& con
     if (std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(id);
   }
   ec.enable_prefix_caching = config.kv_cache.prefix_caching;
+  ec.recompute_failed_remote_prefill = config.disaggregation.on_prefill_failure == PrefillFailurePolicy::kRecompute;
   ec.hash_salt = kvcache::HashSalt(loaded.config.name);
   switch (config.backend) {
     case BackendKind::kCpu:

@@ -337,6 +337,23 @@ absl::Status Scheduler::CompleteRemotePrefill(SeqId id, int32_t first_token) {
   return absl::OkStatus();
 }
 
+absl::Status Scheduler::PrefillLocally(SeqId id) {
+  Sequence* s = Find(id);
+  if (s == nullptr) return absl::NotFoundError(absl::StrCat("sequence ", id, " is not live"));
+  if (s->state != SequenceState::kWaitingForRemoteKv) {
+    return absl::FailedPreconditionError(absl::StrCat("request ", s->request_id, ": expected state ",
+                                                      SequenceStateName(SequenceState::kWaitingForRemoteKv),
+                                                      ", found ", SequenceStateName(s->state)));
+  }
+  --num_waiting_remote_;
+  kv_->Free(s->blocks);
+  s->num_computed_tokens = 0;
+  s->kv_role = KvRole::kLocal;
+  s->state = SequenceState::kWaiting;
+  waiting_.insert(s);
+  return absl::OkStatus();
+}
+
 absl::Status Scheduler::ReleaseTransfer(SeqId id) {
   Sequence* s = Find(id);
   if (s == nullptr) return absl::NotFoundError(absl::StrCat("sequence ", id, " is not live"));

@@ -119,6 +119,7 @@ absl::StatusOr<std::unique_ptr<RemoteGenerator>> RemoteGenerator::Create(const D
   router::LoadFeedOptions feed_options;
   feed_options.down_after = absl::Seconds(config.router.load_report_timeout_s);
   gen->down_after_s_ = config.router.load_report_timeout_s;
+  gen->decode_recomputes_prefill_ = config.disaggregation.on_prefill_failure == PrefillFailurePolicy::kRecompute;
   gen->feeds_ = std::make_unique<router::LoadFeeds>(*gen->router_, *discovery, feed_options);
   RemoteGenerator* raw = gen.get();
   gen->watchdog_ = std::thread([raw] { raw->WatchWorkers(); });
@@ -149,7 +150,8 @@ void RemoteGenerator::FailRequestsOnSilentWorkers() {
     if (down.contains(call->decode_id)) {
       silent = call->decode_id;
       role = "decode";
-    } else if (!call->prefill_id.empty() && !call->got_token && down.contains(call->prefill_id)) {
+    } else if (!decode_recomputes_prefill_ && !call->prefill_id.empty() && !call->got_token &&
+               down.contains(call->prefill_id)) {
       silent = call->prefill_id;
       role = "prefill";
     }

@@ -17,6 +17,7 @@ enum class Quantization { kNone, kNvfp4, kFp8 };
 enum class BackendKind { kCuda, kCpu };
 enum class RouterPolicy { kKvAware, kLeastLoaded, kRoundRobin, kRandom };
 enum class DisaggregationMode { kAlways, kConditional, kOff };
+enum class PrefillFailurePolicy { kFail, kRecompute };
 enum class TransferBackend { kAuto, kUcx, kNccl, kLocal };
 enum class DiscoveryType { kEmbedded, kStatic, kEtcd };
 
@@ -66,6 +67,11 @@ struct DisaggregationSection {
   // Decode: how long a remote prefill (the prompt computed and its KV written) may take before the
   // request fails.
   double remote_prefill_timeout_s = 30;
+  // A remote prefill that fails (its prefill worker died, hung past the timeout, or the KV transfer
+  // failed): fail ends the request with an error; recompute prefills it on the decode worker instead
+  // (its prompt blocks freed and taken again, as a preemption by recompute does), so the client sees
+  // only the delay.
+  PrefillFailurePolicy on_prefill_failure = PrefillFailurePolicy::kFail;
 };
 
 struct PoolSection {
@@ -156,6 +162,7 @@ const char* Name(Quantization v);
 const char* Name(BackendKind v);
 const char* Name(RouterPolicy v);
 const char* Name(DisaggregationMode v);
+const char* Name(PrefillFailurePolicy v);
 const char* Name(TransferBackend v);
 const char* Name(DiscoveryType v);
 

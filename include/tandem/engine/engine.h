@@ -27,6 +27,9 @@ struct EngineConfig {
   SchedulerConfig scheduler;
   bool enable_prefix_caching = true;
   uint64_t hash_salt = 0;  // kvcache::HashSalt(model, adapter)
+  // A failed remote prefill (CompleteRemotePrefill with an error): true prefills the sequence here
+  // instead (disaggregation.on_prefill_failure: recompute); false ends the request with the error.
+  bool recompute_failed_remote_prefill = false;
   // Block count and size come from the executor's KV pool.
 };
 

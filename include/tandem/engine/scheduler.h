@@ -112,6 +112,10 @@ class Scheduler {
   // Decode side: the prefill worker filled a kWaitingForRemoteKv sequence's blocks and sampled
   // `first_token`; the sequence joins the running batch.
   absl::Status CompleteRemotePrefill(SeqId id, int32_t first_token);
+  // A sequence waiting for remote KV whose remote prefill failed goes back to the waiting queue as a
+  // local sequence (its blocks freed, as a preemption by recompute does: what the failed transfer
+  // may have half-written is never cached), to be prefilled here.
+  absl::Status PrefillLocally(SeqId id);
   // Prefill side: the hand-off of a kPendingTransfer sequence's blocks is done; free them.
   absl::Status ReleaseTransfer(SeqId id);
 

@@ -82,6 +82,9 @@ class RemoteGenerator final : public Generator {
   std::condition_variable idle_;  // signalled when a request thread ends
   int active_threads_ = 0;
   double down_after_s_ = 3;  // router.load_report_timeout_s
+  // disaggregation.on_prefill_failure: recompute: a silent prefill worker does not fail the requests
+  // it was prefilling (their decode worker prefills them itself once the remote prefill fails).
+  bool decode_recomputes_prefill_ = false;
   std::thread watchdog_;     // WatchWorkers
   std::mutex watch_mu_;
   std::condition_variable watch_cv_;

@@ -103,19 +103,18 @@ class WorkerProcess {
   std::thread drain_;
 };
 
-std::string WriteConfig(const std::string& name, const std::string& extra = "") {
+std::string WriteConfig(const std::string& name, const std::string& disaggregation = "{mode: always}") {
   const std::string path = ::testing::TempDir() + "/" + name + ".yaml";
   std::ofstream f(path);
   f << "model: {path: " << kSourceDir << "/tests/golden/models/llama, max_model_len: 256}\n"
     << "backend: cpu\n"
-    << "disaggregation: {mode: always}\n"
+    << "disaggregation: " << disaggregation << "\n"
     << "pools:\n"
     << "  prefill: {max_num_batched_tokens: 64, max_num_seqs: 16}\n"
     << "  decode: {max_num_batched_tokens: 64, max_num_seqs: 16}\n"
     << "kv_cache: {block_size: 16, cpu_memory_mib: 2, prefix_caching: true}\n"
     << "transfer: {backend: ucx}\n"
-    << "logging: {level: warn}\n"
-    << extra;
+    << "logging: {level: warn}\n";
   return path;
 }
 
@@ -263,6 +262,43 @@ TEST(WorkerProcessTest, SigkilledPrefillWorkerEndsTheRequestWithAnErrorAndLeaksN
   const Result after = Generate(decode_client, local);
   ASSERT_TRUE(after.status.ok()) << after.status;
   EXPECT_EQ(after.tokens.size(), 4u);
+  EXPECT_EQ(decode.Terminate(), 0);
+}
+
+// disaggregation.on_prefill_failure: recompute: the same SIGKILL mid-prefill, and the decode worker
+// prefills the request itself; the client gets every token, the same ones a local prefill gives.
+TEST(WorkerProcessTest, SigkilledPrefillWorkerWithRecomputeServesTheRequestLocally) {
+  const std::string config = WriteConfig("proc_recompute", "{mode: always, on_prefill_failure: recompute}");
+  WorkerProcess prefill(config, "prefill", {});
+  ASSERT_FALSE(prefill.address().empty());
+  WorkerProcess decode(config, "decode", {"--prefill", prefill.address()});
+  ASSERT_FALSE(decode.address().empty());
+  cluster::WorkerClient decode_client(decode.address());
+  const Result warm = Generate(decode_client, Request("warm", Prompt(40, 2), 2));
+  ASSERT_TRUE(warm.status.ok()) << warm.status;
+  prefill.Signal(SIGSTOP);
+  Result result;
+  std::thread request([&] { result = Generate(decode_client, Request("victim", Prompt(120, 8), 8)); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (Load(decode_client).num_waiting_for_remote_kv() < 1 && std::chrono::steady_clock::now() < deadline) {
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(Load(decode_client).num_waiting_for_remote_kv(), 1);
+  prefill.Kill();
+  request.join();
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  EXPECT_EQ(result.last.finish_reason(), v1::WORKER_FINISH_LENGTH) << result.last.error();
+  EXPECT_EQ(result.tokens.size(), 8u);
+  v1::WorkerGenerateRequest local = Request("local", Prompt(120, 8), 8);
+  local.set_prefill_mode(v1::PREFILL_MODE_LOCAL);
+  const Result want = Generate(decode_client, local);
+  ASSERT_TRUE(want.status.ok()) << want.status;
+  EXPECT_EQ(result.tokens, want.tokens);
+  v1::LoadReport load = Load(decode_client);
+  for (int i = 0; i < 100 && load.kv_blocks_used() != 0; ++i) load = Load(decode_client);
+  EXPECT_EQ(load.kv_blocks_used(), 0);
+  EXPECT_EQ(load.num_waiting_for_remote_kv(), 0);
+  EXPECT_EQ(load.remote_prefill_failures(), 1);
   EXPECT_EQ(decode.Terminate(), 0);
 }
 

@@ -44,6 +44,7 @@ TEST(ConfigTest, DefaultsFillEverythingMissing) {
   EXPECT_EQ(config->frontend.max_queue_wait_s, 30.0);
   EXPECT_EQ(config->router.load_report_timeout_s, 3.0);
   EXPECT_EQ(config->disaggregation.remote_prefill_timeout_s, 30.0);
+  EXPECT_EQ(config->disaggregation.on_prefill_failure, PrefillFailurePolicy::kFail);
   EXPECT_EQ(config->discovery.token_env, "TANDEM_CLUSTER_TOKEN");
   const auto plan = PlanWorkers(*config);
   ASSERT_EQ(plan.size(), 5u);
@@ -211,6 +212,8 @@ const BadCase kBadCases[] = {
      "bad.yaml:4: frontend.max_connections: expected an integer in [1, 16777216], found 0"},
     {"max_queue_wait_negative", "model: {path: /m}\nbackend: cpu\nfrontend: {max_queue_wait_s: -1}\n", {},
      "bad.yaml:3: frontend.max_queue_wait_s: expected a number in [0, 3600], found -1"},
+    {"on_prefill_failure_typo", "model: {path: /m}\nbackend: cpu\ndisaggregation:\n  on_prefill_failure: retry\n",
+     {}, "bad.yaml:4: disaggregation.on_prefill_failure: expected one of fail, recompute, found 'retry'"},
     {"remote_prefill_timeout_zero", "model: {path: /m}\nbackend: cpu\ndisaggregation:\n  remote_prefill_timeout_s: 0\n",
      {}, "bad.yaml:4: disaggregation.remote_prefill_timeout_s: expected a number in [0.1, 3600], found 0"},
     {"load_report_timeout_text", "model: {path: /m}\nbackend: cpu\nrouter: {load_report_timeout_s: soon}\n", {},
