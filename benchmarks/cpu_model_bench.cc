@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "tandem/backend/cpu_backend.h"
+#include "smollm2_path.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/backend/sequence_runner.h"
 #include "tandem/model/loader.h"
@@ -41,12 +42,7 @@ int Fail(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model;
-  if (const char* env = std::getenv("TANDEM_SMOLLM2_GGUF"); env != nullptr && *env) model = env;
-  if (model.empty()) {
-    const char* home = std::getenv("HOME");
-    model = std::string(home ? home : "/root") + "/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  }
+  std::string model = tandem::bench::DefaultSmolLm2Gguf();
   int threads = 0, prompt_tokens = 128, decode_tokens = 32, runs = 5;
   bool fp32 = false;
   std::vector<int> batches = {1, 8};

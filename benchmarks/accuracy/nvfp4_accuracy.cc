@@ -19,17 +19,17 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "tandem/backend/cpu_backend.h"
+#include "smollm2_path.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/backend/sequence_runner.h"
+#include "tandem/core/file.h"
 #include "tandem/model/loader.h"
 #include "tandem/tokenizer/tokenizer.h"
 
@@ -137,23 +137,10 @@ tandem::model::LoadedModel Load(const std::string& path, bool nvfp4, std::vector
   return OrDie(tandem::model::LoadModel(options));
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) Die(path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model;
-  if (const char* env = std::getenv("TANDEM_SMOLLM2_GGUF"); env != nullptr && *env) model = env;
-  if (model.empty()) {
-    const char* home = std::getenv("HOME");
-    model = std::string(home ? home : "/root") + "/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  }
+  std::string model = tandem::bench::DefaultSmolLm2Gguf();
   std::string text_path = std::string(TANDEM_SOURCE_DIR) + "/docs/architecture.md";
   int max_tokens = 4096, window = 512, agreement_steps = 512, threads = 0;
   bool breakdown = true;
@@ -183,7 +170,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<tandem::tokenizer::Tokenizer> tok =
       OrDie(reference.gguf.has_value() ? tandem::tokenizer::Tokenizer::FromGguf(*reference.gguf)
                                        : tandem::tokenizer::Tokenizer::FromModelPath(model));
-  const std::string text = ReadFile(text_path);
+  const std::string text = OrDie(tandem::ReadFileToString(text_path));
   std::vector<int32_t> tokens = OrDie(tok->Encode(text, /*add_special_tokens=*/false));
   if (tokens.size() > static_cast<size_t>(max_tokens)) tokens.resize(static_cast<size_t>(max_tokens));
   if (tokens.size() < 80) Die(text_path + ": too short (fewer than 80 tokens)");

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tandem/core/logging.h"
+#include "tandem/core/status.h"
 
 namespace tandem::engine {
 
@@ -314,14 +315,19 @@ bool Scheduler::Abort(SeqId id, FinishReason reason) {
   return true;
 }
 
-absl::Status Scheduler::CompleteRemotePrefill(SeqId id, int32_t first_token) {
+absl::StatusOr<Sequence*> Scheduler::FindInState(SeqId id, SequenceState state) {
   Sequence* s = Find(id);
   if (s == nullptr) return absl::NotFoundError(absl::StrCat("sequence ", id, " is not live"));
-  if (s->state != SequenceState::kWaitingForRemoteKv) {
+  if (s->state != state) {
     return absl::FailedPreconditionError(absl::StrCat("request ", s->request_id, ": expected state ",
-                                                      SequenceStateName(SequenceState::kWaitingForRemoteKv),
-                                                      ", found ", SequenceStateName(s->state)));
+                                                      SequenceStateName(state), ", found ",
+                                                      SequenceStateName(s->state)));
   }
+  return s;
+}
+
+absl::Status Scheduler::CompleteRemotePrefill(SeqId id, int32_t first_token) {
+  TANDEM_ASSIGN_OR_RETURN(Sequence* s, FindInState(id, SequenceState::kWaitingForRemoteKv));
   --num_waiting_remote_;
   s->num_computed_tokens = s->num_prompt_tokens;
   kv_->CacheFullBlocks(s->blocks, s->tokens, s->num_computed_tokens);
@@ -338,13 +344,7 @@ absl::Status Scheduler::CompleteRemotePrefill(SeqId id, int32_t first_token) {
 }
 
 absl::Status Scheduler::PrefillLocally(SeqId id) {
-  Sequence* s = Find(id);
-  if (s == nullptr) return absl::NotFoundError(absl::StrCat("sequence ", id, " is not live"));
-  if (s->state != SequenceState::kWaitingForRemoteKv) {
-    return absl::FailedPreconditionError(absl::StrCat("request ", s->request_id, ": expected state ",
-                                                      SequenceStateName(SequenceState::kWaitingForRemoteKv),
-                                                      ", found ", SequenceStateName(s->state)));
-  }
+  TANDEM_ASSIGN_OR_RETURN(Sequence* s, FindInState(id, SequenceState::kWaitingForRemoteKv));
   --num_waiting_remote_;
   kv_->Free(s->blocks);
   s->num_computed_tokens = 0;
@@ -355,13 +355,7 @@ absl::Status Scheduler::PrefillLocally(SeqId id) {
 }
 
 absl::Status Scheduler::ReleaseTransfer(SeqId id) {
-  Sequence* s = Find(id);
-  if (s == nullptr) return absl::NotFoundError(absl::StrCat("sequence ", id, " is not live"));
-  if (s->state != SequenceState::kPendingTransfer) {
-    return absl::FailedPreconditionError(absl::StrCat("request ", s->request_id, ": expected state ",
-                                                      SequenceStateName(SequenceState::kPendingTransfer),
-                                                      ", found ", SequenceStateName(s->state)));
-  }
+  TANDEM_ASSIGN_OR_RETURN(Sequence* s, FindInState(id, SequenceState::kPendingTransfer));
   --num_pending_transfer_;
   kv_->Free(s->blocks);
   s->state = SequenceState::kFinished;

@@ -5,10 +5,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -19,6 +17,7 @@
 #include "load_progress.h"
 #include "nlohmann/json.hpp"
 #include "parallel.h"
+#include "tandem/core/file.h"
 #include "tandem/core/status.h"
 #include "tandem/model/nvfp4_checkpoint.h"
 #include "tandem/model/safetensors.h"
@@ -30,18 +29,10 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The shard files named by model.safetensors.index.json's weight_map, in sorted order.
 absl::StatusOr<std::vector<std::string>> ShardsFromIndex(const std::string& index_path,
                                                          const std::string& dir) {
-  TANDEM_ASSIGN_OR_RETURN(std::string text, ReadText(index_path));
+  TANDEM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(index_path));
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return absl::DataLossError(absl::StrCat(index_path, ": not a JSON object"));
@@ -81,7 +72,7 @@ bool IgnorableExtraTensor(absl::string_view name, const ModelConfig& config, int
 }
 
 std::string ChatTemplateFrom(const std::string& tokenizer_config_path) {
-  auto text = ReadText(tokenizer_config_path);
+  auto text = ReadFileToString(tokenizer_config_path);
   if (!text.ok()) return "";
   json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return "";
@@ -316,7 +307,7 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
   }
   const std::string jinja = (fs::path(dir) / "chat_template.jinja").string();
   if (out.chat_template.empty() && fs::exists(jinja, ec)) {
-    auto text = ReadText(jinja);
+    auto text = ReadFileToString(jinja);
     if (text.ok()) out.chat_template = *text;
   }
   return out;

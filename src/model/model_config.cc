@@ -1,13 +1,12 @@
 #include "tandem/model/model_config.h"
 
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "tandem/core/file.h"
 #include "tandem/core/status.h"
 
 namespace tandem::model {
@@ -170,14 +169,6 @@ absl::StatusOr<json> ParseJson(const std::string& text, absl::string_view source
   if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON"));
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": expected a JSON object"));
   return j;
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -368,12 +359,12 @@ absl::Status ApplyGenerationConfig(const std::string& json_text, const std::stri
 absl::StatusOr<ModelConfig> LoadHfConfigFromDir(const std::string& dir) {
   namespace fs = std::filesystem;
   const std::string config_path = (fs::path(dir) / "config.json").string();
-  TANDEM_ASSIGN_OR_RETURN(std::string text, ReadFile(config_path));
+  TANDEM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
   TANDEM_ASSIGN_OR_RETURN(ModelConfig config, ParseHfConfig(text, config_path));
   const std::string gen_path = (fs::path(dir) / "generation_config.json").string();
   std::error_code ec;
   if (fs::exists(gen_path, ec)) {
-    TANDEM_ASSIGN_OR_RETURN(std::string gen_text, ReadFile(gen_path));
+    TANDEM_ASSIGN_OR_RETURN(std::string gen_text, ReadFileToString(gen_path));
     TANDEM_RETURN_IF_ERROR(ApplyGenerationConfig(gen_text, gen_path, &config));
   }
   config.name = fs::path(dir).lexically_normal().filename().string();

@@ -3,13 +3,12 @@
 #include <fnmatch.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "tandem/core/file.h"
 #include "tandem/core/status.h"
 #include "tandem/model/loader.h"
 #include "tandem/model/safetensors.h"
@@ -20,22 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-absl::Status WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
-  return absl::OkStatus();
-}
 
 // The quantization object Model Optimizer writes (both files carry the same keys).
 json QuantizationJson(const std::vector<std::string>& exclude) {
@@ -95,7 +78,7 @@ absl::StatusOr<std::optional<Nvfp4CheckpointConfig>> ReadNvfp4CheckpointConfig(c
   for (const char* name : {"hf_quant_config.json", "config.json"}) {
     const std::string path = (fs::path(dir) / name).string();
     if (!fs::exists(path, ec)) continue;
-    TANDEM_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    TANDEM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
     return ParseNvfp4QuantConfig(text, path);
   }
   return std::nullopt;
@@ -130,7 +113,7 @@ absl::Status WriteNvfp4Checkpoint(LoadedModel& model, const std::string& out_dir
 
   // The source's config.json must describe the model as loaded (a layer override would not).
   const std::string src_config = (fs::path(model.model_dir) / "config.json").string();
-  TANDEM_ASSIGN_OR_RETURN(std::string config_text, ReadFile(src_config));
+  TANDEM_ASSIGN_OR_RETURN(std::string config_text, ReadFileToString(src_config));
   json config = json::parse(config_text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) {
     return absl::DataLossError(absl::StrCat(src_config, ": not a JSON object"));
@@ -175,10 +158,10 @@ absl::Status WriteNvfp4Checkpoint(LoadedModel& model, const std::string& out_dir
 
   const json quant = QuantizationJson(model.nvfp4_exclude_modules);
   json hf_quant = {{"producer", {{"name", "tandem"}, {"version", "quantize"}}}, {"quantization", quant}};
-  TANDEM_RETURN_IF_ERROR(WriteFile((fs::path(out_dir) / "hf_quant_config.json").string(), hf_quant.dump(2) + "\n"));
+  TANDEM_RETURN_IF_ERROR(WriteStringToFile((fs::path(out_dir) / "hf_quant_config.json").string(), hf_quant.dump(2) + "\n"));
   config["quantization_config"] = quant;
   config["quantization_config"]["quant_method"] = "modelopt";
-  TANDEM_RETURN_IF_ERROR(WriteFile((fs::path(out_dir) / "config.json").string(), config.dump(2) + "\n"));
+  TANDEM_RETURN_IF_ERROR(WriteStringToFile((fs::path(out_dir) / "config.json").string(), config.dump(2) + "\n"));
 
   // Everything else the directory holds for the model (tokenizer, generation config, chat template).
   for (const fs::directory_entry& e : fs::directory_iterator(model.model_dir, ec)) {

@@ -23,6 +23,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "tandem/engine/sequence.h"
 #include "tandem/kvcache/kv_cache_manager.h"
 
@@ -125,6 +126,8 @@ class Scheduler {
   void ReapFinished();
 
   Sequence* Find(SeqId id);
+  // The live sequence `id` in `state`: NotFound, or FailedPrecondition naming the state it is in.
+  absl::StatusOr<Sequence*> FindInState(SeqId id, SequenceState state);
   bool has_work() const { return !running_.empty() || !waiting_.empty(); }
   int32_t num_live() const { return static_cast<int32_t>(seqs_.size()); }
   SchedulerStats stats() const;
