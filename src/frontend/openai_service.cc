@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -49,7 +50,12 @@ OpenAiService::OpenAiService(Generator* generator, const tokenizer::Tokenizer* t
     : generator_(generator),
       tokenizer_(tokenizer),
       options_(std::move(options)),
-      admission_(options_.max_queue_wait_s) {}
+      admission_(options_.max_queue_wait_s) {
+  // Request ids start at a random point per process: several frontends share the workers, which
+  // refuse an id that is already live on them (two frontends counting from 1 collided).
+  std::random_device rd;
+  next_id_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
 
 bool OpenAiService::Authorized(std::string_view authorization) const {
   if (options_.api_keys.empty()) return true;

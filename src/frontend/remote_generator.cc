@@ -393,7 +393,7 @@ GeneratorHealth RemoteGenerator::Health() const {
   int prefill_live = 0;
   for (const router::WorkerFeedStatus& status : feeds_->Statuses()) {
     ++listed;
-    if (!status.live) continue;
+    if (!status.live || (status.last.has_value() && status.last->draining())) continue;
     if (status.worker.role == cluster::WorkerRole::kPrefill) {
       ++prefill_live;
     } else {

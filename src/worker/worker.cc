@@ -394,6 +394,7 @@ class Worker::Impl final : public v1::Worker::Service {
       report.set_num_pending_transfer(m.num_pending_transfer);
       report.set_kv_blocks_used(m.kv_blocks_used);
       report.set_kv_blocks_total(m.kv_blocks_total);
+      report.set_draining(draining_);
       {
         std::lock_guard<std::mutex> lock(subscriber->mu);
         for (v1::KvCacheEvent& e : subscriber->events) *report.add_events() = std::move(e);

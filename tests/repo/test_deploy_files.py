@@ -77,7 +77,13 @@ def test_dockerfile_uses_the_shared_list():
 
 
 def test_compose_file():
-    compose = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())
+    text = (ROOT / "docker/compose.yaml").read_text()
+    # Compose interpolates ${NAME...} and takes $$ for a dollar; any other $ (outside comments) is
+    # an error there.
+    values = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    stray = re.findall(r"\$(?![{$])", re.sub(r"\$\$", "", values))
+    assert not stray, "docker/compose.yaml has a $ that is neither ${NAME} nor $$"
+    compose = yaml.safe_load(text)
     services = compose["services"]
     assert {"etcd", "frontend"} <= set(services)
     gpus = {}

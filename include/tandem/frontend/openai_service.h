@@ -117,7 +117,7 @@ class OpenAiService {
   Metrics metrics_;
   AdmissionControl admission_;
   std::atomic<bool> draining_{false};
-  std::atomic<uint64_t> next_id_{1};
+  std::atomic<uint64_t> next_id_{1};  // a random start (the constructor); ids are unique per process
   std::atomic<uint64_t> next_ticket_{1};  // admission tickets, one per sub-request
   std::mutex unknown_mu_;
   std::vector<std::string> unknown_logged_;

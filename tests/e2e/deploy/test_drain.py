@@ -2,8 +2,11 @@
 one prefill and two decode workers registered in etcd (configs/cluster-etcd.yaml, every prompt
 prefilled remotely). Checks, under load (streams in flight):
   - SIGTERM to a decode worker: it leaves etcd before it exits (while it still streams), its
-    readiness (gRPC health) turns NOT_SERVING while liveness stays SERVING, every request in flight
-    on it finishes in full, new requests are served by the other decode worker, and it exits 0;
+    readiness (gRPC health) turns NOT_SERVING while liveness stays SERVING, a new Generate call
+    sent to it directly is refused with UNAVAILABLE "worker is draining", every request in flight
+    on it finishes in full, new requests are served by the other decode worker (also through a
+    frontend whose static worker list still names the draining one: its load reports say
+    "draining"), and it exits 0;
   - SIGTERM to the frontend: /health says 503 "draining", a new request is refused with 503, every
     stream in flight finishes in full ([DONE]), and it exits 0.
 Also, while the cluster runs, that every metric the Grafana dashboard and the autoscaling rules
@@ -91,13 +94,21 @@ class Cluster:
             line = p.wait_for("tandem worker")
             assert "registered as " + worker_id in line, line
             self.addresses[worker_id] = line.split("listening on ")[1].split(",")[0]
+        ports = ["--set", "frontend.http.host=127.0.0.1", "--set", "frontend.http.port=0",
+                 "--set", "frontend.grpc.host=127.0.0.1", "--set", "frontend.grpc.port=0"]
         self.frontend = self.start("frontend", [
-            tandem_bin(), "frontend", *self.common, "--served-model-name", MODEL_NAME,
-            "--set", "frontend.http.host=127.0.0.1", "--set", "frontend.http.port=0",
-            "--set", "frontend.grpc.host=127.0.0.1", "--set", "frontend.grpc.port=0",
+            tandem_bin(), "frontend", *self.common, "--served-model-name", MODEL_NAME, *ports,
             "--wait-workers", "60"], self.env)
+        # A second frontend over a fixed list of the same workers (as `tandem serve` has): only the
+        # workers' load reports can tell it one drains.
+        listed = ", ".join(f"{{role: {w.split('-')[0]}, address: '{a}'}}" for w, a in self.addresses.items())
+        self.static_frontend = self.start("static frontend", [
+            tandem_bin(), "frontend", *self.common, "--served-model-name", MODEL_NAME, *ports,
+            "--set", "discovery.type=static", "--set", f"discovery.workers=[{listed}]", "--no-grpc"], self.env)
         line = self.frontend.wait_for("tandem frontend:")
         self.url = "http://127.0.0.1:" + re.search(r"http port (\d+)", line).group(1)
+        line = self.static_frontend.wait_for("tandem frontend:")
+        self.static_url = "http://127.0.0.1:" + re.search(r"http port (\d+)", line).group(1)
         deadline = time.time() + 60
         while len(self.live_workers()) < 3:
             if time.time() > deadline:
@@ -196,6 +207,38 @@ def grpc_health(address, service):
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
+@pytest.fixture(scope="module")
+def worker_api(tmp_path_factory):
+    """Python stubs of proto/tandem/v1/worker.proto, generated into a temporary directory."""
+    import importlib
+    from grpc_tools import protoc
+    out = tmp_path_factory.mktemp("stubs")
+    include = str(importlib.resources.files("grpc_tools") / "_proto")
+    rc = protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={out}",
+                      f"--grpc_python_out={out}", str(ROOT / "proto/tandem/v1/worker.proto")])
+    assert rc == 0
+    sys.path.insert(0, str(out))
+    return importlib.import_module("tandem.v1.worker_pb2"), importlib.import_module("tandem.v1.worker_pb2_grpc")
+
+
+def direct_generate(worker_api, address, token, request_id):
+    """A Generate call straight to a worker (as a frontend would send it): (status code name, details)."""
+    import grpc
+    pb2, pb2_grpc = worker_api
+    request = pb2.WorkerGenerateRequest(request_id=request_id, prompt_token_ids=[1, 2, 3],
+                                        prefill_mode=pb2.PREFILL_MODE_LOCAL,
+                                        sampling=pb2.WorkerSamplingParams(n=1, max_tokens=2, temperature=0, top_p=1,
+                                                                          repetition_penalty=1))
+    with grpc.insecure_channel(address) as channel:
+        try:
+            for _ in pb2_grpc.WorkerStub(channel).Generate(request, timeout=60,
+                                                          metadata=[("x-tandem-cluster-token", token)]):
+                pass
+        except grpc.RpcError as e:
+            return e.code().name, e.details()
+    return "OK", ""
+
+
 def running_on(cluster, worker_id):
     for line in requests.get(cluster.url + "/metrics", timeout=10).text.splitlines():
         if line.startswith("tandem_worker_num_requests_running{") and f'worker="{worker_id}"' in line:
@@ -256,7 +299,7 @@ def test_dashboard_and_autoscaling_query_exported_metrics(cluster):
         assert labels <= have, f"{where}: labels {sorted(labels - have)} on none of {sorted(names)}"
 
 
-def test_sigterm_drains_a_decode_worker(cluster):
+def test_sigterm_drains_a_decode_worker(cluster, worker_api):
     streams = [Stream(cluster.url) for _ in range(6)]
     for s in streams:
         assert s.first_token.wait(60), "no first token"
@@ -264,7 +307,9 @@ def test_sigterm_drains_a_decode_worker(cluster):
     other = "decode-b" if victim == "decode-a" else "decode-a"
     assert running_on(cluster, victim) > 0, "no stream runs on either decode worker"
     p = cluster.workers[victim]
+    token = cluster.env["TANDEM_CLUSTER_TOKEN"]
     assert grpc_health(cluster.addresses[victim], "tandem.v1.Worker") == "SERVING"
+    assert direct_generate(worker_api, cluster.addresses[victim], token, "direct-before") == ("OK", "")
     p.proc.terminate()
     p.wait_for("tandem worker: deregistered " + victim, timeout=10)
     # Out of discovery while it still finishes its requests.
@@ -272,11 +317,14 @@ def test_sigterm_drains_a_decode_worker(cluster):
     assert p.proc.poll() is None, "the worker exited before its streams could finish"
     assert grpc_health(cluster.addresses[victim], "tandem.v1.Worker") == "NOT_SERVING"
     assert grpc_health(cluster.addresses[victim], "liveness") == "SERVING"
+    assert direct_generate(worker_api, cluster.addresses[victim], token, "direct-during") == \
+        ("UNAVAILABLE", "worker is draining")
     # New requests go to the other decode worker (or, routed before the frontend saw the worker
     # leave, are refused by the draining one and routed again).
-    for _ in range(3):
-        r = complete(cluster.url)
-        assert r.status_code == 200, r.text
+    for url in (cluster.url, cluster.static_url):
+        for _ in range(3):
+            r = complete(url)
+            assert r.status_code == 200, r.text
     for s in streams:
         s.wait()
         s.assert_complete()
