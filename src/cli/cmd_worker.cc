@@ -7,6 +7,7 @@
 // route to it at once.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -26,6 +27,9 @@
 
 namespace tandem::cli {
 namespace {
+
+// The least time a draining worker keeps refusing before it exits (see RunWorker).
+constexpr std::chrono::milliseconds kDrainGrace{1000};
 
 // The address other processes use: --advertise HOST[:PORT] (HOST alone takes the listening port), else
 // the listening address (0.0.0.0 becomes 127.0.0.1, which only suits one host).
@@ -201,8 +205,13 @@ int RunWorker(const Args& args) {
   (*w)->BeginDrain();
   const auto deadline =
       drain_start + std::chrono::milliseconds(static_cast<int64_t>(config->shutdown.drain_timeout_s * 1000));
+  // Even when idle, stay (refusing) a moment: a request routed here just before the frontends saw
+  // the worker leave (etcd watch) or drain (the next load report, 100 ms) is still on its way, and
+  // a refusal makes the frontend route it again where a closed port would fail it.
+  const auto grace = std::min(deadline, drain_start + kDrainGrace);
   bool forced = false;
-  while ((*w)->calls_in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while (((*w)->calls_in_flight() > 0 || std::chrono::steady_clock::now() < grace) &&
+         std::chrono::steady_clock::now() < deadline) {
     const timespec tick{0, 50 * 1000 * 1000};
     if (sigtimedwait(&signals, nullptr, &tick) > 0) {
       forced = true;

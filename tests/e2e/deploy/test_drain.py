@@ -1,5 +1,5 @@
 """Graceful drain of a cluster deployment, with real processes on loopback: etcd, `tandem frontend`,
-one prefill and two decode workers registered in etcd (configs/cluster-etcd.yaml, every prompt
+two prefill and two decode workers registered in etcd (configs/cluster-etcd.yaml, every prompt
 prefilled remotely). Checks, under load (streams in flight):
   - SIGTERM to a decode worker: it leaves etcd before it exits (while it still streams), its
     readiness (gRPC health) turns NOT_SERVING while liveness stays SERVING, a new Generate call
@@ -7,6 +7,8 @@ prefilled remotely). Checks, under load (streams in flight):
     on it finishes in full, new requests are served by the other decode worker (also through a
     frontend whose static worker list still names the draining one: its load reports say
     "draining"), and it exits 0;
+  - SIGTERM to a prefill worker: it leaves etcd before it exits, new requests are prefilled by the
+    other one, no stream fails, and it exits 0;
   - SIGTERM to the frontend: /health says 503 "draining", a new request is refused with 503, every
     stream in flight finishes in full ([DONE]), and it exits 0.
 Also, while the cluster runs, that every metric the Grafana dashboard and the autoscaling rules
@@ -85,7 +87,8 @@ class Cluster:
                        "--set", f"shutdown.drain_timeout_s={DRAIN_TIMEOUT_S}",
                        "--set", "kv_cache.cpu_memory_mib=256"]
         self.workers = {}
-        for worker_id, role in (("prefill-0", "prefill"), ("decode-a", "decode"), ("decode-b", "decode")):
+        for worker_id, role in (("prefill-0", "prefill"), ("prefill-1", "prefill"), ("decode-a", "decode"),
+                                ("decode-b", "decode")):
             self.workers[worker_id] = self.start(worker_id, [
                 tandem_bin(), "worker", "--role", role, *self.common, "--listen", "127.0.0.1:0",
                 "--id", worker_id], self.env)
@@ -110,9 +113,9 @@ class Cluster:
         line = self.static_frontend.wait_for("tandem frontend:")
         self.static_url = "http://127.0.0.1:" + re.search(r"http port (\d+)", line).group(1)
         deadline = time.time() + 60
-        while len(self.live_workers()) < 3:
+        while len(self.live_workers()) < len(self.workers):
             if time.time() > deadline:
-                raise RuntimeError("the frontend never saw three live workers:\n" + self.frontend.log())
+                raise RuntimeError("the frontend never saw every worker live:\n" + self.frontend.log())
             time.sleep(0.2)
 
     def start(self, name, args, env=None):
@@ -331,7 +334,27 @@ def test_sigterm_drains_a_decode_worker(cluster, worker_api):
         assert s.tokens == STREAM_TOKENS
     assert p.proc.wait(timeout=DRAIN_TIMEOUT_S) == 0, p.log()
     assert "drained in" in p.log(), p.log()
-    assert set(cluster.live_workers()) == {"prefill-0", other}
+    assert set(cluster.live_workers()) == {"prefill-0", "prefill-1", other}
+
+
+def test_sigterm_drains_a_prefill_worker(cluster):
+    streams = [Stream(cluster.url) for _ in range(4)]
+    p = cluster.workers["prefill-1"]
+    p.proc.terminate()
+    p.wait_for("tandem worker: deregistered prefill-1", timeout=10)
+    assert "prefill-1" not in cluster.etcd_worker_keys()
+    for url in (cluster.url, cluster.static_url):  # every prompt is prefilled remotely (mode always)
+        for _ in range(3):
+            r = complete(url)
+            assert r.status_code == 200, r.text
+    for s in streams:
+        s.wait()
+        s.assert_complete()
+        assert s.tokens == STREAM_TOKENS
+    assert p.proc.wait(timeout=DRAIN_TIMEOUT_S) == 0, p.log()
+    assert "drained in" in p.log(), p.log()
+    live = set(cluster.live_workers())
+    assert "prefill-0" in live and "prefill-1" not in live, live
 
 
 def test_sigterm_drains_the_frontend(cluster):
