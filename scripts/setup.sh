@@ -5,6 +5,7 @@
 #
 #   scripts/setup.sh            install + build (build dir: $TANDEM_BUILD_DIR or ./build)
 #   scripts/setup.sh --no-build install only
+#   scripts/setup.sh --no-venv  install + build without the Python test tools (container images)
 # TANDEM_CUDA=ON|OFF|AUTO (default AUTO) chooses the CUDA backend.
 set -euo pipefail
 
@@ -12,18 +13,33 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${TANDEM_BUILD_DIR:-$ROOT/build}"
 VENV="${TANDEM_VENV:-$ROOT/.venv}"
 DO_BUILD=1
-[[ "${1:-}" == "--no-build" ]] && DO_BUILD=0
+DO_VENV=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) DO_BUILD=0 ;;
+    --no-venv) DO_VENV=0 ;;
+    *) echo "error: unknown argument '$arg' (expected --no-build or --no-venv)" >&2; exit 2 ;;
+  esac
+done
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-APT_PACKAGES=(
-  build-essential cmake ninja-build pkg-config ccache git unzip curl
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  libspdlog-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libboost-dev libboost-system-dev
-  libpcre2-dev libutf8proc-dev libucx-dev ucx-utils libopenblas-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  etcd-server etcd-client iproute2 python3 python3-venv python3-pip
-)
+# The distribution packages: one list, shared with docker/Dockerfile (which runs this script).
+PACKAGES_FILE="$ROOT/scripts/packages-debian.txt"
+read_packages() {
+  local line
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    line="${line%%#*}"
+    line="${line//[[:space:]]/}"
+    [[ -n "$line" ]] && APT_PACKAGES+=("$line")
+  done < "$PACKAGES_FILE"
+  if ((${#APT_PACKAGES[@]} == 0)); then
+    echo "error: $PACKAGES_FILE lists no packages" >&2
+    exit 1
+  fi
+}
+APT_PACKAGES=()
+read_packages
 
 install_packages() {
   local missing=()
@@ -84,7 +100,7 @@ build() {
 
 install_packages
 find_cuda
-setup_venv
+if ((DO_VENV)); then setup_venv; fi
 "$ROOT/scripts/fetch_model.sh" >/dev/null
 # The CUDA build's attention kernels use FlashInfer's headers (pinned wheel, hash-checked, unpacked
 # into the tandem cache; never installed).

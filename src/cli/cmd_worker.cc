@@ -1,10 +1,14 @@
 // `tandem worker --role prefill|decode|both -c CONFIG`: one worker process of a deployment (the
 // engine, the gRPC worker service and the KV transport), for clusters and for `tandem serve`'s
 // launcher. Prints "tandem worker ROLE listening on HOST:PORT" once it serves, then runs until
-// SIGINT/SIGTERM. With discovery.type etcd it registers itself (id, role, advertised address, model
-// and KV metadata) under a lease for as long as it runs, so frontends route to it at once.
+// SIGINT/SIGTERM, which drain it (shutdown.drain_timeout_s: it leaves discovery, refuses new calls,
+// finishes those in flight, then exits). With discovery.type etcd it registers itself (id, role,
+// advertised address, model and KV metadata) under a lease for as long as it runs, so frontends
+// route to it at once.
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -23,6 +27,9 @@
 
 namespace tandem::cli {
 namespace {
+
+// The least time a draining worker keeps refusing before it exits (see RunWorker).
+constexpr std::chrono::milliseconds kDrainGrace{1000};
 
 // The address other processes use: --advertise HOST[:PORT] (HOST alone takes the listening port), else
 // the listening address (0.0.0.0 becomes 127.0.0.1, which only suits one host).
@@ -180,12 +187,44 @@ int RunWorker(const Args& args) {
   std::fflush(stdout);
   int signal = 0;
   sigwait(&signals, &signal);
-  TLOG_INFO("worker: signal {}, shutting down", signal);
+  // Graceful drain (shutdown.drain_timeout_s): leave routing first, so the frontends send nothing
+  // new; refuse whatever still arrives (the frontend routes it again) and turn readiness off; let
+  // the calls in flight finish; then stop. A second signal stops at once.
+  const auto drain_start = std::chrono::steady_clock::now();
+  TLOG_INFO("worker: signal {}, draining {} call(s) for up to {} s", signal, (*w)->calls_in_flight(),
+            config->shutdown.drain_timeout_s);
   if (discovery) {
-    // Leave routing first, so no new request arrives while the worker drains.
     if (absl::Status s = discovery->Deregister(id); !s.ok()) {
       TLOG_WARN("worker: deregister {}: {}", id, std::string(s.message()));
+    } else {
+      // Tests and operators read this line: the worker is out of discovery before it exits.
+      std::printf("tandem worker: deregistered %s\n", id.c_str());
+      std::fflush(stdout);
     }
+  }
+  (*w)->BeginDrain();
+  const auto deadline =
+      drain_start + std::chrono::milliseconds(static_cast<int64_t>(config->shutdown.drain_timeout_s * 1000));
+  // Even when idle, stay (refusing) a moment: a request routed here just before the frontends saw
+  // the worker leave (etcd watch) or drain (the next load report, 100 ms) is still on its way, and
+  // a refusal makes the frontend route it again where a closed port would fail it.
+  const auto grace = std::min(deadline, drain_start + kDrainGrace);
+  bool forced = false;
+  while (((*w)->calls_in_flight() > 0 || std::chrono::steady_clock::now() < grace) &&
+         std::chrono::steady_clock::now() < deadline) {
+    const timespec tick{0, 50 * 1000 * 1000};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+      forced = true;
+      break;
+    }
+  }
+  const int64_t left = (*w)->calls_in_flight();
+  const double drained_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - drain_start).count();
+  if (left > 0) {
+    TLOG_WARN("worker: {} call(s) still in flight after {:.1f} s ({}); they end with an error", left, drained_s,
+              forced ? "a second signal" : "shutdown.drain_timeout_s");
+  } else {
+    TLOG_INFO("worker: drained in {:.1f} s", drained_s);
   }
   (*w)->Shutdown();
   return 0;

@@ -100,7 +100,33 @@ int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator
     if (signal > 0) break;
     if (run.on_tick) run.on_tick();
   }
-  TLOG_INFO("{}: signal {}, shutting down", run.command, signal);
+  // Graceful drain (shutdown.drain_timeout_s): readiness turns 503 and new requests are refused
+  // (503, Connection: close), while the requests in flight stream to their end. A second signal,
+  // or the deadline, stops at once; what is still open then is cut.
+  service.BeginDrain();
+  if (grpc) grpc->BeginDrain();
+  TLOG_INFO("{}: signal {}, draining {} request(s) for up to {} s", run.command, signal,
+            service.metrics().in_flight(), config.shutdown.drain_timeout_s);
+  std::printf("tandem %s: draining\n", run.command);
+  std::fflush(stdout);
+  const double drain_start = frontend::NowSeconds();
+  bool forced = false;
+  auto busy = [&] { return service.metrics().in_flight() > 0 || http.exchanges_in_progress() > 0; };
+  while (busy() && frontend::NowSeconds() - drain_start < config.shutdown.drain_timeout_s) {
+    const timespec tick{0, 50 * 1000 * 1000};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+      forced = true;
+      break;
+    }
+    if (run.on_tick) run.on_tick();
+  }
+  if (busy()) {
+    TLOG_WARN("{}: {} request(s) still in flight after {:.1f} s ({}); they are cut", run.command,
+              service.metrics().in_flight(), frontend::NowSeconds() - drain_start,
+              forced ? "a second signal" : "shutdown.drain_timeout_s");
+  } else {
+    TLOG_INFO("{}: drained in {:.1f} s", run.command, frontend::NowSeconds() - drain_start);
+  }
   http.Stop();
   if (grpc) grpc->Stop();
   return 0;

@@ -33,7 +33,8 @@ struct FrontendRun {
 
 // Starts the HTTP server (frontend.http) and, with run.grpc, the gRPC API (frontend.grpc) over
 // `generator`, prints "tandem <command>: model M, http port P, grpc port G, api keys on|off", then
-// waits for a signal of `signals` and stops both servers. Returns the process exit code (1 if a
+// waits for a signal of `signals`, drains (prints "tandem <command>: draining"; new requests get
+// 503, the ones in flight finish, for at most shutdown.drain_timeout_s) and stops both servers. Returns the process exit code (1 if a
 // server could not start). API keys come from the environment variable frontend.api_keys_env names.
 int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator,
                   const tokenizer::Tokenizer* tokenizer, const FrontendRun& run, const sigset_t& signals);

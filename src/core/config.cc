@@ -318,6 +318,11 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
       {{"trace", "trace"}, {"debug", "debug"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}, {"off", "off"}}));
   TANDEM_RETURN_IF_ERROR(logging.Finish());
 
+  MapReader shutdown = top.Child("shutdown");
+  TANDEM_RETURN_IF_ERROR(shutdown.Validate());
+  TANDEM_RETURN_IF_ERROR(shutdown.Double("drain_timeout_s", &config.shutdown.drain_timeout_s, 0.0, 3600.0));
+  TANDEM_RETURN_IF_ERROR(shutdown.Finish());
+
   TANDEM_RETURN_IF_ERROR(top.Finish());
   TANDEM_RETURN_IF_ERROR(ValidateWhole(config, source, root));
   return config;
@@ -417,6 +422,7 @@ std::string DescribeDeployment(const DeploymentConfig& c) {
     absl::StrAppend(&out, "  - {role: ", w.role, ", address: ", w.address, "}\n");
   }
   absl::StrAppend(&out, "logging: {level: ", c.logging.level, "}\n");
+  absl::StrAppend(&out, "shutdown: {drain_timeout_s: ", c.shutdown.drain_timeout_s, "}\n");
   absl::StrAppend(&out, "# workers\n");
   for (const WorkerPlan& w : PlanWorkers(c)) {
     absl::StrAppend(&out, "#   ", w.role, "[", w.replica, "]: ",

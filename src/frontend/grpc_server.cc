@@ -423,6 +423,14 @@ absl::Status GrpcServer::Start() {
 
 int GrpcServer::port() const { return impl_->port; }
 
+void GrpcServer::BeginDrain() {
+  if (impl_->server == nullptr) return;
+  if (grpc::HealthCheckServiceInterface* health = impl_->server->GetHealthCheckService(); health != nullptr) {
+    health->SetServingStatus(false);
+    health->SetServingStatus("tandem.v1.Inference", false);
+  }
+}
+
 void GrpcServer::Stop() {
   if (impl_->server == nullptr) return;
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

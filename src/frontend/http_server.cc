@@ -68,16 +68,18 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   // `refuse_limit` > 0: the server is at its connection limit; this one is answered 503 and closed.
   Session(tcp::socket socket, OpenAiService* service, const HttpServerOptions& options,
-          std::atomic<int64_t>* connections, int64_t refuse_limit)
+          std::atomic<int64_t>* connections, std::atomic<int64_t>* exchanges, int64_t refuse_limit)
       : stream_(std::move(socket)),
         service_(service),
         options_(options),
         connections_(connections),
+        exchanges_(exchanges),
         refuse_limit_(refuse_limit) {
     connections_->fetch_add(1);
     service_->metrics().AddOpenConnections(1);
   }
   ~Session() {
+    SetBusy(false);
     if (active_) service_->Cancel(*prepared_);
     service_->metrics().AddOpenConnections(-1);
     connections_->fetch_sub(1);
@@ -93,6 +95,14 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
+  // Counts this connection's current exchange (request read, response not yet written in full) in
+  // the server's exchanges_in_progress().
+  void SetBusy(bool busy) {
+    if (busy == busy_) return;
+    busy_ = busy;
+    exchanges_->fetch_add(busy ? 1 : -1);
+  }
+
   struct Outgoing {
     std::string data;
     bool last = false;  // streaming: the terminating zero-length chunk follows `data`
@@ -179,7 +189,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     http::request<http::string_body> req = parser_->release();
     version_ = req.version();
-    keep_alive_ = req.keep_alive();
+    keep_alive_ = req.keep_alive() && !service_->draining();
+    SetBusy(true);
     // Nothing a client sends may end the process: an exception from routing (a bug) is a 500 on
     // this connection, which is then closed.
     const std::string method(req.method_string());
@@ -213,6 +224,7 @@ class Session : public std::enable_shared_from_this<Session> {
     };
 
     if (target == "/health") return WriteReply(target, is_get ? service_->Health() : wrong_method());
+    if (target == "/live") return WriteReply(target, is_get ? service_->Live() : wrong_method());
     if (target == "/metrics") return WriteReply(target, is_get ? service_->MetricsText() : wrong_method());
 
     const bool known = target == "/v1/chat/completions" || target == "/v1/completions" ||
@@ -454,6 +466,8 @@ class Session : public std::enable_shared_from_this<Session> {
     builder_.reset();
     prepared_.reset();
     streaming_ = false;
+    SetBusy(false);
+    if (service_->draining()) keep_alive_ = false;  // the client's next request goes to another replica
     if (!keep_alive_) return Linger();
     if (watching_) {
       read_after_watch_ = true;
@@ -485,6 +499,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Close() {
     if (closed_) return;
     closed_ = true;
+    SetBusy(false);
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
@@ -494,6 +509,8 @@ class Session : public std::enable_shared_from_this<Session> {
   OpenAiService* service_;
   const HttpServerOptions& options_;
   std::atomic<int64_t>* connections_;  // the server's count of open sessions
+  std::atomic<int64_t>* exchanges_;    // the server's count of exchanges in progress
+  bool busy_ = false;                  // this session's exchange is counted in exchanges_
   const int64_t refuse_limit_;
   std::chrono::steady_clock::duration linger_ = kLingerTimeout;
   beast::flat_buffer buffer_;
@@ -538,9 +555,10 @@ struct HttpServer::Impl {
       SetCloseOnExec(socket.native_handle());
       const int64_t open = connections.load();
       if (open < max_connections) {
-        std::make_shared<Session>(std::move(socket), service, options, &connections, 0)->Run();
+        std::make_shared<Session>(std::move(socket), service, options, &connections, &exchanges, 0)->Run();
       } else if (open < max_connections + kMaxRefusing) {
-        std::make_shared<Session>(std::move(socket), service, options, &connections, max_connections)->Run();
+        std::make_shared<Session>(std::move(socket), service, options, &connections, &exchanges, max_connections)
+            ->Run();
       }  // else: closed unanswered as `socket` goes out of scope
       Accept();
     });
@@ -587,6 +605,7 @@ struct HttpServer::Impl {
   std::chrono::milliseconds accept_backoff{0};
   LogLimiter accept_log{std::chrono::seconds(10)};
   std::atomic<int64_t> connections{0};
+  std::atomic<int64_t> exchanges{0};  // Session::SetBusy
   int64_t max_connections = 0;  // options.max_connections, lowered to fit the descriptor limit
   std::vector<std::thread> threads;
   int port = 0;
@@ -638,6 +657,8 @@ absl::Status HttpServer::Start() {
 }
 
 int HttpServer::port() const { return impl_->port; }
+
+int64_t HttpServer::exchanges_in_progress() const { return impl_->exchanges.load(); }
 
 void HttpServer::Stop() {
   if (impl_->stopped) return;

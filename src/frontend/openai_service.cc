@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -49,7 +50,12 @@ OpenAiService::OpenAiService(Generator* generator, const tokenizer::Tokenizer* t
     : generator_(generator),
       tokenizer_(tokenizer),
       options_(std::move(options)),
-      admission_(options_.max_queue_wait_s) {}
+      admission_(options_.max_queue_wait_s) {
+  // Request ids start at a random point per process: several frontends share the workers, which
+  // refuse an id that is already live on them (two frontends counting from 1 collided).
+  std::random_device rd;
+  next_id_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
 
 bool OpenAiService::Authorized(std::string_view authorization) const {
   if (options_.api_keys.empty()) return true;
@@ -191,6 +197,10 @@ std::variant<PreparedRequest, ApiError> OpenAiService::Prepare(OpenAiRequest req
 }
 
 std::optional<ApiError> OpenAiService::Start(PreparedRequest& prepared, SubEventSink sink) {
+  if (draining_) {
+    return ApiError{503, "The server is shutting down and takes no new requests; retry (another replica serves it).",
+                    "server_error", "", "service_unavailable", 1};
+  }
   if (metrics_.in_flight() >= options_.max_queued_requests) return Overloaded(options_.max_queued_requests);
   if (const GeneratorHealth health = generator_->Health(); !health.ready) {
     return ApiError{503, absl::StrCat("No worker can take requests: ", health.detail), "server_error", "",
@@ -258,10 +268,15 @@ HttpReply OpenAiService::Models() const {
 }
 
 HttpReply OpenAiService::Health() const {
+  if (draining_) {
+    return JsonReply(503, {{"status", "draining"}, {"detail", "shutting down: finishing the requests in flight"}});
+  }
   const GeneratorHealth health = generator_->Health();
   if (health.ready) return JsonReply(200, {{"status", "ok"}});
   return JsonReply(503, {{"status", "unavailable"}, {"detail", health.detail}});
 }
+
+HttpReply OpenAiService::Live() const { return JsonReply(200, {{"status", "alive"}}); }
 
 HttpReply OpenAiService::MetricsText() const {
   return HttpReply{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Render(generator_->Stats())};

@@ -8,6 +8,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "tandem/cluster/worker_client.h"
 #include "tandem/frontend/api_error.h"
@@ -214,32 +215,10 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
     idle_.notify_all();
   };
 
-  auto plan = router_->Route(req.prompt_token_ids, req.n);
-  if (!plan.ok()) {
-    GenerateEvent event;
-    TLOG_WARN("[{}] not routed: {}", req.request_id, std::string(plan.status().message()));
-    event.status = absl::UnavailableError("No worker can serve the request now; retry later.");
-    event.final = true;
-    finish(std::move(event));
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    call->decode_id = plan->decode.worker_id;
-    if (plan->prefill.has_value()) call->prefill_id = plan->prefill->worker_id;
-  }
-  v1::WorkerGenerateRequest wreq = ToWorkerRequest(req);
-  if (plan->prefill.has_value()) {
-    wreq.set_prefill_mode(v1::PREFILL_MODE_REMOTE);
-    wreq.set_prefill_worker(plan->prefill->address);
-    ++remote_prefills_;
-  } else {
-    wreq.set_prefill_mode(v1::PREFILL_MODE_LOCAL);
-    ++local_prefills_;
-  }
-  TLOG_DEBUG("[{}] routed to decode {} (cached blocks {}), prefill {}", req.request_id, plan->decode.worker_id,
-             plan->decode.cached_blocks, plan->prefill ? plan->prefill->worker_id : std::string("local"));
-
+  // A worker that drains refuses requests routed to it just before it left discovery (and a decode
+  // worker fails a prompt whose prefill worker drains); such a request never started, so it is
+  // routed again, after discovery has had a moment to drop the worker.
+  constexpr int kMaxDrainingRetries = 5;
   struct Choice {
     std::unique_ptr<tokenizer::IncrementalDetokenizer> detok;
     bool finished = false;
@@ -248,72 +227,121 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
   tokenizer::DetokenizerOptions detok_options;
   detok_options.skip_special_tokens = req.skip_special_tokens;
   detok_options.stop_strings = req.stop;
-  std::vector<Choice> choices(static_cast<size_t>(std::max(1, req.n)));
-  for (Choice& c : choices) {
-    c.detok = std::make_unique<tokenizer::IncrementalDetokenizer>(*tokenizer_, detok_options, req.prompt_token_ids);
-  }
+  std::vector<Choice> choices;
   int num_finished = 0;
   int32_t cached_tokens = 0;
   absl::Status worker_error;
   std::optional<GenerateEvent> last;  // the event that finished the last choice: sent as the final one
+  absl::Status stream;
+  std::optional<router::RoutePlan> plan;
+  for (int attempt = 0;; ++attempt) {
+    auto routed = router_->Route(req.prompt_token_ids, req.n);
+    if (!routed.ok()) {
+      GenerateEvent event;
+      TLOG_WARN("[{}] not routed: {}", req.request_id, std::string(routed.status().message()));
+      event.status = absl::UnavailableError("No worker can serve the request now; retry later.");
+      event.final = true;
+      finish(std::move(event));
+      return;
+    }
+    plan = *std::move(routed);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      call->decode_id = plan->decode.worker_id;
+      if (plan->prefill.has_value()) call->prefill_id = plan->prefill->worker_id;
+    }
+    v1::WorkerGenerateRequest wreq = ToWorkerRequest(req);
+    if (plan->prefill.has_value()) {
+      wreq.set_prefill_mode(v1::PREFILL_MODE_REMOTE);
+      wreq.set_prefill_worker(plan->prefill->address);
+    } else {
+      wreq.set_prefill_mode(v1::PREFILL_MODE_LOCAL);
+    }
+    TLOG_DEBUG("[{}] routed to decode {} (cached blocks {}), prefill {}", req.request_id, plan->decode.worker_id,
+               plan->decode.cached_blocks, plan->prefill ? plan->prefill->worker_id : std::string("local"));
 
-  cluster::WorkerClient client(plan->decode.address);
-  if (call->cancelled) call->handle.Cancel();
-  const absl::Status stream = client.Generate(
-      wreq,
-      [&](const v1::WorkerGenerateResponse& r) {
-        if (!worker_error.ok() || last.has_value()) return;
-        if (r.finish_reason() == v1::WORKER_FINISH_ERROR) {
-          const auto code =
-              r.error_code() == 0 ? absl::StatusCode::kInternal : static_cast<absl::StatusCode>(r.error_code());
-          TLOG_WARN("[{}] worker {} ({}) failed the request: {}", req.request_id, plan->decode.worker_id,
-                    plan->decode.address, r.error());
-          worker_error = absl::Status(code, WithoutWorkerAddresses(r.error()));
-          return;
-        }
-        if (r.index() < 0 || r.index() >= static_cast<int>(choices.size())) return;
-        if (r.token_ids_size() > 0) call->got_token = true;
-        Choice& choice = choices[static_cast<size_t>(r.index())];
-        if (choice.finished) return;
-        ChoiceDelta delta;
-        delta.index = r.index();
-        for (int i = 0; i < r.token_ids_size() && !choice.detok->stopped(); ++i) {
-          const int32_t token = r.token_ids(i);
-          delta.token_ids.push_back(token);
-          ++choice.tokens;
-          delta.text += choice.detok->Push(token);
-          if (i < r.logprobs_size()) {
-            const v1::WorkerLogprobs& lp = r.logprobs(i);
-            TokenLogprob out{token, TokenText(*tokenizer_, token), lp.logprob(), {}};
-            for (const v1::WorkerTokenLogprob& t : lp.top()) {
-              out.top.push_back(TopLogprob{t.token(), TokenText(*tokenizer_, t.token()), t.logprob()});
-            }
-            delta.logprobs.push_back(std::move(out));
+    choices.clear();
+    choices.resize(static_cast<size_t>(std::max(1, req.n)));
+    for (Choice& c : choices) {
+      c.detok =
+          std::make_unique<tokenizer::IncrementalDetokenizer>(*tokenizer_, detok_options, req.prompt_token_ids);
+    }
+    num_finished = 0;
+    cached_tokens = 0;
+    worker_error = absl::OkStatus();
+    last.reset();
+    bool delivered = false;  // an event reached the client: the request can't be routed again
+
+    cluster::WorkerClient client(plan->decode.address);
+    if (call->cancelled) call->handle.Cancel();
+    stream = client.Generate(
+        wreq,
+        [&](const v1::WorkerGenerateResponse& r) {
+          if (!worker_error.ok() || last.has_value()) return;
+          if (r.finish_reason() == v1::WORKER_FINISH_ERROR) {
+            const auto code =
+                r.error_code() == 0 ? absl::StatusCode::kInternal : static_cast<absl::StatusCode>(r.error_code());
+            TLOG_WARN("[{}] worker {} ({}) failed the request: {}", req.request_id, plan->decode.worker_id,
+                      plan->decode.address, r.error());
+            worker_error = absl::Status(code, WithoutWorkerAddresses(r.error()));
+            return;
           }
-        }
-        const bool stop_string = choice.detok->stopped();
-        if (r.finished() || stop_string) {
-          if (!stop_string) delta.text += choice.detok->Finish();
-          delta.finish_reason = stop_string ? FinishReason::kStop : MapFinish(r.finish_reason());
-          choice.finished = true;
-          ++num_finished;
-          cached_tokens = std::max(cached_tokens, r.num_cached_tokens());
-        }
-        GenerateEvent event;
-        event.choices.push_back(std::move(delta));
-        if (num_finished == static_cast<int>(choices.size())) {
-          last = std::move(event);
-          if (stop_string) call->handle.Cancel();  // the worker need not go on
-        } else {
-          call->on_event(std::move(event));
-        }
-      },
-      &call->handle);
+          if (r.index() < 0 || r.index() >= static_cast<int>(choices.size())) return;
+          if (r.token_ids_size() > 0) call->got_token = true;
+          Choice& choice = choices[static_cast<size_t>(r.index())];
+          if (choice.finished) return;
+          ChoiceDelta delta;
+          delta.index = r.index();
+          for (int i = 0; i < r.token_ids_size() && !choice.detok->stopped(); ++i) {
+            const int32_t token = r.token_ids(i);
+            delta.token_ids.push_back(token);
+            ++choice.tokens;
+            delta.text += choice.detok->Push(token);
+            if (i < r.logprobs_size()) {
+              const v1::WorkerLogprobs& lp = r.logprobs(i);
+              TokenLogprob out{token, TokenText(*tokenizer_, token), lp.logprob(), {}};
+              for (const v1::WorkerTokenLogprob& t : lp.top()) {
+                out.top.push_back(TopLogprob{t.token(), TokenText(*tokenizer_, t.token()), t.logprob()});
+              }
+              delta.logprobs.push_back(std::move(out));
+            }
+          }
+          const bool stop_string = choice.detok->stopped();
+          if (r.finished() || stop_string) {
+            if (!stop_string) delta.text += choice.detok->Finish();
+            delta.finish_reason = stop_string ? FinishReason::kStop : MapFinish(r.finish_reason());
+            choice.finished = true;
+            ++num_finished;
+            cached_tokens = std::max(cached_tokens, r.num_cached_tokens());
+          }
+          GenerateEvent event;
+          event.choices.push_back(std::move(delta));
+          if (num_finished == static_cast<int>(choices.size())) {
+            last = std::move(event);
+            if (stop_string) call->handle.Cancel();  // the worker need not go on
+          } else {
+            delivered = true;
+            call->on_event(std::move(event));
+          }
+        },
+        &call->handle);
 
-  router_->ReleaseRequest(plan->decode.worker_id, plan->decode.prompt_blocks);
-  if (plan->prefill.has_value()) {
-    router_->ReleaseRequest(plan->prefill->worker_id, plan->prefill->prompt_blocks - plan->prefill->cached_blocks);
+    router_->ReleaseRequest(plan->decode.worker_id, plan->decode.prompt_blocks);
+    if (plan->prefill.has_value()) {
+      router_->ReleaseRequest(plan->prefill->worker_id, plan->prefill->prompt_blocks - plan->prefill->cached_blocks);
+    }
+    const bool refused_draining =
+        (!stream.ok() && stream.code() == absl::StatusCode::kUnavailable &&
+         absl::StrContains(stream.message(), cluster::kWorkerDrainingMessage)) ||
+        absl::StrContains(worker_error.message(), cluster::kWorkerDrainingMessage);
+    if (!refused_draining || delivered || last.has_value() || call->cancelled || call->worker_down ||
+        attempt == kMaxDrainingRetries) {
+      break;
+    }
+    TLOG_INFO("[{}] worker {} is draining; routing the request again", req.request_id, plan->decode.worker_id);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 << std::min(attempt, 3)));
   }
+  ++(plan->prefill.has_value() ? remote_prefills_ : local_prefills_);  // the route that served it
 
   GenerateEvent final_event;
   if (call->worker_down) {
@@ -373,7 +401,7 @@ GeneratorHealth RemoteGenerator::Health() const {
   int prefill_live = 0;
   for (const router::WorkerFeedStatus& status : feeds_->Statuses()) {
     ++listed;
-    if (!status.live) continue;
+    if (!status.live || (status.last.has_value() && status.last->draining())) continue;
     if (status.worker.role == cluster::WorkerRole::kPrefill) {
       ++prefill_live;
     } else {

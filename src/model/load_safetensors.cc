@@ -160,8 +160,8 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
       return absl::InvalidArgumentError(
           absl::StrCat(options.path, ": expected a Hugging Face model directory or a .safetensors file"));
     }
-    dir = fs::path(options.path).parent_path().string();
-    if (dir.empty()) dir = ".";
+    std::string parent = fs::path(options.path).parent_path().string();
+    dir = parent.empty() ? std::string(".") : std::move(parent);
     shard_paths.push_back(options.path);
   }
 

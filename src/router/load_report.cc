@@ -29,7 +29,8 @@ kvcache::KvEvent KvEventFromProto(const v1::KvCacheEvent& event) {
 WorkerLoad WorkerLoadFromProto(const v1::LoadReport& report) {
   return WorkerLoad{.active_decode_blocks = report.kv_blocks_used(),
                     .num_running = report.num_running(),
-                    .num_waiting = report.num_waiting()};
+                    .num_waiting = report.num_waiting(),
+                    .draining = report.draining()};
 }
 
 void ApplyLoadReport(Router& router, const std::string& worker_id, const v1::LoadReport& report) {

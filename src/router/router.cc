@@ -94,8 +94,13 @@ absl::StatusOr<RouteResult> Router::Pick(Pool pool, std::span<const int32_t> pro
   std::vector<const Worker*> candidates;
   candidates.reserve(workers_.size());
   int silent = 0;
+  int draining = 0;
   for (const auto& [id, worker] : workers_) {
     if (!InPool(worker.info.role, pool)) continue;
+    if (worker.load.draining) {
+      ++draining;  // it would refuse the request
+      continue;
+    }
     if (worker.last_report != absl::InfinitePast() && now - worker.last_report > options_.down_after) {
       ++silent;  // stopped or hung: its requests would wait for nothing
       continue;
@@ -105,7 +110,8 @@ absl::StatusOr<RouteResult> Router::Pick(Pool pool, std::span<const int32_t> pro
   if (candidates.empty()) {
     return absl::UnavailableError(absl::StrCat("router: no ", pool == Pool::kPrefill ? "prefill" : "decode",
                                                "-capable worker is available (", workers_.size(),
-                                               " workers known, ", silent, " of them not reporting)"));
+                                               " workers known, ", silent, " of them not reporting, ", draining,
+                                               " draining)"));
   }
 
   const Worker* chosen = nullptr;

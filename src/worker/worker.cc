@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "layerwise_sender.h"
 #include "transport_kv_memory.h"
 #include "tandem/backend/kv_cache.h"
@@ -83,6 +84,12 @@ std::string NewInstanceId() {
   const uint64_t r = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   return absl::StrFormat("%d-%016x", getpid(), r);
 }
+
+// The gRPC health service's names (grpc.health.v1): readiness ("" and the worker service's name)
+// turns NOT_SERVING when the worker drains; liveness stays SERVING until the process exits, so a
+// liveness probe never kills a worker that is finishing its requests.
+constexpr const char* kReadinessServices[] = {"", "tandem.v1.Worker"};
+constexpr const char* kLivenessService = "liveness";
 
 std::string NotificationFor(const std::string& request_id) { return absl::StrCat("kv-done:", request_id); }
 
@@ -160,6 +167,7 @@ class Worker::Impl final : public v1::Worker::Service {
     loop_->Start();
     progress_thread_ = std::thread([this] { ProgressLoop(); });
 
+    grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     // No SO_REUSEPORT (gRPC's default): a second process on this port must fail to bind, not
     // silently take half of this worker's connections.
@@ -170,6 +178,10 @@ class Worker::Impl final : public v1::Worker::Service {
     if (server_ == nullptr || port_ == 0) {
       Shutdown();
       return absl::UnavailableError(absl::StrCat("worker: cannot listen on ", options_.listen));
+    }
+    if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService(); health != nullptr) {
+      for (const char* name : kReadinessServices) health->SetServingStatus(name, true);
+      health->SetServingStatus(kLivenessService, true);
     }
     const std::string host = options_.listen.substr(0, options_.listen.rfind(':'));
     address_ = absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", port_);
@@ -207,6 +219,18 @@ class Worker::Impl final : public v1::Worker::Service {
     }
     shutdown_cv_.notify_all();
   }
+
+  void BeginDrain() {
+    if (draining_.exchange(true)) return;
+    if (server_ != nullptr) {
+      if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService(); health != nullptr) {
+        for (const char* name : kReadinessServices) health->SetServingStatus(name, false);
+      }
+    }
+    TLOG_INFO("worker {}: draining: new calls are refused, {} in flight", info_.instance_id(), calls_in_flight_.load());
+  }
+
+  int64_t calls_in_flight() const { return calls_in_flight_.load(); }
 
   void Wait() {
     std::unique_lock<std::mutex> lock(shutdown_mu_);
@@ -250,6 +274,8 @@ class Worker::Impl final : public v1::Worker::Service {
                         grpc::ServerWriter<v1::WorkerGenerateResponse>* writer) override {
     if (grpc::Status s = Authenticate(context); !s.ok()) return s;
     if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is shutting down");
+    const CallCount counted(this);
+    if (draining_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, cluster::kWorkerDrainingMessage);
     if (request->prompt_token_ids().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "prompt_token_ids: expected at least one token, found none");
@@ -317,6 +343,8 @@ class Worker::Impl final : public v1::Worker::Service {
   grpc::Status RemotePrefill(grpc::ServerContext* context, const v1::RemotePrefillRequest* request,
                              v1::RemotePrefillResponse* response) override {
     if (grpc::Status s = Authenticate(context); !s.ok()) return s;
+    const CallCount counted(this);
+    if (draining_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, cluster::kWorkerDrainingMessage);
     {
       std::lock_guard<std::mutex> lock(stats_mu_);
       ++stats_.prefill_queue_length;
@@ -367,6 +395,7 @@ class Worker::Impl final : public v1::Worker::Service {
       report.set_num_pending_transfer(m.num_pending_transfer);
       report.set_kv_blocks_used(m.kv_blocks_used);
       report.set_kv_blocks_total(m.kv_blocks_total);
+      report.set_draining(draining_);
       {
         std::lock_guard<std::mutex> lock(subscriber->mu);
         for (v1::KvCacheEvent& e : subscriber->events) *report.add_events() = std::move(e);
@@ -385,6 +414,20 @@ class Worker::Impl final : public v1::Worker::Service {
   }
 
  private:
+  // Counts a Generate or RemotePrefill call as in flight for its lifetime. Counted before the
+  // draining check, so a drain that sees zero calls after setting draining_ has seen every call
+  // that will ever run.
+  class CallCount {
+   public:
+    explicit CallCount(Impl* impl) : impl_(impl) { impl_->calls_in_flight_.fetch_add(1); }
+    ~CallCount() { impl_->calls_in_flight_.fetch_sub(1); }
+    CallCount(const CallCount&) = delete;
+    CallCount& operator=(const CallCount&) = delete;
+
+   private:
+    Impl* impl_;
+  };
+
   // Decode side: a request whose prompt a prefill worker computes.
   struct RemoteState {
     std::string prefill_worker;
@@ -929,6 +972,8 @@ class Worker::Impl final : public v1::Worker::Service {
   std::string address_;
 
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> draining_{false};          // BeginDrain: new calls are refused
+  std::atomic<int64_t> calls_in_flight_{0};    // Generate and RemotePrefill calls (CallCount)
   std::atomic<bool> progress_stop_{false};
   std::thread progress_thread_;
   std::atomic<uint64_t> next_request_{1};
@@ -1036,6 +1081,8 @@ const v1::WorkerInfo& Worker::info() const { return impl_->info(); }
 WorkerStats Worker::stats() const { return impl_->stats(); }
 engine::SchedulerStats Worker::engine_stats() const { return impl_->engine_stats(); }
 void Worker::Shutdown() { impl_->Shutdown(); }
+void Worker::BeginDrain() { impl_->BeginDrain(); }
+int64_t Worker::calls_in_flight() const { return impl_->calls_in_flight(); }
 void Worker::Wait() { impl_->Wait(); }
 
 }  // namespace tandem::worker

@@ -17,6 +17,11 @@
 
 namespace tandem::cluster {
 
+// The message of the UNAVAILABLE status a draining worker (worker::Worker::BeginDrain) refuses new
+// Generate and RemotePrefill calls with. Such a call never started, so the frontend routes its
+// request again.
+inline constexpr char kWorkerDrainingMessage[] = "worker is draining";
+
 // A call in flight that another thread may cancel (e.g. on client disconnect).
 class CallHandle {
  public:

@@ -120,6 +120,16 @@ struct LoggingSection {
   std::string level = "info";
 };
 
+// SIGTERM (or SIGINT) drains a process before it exits. A worker refuses new calls, its readiness
+// (gRPC health) turns NOT_SERVING, it leaves discovery, and it exits once its calls in flight have
+// finished or after drain_timeout_s (what is left then is ended with an error). A frontend answers
+// new requests 503, /health turns 503 ("draining"), and it exits once its streams have finished or
+// after drain_timeout_s. A second signal ends the wait at once. Kubernetes'
+// terminationGracePeriodSeconds must exceed it (deploy/k8s/).
+struct ShutdownSection {
+  double drain_timeout_s = 30;
+};
+
 struct DeploymentConfig {
   std::string source;  // file the config came from ("<defaults>" when none)
   ModelSection model;
@@ -132,6 +142,7 @@ struct DeploymentConfig {
   TransferSection transfer;
   DiscoverySection discovery;
   LoggingSection logging;
+  ShutdownSection shutdown;
 };
 
 // One worker process of the resolved deployment: its role, replica index and devices.

@@ -29,6 +29,9 @@ class GrpcServer {
 
   absl::Status Start();
   int port() const;
+  // Graceful drain: the health service reports NOT_SERVING (new calls are refused by the service,
+  // OpenAiService::BeginDrain); calls in flight go on. Idempotent.
+  void BeginDrain();
   // Ends open calls and stops the server. Idempotent.
   void Stop();
 

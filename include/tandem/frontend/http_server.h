@@ -2,7 +2,7 @@
 // any number of keep-alive and streaming connections), request size limits, SSE streaming, and
 // cancellation of a request whose client disconnects. Endpoints:
 //   POST /v1/chat/completions  POST /v1/completions  GET /v1/models  GET /v1/models/{id}
-//   GET /health  GET /metrics  POST /tokenize  POST /detokenize
+//   GET /health (readiness)  GET /live (liveness)  GET /metrics  POST /tokenize  POST /detokenize
 // All of the Beast code lives in http_server.cc (it compiles slowly).
 #pragma once
 
@@ -37,6 +37,10 @@ class HttpServer {
   absl::Status Start();
   // The bound port (after Start).
   int port() const;
+  // Requests read and not yet answered in full (a stream counts until its last chunk is written).
+  // A graceful drain waits for this to reach 0 before Stop(); while the service drains, every
+  // response closes its connection (Connection: close), so clients reconnect to another replica.
+  int64_t exchanges_in_progress() const;
   // Stops accepting and joins the I/O threads; open connections are dropped. Idempotent.
   void Stop();
 

@@ -86,8 +86,17 @@ class OpenAiService {
   std::optional<ApiError> Start(PreparedRequest& prepared, SubEventSink sink);
   void Cancel(const PreparedRequest& prepared);
 
+  // Graceful drain: from now on Start() refuses with 503 (the frontend is shutting down) and
+  // Health() answers 503 {"status": "draining"}; requests already started go on. Idempotent.
+  void BeginDrain() { draining_ = true; }
+  bool draining() const { return draining_.load(); }
+
   HttpReply Models() const;
+  // Readiness: 200 {"status": "ok"} when a request could be served now, else 503 with the reason
+  // (no live worker, or "draining").
   HttpReply Health() const;
+  // Liveness: 200 {"status": "alive"} for as long as the server answers, draining included.
+  HttpReply Live() const;
   HttpReply MetricsText() const;
   HttpReply Tokenize(const std::string& body) const;
   HttpReply Detokenize(const std::string& body) const;
@@ -107,7 +116,8 @@ class OpenAiService {
   const ServiceOptions options_;
   Metrics metrics_;
   AdmissionControl admission_;
-  std::atomic<uint64_t> next_id_{1};
+  std::atomic<bool> draining_{false};
+  std::atomic<uint64_t> next_id_{1};  // a random start (the constructor); ids are unique per process
   std::atomic<uint64_t> next_ticket_{1};  // admission tickets, one per sub-request
   std::mutex unknown_mu_;
   std::vector<std::string> unknown_logged_;

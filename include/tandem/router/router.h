@@ -56,6 +56,7 @@ struct WorkerLoad {
   int64_t active_decode_blocks = 0;  // KV blocks held by running sequences
   int64_t num_running = 0;
   int64_t num_waiting = 0;  // queued requests (a prefill worker's queue length)
+  bool draining = false;    // the worker drains: it takes nothing new (Pick skips it)
 };
 
 struct RouteResult {

@@ -104,6 +104,15 @@ class Worker {
   WorkerStats stats() const;
   engine::SchedulerStats engine_stats() const;
 
+  // A graceful drain's first step: new Generate and RemotePrefill calls are refused with
+  // UNAVAILABLE and cluster::kWorkerDrainingMessage, and the gRPC health service reports
+  // NOT_SERVING for readiness ("" and "tandem.v1.Worker"; "liveness" stays SERVING), while calls
+  // in flight go on. Then wait for
+  // calls_in_flight() to reach 0 (or a deadline) and call Shutdown(). Idempotent.
+  void BeginDrain();
+  // Generate and RemotePrefill calls running now (a decode worker's Generate lasts until its request
+  // has finished, remote prefill included).
+  int64_t calls_in_flight() const;
   // Ends in-flight calls (their requests end with an error and free their blocks), stops the
   // server, the hand-off threads and the engine loop. Idempotent.
   void Shutdown();

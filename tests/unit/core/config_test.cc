@@ -46,6 +46,7 @@ TEST(ConfigTest, DefaultsFillEverythingMissing) {
   EXPECT_EQ(config->disaggregation.remote_prefill_timeout_s, 30.0);
   EXPECT_EQ(config->disaggregation.on_prefill_failure, PrefillFailurePolicy::kFail);
   EXPECT_EQ(config->discovery.token_env, "TANDEM_CLUSTER_TOKEN");
+  EXPECT_EQ(config->shutdown.drain_timeout_s, 30.0);
   const auto plan = PlanWorkers(*config);
   ASSERT_EQ(plan.size(), 5u);
   EXPECT_EQ(plan[0].role, "prefill");
@@ -105,6 +106,17 @@ TEST(ConfigTest, OverrideCreatesMissingSections) {
   auto config = ParseDeploymentConfig("model: {path: /m}\nbackend: cpu\n", "x.yaml", {"kv_cache.block_size=32"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->kv_cache.block_size, 32);
+}
+
+TEST(ConfigTest, DrainTimeoutIsReadAndResolved) {
+  auto config = ParseDeploymentConfig("model: {path: /m}\nbackend: cpu\nshutdown: {drain_timeout_s: 12.5}\n",
+                                      "x.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->shutdown.drain_timeout_s, 12.5);
+  EXPECT_THAT(DescribeDeployment(*config), HasSubstr("shutdown: {drain_timeout_s: 12.5}"));
+  auto zero = ParseDeploymentConfig("model: {path: /m}\nbackend: cpu\n", "x.yaml", {"shutdown.drain_timeout_s=0"});
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(zero->shutdown.drain_timeout_s, 0.0);
 }
 
 TEST(ConfigTest, ResolvedDescriptionRoundTrips) {
@@ -218,6 +230,12 @@ const BadCase kBadCases[] = {
      {}, "bad.yaml:4: disaggregation.remote_prefill_timeout_s: expected a number in [0.1, 3600], found 0"},
     {"load_report_timeout_text", "model: {path: /m}\nbackend: cpu\nrouter: {load_report_timeout_s: soon}\n", {},
      "bad.yaml:3: router.load_report_timeout_s: expected a number"},
+    {"drain_timeout_negative", "model: {path: /m}\nbackend: cpu\nshutdown:\n  drain_timeout_s: -5\n", {},
+     "bad.yaml:4: shutdown.drain_timeout_s: expected a number in [0, 3600], found -5"},
+    {"drain_timeout_text", "model: {path: /m}\nbackend: cpu\nshutdown: {drain_timeout_s: forever}\n", {},
+     "bad.yaml:3: shutdown.drain_timeout_s: expected a number"},
+    {"shutdown_typo", "model: {path: /m}\nbackend: cpu\nshutdown: {drain_timeout: 5}\n", {},
+     "bad.yaml:3: shutdown.drain_timeout: unknown key"},
     {"duplicate_device", "model: {path: /m}\nbackend: cuda\npools:\n  decode: {replicas: 2, devices: [1, 1]}\n", {},
      "bad.yaml:4: pools.decode.devices: device 1 is listed twice"},
 };

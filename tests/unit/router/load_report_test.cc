@@ -14,6 +14,21 @@ namespace {
 
 using worker::ToProto;  // the conversion the workers use to send KV events
 
+TEST(LoadReportTest, ADrainingReportTakesTheWorkerOutOfRouting) {
+  Router router(RouterOptions{});
+  router.AddWorker({.id = "leaving", .role = cluster::WorkerRole::kDecode, .address = "h:1"});
+  router.AddWorker({.id = "staying", .role = cluster::WorkerRole::kDecode, .address = "h:2"});
+  v1::LoadReport busy;
+  busy.set_kv_blocks_used(100);
+  ApplyLoadReport(router, "staying", busy);
+  v1::LoadReport draining;
+  draining.set_draining(true);
+  EXPECT_TRUE(WorkerLoadFromProto(draining).draining);
+  ApplyLoadReport(router, "leaving", draining);
+  const std::vector<int32_t> prompt(40, 7);
+  EXPECT_EQ(router.RouteDecode(prompt)->worker_id, "staying");  // though "leaving" is idle
+}
+
 TEST(LoadReportTest, ReportsFeedTheKvIndexAndTheLoad) {
   const uint64_t salt = kvcache::HashSalt("m");
   kvcache::KvCacheManager cache(kvcache::KvCacheConfig{

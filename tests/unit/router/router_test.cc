@@ -263,6 +263,24 @@ TEST(RouterTest, WorkerWhoseReportsStoppedIsSkippedUntilItReportsAgain) {
   EXPECT_NE(none.status().message().find("2 of them not reporting"), std::string_view::npos) << none.status();
 }
 
+TEST(RouterTest, DrainingWorkerIsSkippedEvenWhenItIsTheCheapest) {
+  Router router(Options(RouterPolicy::kKvAware));
+  router.AddWorker(Decode("d0"));
+  router.AddWorker(Decode("d1"));
+  router.UpdateLoad("d0", WorkerLoad{.active_decode_blocks = 0, .draining = true});
+  router.UpdateLoad("d1", WorkerLoad{.active_decode_blocks = 500});
+  const std::vector<int32_t> prompt = Tokens(32, 0);
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<RouteResult> r = router.RouteDecode(prompt);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->worker_id, "d1");
+  }
+  router.UpdateLoad("d1", WorkerLoad{.draining = true});
+  absl::StatusOr<RouteResult> none = router.RouteDecode(prompt);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(none.status().message().find("2 draining"), std::string_view::npos) << none.status();
+}
+
 TEST(RouterTest, NoDecodeWorkerIsUnavailable) {
   Router router(Options(RouterPolicy::kKvAware));
   router.AddWorker(Prefill("p0"));
