@@ -229,4 +229,38 @@ StreamResult SendStreaming(const Endpoint& endpoint, const StreamRequest& reques
   return result;
 }
 
+absl::StatusOr<std::string> FetchFirstModelId(const Endpoint& endpoint, const std::string& api_key, double timeout_s) {
+  const std::string where = absl::StrCat("http://", endpoint.host, ":", endpoint.port, endpoint.prefix, "/v1/models");
+  asio::io_context ioc;
+  tcp::resolver resolver(ioc);
+  beast::error_code ec;
+  const auto addresses = resolver.resolve(endpoint.host, endpoint.port, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot resolve ", endpoint.host, ": ", ec.message()));
+  beast::tcp_stream stream(ioc);
+  stream.expires_after(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s)));
+  ec = RunOne(ioc, [&](auto handler) { stream.async_connect(addresses, handler); });
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot connect to ", endpoint.host, ":", endpoint.port, ": ", ec.message()));
+  http::request<http::empty_body> req{http::verb::get, endpoint.prefix + "/v1/models", 11};
+  req.set(http::field::host, endpoint.host + ":" + endpoint.port);
+  req.set(http::field::user_agent, "tandem-bench");
+  if (!api_key.empty()) req.set(http::field::authorization, "Bearer " + api_key);
+  req.keep_alive(false);
+  ec = RunOne(ioc, [&](auto handler) { http::async_write(stream, req, handler); });
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  if (!ec) ec = RunOne(ioc, [&](auto handler) { http::async_read(stream, buffer, res, handler); });
+  if (ec) return absl::UnavailableError(absl::StrCat("GET ", where, ": ", ec.message()));
+  if (res.result_int() != 200) {
+    return absl::FailedPreconditionError(absl::StrCat("GET ", where, ": HTTP ", res.result_int(), ": ", Truncate(res.body(), 300)));
+  }
+  json body = json::parse(res.body(), nullptr, /*allow_exceptions=*/false);
+  if (body.is_object() && body.contains("data") && body["data"].is_array() && !body["data"].empty() &&
+      body["data"][0].is_object() && body["data"][0].contains("id") && body["data"][0]["id"].is_string()) {
+    return body["data"][0]["id"].get<std::string>();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("GET ", where, ": expected {\"data\": [{\"id\": ...}]}, found ", Truncate(res.body(), 300),
+                   " (give --model)"));
+}
+
 }  // namespace tandem::bench

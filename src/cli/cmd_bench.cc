@@ -30,7 +30,7 @@ const std::vector<FlagSpec>& BenchFlags() {
   static const std::vector<FlagSpec> kSpecs = {
       {"url", "the server's base URL (default http://127.0.0.1:8000)"},
       {"api", "completions (default) or chat: /v1/completions or /v1/chat/completions"},
-      {"model", "the model name to send (the server's served model name); required"},
+      {"model", "the model name to send (default: the first model the server's /v1/models lists)"},
       {"tokenizer", "the model's tokenizer: a Hugging Face directory (tokenizer.json) or a .gguf file; required"},
       {"api-key", "sent as a Bearer token (default: $OPENAI_API_KEY when set)"},
       {"workload", "synthetic (default), sharegpt, prefix (shared system prompts) or long (a long-prompt mix)"},
@@ -77,7 +77,7 @@ int Fail(const absl::Status& status) {
 
 int RunBench(const Args& args) {
   if (WantsHelp(args)) {
-    std::printf("%s", FormatHelp("tandem bench --model NAME --tokenizer PATH [--url URL] [flags]",
+    std::printf("%s", FormatHelp("tandem bench --tokenizer PATH [--url URL] [--model NAME] [flags]",
                                  "Benchmark an OpenAI-compatible server through its streaming API: TTFT, TPOT, ITL, "
                                  "end-to-end latency (mean/p50/p90/p99), throughput and goodput.",
                                  BenchFlags())
@@ -87,7 +87,6 @@ int RunBench(const Args& args) {
   auto flags = Flags::Parse(args, BenchFlags());
   if (!flags.ok()) return Usage(std::string(flags.status().message()));
   if (!flags->positional().empty()) return Usage("unexpected argument '" + flags->positional()[0] + "'");
-  if (!flags->Has("model")) return Usage("--model is required (the server's model name)");
   if (!flags->Has("tokenizer")) return Usage("--tokenizer is required (a Hugging Face directory or a .gguf file)");
 
   RunOptions options;
@@ -97,7 +96,6 @@ int RunBench(const Args& args) {
   const std::string api = flags->Get("api", "completions");
   if (api != "completions" && api != "chat") return Usage("--api: expected completions or chat, found '" + api + "'");
   options.chat = api == "chat";
-  options.model = flags->Get("model");
   options.api_key = flags->Get("api-key", std::getenv("OPENAI_API_KEY") ? std::getenv("OPENAI_API_KEY") : "");
   options.ignore_eos = !flags->Has("no-ignore-eos");
 
@@ -176,6 +174,12 @@ int RunBench(const Args& args) {
     slo = *parsed;
   }
 
+  options.model = flags->Get("model");
+  if (options.model.empty()) {
+    auto id = FetchFirstModelId(options.endpoint, options.api_key, 30);
+    if (!id.ok()) return Fail(id.status());
+    options.model = *id;
+  }
   auto tok = tokenizer::Tokenizer::FromModelPath(flags->Get("tokenizer"));
   if (!tok.ok()) return Fail(absl::Status(tok.status().code(), absl::StrCat("--tokenizer: ", tok.status().message())));
   auto prompts = MakeWorkload(spec, **tok);

@@ -48,6 +48,9 @@ struct StreamRequest {
 // Sends `request` and reads its event stream to the end. Never throws; failures are in the result.
 StreamResult SendStreaming(const Endpoint& endpoint, const StreamRequest& request, Clock::time_point t0);
 
+// GET /v1/models: the first model's id (what `--model` defaults to).
+absl::StatusOr<std::string> FetchFirstModelId(const Endpoint& endpoint, const std::string& api_key, double timeout_s);
+
 // Applies one SSE event's data to `result` (exposed for tests): "[DONE]" → returns true (stream
 // done); a JSON chunk → its text (choices[].text or choices[].delta.content/reasoning_content) and
 // usage; an {"error": ...} object or anything that is not JSON → result->error, returns true.

@@ -3,8 +3,8 @@
 
 Each request streams `max_tokens` one-word chunks: the first after a TTFT drawn uniformly from
 [--ttft-min, --ttft-max] seconds, the next ones each after a gap drawn from [--itl-min, --itl-max]
-(seeded). It records its own timestamps per response id (arrival once the body is read, and when each
-token chunk was written), served as JSON on GET /stub/log: the independent measurement the test
+(seeded). It records its own timestamps per response id (the connection accepted, the request read, and
+when each token chunk was written), served as JSON on GET /stub/log: the independent measurement the test
 compares `tandem bench`'s figures with. Model names pick misbehaviours: `broken-json` (a malformed
 event), `http-500`, `cut` (the connection closes mid-stream), `no-done` (no [DONE]).
 Prints "listening on PORT" once ready.
@@ -34,6 +34,7 @@ class Handler(BaseHTTPRequestHandler):
         # Each token chunk is one small write: without this, Nagle holds it until the client's
         # delayed ACK of the previous one (40 ms).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.accepted = time.monotonic()
 
     def do_GET(self):
         if self.path == "/stub/log":
@@ -57,7 +58,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        arrival = time.monotonic()
+        arrival = time.monotonic()  # the TTFT clock starts here, as a server's would
         chat = self.path == "/v1/chat/completions"
         if self.path not in ("/v1/completions", "/v1/chat/completions") or not body.get("stream"):
             self.send_error(400, "expected a streaming completions request")
@@ -111,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
         with LOCK:
-            LOG[rid] = {"arrival": arrival, "tokens": sent}
+            LOG[rid] = {"accepted": self.accepted, "arrival": arrival, "tokens": sent}
 
 
 def main():

