@@ -86,7 +86,8 @@ def test_poisson_and_burst_arrivals(stub, tmp_path):
     assert statistics.mean(gaps) == pytest.approx(0.025, abs=0.010)
     assert statistics.pstdev(gaps) == pytest.approx(statistics.mean(gaps), rel=0.5)  # exponential: sd = mean
     late = [r["start_s"] - r["scheduled_s"] for r in record["requests"]]
-    assert statistics.median(late) < 0.01 and max(late) < 0.2, late
+    # Sent on time: a thread woken late on a loaded machine (load 12-19 seen) delays a few.
+    assert statistics.median(late) < 0.01 and sorted(late)[int(0.9 * len(late))] < 0.05 and max(late) < 1, late
     _, again = run_bench(tmp_path, "--url", stub.url, "--model", "stub", *common(), "-n", "60",
                          "--arrival", "poisson", "--rate", "40", "--seed", "5", "--warmup", "0")
     assert [r["scheduled_s"] for r in again["requests"]] == [r["scheduled_s"] for r in record["requests"]]
@@ -134,10 +135,19 @@ def test_unreachable_server_and_bad_flags(tmp_path):
     assert proc.returncode == 1 and "--tokenizer" in proc.stderr
 
 
-def test_gpu_power_without_nvml_says_so(stub, tmp_path):
+def test_gpu_power(stub, tmp_path):
+    """With NVML (a GPU machine): energy per output token from the GPUs' counters; without: a clear
+    error before any request is measured."""
     import ctypes.util
     if ctypes.util.find_library("nvidia-ml"):
-        pytest.skip("this machine has NVML; gpu tests cover --gpu-power")
+        _, record = run_bench(tmp_path, "--url", stub.url, "--model", "stub", *common(), "-n", "8", "--warmup", "0",
+                              "--arrival", "burst", "--gpu-power", "all", "--gpu-power-interval-ms", "20")
+        energy = record["energy"]
+        assert energy["gpus"] and all(g["samples"] > 0 and g["mean_power_w"] > 0 for g in energy["gpus"])
+        assert energy["energy_j"] > 0
+        assert energy["joules_per_output_token"] == pytest.approx(
+            energy["energy_j"] / record["summary"]["total_output_tokens"])
+        return
     proc, _ = run_bench(tmp_path, "--url", stub.url, "--model", "stub", *common(), "-n", "1", "--gpu-power", "all",
                         check=False)
     assert proc.returncode == 1
