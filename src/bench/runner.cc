@@ -177,19 +177,25 @@ RunRecord Run(const RunOptions& options, const std::vector<BenchPrompt>& prompts
     std::mt19937_64 rng(options.seed ^ 0x9e3779b97f4a7c15ULL);  // its own stream: the workload's draws stay put
     std::exponential_distribution<double> gap(options.arrival == Arrival::kPoisson ? options.rate : 1.0);
     Slots slots(options.max_concurrency);
-    std::vector<std::thread> threads;
-    threads.reserve(prompts.size());
+    // One detached thread per request (a long run must not keep thousands of finished threads
+    // around until a final join); Run waits until the last one has left.
+    std::mutex mu;
+    std::condition_variable all_done;
+    size_t pending = prompts.size();
     double at = 0;
     for (size_t i = 0; i < prompts.size(); ++i) {
       if (options.arrival == Arrival::kPoisson && i > 0) at += gap(rng);
       std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(at)));
       slots.Acquire();
-      threads.emplace_back([&, i, at] {
+      std::thread([&, i, at] {
         send(i, at);
         slots.Release();
-      });
+        std::lock_guard<std::mutex> lock(mu);
+        if (--pending == 0) all_done.notify_all();
+      }).detach();
     }
-    for (std::thread& t : threads) t.join();
+    std::unique_lock<std::mutex> lock(mu);
+    all_done.wait(lock, [&] { return pending == 0; });
   }
   double first = 1e300, last = 0;
   for (const RequestRecord& r : record.requests) {
