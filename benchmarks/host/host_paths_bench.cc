@@ -33,7 +33,8 @@ using namespace tandem;
 std::string SmolLm2Path() {
   if (const char* p = std::getenv("TANDEM_SMOLLM2_GGUF")) return p;
   const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "/root") + "/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  return std::string(home != nullptr ? home : "/root") +
+         "/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
 // ~4 KB of ordinary English with some digits and punctuation.
@@ -70,11 +71,11 @@ BENCHMARK(BM_TokenizerEncode);
 void BM_SchedulerStep(benchmark::State& state) {
   const int32_t running = static_cast<int32_t>(state.range(0));
   const int32_t block_size = 16, prompt_len = 512, max_tokens = 4096;
-  kvcache::KvCacheManager kv(kvcache::KvCacheConfig{
-      .num_blocks = running * ((prompt_len + max_tokens) / block_size + 2),
-      .block_size = block_size,
-      .enable_prefix_caching = true,
-      .hash_salt = 1});
+  kvcache::KvCacheManager kv(
+      kvcache::KvCacheConfig{.num_blocks = running * ((prompt_len + max_tokens) / block_size + 2),
+                             .block_size = block_size,
+                             .enable_prefix_caching = true,
+                             .hash_salt = 1});
   engine::SchedulerConfig config;
   config.max_num_seqs = running;
   config.max_num_batched_tokens = running + 2048;
@@ -168,8 +169,9 @@ void BM_HttpRequestParse(benchmark::State& state) {
                          {"stream", true},
                          {"max_tokens", 128},
                          {"temperature", 0.7},
-                         {"messages", {{{"role", "system"}, {"content", "You are a helpful assistant."}},
-                                       {{"role", "user"}, {"content", SampleText().substr(0, 1500)}}}}};
+                         {"messages",
+                          {{{"role", "system"}, {"content", "You are a helpful assistant."}},
+                           {{"role", "user"}, {"content", SampleText().substr(0, 1500)}}}}};
   const std::string payload = body.dump();
   const std::string raw = absl::StrCat(
       "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: application/json\r\n"
@@ -211,7 +213,8 @@ void BM_RouterPick(benchmark::State& state) {
   std::vector<std::vector<int32_t>> prefixes;
   for (int w = 0; w < 8; ++w) {
     const std::string id = absl::StrCat("decode-", w);
-    r.AddWorker(cluster::WorkerInfo{.id = id, .role = cluster::WorkerRole::kDecode, .address = absl::StrCat("127.0.0.1:", 9000 + w)});
+    r.AddWorker(cluster::WorkerInfo{
+        .id = id, .role = cluster::WorkerRole::kDecode, .address = absl::StrCat("127.0.0.1:", 9000 + w)});
     for (int p = 0; p < 64; ++p) {
       std::vector<int32_t> tokens(1024);
       for (auto& t : tokens) t = static_cast<int32_t>(rng() % 30000) + 10;

@@ -25,14 +25,16 @@ struct Nvml {
   const char* (*error_string)(NvmlReturn) = nullptr;
   NvmlReturn (*device_count)(unsigned*) = nullptr;
   NvmlReturn (*handle_by_index)(unsigned, NvmlDevice*) = nullptr;
-  NvmlReturn (*power_usage)(NvmlDevice, unsigned*) = nullptr;              // milliwatts
+  NvmlReturn (*power_usage)(NvmlDevice, unsigned*) = nullptr;             // milliwatts
   NvmlReturn (*total_energy)(NvmlDevice, unsigned long long*) = nullptr;  // millijoules
 
   ~Nvml() {
     if (shutdown != nullptr) shutdown();
     if (lib != nullptr) dlclose(lib);
   }
-  std::string Error(NvmlReturn r) const { return error_string != nullptr ? error_string(r) : absl::StrCat("code ", r); }
+  std::string Error(NvmlReturn r) const {
+    return error_string != nullptr ? error_string(r) : absl::StrCat("code ", r);
+  }
 };
 
 template <typename Fn>
@@ -67,7 +69,8 @@ struct GpuPowerSampler::Impl {
       if (nvml->power_usage(devices[i], &mw) != 0) continue;
       const double w = mw / 1000.0;
       GpuEnergy& g = result[i];
-      if (g.samples > 0) g.energy_j += 0.5 * (w + last_w[i]) * dt;  // integrated; replaced by the counter if any
+      if (g.samples > 0)
+        g.energy_j += 0.5 * (w + last_w[i]) * dt;  // integrated; replaced by the counter if any
       g.mean_power_w += w;
       g.max_power_w = std::max(g.max_power_w, w);
       ++g.samples;
@@ -91,11 +94,13 @@ absl::StatusOr<std::unique_ptr<GpuPowerSampler>> GpuPowerSampler::Start(const st
         "--gpu-power: cannot load NVML (libnvidia-ml.so.1, part of the NVIDIA driver): ", dlerror(),
         "; run on a machine with an NVIDIA GPU and driver, or leave --gpu-power out"));
   }
-  if (!Load(nvml->lib, "nvmlInit_v2", &nvml->init) || !Load(nvml->lib, "nvmlErrorString", &nvml->error_string) ||
+  if (!Load(nvml->lib, "nvmlInit_v2", &nvml->init) ||
+      !Load(nvml->lib, "nvmlErrorString", &nvml->error_string) ||
       !Load(nvml->lib, "nvmlDeviceGetCount_v2", &nvml->device_count) ||
       !Load(nvml->lib, "nvmlDeviceGetHandleByIndex_v2", &nvml->handle_by_index) ||
       !Load(nvml->lib, "nvmlDeviceGetPowerUsage", &nvml->power_usage)) {
-    return absl::FailedPreconditionError("--gpu-power: libnvidia-ml.so.1 lacks nvmlInit_v2 or the power calls (driver too old?)");
+    return absl::FailedPreconditionError(
+        "--gpu-power: libnvidia-ml.so.1 lacks nvmlInit_v2 or the power calls (driver too old?)");
   }
   Load(nvml->lib, "nvmlDeviceGetTotalEnergyConsumption", &nvml->total_energy);  // optional
   if (NvmlReturn r = nvml->init(); r != 0) {
@@ -104,7 +109,8 @@ absl::StatusOr<std::unique_ptr<GpuPowerSampler>> GpuPowerSampler::Start(const st
   Load(nvml->lib, "nvmlShutdown", &nvml->shutdown);
   unsigned count = 0;
   if (NvmlReturn r = nvml->device_count(&count); r != 0) {
-    return absl::FailedPreconditionError(absl::StrCat("--gpu-power: nvmlDeviceGetCount failed: ", nvml->Error(r)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("--gpu-power: nvmlDeviceGetCount failed: ", nvml->Error(r)));
   }
   auto impl = std::make_unique<Impl>();
   if (gpus == "all") {
@@ -113,8 +119,8 @@ absl::StatusOr<std::unique_ptr<GpuPowerSampler>> GpuPowerSampler::Start(const st
     for (absl::string_view s : absl::StrSplit(gpus, ',', absl::SkipWhitespace())) {
       int i = 0;
       if (!absl::SimpleAtoi(s, &i) || i < 0 || static_cast<unsigned>(i) >= count) {
-        return absl::InvalidArgumentError(absl::StrCat("--gpu-power: expected 'all' or GPU indices below ", count,
-                                                       " (this machine's GPUs), found '", s, "'"));
+        return absl::InvalidArgumentError(absl::StrCat("--gpu-power: expected 'all' or GPU indices below ",
+                                                       count, " (this machine's GPUs), found '", s, "'"));
       }
       impl->indices.push_back(i);
     }
@@ -127,7 +133,8 @@ absl::StatusOr<std::unique_ptr<GpuPowerSampler>> GpuPowerSampler::Start(const st
     }
     unsigned mw = 0;
     if (NvmlReturn r = nvml->power_usage(d, &mw); r != 0) {
-      return absl::FailedPreconditionError(absl::StrCat("--gpu-power: GPU ", i, " reports no power: ", nvml->Error(r)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("--gpu-power: GPU ", i, " reports no power: ", nvml->Error(r)));
     }
     unsigned long long mj = 0;
     const bool counter = nvml->total_energy != nullptr && nvml->total_energy(d, &mj) == 0;
@@ -171,15 +178,20 @@ std::vector<GpuEnergy> GpuPowerSampler::Stop() {
   return impl_->result;
 }
 
-nlohmann::ordered_json EnergyJson(const std::vector<GpuEnergy>& gpus, int64_t output_tokens, double duration_s) {
+nlohmann::ordered_json EnergyJson(const std::vector<GpuEnergy>& gpus, int64_t output_tokens,
+                                  double duration_s) {
   nlohmann::ordered_json j;
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   double energy = 0, power = 0;
   for (const GpuEnergy& g : gpus) {
     energy += g.energy_j;
     power += g.mean_power_w;
-    list.push_back({{"index", g.index}, {"energy_j", g.energy_j}, {"mean_power_w", g.mean_power_w},
-                    {"max_power_w", g.max_power_w}, {"samples", g.samples}, {"from_energy_counter", g.from_counter}});
+    list.push_back({{"index", g.index},
+                    {"energy_j", g.energy_j},
+                    {"mean_power_w", g.mean_power_w},
+                    {"max_power_w", g.max_power_w},
+                    {"samples", g.samples},
+                    {"from_energy_counter", g.from_counter}});
   }
   j["gpus"] = list;
   j["energy_j"] = energy;

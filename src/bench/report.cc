@@ -13,8 +13,8 @@ namespace {
 using ojson = nlohmann::ordered_json;
 
 ojson DistJson(const Distribution& d) {
-  return ojson{{"count", d.count}, {"mean", d.mean}, {"stddev", d.stddev}, {"min", d.min}, {"p50", d.p50},
-               {"p90", d.p90},     {"p99", d.p99},   {"max", d.max}};
+  return ojson{{"count", d.count}, {"mean", d.mean}, {"stddev", d.stddev}, {"min", d.min},
+               {"p50", d.p50},     {"p90", d.p90},   {"p99", d.p99},       {"max", d.max}};
 }
 
 ojson SloJson(const Slo& slo) {
@@ -47,7 +47,8 @@ absl::StatusOr<Slo> Slo::Parse(const std::string& spec) {
           absl::StrCat("--slo: expected keys ttft_ms, itl_ms (or tpot_ms), e2e_ms; found '", kv.first, "'"));
     }
   }
-  if (!slo.any()) return absl::InvalidArgumentError("--slo: expected at least one of ttft_ms=, itl_ms=, e2e_ms=");
+  if (!slo.any())
+    return absl::InvalidArgumentError("--slo: expected at least one of ttft_ms=, itl_ms=, e2e_ms=");
   return slo;
 }
 
@@ -65,7 +66,8 @@ RequestMetrics MeasureRequest(const RequestRecord& record, const Slo& slo) {
     m.itl_ms.push_back((r.content_times[i] - r.content_times[i - 1]) * 1e3);
   }
   if (m.output_tokens > 1) {
-    m.tpot_ms = (r.content_times.back() - r.content_times.front()) * 1e3 / static_cast<double>(m.output_tokens - 1);
+    m.tpot_ms =
+        (r.content_times.back() - r.content_times.front()) * 1e3 / static_cast<double>(m.output_tokens - 1);
   }
   m.meets_slo = (!slo.ttft_ms || m.ttft_ms <= *slo.ttft_ms) && (!slo.itl_ms || m.tpot_ms <= *slo.itl_ms) &&
                 (!slo.e2e_ms || m.e2e_ms <= *slo.e2e_ms);
@@ -81,7 +83,8 @@ Summary Summarize(const RunRecord& run, const Slo& slo) {
     if (!m.ok) {
       ++s.failed;
       std::string error = record.result.ok ? "the stream carried no tokens" : record.result.error;
-      if (s.first_errors.size() < 5 && std::find(s.first_errors.begin(), s.first_errors.end(), error) == s.first_errors.end()) {
+      if (s.first_errors.size() < 5 &&
+          std::find(s.first_errors.begin(), s.first_errors.end(), error) == s.first_errors.end()) {
         s.first_errors.push_back(error);
       }
       continue;
@@ -133,13 +136,14 @@ std::string FormatTable(const Summary& s, const Slo& slo) {
     if (slo.ttft_ms) absl::StrAppend(&what, "ttft<=", *slo.ttft_ms, "ms ");
     if (slo.itl_ms) absl::StrAppend(&what, "itl<=", *slo.itl_ms, "ms ");
     if (slo.e2e_ms) absl::StrAppend(&what, "e2e<=", *slo.e2e_ms, "ms ");
-    line("Goodput (req/s):", absl::StrFormat("%.3f  (%d of %d met %s)", *s.goodput, s.good, s.completed + s.failed,
-                                             what.substr(0, what.size() - 1)));
+    line("Goodput (req/s):", absl::StrFormat("%.3f  (%d of %d met %s)", *s.goodput, s.good,
+                                             s.completed + s.failed, what.substr(0, what.size() - 1)));
   }
-  absl::StrAppendFormat(&out, "\n%-24s %10s %10s %10s %10s %10s\n", "latency (ms)", "mean", "p50", "p90", "p99",
-                        "max");
+  absl::StrAppendFormat(&out, "\n%-24s %10s %10s %10s %10s %10s\n", "latency (ms)", "mean", "p50", "p90",
+                        "p99", "max");
   auto row = [&out](std::string_view name, const Distribution& d) {
-    absl::StrAppendFormat(&out, "%-24s %10.2f %10.2f %10.2f %10.2f %10.2f\n", name, d.mean, d.p50, d.p90, d.p99, d.max);
+    absl::StrAppendFormat(&out, "%-24s %10.2f %10.2f %10.2f %10.2f %10.2f\n", name, d.mean, d.p50, d.p90,
+                          d.p99, d.max);
   };
   row("TTFT", s.ttft_ms);
   row("TPOT", s.tpot_ms);
@@ -147,8 +151,9 @@ std::string FormatTable(const Summary& s, const Slo& slo) {
   row("E2E", s.e2e_ms);
   absl::StrAppendFormat(&out, "%-24s %10.1f %10.1f %10.1f %10.1f %10.1f\n", "input tokens", s.input_len.mean,
                         s.input_len.p50, s.input_len.p90, s.input_len.p99, s.input_len.max);
-  absl::StrAppendFormat(&out, "%-24s %10.1f %10.1f %10.1f %10.1f %10.1f\n", "output tokens", s.output_len.mean,
-                        s.output_len.p50, s.output_len.p90, s.output_len.p99, s.output_len.max);
+  absl::StrAppendFormat(&out, "%-24s %10.1f %10.1f %10.1f %10.1f %10.1f\n", "output tokens",
+                        s.output_len.mean, s.output_len.p50, s.output_len.p90, s.output_len.p99,
+                        s.output_len.max);
   for (const std::string& e : s.first_errors) absl::StrAppend(&out, "error: ", e, "\n");
   out += "==================================================\n";
   return out;

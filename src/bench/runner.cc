@@ -82,8 +82,9 @@ class Progress {
     const int64_t done = done_.load();
     const int filled = total_ == 0 ? kWidth : static_cast<int>(kWidth * done / total_);
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0_).count();
-    std::fprintf(stderr, "\r[%s%s] %lld/%lld done, %lld failed, %lld in flight, %.1f s ", std::string(filled, '#').c_str(),
-                 std::string(kWidth - filled, '.').c_str(), static_cast<long long>(done), static_cast<long long>(total_),
+    std::fprintf(stderr, "\r[%s%s] %lld/%lld done, %lld failed, %lld in flight, %.1f s ",
+                 std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
+                 static_cast<long long>(done), static_cast<long long>(total_),
                  static_cast<long long>(failed_.load()), static_cast<long long>(in_flight_.load()), elapsed);
     std::fflush(stderr);
   }
@@ -138,9 +139,9 @@ absl::Status WarmUp(const RunOptions& options, const std::vector<BenchPrompt>& w
   for (size_t i = 0; i < warmup.size(); ++i) {
     StreamResult r = SendStreaming(options.endpoint, MakeRequest(options, warmup[i]), t0);
     if (!r.ok) {
-      return absl::UnavailableError(absl::StrCat("warm-up request ", i + 1, " of ", warmup.size(), " to http://",
-                                                 options.endpoint.host, ":", options.endpoint.port,
-                                                 options.endpoint.prefix, " failed: ", r.error));
+      return absl::UnavailableError(
+          absl::StrCat("warm-up request ", i + 1, " of ", warmup.size(), " to http://", options.endpoint.host,
+                       ":", options.endpoint.port, options.endpoint.prefix, " failed: ", r.error));
     }
   }
   return absl::OkStatus();
@@ -174,7 +175,8 @@ RunRecord Run(const RunOptions& options, const std::vector<BenchPrompt>& prompts
     }
     for (std::thread& t : loops) t.join();
   } else {
-    std::mt19937_64 rng(options.seed ^ 0x9e3779b97f4a7c15ULL);  // its own stream: the workload's draws stay put
+    std::mt19937_64 rng(options.seed ^
+                        0x9e3779b97f4a7c15ULL);  // its own stream: the workload's draws stay put
     std::exponential_distribution<double> gap(options.arrival == Arrival::kPoisson ? options.rate : 1.0);
     Slots slots(options.max_concurrency);
     // One detached thread per request (a long run must not keep thousands of finished threads
@@ -185,7 +187,8 @@ RunRecord Run(const RunOptions& options, const std::vector<BenchPrompt>& prompts
     double at = 0;
     for (size_t i = 0; i < prompts.size(); ++i) {
       if (options.arrival == Arrival::kPoisson && i > 0) at += gap(rng);
-      std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(at)));
+      std::this_thread::sleep_until(
+          t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(at)));
       slots.Acquire();
       std::thread([&, i, at] {
         send(i, at);

@@ -60,10 +60,12 @@ absl::StatusOr<Endpoint> ParseBaseUrl(std::string_view url_view) {
   const std::string original(url_view);
   std::string url = original;
   if (url.rfind("https://", 0) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--url ", original, ": https is not supported (expected http://HOST:PORT)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--url ", original, ": https is not supported (expected http://HOST:PORT)"));
   }
   if (url.rfind("http://", 0) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--url: expected http://HOST:PORT[/PREFIX], found '", original, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--url: expected http://HOST:PORT[/PREFIX], found '", original, "'"));
   }
   url = url.substr(7);
   Endpoint e;
@@ -84,10 +86,12 @@ absl::StatusOr<Endpoint> ParseBaseUrl(std::string_view url_view) {
     e.port = authority.substr(colon + 1);
     int port = 0;
     if (!absl::SimpleAtoi(e.port, &port) || port <= 0 || port > 65535) {
-      return absl::InvalidArgumentError(absl::StrCat("--url ", original, ": expected a port 1-65535, found '", e.port, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--url ", original, ": expected a port 1-65535, found '", e.port, "'"));
     }
   }
-  if (!e.host.empty() && e.host.front() == '[' && e.host.back() == ']') e.host = e.host.substr(1, e.host.size() - 2);
+  if (!e.host.empty() && e.host.front() == '[' && e.host.back() == ']')
+    e.host = e.host.substr(1, e.host.size() - 2);
   if (e.host.empty()) return absl::InvalidArgumentError(absl::StrCat("--url ", original, ": no host"));
   return e;
 }
@@ -96,8 +100,9 @@ bool ApplyEvent(std::string_view data, double now_s, StreamResult* result) {
   if (data == "[DONE]") return true;
   json chunk = json::parse(data, nullptr, /*allow_exceptions=*/false);
   if (chunk.is_discarded() || !chunk.is_object()) {
-    result->error = absl::StrCat("malformed stream: expected a JSON object or [DONE] in a data: event, found '",
-                                 Truncate(std::string(data), 200), "'");
+    result->error =
+        absl::StrCat("malformed stream: expected a JSON object or [DONE] in a data: event, found '",
+                     Truncate(std::string(data), 200), "'");
     return true;
   }
   if (auto err = chunk.find("error"); err != chunk.end() && !err->is_null()) {
@@ -139,7 +144,8 @@ bool ApplyEvent(std::string_view data, double now_s, StreamResult* result) {
 StreamResult SendStreaming(const Endpoint& endpoint, const StreamRequest& request, Clock::time_point t0) {
   StreamResult result;
   result.start_s = Since(t0);
-  const auto deadline = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(request.timeout_s));
+  const auto deadline =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(request.timeout_s));
   auto fail = [&](std::string what) {
     result.ok = false;
     result.error = std::move(what);
@@ -154,7 +160,8 @@ StreamResult SendStreaming(const Endpoint& endpoint, const StreamRequest& reques
   beast::tcp_stream stream(ioc);
   stream.expires_after(deadline);
   ec = RunOne(ioc, [&](auto handler) { stream.async_connect(addresses, handler); });
-  if (ec) return fail(absl::StrCat("cannot connect to ", endpoint.host, ":", endpoint.port, ": ", ec.message()));
+  if (ec)
+    return fail(absl::StrCat("cannot connect to ", endpoint.host, ":", endpoint.port, ": ", ec.message()));
   stream.socket().set_option(tcp::no_delay(true), ec);
 
   http::request<http::string_body> req{http::verb::post, endpoint.prefix + request.path, 11};
@@ -178,7 +185,8 @@ StreamResult SendStreaming(const Endpoint& endpoint, const StreamRequest& reques
   }
   if (ec) return fail(absl::StrCat("reading the response header: ", ec.message()));
   result.http_status = parser.get().result_int();
-  const bool is_stream = absl::StrContains(std::string(parser.get()[http::field::content_type]), "text/event-stream");
+  const bool is_stream =
+      absl::StrContains(std::string(parser.get()[http::field::content_type]), "text/event-stream");
 
   SseParser sse;
   std::string plain_body;  // an error response's body
@@ -189,9 +197,11 @@ StreamResult SendStreaming(const Endpoint& endpoint, const StreamRequest& reques
     parser.get().body().size = sizeof buf;
     ec = RunOne(ioc, [&](auto handler) { http::async_read_some(stream, buffer, parser, handler); });
     if (ec == http::error::need_buffer) ec = {};
-    if (ec == beast::error::timeout) return fail(absl::StrCat("the stream did not finish within ", request.timeout_s, " s"));
+    if (ec == beast::error::timeout)
+      return fail(absl::StrCat("the stream did not finish within ", request.timeout_s, " s"));
     if (ec) {
-      return fail(absl::StrCat("reading the stream: ", ec.message(), result.content_times.empty() ? "" : " (mid-stream)"));
+      return fail(absl::StrCat("reading the stream: ", ec.message(),
+                               result.content_times.empty() ? "" : " (mid-stream)"));
     }
     const size_t n = sizeof buf - parser.get().body().size;
     const double now = Since(t0);
@@ -216,7 +226,8 @@ StreamResult SendStreaming(const Endpoint& endpoint, const StreamRequest& reques
   }
   if (!is_stream) {
     return fail(absl::StrCat("expected an event stream (Content-Type text/event-stream), found '",
-                             std::string(parser.get()[http::field::content_type]), "': ", Truncate(plain_body, 200)));
+                             std::string(parser.get()[http::field::content_type]),
+                             "': ", Truncate(plain_body, 200)));
   }
   if (!result.error.empty()) return fail(result.error);
   if (!done) {
@@ -229,8 +240,10 @@ StreamResult SendStreaming(const Endpoint& endpoint, const StreamRequest& reques
   return result;
 }
 
-absl::StatusOr<std::string> FetchFirstModelId(const Endpoint& endpoint, const std::string& api_key, double timeout_s) {
-  const std::string where = absl::StrCat("http://", endpoint.host, ":", endpoint.port, endpoint.prefix, "/v1/models");
+absl::StatusOr<std::string> FetchFirstModelId(const Endpoint& endpoint, const std::string& api_key,
+                                              double timeout_s) {
+  const std::string where =
+      absl::StrCat("http://", endpoint.host, ":", endpoint.port, endpoint.prefix, "/v1/models");
   asio::io_context ioc;
   tcp::resolver resolver(ioc);
   beast::error_code ec;
@@ -239,7 +252,9 @@ absl::StatusOr<std::string> FetchFirstModelId(const Endpoint& endpoint, const st
   beast::tcp_stream stream(ioc);
   stream.expires_after(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s)));
   ec = RunOne(ioc, [&](auto handler) { stream.async_connect(addresses, handler); });
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot connect to ", endpoint.host, ":", endpoint.port, ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ", endpoint.host, ":", endpoint.port, ": ", ec.message()));
   http::request<http::empty_body> req{http::verb::get, endpoint.prefix + "/v1/models", 11};
   req.set(http::field::host, endpoint.host + ":" + endpoint.port);
   req.set(http::field::user_agent, "tandem-bench");
@@ -251,16 +266,17 @@ absl::StatusOr<std::string> FetchFirstModelId(const Endpoint& endpoint, const st
   if (!ec) ec = RunOne(ioc, [&](auto handler) { http::async_read(stream, buffer, res, handler); });
   if (ec) return absl::UnavailableError(absl::StrCat("GET ", where, ": ", ec.message()));
   if (res.result_int() != 200) {
-    return absl::FailedPreconditionError(absl::StrCat("GET ", where, ": HTTP ", res.result_int(), ": ", Truncate(res.body(), 300)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("GET ", where, ": HTTP ", res.result_int(), ": ", Truncate(res.body(), 300)));
   }
   json body = json::parse(res.body(), nullptr, /*allow_exceptions=*/false);
   if (body.is_object() && body.contains("data") && body["data"].is_array() && !body["data"].empty() &&
       body["data"][0].is_object() && body["data"][0].contains("id") && body["data"][0]["id"].is_string()) {
     return body["data"][0]["id"].get<std::string>();
   }
-  return absl::FailedPreconditionError(
-      absl::StrCat("GET ", where, ": expected {\"data\": [{\"id\": ...}]}, found ", Truncate(res.body(), 300),
-                   " (give --model)"));
+  return absl::FailedPreconditionError(absl::StrCat("GET ", where,
+                                                    ": expected {\"data\": [{\"id\": ...}]}, found ",
+                                                    Truncate(res.body(), 300), " (give --model)"));
 }
 
 }  // namespace tandem::bench

@@ -31,8 +31,8 @@ absl::StatusOr<int64_t> CountTokens(const Tokenizer& tok, const std::string& tex
 }
 
 absl::Status Invalid(const std::string& spec, const std::string& why) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("length '", spec, "': expected N, uniform:MIN:MAX or normal:MEAN:STDDEV (positive), ", why));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "length '", spec, "': expected N, uniform:MIN:MAX or normal:MEAN:STDDEV (positive), ", why));
 }
 
 }  // namespace
@@ -42,9 +42,11 @@ absl::StatusOr<LengthDist> LengthDist::Parse(const std::string& spec) {
   d.spec = std::string(spec);
   std::vector<std::string> parts = absl::StrSplit(spec, ':');
   std::vector<double> values;
-  for (size_t i = parts[0] == "uniform" || parts[0] == "normal" || parts[0] == "fixed" ? 1 : 0; i < parts.size(); ++i) {
+  for (size_t i = parts[0] == "uniform" || parts[0] == "normal" || parts[0] == "fixed" ? 1 : 0;
+       i < parts.size(); ++i) {
     double v = 0;
-    if (!absl::SimpleAtod(parts[i], &v) || !std::isfinite(v)) return Invalid(spec, absl::StrCat("found '", parts[i], "'"));
+    if (!absl::SimpleAtod(parts[i], &v) || !std::isfinite(v))
+      return Invalid(spec, absl::StrCat("found '", parts[i], "'"));
     values.push_back(v);
   }
   if (parts[0] == "uniform") {
@@ -161,7 +163,8 @@ absl::StatusOr<std::string> RandomText(const Tokenizer& tok, int64_t num_tokens,
 
 namespace {
 
-absl::StatusOr<std::vector<BenchPrompt>> ShareGpt(const WorkloadSpec& spec, const Tokenizer& tok, std::mt19937_64& rng) {
+absl::StatusOr<std::vector<BenchPrompt>> ShareGpt(const WorkloadSpec& spec, const Tokenizer& tok,
+                                                  std::mt19937_64& rng) {
   std::ifstream in(spec.dataset_path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("--dataset ", spec.dataset_path, ": cannot open"));
   std::stringstream ss;
@@ -169,11 +172,13 @@ absl::StatusOr<std::vector<BenchPrompt>> ShareGpt(const WorkloadSpec& spec, cons
   json data = json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
   if (data.is_discarded() || !data.is_array()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--dataset ", spec.dataset_path, ": expected a ShareGPT JSON array of {\"conversations\": [{\"from\", \"value\"}, ...]}"));
+        "--dataset ", spec.dataset_path,
+        ": expected a ShareGPT JSON array of {\"conversations\": [{\"from\", \"value\"}, ...]}"));
   }
   std::vector<std::pair<std::string, std::string>> pairs;  // first human turn, the answer
   for (const json& entry : data) {
-    if (!entry.is_object() || !entry.contains("conversations") || !entry["conversations"].is_array()) continue;
+    if (!entry.is_object() || !entry.contains("conversations") || !entry["conversations"].is_array())
+      continue;
     const json& turns = entry["conversations"];
     if (turns.size() < 2 || !turns[0].is_object() || !turns[1].is_object()) continue;
     if (!turns[0].contains("value") || !turns[1].contains("value") || !turns[0]["value"].is_string() ||
@@ -183,8 +188,8 @@ absl::StatusOr<std::vector<BenchPrompt>> ShareGpt(const WorkloadSpec& spec, cons
     pairs.emplace_back(turns[0]["value"].get<std::string>(), turns[1]["value"].get<std::string>());
   }
   if (pairs.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--dataset ", spec.dataset_path,
-                                                   ": no conversation with two turns (expected ShareGPT format)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--dataset ", spec.dataset_path, ": no conversation with two turns (expected ShareGPT format)"));
   }
   std::shuffle(pairs.begin(), pairs.end(), rng);
   std::vector<BenchPrompt> out;
@@ -206,7 +211,9 @@ absl::StatusOr<std::vector<BenchPrompt>> ShareGpt(const WorkloadSpec& spec, cons
     if (p.input_tokens < 4 || p.output_tokens < 4) continue;
     out.push_back(std::move(p));
   }
-  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("--dataset ", spec.dataset_path, ": every conversation is shorter than 4 tokens"));
+  if (out.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dataset ", spec.dataset_path, ": every conversation is shorter than 4 tokens"));
   // Fewer usable conversations than requests: the ones found repeat (the record says how many).
   for (size_t i = 0; static_cast<int64_t>(out.size()) < spec.num_requests; ++i) out.push_back(out[i]);
   return out;
@@ -232,7 +239,8 @@ absl::StatusOr<std::vector<BenchPrompt>> MakeWorkload(const WorkloadSpec& spec, 
     }
   }
   if (spec.kind == WorkloadKind::kLong && (spec.long_fraction < 0 || spec.long_fraction > 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("--long-fraction: expected 0 to 1, found ", spec.long_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--long-fraction: expected 0 to 1, found ", spec.long_fraction));
   }
   std::bernoulli_distribution is_long(spec.kind == WorkloadKind::kLong ? spec.long_fraction : 0.0);
   std::vector<BenchPrompt> out;
@@ -248,7 +256,8 @@ absl::StatusOr<std::vector<BenchPrompt>> MakeWorkload(const WorkloadSpec& spec, 
     p.prompt = *text;
     p.input_tokens = actual;
     if (!prefixes.empty()) {
-      p.prefix_id = static_cast<int32_t>(std::uniform_int_distribution<int64_t>(0, spec.num_prefixes - 1)(rng));
+      p.prefix_id =
+          static_cast<int32_t>(std::uniform_int_distribution<int64_t>(0, spec.num_prefixes - 1)(rng));
       p.prompt = prefixes[static_cast<size_t>(p.prefix_id)] + "\n\n" + p.prompt;
       auto count = CountTokens(tok, p.prompt);
       if (!count.ok()) return count.status();

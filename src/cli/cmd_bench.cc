@@ -31,9 +31,11 @@ const std::vector<FlagSpec>& BenchFlags() {
       {"url", "the server's base URL (default http://127.0.0.1:8000)"},
       {"api", "completions (default) or chat: /v1/completions or /v1/chat/completions"},
       {"model", "the model name to send (default: the first model the server's /v1/models lists)"},
-      {"tokenizer", "the model's tokenizer: a Hugging Face directory (tokenizer.json) or a .gguf file; required"},
+      {"tokenizer",
+       "the model's tokenizer: a Hugging Face directory (tokenizer.json) or a .gguf file; required"},
       {"api-key", "sent as a Bearer token (default: $OPENAI_API_KEY when set)"},
-      {"workload", "synthetic (default), sharegpt, prefix (shared system prompts) or long (a long-prompt mix)"},
+      {"workload",
+       "synthetic (default), sharegpt, prefix (shared system prompts) or long (a long-prompt mix)"},
       {"dataset", "sharegpt: the ShareGPT-format JSON file"},
       {"num-requests", "requests to send (default 100)", true, false, "n"},
       {"input-len", "prompt tokens: N, uniform:MIN:MAX or normal:MEAN:STDDEV (default 256)"},
@@ -44,18 +46,22 @@ const std::vector<FlagSpec>& BenchFlags() {
       {"long-fraction", "long: the share of long prompts (default 0.1)"},
       {"arrival", "poisson (default), concurrency or burst"},
       {"rate", "poisson: requests per second (default 1)"},
-      {"concurrency", "concurrency: client loops, each sending its next request when the last ends (default 1)"},
+      {"concurrency",
+       "concurrency: client loops, each sending its next request when the last ends (default 1)"},
       {"max-concurrency", "poisson, burst: requests in flight at most (default: no cap)"},
       {"warmup", "requests sent one at a time before measuring, not recorded (default 2)"},
       {"seed", "seed of the prompts, lengths and arrivals (default 0)"},
-      {"no-ignore-eos", "let requests stop at EOS (default: ignore_eos, so outputs have the asked length)", false},
+      {"no-ignore-eos", "let requests stop at EOS (default: ignore_eos, so outputs have the asked length)",
+       false},
       {"temperature", "sampling temperature (default 0)"},
       {"extra-body", "a JSON object merged into every request body"},
       {"timeout", "seconds one request may take (default 600)"},
-      {"slo", "SLO for goodput: ttft_ms=MS,itl_ms=MS[,e2e_ms=MS] (itl: a request's mean inter-token latency)"},
+      {"slo",
+       "SLO for goodput: ttft_ms=MS,itl_ms=MS[,e2e_ms=MS] (itl: a request's mean inter-token latency)"},
       {"output-json", "write the whole record (configuration, summary, every request) to this file"},
       {"label", "a name for this run in the JSON record (e.g. the deployment)"},
-      {"gpu-power", "sample NVML power of these GPUs during the run: all or 0,1,...; reports J per output token"},
+      {"gpu-power",
+       "sample NVML power of these GPUs during the run: all or 0,1,...; reports J per output token"},
       {"gpu-power-interval-ms", "NVML sampling interval (default 100)"},
       {"progress", "draw the progress bar even when stderr is not a terminal", false},
       {"no-progress", "no progress bar", false},
@@ -77,24 +83,27 @@ int Fail(const absl::Status& status) {
 
 int RunBench(const Args& args) {
   if (WantsHelp(args)) {
-    std::printf("%s", FormatHelp("tandem bench --tokenizer PATH [--url URL] [--model NAME] [flags]",
-                                 "Benchmark an OpenAI-compatible server through its streaming API: TTFT, TPOT, ITL, "
-                                 "end-to-end latency (mean/p50/p90/p99), throughput and goodput.",
-                                 BenchFlags())
-                          .c_str());
+    std::printf(
+        "%s", FormatHelp("tandem bench --tokenizer PATH [--url URL] [--model NAME] [flags]",
+                         "Benchmark an OpenAI-compatible server through its streaming API: TTFT, TPOT, ITL, "
+                         "end-to-end latency (mean/p50/p90/p99), throughput and goodput.",
+                         BenchFlags())
+                  .c_str());
     return 0;
   }
   auto flags = Flags::Parse(args, BenchFlags());
   if (!flags.ok()) return Usage(std::string(flags.status().message()));
   if (!flags->positional().empty()) return Usage("unexpected argument '" + flags->positional()[0] + "'");
-  if (!flags->Has("tokenizer")) return Usage("--tokenizer is required (a Hugging Face directory or a .gguf file)");
+  if (!flags->Has("tokenizer"))
+    return Usage("--tokenizer is required (a Hugging Face directory or a .gguf file)");
 
   RunOptions options;
   auto endpoint = ParseBaseUrl(flags->Get("url", "http://127.0.0.1:8000"));
   if (!endpoint.ok()) return Usage(std::string(endpoint.status().message()));
   options.endpoint = *endpoint;
   const std::string api = flags->Get("api", "completions");
-  if (api != "completions" && api != "chat") return Usage("--api: expected completions or chat, found '" + api + "'");
+  if (api != "completions" && api != "chat")
+    return Usage("--api: expected completions or chat, found '" + api + "'");
   options.chat = api == "chat";
   options.api_key = flags->Get("api-key", std::getenv("OPENAI_API_KEY") ? std::getenv("OPENAI_API_KEY") : "");
   options.ignore_eos = !flags->Has("no-ignore-eos");
@@ -115,9 +124,10 @@ int RunBench(const Args& args) {
   auto temperature = flags->GetDouble("temperature", 0);
   auto timeout = flags->GetDouble("timeout", 600);
   auto interval = flags->GetInt("gpu-power-interval-ms", 100);
-  for (const absl::Status& s : {num.status(), seed.status(), warmup.status(), prefix_len.status(),
-                                num_prefixes.status(), long_fraction.status(), rate.status(), concurrency.status(),
-                                max_concurrency.status(), temperature.status(), timeout.status(), interval.status()}) {
+  for (const absl::Status& s :
+       {num.status(), seed.status(), warmup.status(), prefix_len.status(), num_prefixes.status(),
+        long_fraction.status(), rate.status(), concurrency.status(), max_concurrency.status(),
+        temperature.status(), timeout.status(), interval.status()}) {
     if (!s.ok()) return Usage(std::string(s.message()));
   }
   if (*num < 1) return Usage("--num-requests: expected at least 1");
@@ -131,12 +141,14 @@ int RunBench(const Args& args) {
   spec.num_prefixes = *num_prefixes;
   spec.long_fraction = *long_fraction;
   spec.dataset_path = flags->Get("dataset");
-  if (spec.kind == WorkloadKind::kShareGpt && spec.dataset_path.empty()) return Usage("--workload sharegpt needs --dataset FILE");
-  if (spec.kind != WorkloadKind::kShareGpt && flags->Has("dataset")) return Usage("--dataset is for --workload sharegpt");
+  if (spec.kind == WorkloadKind::kShareGpt && spec.dataset_path.empty())
+    return Usage("--workload sharegpt needs --dataset FILE");
+  if (spec.kind != WorkloadKind::kShareGpt && flags->Has("dataset"))
+    return Usage("--dataset is for --workload sharegpt");
   spec.output_len_given = spec.kind != WorkloadKind::kShareGpt || flags->Has("output-len");
-  for (auto [flag, fallback, target] : {std::tuple{"input-len", "256", &spec.input_len},
-                                        std::tuple{"output-len", "128", &spec.output_len},
-                                        std::tuple{"long-input-len", "2048", &spec.long_input_len}}) {
+  for (auto [flag, fallback, target] :
+       {std::tuple{"input-len", "256", &spec.input_len}, std::tuple{"output-len", "128", &spec.output_len},
+        std::tuple{"long-input-len", "2048", &spec.long_input_len}}) {
     auto dist = LengthDist::Parse(flags->Get(flag, fallback));
     if (!dist.ok()) return Usage(absl::StrCat("--", flag, ": ", dist.status().message()));
     *target = *dist;
@@ -145,7 +157,8 @@ int RunBench(const Args& args) {
   const std::string arrival = flags->Get("arrival", "poisson");
   if (arrival == "poisson") {
     options.arrival = Arrival::kPoisson;
-    if (!(*rate > 0) || !std::isfinite(*rate)) return Usage("--rate: expected a positive number of requests per second");
+    if (!(*rate > 0) || !std::isfinite(*rate))
+      return Usage("--rate: expected a positive number of requests per second");
   } else if (arrival == "concurrency") {
     options.arrival = Arrival::kConcurrency;
     if (*concurrency < 1) return Usage("--concurrency: expected at least 1");
@@ -181,7 +194,8 @@ int RunBench(const Args& args) {
     options.model = *id;
   }
   auto tok = tokenizer::Tokenizer::FromModelPath(flags->Get("tokenizer"));
-  if (!tok.ok()) return Fail(absl::Status(tok.status().code(), absl::StrCat("--tokenizer: ", tok.status().message())));
+  if (!tok.ok())
+    return Fail(absl::Status(tok.status().code(), absl::StrCat("--tokenizer: ", tok.status().message())));
   auto prompts = MakeWorkload(spec, **tok);
   if (!prompts.ok()) return Fail(prompts.status());
   WorkloadSpec warm_spec = spec;
@@ -207,11 +221,12 @@ int RunBench(const Args& args) {
   ojson energy_json;
   if (power) {
     energy_json = EnergyJson(energy, summary.output_tokens, summary.duration_s);
-    table += absl::StrCat("GPU energy (J):                    ", energy_json["energy_j"].get<double>(), "\n",
-                          "Mean GPU power (W):                ", energy_json["mean_power_w"].get<double>(), "\n",
-                          "Joules per output token:           ", energy_json["joules_per_output_token"].get<double>(), "\n",
-                          "Output tokens/s per watt:          ",
-                          energy_json["output_tokens_per_s_per_watt"].get<double>(), "\n");
+    table += absl::StrCat(
+        "GPU energy (J):                    ", energy_json["energy_j"].get<double>(), "\n",
+        "Mean GPU power (W):                ", energy_json["mean_power_w"].get<double>(), "\n",
+        "Joules per output token:           ", energy_json["joules_per_output_token"].get<double>(), "\n",
+        "Output tokens/s per watt:          ", energy_json["output_tokens_per_s_per_watt"].get<double>(),
+        "\n");
   }
   std::printf("%s", table.c_str());
   std::fflush(stdout);

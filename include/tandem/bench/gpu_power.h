@@ -42,6 +42,7 @@ class GpuPowerSampler {
 };
 
 // {"gpus": [...], "energy_j", "mean_power_w", "joules_per_output_token", "output_tokens_per_s_per_watt"}.
-nlohmann::ordered_json EnergyJson(const std::vector<GpuEnergy>& gpus, int64_t output_tokens, double duration_s);
+nlohmann::ordered_json EnergyJson(const std::vector<GpuEnergy>& gpus, int64_t output_tokens,
+                                  double duration_s);
 
 }  // namespace tandem::bench

@@ -44,7 +44,7 @@ struct Summary {
   int64_t completed = 0;
   int64_t failed = 0;
   double duration_s = 0;
-  int64_t input_tokens = 0;   // of completed requests
+  int64_t input_tokens = 0;  // of completed requests
   int64_t output_tokens = 0;
   double request_throughput = 0;  // completed / duration
   double output_throughput = 0;   // tokens/s

@@ -29,19 +29,19 @@ struct StreamResult {
   bool ok = false;
   std::string error;  // why not ok: connection, HTTP status and body, malformed stream, server error event
   int http_status = 0;
-  double start_s = 0;                // just before connecting
+  double start_s = 0;                 // just before connecting
   std::vector<double> content_times;  // each event that carried generated text (or a token), in order
   std::string text;                   // the generated text, concatenated
   std::string response_id;            // the chunks' "id", to match the server's own logs
   int64_t usage_prompt_tokens = -1;   // from the server's `usage`, when it sent one
   int64_t usage_completion_tokens = -1;
-  double end_s = 0;                   // when the stream ended ([DONE] or the connection closed)
+  double end_s = 0;  // when the stream ended ([DONE] or the connection closed)
 };
 
 struct StreamRequest {
-  std::string path;  // "/v1/completions" or "/v1/chat/completions"
-  std::string body;  // the JSON request; must ask for "stream": true
-  std::string api_key;  // sent as "Authorization: Bearer KEY" when not empty
+  std::string path;        // "/v1/completions" or "/v1/chat/completions"
+  std::string body;        // the JSON request; must ask for "stream": true
+  std::string api_key;     // sent as "Authorization: Bearer KEY" when not empty
   double timeout_s = 600;  // the whole request, connect to last byte
 };
 
@@ -49,7 +49,8 @@ struct StreamRequest {
 StreamResult SendStreaming(const Endpoint& endpoint, const StreamRequest& request, Clock::time_point t0);
 
 // GET /v1/models: the first model's id (what `--model` defaults to).
-absl::StatusOr<std::string> FetchFirstModelId(const Endpoint& endpoint, const std::string& api_key, double timeout_s);
+absl::StatusOr<std::string> FetchFirstModelId(const Endpoint& endpoint, const std::string& api_key,
+                                              double timeout_s);
 
 // Applies one SSE event's data to `result` (exposed for tests): "[DONE]" → returns true (stream
 // done); a JSON chunk → its text (choices[].text or choices[].delta.content/reasoning_content) and

@@ -25,8 +25,8 @@ namespace tandem::bench {
 struct LengthDist {
   enum class Kind { kFixed, kUniform, kNormal };
   Kind kind = Kind::kFixed;
-  double a = 0;  // fixed: the value; uniform: min; normal: mean
-  double b = 0;  // uniform: max; normal: stddev
+  double a = 0;      // fixed: the value; uniform: min; normal: mean
+  double b = 0;      // uniform: max; normal: stddev
   std::string spec;  // as given, for the record
 
   static absl::StatusOr<LengthDist> Parse(const std::string& spec);
@@ -42,29 +42,30 @@ struct WorkloadSpec {
   WorkloadKind kind = WorkloadKind::kSynthetic;
   int64_t num_requests = 100;
   uint64_t seed = 0;
-  LengthDist input_len;       // synthetic, prefix (the suffix), long (the short ones)
+  LengthDist input_len;  // synthetic, prefix (the suffix), long (the short ones)
   LengthDist output_len;
   bool output_len_given = true;  // sharegpt: false → the recorded answer's length
-  std::string dataset_path;   // sharegpt
-  int64_t prefix_len = 1024;  // prefix
+  std::string dataset_path;      // sharegpt
+  int64_t prefix_len = 1024;     // prefix
   int64_t num_prefixes = 4;
   LengthDist long_input_len;  // long
   double long_fraction = 0.1;
 };
 
 struct BenchPrompt {
-  std::string prompt;        // text (chat: the user message's content)
-  int64_t input_tokens = 0;  // its tokens, as the tokenizer counts them (no special tokens)
+  std::string prompt;         // text (chat: the user message's content)
+  int64_t input_tokens = 0;   // its tokens, as the tokenizer counts them (no special tokens)
   int64_t output_tokens = 0;  // max_tokens to ask for
-  int32_t prefix_id = -1;    // prefix workload: which shared prefix
+  int32_t prefix_id = -1;     // prefix workload: which shared prefix
 };
 
 // `tokenizer` counts and makes tokens; required for every kind.
-absl::StatusOr<std::vector<BenchPrompt>> MakeWorkload(const WorkloadSpec& spec, const tokenizer::Tokenizer& tokenizer);
+absl::StatusOr<std::vector<BenchPrompt>> MakeWorkload(const WorkloadSpec& spec,
+                                                      const tokenizer::Tokenizer& tokenizer);
 
 // Text of exactly `num_tokens` tokens when the tokenizer allows it (else the nearest found; the
 // count it has is returned in *actual).
-absl::StatusOr<std::string> RandomText(const tokenizer::Tokenizer& tokenizer, int64_t num_tokens, std::mt19937_64& rng,
-                                       int64_t* actual);
+absl::StatusOr<std::string> RandomText(const tokenizer::Tokenizer& tokenizer, int64_t num_tokens,
+                                       std::mt19937_64& rng, int64_t* actual);
 
 }  // namespace tandem::bench

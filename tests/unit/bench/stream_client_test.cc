@@ -19,7 +19,8 @@ TEST(StreamClientTest, ParseBaseUrl) {
   EXPECT_EQ(e->host, "::1");
   EXPECT_EQ(ParseBaseUrl("http://host").value().port, "80");
   EXPECT_NE(ParseBaseUrl("https://x:1").status().message().find("https is not supported"), std::string::npos);
-  EXPECT_NE(ParseBaseUrl("localhost:8000").status().message().find("expected http://HOST:PORT"), std::string::npos);
+  EXPECT_NE(ParseBaseUrl("localhost:8000").status().message().find("expected http://HOST:PORT"),
+            std::string::npos);
   EXPECT_NE(ParseBaseUrl("http://h:99999").status().message().find("expected a port"), std::string::npos);
 }
 

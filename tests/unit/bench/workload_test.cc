@@ -50,7 +50,7 @@ TEST(WorkloadTest, SyntheticPromptsAreTokenExactAndSeeded) {
   int exact = 0;
   for (size_t i = 0; i < a->size(); ++i) {
     const BenchPrompt& p = (*a)[i];
-    EXPECT_EQ(p.prompt, (*b)[i].prompt);  // same seed, same workload
+    EXPECT_EQ(p.prompt, (*b)[i].prompt);                // same seed, same workload
     EXPECT_EQ(p.input_tokens, Count(**tok, p.prompt));  // the recorded count is the real one
     EXPECT_GE(p.output_tokens, 1);
   }
@@ -83,9 +83,11 @@ TEST(WorkloadTest, PrefixAndLongMixes) {
   std::set<int32_t> ids;
   for (const BenchPrompt& p : *w) {
     ids.insert(p.prefix_id);
-    const BenchPrompt& first_same = *std::find_if(w->begin(), w->end(), [&](const BenchPrompt& q) { return q.prefix_id == p.prefix_id; });
+    const BenchPrompt& first_same =
+        *std::find_if(w->begin(), w->end(), [&](const BenchPrompt& q) { return q.prefix_id == p.prefix_id; });
     // Requests with the same prefix id share the first 200 tokens' text.
-    EXPECT_EQ(p.prompt.substr(0, p.prompt.find("\n\n")), first_same.prompt.substr(0, first_same.prompt.find("\n\n")));
+    EXPECT_EQ(p.prompt.substr(0, p.prompt.find("\n\n")),
+              first_same.prompt.substr(0, first_same.prompt.find("\n\n")));
     EXPECT_NEAR(static_cast<double>(p.input_tokens), 222, 4);
   }
   EXPECT_EQ(ids, (std::set<int32_t>{0, 1}));
@@ -132,7 +134,8 @@ TEST(WorkloadTest, ShareGpt) {
   EXPECT_NE(MakeWorkload(spec, **tok).status().message().find("cannot open"), std::string::npos);
   std::ofstream(path) << R"({"not": "a list"})";
   spec.dataset_path = path;
-  EXPECT_NE(MakeWorkload(spec, **tok).status().message().find("expected a ShareGPT JSON array"), std::string::npos);
+  EXPECT_NE(MakeWorkload(spec, **tok).status().message().find("expected a ShareGPT JSON array"),
+            std::string::npos);
 }
 
 }  // namespace
