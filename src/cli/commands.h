@@ -21,8 +21,9 @@ int RunServe(const Args& args);     // cmd_serve.cc, when the frontend module is
 int RunTokenize(const Args& args);  // cmd_tokenize.cc, when the tokenizer module is built
 int RunGenerate(const Args& args);  // cmd_generate.cc, when the backend module is built
 int RunWorker(const Args& args);    // cmd_worker.cc, when the worker module is built
-int RunFrontend(const Args& args);
-int RunQuantize(const Args& args);  // cmd_quantize.cc, when the model module is built  // cmd_frontend.cc, with the launcher (worker + frontend + router)
+int RunFrontend(const Args& args);  // cmd_frontend.cc, with the launcher (worker + frontend + router)
+int RunQuantize(const Args& args);  // cmd_quantize.cc, when the model module is built
+int RunBench(const Args& args);     // cmd_bench.cc, when the bench module is built
 
 // The table `tandem` dispatches on (main.cc).
 const std::vector<Command>& AllCommands();

@@ -26,6 +26,9 @@ const std::vector<Command>& AllCommands() {
       {"serve", "serve a deployment: the HTTP and gRPC APIs plus its worker pools (or one in-process engine)",
        RunServe},
 #endif
+#ifdef TANDEM_HAVE_BENCH
+      {"bench", "benchmark an OpenAI-compatible server: latency percentiles, throughput, goodput, energy", RunBench},
+#endif
 #ifdef TANDEM_HAVE_LAUNCHER
       {"frontend", "serve the HTTP and gRPC APIs for a cluster, routing to the workers in discovery",
        RunFrontend},
