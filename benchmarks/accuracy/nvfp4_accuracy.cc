@@ -5,6 +5,7 @@
 //
 // Usage: nvfp4_accuracy [--model PATH] [--text FILE] [--max-tokens 4096] [--window 512]
 //                       [--agreement-steps 512] [--threads N] [--no-breakdown]
+//                       [--exclude lm_head,*.k_proj,...]   (modules kept unquantized; default lm_head)
 // PATH defaults to $TANDEM_SMOLLM2_GGUF, else ~/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf;
 // FILE defaults to the repository's docs/architecture.md (fixed: the figures name its hash).
 //
@@ -25,6 +26,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "tandem/backend/cpu_backend.h"
 #include "smollm2_path.h"
 #include "tandem/backend/model_runner.h"
@@ -144,6 +147,7 @@ int main(int argc, char** argv) {
   std::string text_path = std::string(TANDEM_SOURCE_DIR) + "/docs/architecture.md";
   int max_tokens = 4096, window = 512, agreement_steps = 512, threads = 0;
   bool breakdown = true;
+  std::vector<std::string> exclude = {"lm_head"};
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -163,6 +167,7 @@ int main(int argc, char** argv) {
     else if (arg == "--agreement-steps") agreement_steps = int_value();
     else if (arg == "--threads") threads = int_value();
     else if (arg == "--no-breakdown") breakdown = false;
+    else if (arg == "--exclude") exclude = absl::StrSplit(value(), ',', absl::SkipEmpty());
     else Die("unknown argument " + arg);
   }
 
@@ -188,7 +193,7 @@ int main(int argc, char** argv) {
   const std::vector<int32_t> prompt(tokens.begin(), tokens.begin() + 64);
   const std::vector<int32_t> greedy = ref_scorer.Greedy(prompt, agreement_steps);
 
-  const tandem::model::LoadedModel quantized = Load(model, true, {"lm_head"});
+  const tandem::model::LoadedModel quantized = Load(model, true, exclude);
   Scorer q_scorer(backend.get(), quantized, max_len);
   const double ppl_q = Perplexity(q_scorer, tokens, window);
   // Teacher-forced agreement over the reference's greedy continuation.
@@ -211,7 +216,8 @@ int main(int argc, char** argv) {
   std::printf("|---|---|---|---|---|\n");
   std::printf("| model's own (%s) | %.3f | 1.000 | - | - |\n",
               reference.format == tandem::model::LoadFormat::kGguf ? "GGUF, dequantized" : "checkpoint", ppl_ref);
-  std::printf("| NVFP4 (lm_head excluded) | %.3f | %.3f | %d/%d (%.1f%%) | %s |\n", ppl_q, ppl_q / ppl_ref, agree,
+  std::printf("| NVFP4 (excluded: %s) | %.3f | %.3f | %d/%d (%.1f%%) | %s |\n", absl::StrJoin(exclude, ", ").c_str(),
+              ppl_q, ppl_q / ppl_ref, agree,
               agreement_steps, 100.0 * agree / std::max(1, agreement_steps),
               first_divergence < 0 ? "none" : absl::StrCat("step ", first_divergence).c_str());
   std::printf("| NVFP4 + FP8 KV | not measured: kv_cache.dtype fp8_e4m3 is not implemented | | | |\n");
