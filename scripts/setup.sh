@@ -96,6 +96,14 @@ build() {
   fi
   log "building (jobs: $(nproc))"
   cmake --build "$BUILD_DIR" -j"$(nproc)"
+  # The libFuzzer targets (fuzz/) need clang; ctest runs them when they are built.
+  if command -v clang++ >/dev/null 2>&1; then
+    if [[ ! -f "$BUILD_DIR/fuzz/build.ninja" ]]; then
+      log "configuring the fuzz targets in $BUILD_DIR/fuzz (clang)"
+      CXX=clang++ cmake -S "$ROOT/fuzz" -B "$BUILD_DIR/fuzz" -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
+    fi
+    cmake --build "$BUILD_DIR/fuzz" -j"$(nproc)"
+  fi
 }
 
 install_packages
