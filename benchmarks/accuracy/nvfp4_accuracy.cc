@@ -7,7 +7,8 @@
 //                       [--agreement-steps 512] [--threads N] [--no-breakdown]
 //                       [--exclude lm_head,*.k_proj,...]   (modules kept unquantized; default lm_head)
 // PATH defaults to $TANDEM_SMOLLM2_GGUF, else ~/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf;
-// FILE defaults to the repository's docs/architecture.md (fixed: the figures name its hash).
+// FILE defaults to the repository's docs/architecture.md (it changes with the docs: compare figures
+// from one run, and quote the commit).
 //
 // Perplexity: the text's tokens in windows of `window` tokens (each window a fresh sequence, run as
 // one prefill step with the logits of every position); exp of the mean negative log-likelihood of
