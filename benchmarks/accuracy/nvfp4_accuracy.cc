@@ -229,29 +229,29 @@ int main(int argc, char** argv) {
   // Where the loss comes from: NVFP4 on one kind of linear at a time, then on one group of layers.
   const std::vector<std::string> kinds = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
   std::printf("\n| NVFP4 applied to | perplexity | share of the NVFP4 increase |\n|---|---|---|\n");
-  auto row = [&](const std::string& what, const std::vector<std::string>& exclude) {
-    const tandem::model::LoadedModel m = Load(model, true, exclude);
+  auto row = [&](const std::string& what, const std::vector<std::string>& keep) {
+    const tandem::model::LoadedModel m = Load(model, true, keep);
     Scorer s(backend.get(), m, max_len);
     const double ppl = Perplexity(s, tokens, window);
     std::printf("| %s | %.3f | %.0f%% |\n", what.c_str(), ppl, 100.0 * (ppl - ppl_ref) / (ppl_q - ppl_ref));
     std::fflush(stdout);
   };
   for (const std::string& kind : kinds) {
-    std::vector<std::string> exclude = {"lm_head"};
+    std::vector<std::string> keep = {"lm_head"};
     for (const std::string& other : kinds) {
-      if (other != kind) exclude.push_back("*." + other);
+      if (other != kind) keep.push_back("*." + other);
     }
-    row("every " + kind, exclude);
+    row("every " + kind, keep);
   }
   const int layers = reference.config.num_layers;
   const int group = std::max(1, (layers + 5) / 6);
   for (int begin = 0; begin < layers; begin += group) {
     const int end = std::min(layers, begin + group);
-    std::vector<std::string> exclude = {"lm_head"};
+    std::vector<std::string> keep = {"lm_head"};
     for (int l = 0; l < layers; ++l) {
-      if (l < begin || l >= end) exclude.push_back(absl::StrCat("model.layers.", l, ".*"));
+      if (l < begin || l >= end) keep.push_back(absl::StrCat("model.layers.", l, ".*"));
     }
-    row(absl::StrCat("layers ", begin, "-", end - 1), exclude);
+    row(absl::StrCat("layers ", begin, "-", end - 1), keep);
   }
   return 0;
 }
