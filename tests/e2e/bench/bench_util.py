@@ -9,21 +9,8 @@ import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
-DEFAULT_MODEL = pathlib.Path.home() / ".cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def tandem_bin():
-    path = os.environ.get("TANDEM_BIN") or str(ROOT / "build/bin/tandem")
-    if not os.path.exists(path):
-        pytest.skip(f"tandem binary not found at {path} (set TANDEM_BIN)")
-    return path
-
-
-def model_path():
-    path = os.environ.get("TANDEM_SMOLLM2_GGUF") or str(DEFAULT_MODEL)
-    if not os.path.exists(path):
-        pytest.skip(f"SmolLM2 GGUF not found at {path} (set TANDEM_SMOLLM2_GGUF or run scripts/setup.sh)")
-    return path
+sys.path.insert(0, str(ROOT / "tests/e2e/frontend"))
+from conftest import model_path, tandem_bin  # noqa: E402,F401  (the e2e suites' one copy)
 
 
 def run_bench(tmp_path, *args, check=True, timeout=300):
