@@ -5,6 +5,7 @@
 #include <ctime>
 #include <optional>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "tandem/core/status.h"
 #include "utf8.h"
@@ -316,8 +317,12 @@ absl::StatusOr<Value> AttrPath(const Value& item, const std::string& attr) {
     size_t dot = attr.find('.', start);
     std::string part = attr.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+    int64_t index = 0;
+    if (numeric && !absl::SimpleAtoi(part, &index)) {
+      return absl::InvalidArgumentError(absl::StrCat("attribute path '", attr, "': index ", part, " does not fit in 64 bits"));
+    }
     if (numeric) {
-      TANDEM_ASSIGN_OR_RETURN(cur, GetItem(cur, Value::Int(std::stoll(part))));
+      TANDEM_ASSIGN_OR_RETURN(cur, GetItem(cur, Value::Int(index)));
     } else {
       TANDEM_ASSIGN_OR_RETURN(cur, GetAttr(cur, part));
     }

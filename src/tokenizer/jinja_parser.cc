@@ -3,6 +3,7 @@
 #include <cctype>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "jinja_ast.h"
 #include "tandem/core/status.h"
@@ -20,6 +21,21 @@ struct Token {
 
 absl::Status SyntaxError(int line, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("chat template line ", line, ": ", what));
+}
+
+// An integer or float literal's value; one that does not fit (an int beyond 64 bits) is an error, not
+// an exception (found by fuzz/fuzz_chat_template: std::stoll threw and ended the process).
+absl::StatusOr<Value> NumberLiteral(const Token& tok, int line) {
+  if (tok.type == Token::Type::kInt) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(tok.value, &v)) {
+      return SyntaxError(line, absl::StrCat("integer literal ", tok.value, " does not fit in 64 bits"));
+    }
+    return Value::Int(v);
+  }
+  double d = 0;
+  if (!absl::SimpleAtod(tok.value, &d)) return SyntaxError(line, absl::StrCat("bad number literal ", tok.value));
+  return Value::Float(d);
 }
 
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
@@ -264,7 +280,18 @@ class Lexer {
         case 'U': {
           size_t n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
           if (p + n > src_.size()) return SyntaxError(line_, "truncated escape in string literal");
-          char32_t cp = static_cast<char32_t>(std::stoul(src_.substr(p, n), nullptr, 16));
+          // Exactly n hex digits (std::stoul threw on none and ended the process; fuzz_chat_template).
+          char32_t cp = 0;
+          for (size_t k = 0; k < n; ++k) {
+            const char h = src_[p + k];
+            if (!std::isxdigit(static_cast<unsigned char>(h))) {
+              return SyntaxError(line_, absl::StrCat("bad \\", std::string(1, e), " escape in string literal: '",
+                                                     src_.substr(p, n), "' is not ", n, " hex digits"));
+            }
+            cp = cp * 16 + static_cast<char32_t>(std::isdigit(static_cast<unsigned char>(h)) ? h - '0'
+                                                                                            : (h | 0x20) - 'a' + 10);
+          }
+          if (cp > 0x10FFFF) return SyntaxError(line_, "escape beyond U+10FFFF in string literal");
           p += n;
           AppendUtf8(cp, out);
           break;
@@ -728,7 +755,7 @@ class Parser {
       case Token::Type::kFloat: {
         ++i_;
         ExprPtr e = Make(Expr::Kind::kLiteral, line);
-        e->value = tok.type == Token::Type::kInt ? Value::Int(std::stoll(tok.value)) : Value::Float(std::stod(tok.value));
+        TANDEM_ASSIGN_OR_RETURN(e->value, NumberLiteral(tok, line));
         return e;
       }
       case Token::Type::kOp:
@@ -806,7 +833,7 @@ class Parser {
         if (Cur().type == Token::Type::kInt) {
           e->kind = Expr::Kind::kItem;
           ExprPtr idx = Make(Expr::Kind::kLiteral, line);
-          idx->value = Value::Int(std::stoll(t_[i_++].value));
+          TANDEM_ASSIGN_OR_RETURN(idx->value, NumberLiteral(t_[i_++], line));
           e->args = {node, idx};
         } else {
           TANDEM_ASSIGN_OR_RETURN(e->name, ExpectName());

@@ -45,6 +45,30 @@ TEST(ChatTemplate, RaiseExceptionCarriesMessage) {
   EXPECT_NE(out.status().message().find("line 2"), std::string::npos) << out.status();
 }
 
+// Found by fuzz/fuzz_chat_template: an integer literal or numeric attribute path beyond 64 bits threw
+// std::out_of_range out of std::stoll and ended the process (a model's template is read at load).
+TEST(ChatTemplate, NumbersBeyond64BitsAreErrorsNotCrashes) {
+  auto literal = ChatTemplate::Parse("x\n{{ 99999999999999999999 }}");
+  ASSERT_FALSE(literal.ok());
+  EXPECT_NE(literal.status().message().find("line 2: integer literal 99999999999999999999 does not fit in 64 bits"),
+            std::string::npos)
+      << literal.status();
+  auto index = ChatTemplate::Parse("{{ messages.99999999999999999999 }}");
+  ASSERT_FALSE(index.ok());
+  auto path = ChatTemplate::Parse("{{ messages|map(attribute='99999999999999999999')|list }}");
+  ASSERT_TRUE(path.ok()) << path.status();
+  auto out = (*path)->Render({{"messages", {{1, 2}}}});
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("does not fit in 64 bits"), std::string::npos) << out.status();
+  // And a \x escape without hex digits (std::stoul threw).
+  auto escape = ChatTemplate::Parse("{{ 'a\\xZZ' }}");
+  ASSERT_FALSE(escape.ok());
+  EXPECT_NE(escape.status().message().find("is not 2 hex digits"), std::string::npos) << escape.status();
+  auto good = ChatTemplate::Parse("{{ '\\x41\\u00e9' }}");
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(*(*good)->Render(nlohmann::ordered_json::object()), "A\xc3\xa9");
+}
+
 TEST(ChatTemplate, UnsupportedConstructsNameLineAndConstruct) {
   struct Case {
     const char* source;
