@@ -97,7 +97,7 @@ using TensorIndex = std::map<std::string, std::pair<const SafetensorsTensorInfo*
 absl::StatusOr<Nvfp4Tensor> ReadNvfp4Linear(const TensorIndex& all, const WeightSlot& slot,
                                             const SafetensorsTensorInfo& weight, const std::string& file,
                                             std::set<std::string, std::less<>>& used) {
-  const std::string module = slot.hf_name.substr(0, slot.hf_name.size() - std::string(".weight").size());
+  const std::string module = slot.module();
   const int64_t rows = slot.shape[0], cols = slot.shape[1];
   auto bad = [&](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": NVFP4 layer '", module, "': ", what));

@@ -84,8 +84,7 @@ absl::Status QuantizeAtLoad(const LoadOptions& options, LoadedModel* model) {
   model->nvfp4_exclude_modules = options.nvfp4_exclude_modules;
   std::vector<WeightSlot> targets;
   for (WeightSlot& slot : ListWeightSlots(model->config, &model->weights)) {
-    const std::string module = slot.hf_name.substr(0, slot.hf_name.rfind('.'));
-    if (slot.is_linear && !ModuleExcluded(module, options.nvfp4_exclude_modules)) targets.push_back(slot);
+    if (slot.is_linear && !ModuleExcluded(slot.module(), options.nvfp4_exclude_modules)) targets.push_back(slot);
   }
   std::vector<absl::StatusOr<Nvfp4Tensor>> quantized(targets.size(), absl::UnknownError("not run"));
   ParallelFor(static_cast<int64_t>(targets.size()), [&](int64_t i) {

@@ -131,7 +131,7 @@ absl::Status WriteNvfp4Checkpoint(LoadedModel& model, const std::string& out_dir
     auto q = model.nvfp4.find(slot.hf_name);
     if (q != model.nvfp4.end()) {
       const Nvfp4Tensor& t = q->second;
-      const std::string module = slot.hf_name.substr(0, slot.hf_name.size() - std::string(".weight").size());
+      const std::string module = slot.module();
       entries.push_back({slot.hf_name, DType::kU8, {t.rows, t.cols / 2}, t.packed.data(), t.packed.size()});
       entries.push_back({module + ".weight_scale", DType::kF8E4M3, {t.rows, t.cols / kNvfp4GroupSize},
                          t.scales.data(), t.scales.size()});

@@ -24,6 +24,10 @@ struct WeightSlot {
   bool is_norm = false;  // a norm weight (dummy weights fill these near 1)
   // A linear layer's weight (q/k/v/o, gate/up/down, lm_head): what NVFP4 quantizes.
   bool is_linear = false;
+
+  // The module the tensor belongs to, as NVFP4 checkpoints and exclude_modules name it: hf_name
+  // without its last component ("model.layers.3.self_attn.q_proj" for "...q_proj.weight").
+  std::string module() const { return hf_name.substr(0, hf_name.rfind('.')); }
 };
 
 // Slots for `config` pointing into `weights` (whose layers vector is resized to num_layers).

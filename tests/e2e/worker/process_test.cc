@@ -160,6 +160,20 @@ v1::LoadReport Load(cluster::WorkerClient& client) {
   return out;
 }
 
+// Freezes the prefill worker (SIGSTOP), so a remote prefill is certainly in flight when it dies, and
+// sends `victim` to the decode worker on its own thread (its result into `result`); returns once the
+// decode worker reports the request waiting for remote KV and its RemotePrefill call is out.
+std::thread RequestWhilePrefillFrozen(WorkerProcess& prefill, cluster::WorkerClient& decode_client,
+                                      v1::WorkerGenerateRequest victim, Result& result) {
+  prefill.Signal(SIGSTOP);
+  std::thread request([&decode_client, &result, victim = std::move(victim)] { result = Generate(decode_client, victim); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (Load(decode_client).num_waiting_for_remote_kv() < 1 && std::chrono::steady_clock::now() < deadline) {
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the RemotePrefill call is out
+  return request;
+}
+
 TEST(WorkerProcessTest, SeparateProcessesOverUcxEqualAggregated) {
   const std::string config = WriteConfig("proc_equal");
   WorkerProcess both(config, "both", {});
@@ -234,14 +248,8 @@ TEST(WorkerProcessTest, SigkilledPrefillWorkerEndsTheRequestWithAnErrorAndLeaksN
   const Result warm = Generate(decode_client, Request("warm", Prompt(40, 2), 2));
   ASSERT_TRUE(warm.status.ok()) << warm.status;
   ASSERT_EQ(warm.last.finish_reason(), v1::WORKER_FINISH_LENGTH) << warm.last.error();
-  // Freeze the prefill worker, so the remote prefill is certainly in flight when it dies.
-  prefill.Signal(SIGSTOP);
   Result result;
-  std::thread request([&] { result = Generate(decode_client, Request("victim", Prompt(120, 8), 8)); });
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (Load(decode_client).num_waiting_for_remote_kv() < 1 && std::chrono::steady_clock::now() < deadline) {
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the RemotePrefill call is out
+  std::thread request = RequestWhilePrefillFrozen(prefill, decode_client, Request("victim", Prompt(120, 8), 8), result);
   const v1::LoadReport before = Load(decode_client);
   EXPECT_EQ(before.num_waiting_for_remote_kv(), 1);
   EXPECT_GE(before.kv_blocks_used(), 8);  // the prompt's 120 tokens: 8 blocks held for the hand-off
@@ -276,13 +284,8 @@ TEST(WorkerProcessTest, SigkilledPrefillWorkerWithRecomputeServesTheRequestLocal
   cluster::WorkerClient decode_client(decode.address());
   const Result warm = Generate(decode_client, Request("warm", Prompt(40, 2), 2));
   ASSERT_TRUE(warm.status.ok()) << warm.status;
-  prefill.Signal(SIGSTOP);
   Result result;
-  std::thread request([&] { result = Generate(decode_client, Request("victim", Prompt(120, 8), 8)); });
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (Load(decode_client).num_waiting_for_remote_kv() < 1 && std::chrono::steady_clock::now() < deadline) {
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::thread request = RequestWhilePrefillFrozen(prefill, decode_client, Request("victim", Prompt(120, 8), 8), result);
   EXPECT_EQ(Load(decode_client).num_waiting_for_remote_kv(), 1);
   prefill.Kill();
   request.join();
