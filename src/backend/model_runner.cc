@@ -10,6 +10,7 @@
 #include "gguf_weights.h"
 #include "tandem/backend/rope.h"
 #include "tandem/model/gguf.h"
+#include "tandem/model/tensor_parallel.h"
 #include "tandem/core/status.h"
 
 namespace tandem::backend {
@@ -37,8 +38,18 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(Backend* backen
   if (backend == nullptr) return absl::InvalidArgumentError("model runner: backend is null");
   TANDEM_RETURN_IF_ERROR(model::ValidateConfig(config, config.name));
   TANDEM_RETURN_IF_ERROR(model::ValidateWeights(config, weights, config.name));
-  std::unique_ptr<ModelRunner> runner(new ModelRunner(backend, config));
-  TANDEM_RETURN_IF_ERROR(runner->Upload(weights, options));
+  if (options.collective == nullptr || options.collective->size() == 1) {
+    std::unique_ptr<ModelRunner> runner(new ModelRunner(backend, config));
+    TANDEM_RETURN_IF_ERROR(runner->Upload(weights, options));
+    return runner;
+  }
+  TANDEM_ASSIGN_OR_RETURN(const model::TensorParallelShard shard,
+                          model::PlanTensorParallelShard(config, options.collective->rank(), options.collective->size()));
+  std::unique_ptr<ModelRunner> runner(new ModelRunner(backend, model::ShardConfig(config, shard)));
+  runner->collective_ = options.collective;
+  ModelRunnerOptions rank_options = options;
+  rank_options.gguf_path.clear();  // block formats are not split
+  TANDEM_RETURN_IF_ERROR(runner->Upload(model::ShardWeights(config, weights, shard), rank_options));
   return runner;
 }
 
@@ -305,10 +316,20 @@ absl::StatusOr<std::vector<float>> ModelRunner::Forward(const BatchPlan& plan, K
     }
     b.PagedAttention(q, ld_qkv, batch, cache, l, nq, scale, attn);
     b.MatMul(attn, n, layer.o, proj);
+    if (collective_ != nullptr) {  // partial sums over this rank's heads
+      TANDEM_RETURN_IF_ERROR(collective_->AllReduceSum(proj, static_cast<size_t>(n) * hidden, DType::kF32, nullptr));
+    }
     b.AddRmsNorm(x, proj, layer.post_norm, n, hidden, eps, h);  // x += attention output
     b.MatMul(h, n, layer.gate_up, gate_up);
     b.SiluMul(gate_up, n, c.intermediate_size, act);
     b.MatMul(act, n, layer.down, proj);
+    if (collective_ != nullptr) {  // partial sums over this rank's intermediate columns
+      TANDEM_RETURN_IF_ERROR(collective_->AllReduceSum(proj, static_cast<size_t>(n) * hidden, DType::kF32, nullptr));
+    }
+  }
+  if (!computes_logits()) {
+    TANDEM_RETURN_IF_ERROR(b.Synchronize());
+    return std::vector<float>();
   }
   std::vector<float> logits(static_cast<size_t>(m) * c.vocab_size);
   if (m == 0) return logits;

@@ -64,7 +64,8 @@ absl::StatusOr<std::span<const float>> BackendModelExecutor::Execute(const StepP
   absl::StatusOr<std::vector<float>> logits = runner_->Forward(batch, *cache_, layer_hook_.Begin(plan));
   layer_hook_.End();
   TANDEM_ASSIGN_OR_RETURN(logits_, std::move(logits));
-  const size_t expected = static_cast<size_t>(plan.num_logit_rows) * static_cast<size_t>(vocab_size());
+  const size_t expected =
+      runner_->computes_logits() ? static_cast<size_t>(plan.num_logit_rows) * static_cast<size_t>(vocab_size()) : 0;
   if (logits_.size() != expected) {
     return absl::InternalError(
         absl::StrCat("expected ", expected, " logits from the model runner, found ", logits_.size()));

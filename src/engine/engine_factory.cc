@@ -3,14 +3,17 @@
 #include <algorithm>
 #include <limits>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "tandem/backend/collective.h"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
 #include "tandem/engine/backend_model_executor.h"
+#include "tandem/engine/tensor_parallel_executor.h"
 #ifdef TANDEM_HAS_CUDA
 #include "tandem/backend/cuda_model_runner.h"
 #include "tandem/engine/cuda_model_executor.h"
@@ -123,16 +126,11 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const DeploymentConfig& con
       return engine;
     }
   }
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> be,
-                          backend::CreateCpuBackend({.num_threads = options.cpu_threads}));
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::ModelRunner> runner,
-                          backend::ModelRunner::Create(be.get(), loaded.config, loaded.weights,
-                                                       backend::ModelRunnerOptions{
-                                                           loaded.gguf.has_value() ? config.model.path : ""}));
-  loaded.weights = {};  // the runner holds its own copy
-  // KV pool: kv_cache.cpu_memory_mib over all layers.
-  const backend::KvCacheSpec one = runner->MakeKvCacheSpec(1, config.kv_cache.block_size);
-  const int64_t bytes_per_block = static_cast<int64_t>(one.BytesPerBlock()) * one.num_layers;
+  // KV pool: kv_cache.cpu_memory_mib over all layers (at tensor_parallel > 1, the ranks' pools hold
+  // their own KV heads, as many blocks each).
+  const int64_t bytes_per_block = int64_t{2} * loaded.config.num_kv_heads * config.kv_cache.block_size *
+                                  loaded.config.head_dim * static_cast<int64_t>(sizeof(float)) *
+                                  loaded.config.num_layers;
   const int64_t num_blocks = config.kv_cache.cpu_memory_mib * (int64_t{1} << 20) / bytes_per_block;
   const int64_t blocks_for_one =
       (config.model.max_model_len + config.kv_cache.block_size - 1) / config.kv_cache.block_size;
@@ -142,13 +140,37 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const DeploymentConfig& con
                      " MiB holds ", num_blocks, " blocks of ", bytes_per_block, " bytes, expected at least ",
                      blocks_for_one, " (one max_model_len sequence)"));
   }
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<BackendModelExecutor> executor,
-                          BackendModelExecutor::Create(std::move(be), std::move(runner),
-                                                       ClampToInt32(num_blocks), config.kv_cache.block_size,
-                                                       options.kv_allocator));
-  TLOG_INFO("engine: {} KV blocks of {} tokens ({} MiB), max_num_seqs {}, max_num_batched_tokens {}",
+  const int tp = pool.tensor_parallel;
+  // One rank's executor: its CPU backend, its runner over its shard, its KV pool.
+  auto make_rank = [&](backend::Collective* collective, int threads) -> absl::StatusOr<std::unique_ptr<ModelExecutor>> {
+    TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> be, backend::CreateCpuBackend({.num_threads = threads}));
+    backend::ModelRunnerOptions runner_options;
+    runner_options.gguf_path = loaded.gguf.has_value() ? config.model.path : "";
+    runner_options.collective = collective;
+    TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::ModelRunner> runner,
+                            backend::ModelRunner::Create(be.get(), loaded.config, loaded.weights, runner_options));
+    TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<BackendModelExecutor> executor,
+                            BackendModelExecutor::Create(std::move(be), std::move(runner), ClampToInt32(num_blocks),
+                                                         config.kv_cache.block_size, options.kv_allocator));
+    return std::unique_ptr<ModelExecutor>(std::move(executor));
+  };
+  std::unique_ptr<ModelExecutor> executor;
+  if (tp == 1) {
+    TANDEM_ASSIGN_OR_RETURN(executor, make_rank(nullptr, options.cpu_threads));
+  } else {
+    // The cores are shared out among the ranks.
+    const int cores = options.cpu_threads > 0 ? options.cpu_threads
+                                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    auto group = std::make_shared<backend::HostCollectiveGroup>(tp);
+    TANDEM_ASSIGN_OR_RETURN(
+        executor, TensorParallelExecutor::Create(
+                      tp, [&](int r) { return make_rank(&group->rank(r), std::max(1, cores / tp)); },
+                      [group](const absl::Status& why) { group->Abort(why); }));
+  }
+  loaded.weights = {};  // the runners hold their own copies
+  TLOG_INFO("engine: {} KV blocks of {} tokens ({} MiB), max_num_seqs {}, max_num_batched_tokens {}, tensor_parallel {}",
             num_blocks, config.kv_cache.block_size, config.kv_cache.cpu_memory_mib, ec.scheduler.max_num_seqs,
-            ec.scheduler.max_num_batched_tokens);
+            ec.scheduler.max_num_batched_tokens, tp);
   return Engine::Create(ec, std::move(executor));
 }
 

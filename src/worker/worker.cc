@@ -156,7 +156,8 @@ class Worker::Impl final : public v1::Worker::Service {
       TANDEM_ASSIGN_OR_RETURN(std::string descriptor, transport_->ExportRegion(id));
       info_.add_layer_regions(descriptor);
     }
-    if (options_.layerwise && options_.role != WorkerRole::kDecode) {
+    // (A tensor-parallel worker is aggregated: it ships no KV.)
+    if (options_.layerwise && options_.role != WorkerRole::kDecode && executor_->tensor_parallel_size() == 1) {
       sender_ = std::make_unique<LayerwiseKvSender>(transport_.get(), layer_regions_, spec.block_size,
                                                     spec.BytesPerBlock());
       TANDEM_RETURN_IF_ERROR(executor_->SetLayerDoneCallback(
@@ -1006,7 +1007,15 @@ class Worker::Impl final : public v1::Worker::Service {
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(std::unique_ptr<engine::Engine> engine,
                                                        WorkerOptions options) {
-  backend::KvCache* kv = engine->executor().kv_pool();
+  const int tp = engine->executor().tensor_parallel_size();
+  if (tp > 1 && options.role != WorkerRole::kBoth) {
+    return absl::UnimplementedError(absl::StrCat(
+        "worker: a ", cluster::WorkerRoleName(options.role), " worker at tensor_parallel ", tp,
+        ": handing KV off between tensor-parallel workers is not built yet; run this pool at tensor_parallel 1, or "
+        "serve aggregated (pools.both) at tensor_parallel > 1"));
+  }
+  // An aggregated tensor-parallel worker ships no KV; rank 0's pool gives its geometry.
+  backend::KvCache* kv = tp > 1 ? engine->executor().rank_kv_pool(0) : engine->executor().kv_pool();
   if (kv == nullptr) {
     return absl::InvalidArgumentError(
         "worker: expected an engine whose executor exposes its KV pools (the CPU or CUDA model executor), found "

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "tandem/backend/backend.h"
 #include "tandem/backend/batch.h"
+#include "tandem/backend/collective.h"
 #include "tandem/backend/kv_cache.h"
 #include "tandem/model/model_config.h"
 #include "tandem/model/weights.h"
@@ -24,6 +25,11 @@ struct ModelRunnerOptions {
   // supports the format and the blocks dequantize to exactly `weights` (checked row by row, so the
   // logits are bit-for-bit those of the fp32 path); every other matrix stays fp32.
   std::string gguf_path;
+  // Tensor parallelism: this runner is rank collective->rank() of collective->size() (not owned;
+  // null: the whole model). The runner keeps its shard of the weights (tensor_parallel.h), sums the
+  // partial outputs of o_proj and down_proj over the ranks, and only rank 0 computes logits (the
+  // other ranks' Forward returns none). GGUF block formats are not split: a rank keeps fp32.
+  Collective* collective = nullptr;
 };
 
 // Called by Forward once per layer, in order, with the layer index: as soon as that layer's K/V of
@@ -35,8 +41,8 @@ using LayerDoneCallback = std::function<void(int layer)>;
 
 class ModelRunner {
  public:
-  // Validates the weights against the config and copies them into backend memory (q/k/v and
-  // gate/up fused into one matrix each). `weights` may be released afterwards.
+  // Validates the weights against the config and copies them (this rank's shard of them) into backend
+  // memory (q/k/v and gate/up fused into one matrix each). `weights` may be released afterwards.
   static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(Backend* backend, const model::ModelConfig& config,
                                                              const model::ModelWeights& weights,
                                                              const ModelRunnerOptions& options = {});
@@ -47,10 +53,15 @@ class ModelRunner {
   ModelRunner(const ModelRunner&) = delete;
   ModelRunner& operator=(const ModelRunner&) = delete;
 
+  // The model's config with this rank's heads and intermediate size (the model's at tensor_parallel 1).
   const model::ModelConfig& config() const { return config_; }
   Backend& backend() { return *backend_; }
 
-  // The KV cache shape this model needs for `num_blocks` blocks of `block_size` tokens.
+  // False on tensor-parallel ranks other than 0, whose Forward returns no logits.
+  bool computes_logits() const { return collective_ == nullptr || collective_->rank() == 0; }
+
+  // The KV cache shape this model (this rank's KV heads) needs for `num_blocks` blocks of `block_size`
+  // tokens.
   KvCacheSpec MakeKvCacheSpec(int num_blocks, int block_size) const;
 
   // Plans a step against `cache` (PlanBatch with this model's vocabulary and position limit).
@@ -71,6 +82,7 @@ class ModelRunner {
 
   Backend* backend_;
   model::ModelConfig config_;
+  Collective* collective_ = nullptr;  // tensor parallelism, or null
   std::vector<std::unique_ptr<Buffer>> storage_;  // every weight buffer
   std::vector<Layer> layers_;
   const float* embed_ = nullptr;  // [vocab, hidden]

@@ -63,6 +63,10 @@ class ModelExecutor {
   // The KV pools Execute writes (a worker registers them with its KV transport), or null when the
   // executor exposes none.
   virtual backend::KvCache* kv_pool() { return nullptr; }
+  // Tensor parallelism: how many ranks run each step, and rank `rank`'s KV pool (its KV heads; kv_pool()
+  // is null when there are several).
+  virtual int tensor_parallel_size() const { return 1; }
+  virtual backend::KvCache* rank_kv_pool(int rank) { return rank == 0 ? kv_pool() : nullptr; }
   // The CUDA ordinal of device-memory KV pools, -1 for host memory.
   virtual int kv_device() const { return -1; }
   // The model's name as its config states it (a worker's advertised KV layout).

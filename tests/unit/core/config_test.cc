@@ -65,16 +65,28 @@ TEST(ConfigTest, CudaDevicesAreAssignedPerReplica) {
   auto config = ParseDeploymentConfig(R"(model: {path: /m}
 backend: cuda
 pools:
-  prefill: {replicas: 1, tensor_parallel: 2, devices: [0, 1]}
+  prefill: {replicas: 1, devices: [0]}
   decode: {replicas: 2, devices: [2, 3]}
 )", "gpu.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   const auto plan = PlanWorkers(*config);
   ASSERT_EQ(plan.size(), 3u);
-  EXPECT_EQ(plan[0].devices, (std::vector<int>{0, 1}));
+  EXPECT_EQ(plan[0].devices, (std::vector<int>{0}));
   EXPECT_EQ(plan[1].devices, (std::vector<int>{2}));
   EXPECT_EQ(plan[2].devices, (std::vector<int>{3}));
   EXPECT_THAT(DescribeDeployment(*config), HasSubstr("decode[1]: cuda devices [3]"));
+  // Aggregated tensor-parallel replicas take tensor_parallel devices each, in order.
+  auto tp = ParseDeploymentConfig(R"(model: {path: /m}
+backend: cuda
+disaggregation: {mode: off}
+pools:
+  decode: {replicas: 2, tensor_parallel: 2}
+)", "tp.yaml");
+  ASSERT_TRUE(tp.ok()) << tp.status();
+  const auto tp_plan = PlanWorkers(*tp);
+  ASSERT_EQ(tp_plan.size(), 2u);
+  EXPECT_EQ(tp_plan[0].devices, (std::vector<int>{0, 1}));
+  EXPECT_EQ(tp_plan[1].devices, (std::vector<int>{2, 3}));
 }
 
 TEST(ConfigTest, PoolsShareAGpuWhenTheirMemorySharesFit) {
@@ -216,8 +228,11 @@ const BadCase kBadCases[] = {
      "--set pools.decode.replicas: expected KEY.PATH=VALUE"},
     {"log_level", "model: {path: /m}\nbackend: cpu\nlogging: {level: verbose}\n", {},
      "bad.yaml:3: logging.level: expected one of trace, debug, info, warn, error, off, found 'verbose'"},
-    {"tp_on_cpu", "model: {path: /m}\nbackend: cpu\npools:\n  decode: {tensor_parallel: 2}\n", {},
-     "bad.yaml:4: pools.decode.tensor_parallel: the cpu backend runs tensor_parallel 1, found 2"},
+    {"tp_disaggregated",
+     "model: {path: /m}\nbackend: cpu\ndisaggregation: {mode: always}\npools:\n  prefill: {tensor_parallel: 2}\n", {},
+     "bad.yaml:5: pools.prefill.tensor_parallel: KV hand-off between tensor-parallel workers is not built yet: a "
+     "disaggregated pool runs tensor_parallel 1, found 2 (tensor_parallel > 1 serves aggregated: disaggregation.mode "
+     "off)"},
     {"unset_env_in_path", "model: {path: '${TANDEM_TEST_SURELY_UNSET}/m.gguf'}\nbackend: cpu\n", {},
      "bad.yaml:1: model.path: environment variable TANDEM_TEST_SURELY_UNSET is not set"},
     {"max_connections_zero", "model: {path: /m}\nbackend: cpu\nfrontend:\n  max_connections: 0\n", {},

@@ -1,0 +1,146 @@
+#include "tandem/model/tensor_parallel.h"
+
+#include <algorithm>
+#include <cstring>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace tandem::model {
+
+namespace {
+
+// The balanced contiguous range [begin, end) of `rank` when `count` items are dealt to `size` ranks
+// (the first count % size ranks take one more).
+std::pair<int, int> BalancedRange(int count, int rank, int size) {
+  const int base = count / size, extra = count % size;
+  const int begin = rank * base + std::min(rank, extra);
+  return {begin, begin + base + (rank < extra ? 1 : 0)};
+}
+
+// Rows [row0, row0 + rows) of a 2-D or 1-D fp32 tensor, appended to `out`.
+void AppendRows(const Tensor& t, int64_t row0, int64_t rows, std::vector<float>* out) {
+  const int64_t cols = t.ndim() == 2 ? t.dim(1) : 1;
+  const float* src = t.data<float>() + row0 * cols;
+  out->insert(out->end(), src, src + rows * cols);
+}
+
+Tensor FromVector(std::vector<float> data, std::vector<int64_t> shape) {
+  Tensor t = Tensor::Empty(DType::kF32, std::move(shape));
+  std::memcpy(t.data<float>(), data.data(), data.size() * sizeof(float));
+  return t;
+}
+
+// The rows of head `heads[i]` (head_dim rows each) of a [heads * hd, ...] tensor, in order.
+Tensor HeadRows(const Tensor& t, const std::vector<int>& heads, int hd) {
+  if (!t.defined()) return t;
+  std::vector<float> out;
+  for (int h : heads) AppendRows(t, int64_t{h} * hd, hd, &out);
+  std::vector<int64_t> shape = t.shape();
+  shape[0] = static_cast<int64_t>(heads.size()) * hd;
+  return FromVector(std::move(out), std::move(shape));
+}
+
+Tensor RowRange(const Tensor& t, int64_t begin, int64_t end) {
+  std::vector<float> out;
+  AppendRows(t, begin, end - begin, &out);
+  std::vector<int64_t> shape = t.shape();
+  shape[0] = end - begin;
+  return FromVector(std::move(out), std::move(shape));
+}
+
+// Columns [begin, end) of a 2-D tensor.
+Tensor ColumnRange(const Tensor& t, int64_t begin, int64_t end) {
+  const int64_t rows = t.dim(0), cols = t.dim(1), width = end - begin;
+  Tensor out = Tensor::Empty(DType::kF32, {rows, width});
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(out.data<float>() + r * width, t.data<float>() + r * cols + begin,
+                static_cast<size_t>(width) * sizeof(float));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<TensorParallelShard> PlanTensorParallelShard(const ModelConfig& config, int rank, int size) {
+  const int nq = config.num_attention_heads, nkv = config.num_kv_heads;
+  if (size < 1 || rank < 0 || rank >= size) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor parallel: rank ", rank, " of ", size, " is not a rank"));
+  }
+  if (nq < size) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor parallel: tensor_parallel ", size, " exceeds ", config.name,
+                                                   "'s ", nq, " attention heads (each rank needs at least one)"));
+  }
+  if (config.intermediate_size < size) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor parallel: tensor_parallel ", size, " exceeds ", config.name,
+                                                   "'s intermediate_size ", config.intermediate_size));
+  }
+  const int group = nq / nkv;
+  TensorParallelShard s;
+  s.rank = rank;
+  s.size = size;
+  if (nkv >= size) {
+    const auto [kv_begin, kv_end] = BalancedRange(nkv, rank, size);
+    for (int h = kv_begin; h < kv_end; ++h) s.kv_heads.push_back(h);
+    s.q_begin = kv_begin * group;
+    s.q_end = kv_end * group;
+  } else {
+    std::tie(s.q_begin, s.q_end) = BalancedRange(nq, rank, size);
+    const int first = s.q_begin / group, last = (s.q_end - 1) / group;
+    for (int h = first; h <= last; ++h) s.kv_heads.push_back(h);
+    // Equal groups: local query head j reads local KV head j / (local q / local kv).
+    const int local_q = s.num_q_heads(), local_kv = s.num_kv_heads();
+    bool equal_groups = local_q % local_kv == 0;
+    for (int j = 0; equal_groups && j < local_q; ++j) {
+      equal_groups = s.kv_heads[static_cast<size_t>(j / (local_q / local_kv))] == (s.q_begin + j) / group;
+    }
+    if (!equal_groups) {
+      s.expanded = true;
+      s.kv_heads.clear();
+      for (int q = s.q_begin; q < s.q_end; ++q) s.kv_heads.push_back(q / group);
+    }
+  }
+  std::tie(s.inter_begin, s.inter_end) = BalancedRange(config.intermediate_size, rank, size);
+  return s;
+}
+
+ModelConfig ShardConfig(const ModelConfig& config, const TensorParallelShard& shard) {
+  ModelConfig c = config;
+  c.num_attention_heads = shard.num_q_heads();
+  c.num_kv_heads = shard.num_kv_heads();
+  c.intermediate_size = shard.inter_end - shard.inter_begin;
+  return c;
+}
+
+ModelWeights ShardWeights(const ModelConfig& config, const ModelWeights& weights, const TensorParallelShard& shard) {
+  const int hd = config.head_dim;
+  std::vector<int> q_heads;
+  for (int h = shard.q_begin; h < shard.q_end; ++h) q_heads.push_back(h);
+  ModelWeights out;
+  out.embed_tokens = weights.embed_tokens;
+  out.final_norm = weights.final_norm;
+  out.lm_head = weights.lm_head;
+  out.layers.reserve(weights.layers.size());
+  for (const LayerWeights& w : weights.layers) {
+    LayerWeights l;
+    l.input_norm = w.input_norm;
+    l.post_attention_norm = w.post_attention_norm;
+    l.q_norm = w.q_norm;  // per head_dim, the same for every head
+    l.k_norm = w.k_norm;
+    l.q_proj = HeadRows(w.q_proj, q_heads, hd);
+    l.k_proj = HeadRows(w.k_proj, shard.kv_heads, hd);
+    l.v_proj = HeadRows(w.v_proj, shard.kv_heads, hd);
+    l.q_bias = HeadRows(w.q_bias, q_heads, hd);
+    l.k_bias = HeadRows(w.k_bias, shard.kv_heads, hd);
+    l.v_bias = HeadRows(w.v_bias, shard.kv_heads, hd);
+    l.o_proj = ColumnRange(w.o_proj, int64_t{shard.q_begin} * hd, int64_t{shard.q_end} * hd);
+    l.gate_proj = RowRange(w.gate_proj, shard.inter_begin, shard.inter_end);
+    l.up_proj = RowRange(w.up_proj, shard.inter_begin, shard.inter_end);
+    l.down_proj = ColumnRange(w.down_proj, shard.inter_begin, shard.inter_end);
+    out.layers.push_back(std::move(l));
+  }
+  return out;
+}
+
+}  // namespace tandem::model

@@ -1,0 +1,353 @@
+// Tensor parallelism on the CPU backend: the host collective group (sums in rank order, gathers,
+// broadcasts, releases waiting ranks on abort), the split of heads and intermediate columns, and the
+// whole model at TP 2 and 4 against TP 1 on every golden fixture (logits within fp32 tolerance, the
+// same greedy tokens) and on SmolLM2-135M (10 prompts, identical greedy tokens), built the way a
+// worker builds it (CreateEngine from a deployment with pools.both.tensor_parallel). A rank that fails
+// a step fails it for the worker, names itself, releases the other ranks, and breaks the executor.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tandem/backend/collective.h"
+#include "tandem/backend/cpu_backend.h"
+#include "tandem/backend/model_runner.h"
+#include "tandem/core/status.h"
+#include "tandem/engine/backend_model_executor.h"
+#include "tandem/core/config.h"
+#include "tandem/engine/engine.h"
+#include "tandem/engine/engine_factory.h"
+#include "tandem/engine/tensor_parallel_executor.h"
+#include "tandem/model/loader.h"
+#include "tandem/model/tensor_parallel.h"
+
+namespace tandem::engine {
+namespace {
+
+using backend::HostCollectiveGroup;
+
+// Runs body(rank) on `size` threads at once.
+void OnRanks(int size, const std::function<void(int)>& body) {
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) threads.emplace_back(body, r);
+  for (std::thread& t : threads) t.join();
+}
+
+TEST(HostCollective, AllReduceSumsInRankOrderOnEveryRank) {
+  constexpr int kRanks = 3;
+  constexpr size_t kCount = 1001;  // not a multiple of the ranks
+  HostCollectiveGroup group(kRanks);
+  std::vector<std::vector<float>> bufs(kRanks, std::vector<float>(kCount));
+  for (int r = 0; r < kRanks; ++r) {
+    for (size_t i = 0; i < kCount; ++i) bufs[r][i] = 0.1f * static_cast<float>(r + 1) + 1e-3f * static_cast<float>(i);
+  }
+  const std::vector<std::vector<float>> inputs = bufs;
+  OnRanks(kRanks, [&](int r) {
+    for (int round = 0; round < 3; ++round) {  // the same buffers again: later rounds sum sums
+      ASSERT_TRUE(group.rank(r).AllReduceSum(bufs[r].data(), kCount, DType::kF32, nullptr).ok());
+    }
+  });
+  for (size_t i = 0; i < kCount; ++i) {
+    float want = inputs[0][i];
+    for (int r = 1; r < kRanks; ++r) want += inputs[r][i];
+    for (int round = 1; round < 3; ++round) want = (want + want) + want;  // rank order over equal inputs
+    for (int r = 0; r < kRanks; ++r) ASSERT_EQ(bufs[r][i], want) << "rank " << r << " element " << i;
+  }
+}
+
+TEST(HostCollective, AllGatherAndBroadcast) {
+  constexpr int kRanks = 4;
+  HostCollectiveGroup group(kRanks);
+  std::vector<std::vector<int32_t>> gathered(kRanks, std::vector<int32_t>(2 * kRanks, -1));
+  std::vector<std::vector<int32_t>> bcast(kRanks, std::vector<int32_t>(3, 0));
+  OnRanks(kRanks, [&](int r) {
+    const int32_t mine[2] = {10 * r, 10 * r + 1};
+    ASSERT_TRUE(group.rank(r).AllGather(mine, gathered[r].data(), 2, DType::kI32, nullptr).ok());
+    if (r == 2) bcast[r] = {7, 8, 9};
+    ASSERT_TRUE(group.rank(r).Broadcast(bcast[r].data(), 3 * sizeof(int32_t), 2, nullptr).ok());
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    for (int s = 0; s < kRanks; ++s) {
+      EXPECT_EQ(gathered[r][2 * s], 10 * s);
+      EXPECT_EQ(gathered[r][2 * s + 1], 10 * s + 1);
+    }
+    EXPECT_EQ(bcast[r], (std::vector<int32_t>{7, 8, 9}));
+  }
+  EXPECT_FALSE(group.rank(0).Broadcast(bcast[0].data(), 4, 9, nullptr).ok());
+}
+
+TEST(HostCollective, AbortReleasesWaitingRanks) {
+  HostCollectiveGroup group(3);
+  std::vector<float> a(8, 1.0f), b(8, 1.0f);
+  absl::Status sa, sb;
+  std::thread t0([&] { sa = group.rank(0).AllReduceSum(a.data(), a.size(), DType::kF32, nullptr); });
+  std::thread t1([&] { sb = group.rank(1).AllReduceSum(b.data(), b.size(), DType::kF32, nullptr); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // rank 2 never comes
+  group.Abort(absl::InternalError("rank 2 failed"));
+  t0.join();
+  t1.join();
+  EXPECT_EQ(sa.message(), "rank 2 failed");
+  EXPECT_EQ(sb.message(), "rank 2 failed");
+  std::vector<float> c(8);
+  EXPECT_FALSE(group.rank(2).AllReduceSum(c.data(), c.size(), DType::kF32, nullptr).ok());  // and later ones
+}
+
+model::ModelConfig Heads(int nq, int nkv, int inter = 64) {
+  model::ModelConfig c;
+  c.name = "m";
+  c.num_attention_heads = nq;
+  c.num_kv_heads = nkv;
+  c.intermediate_size = inter;
+  c.head_dim = 8;
+  return c;
+}
+
+TEST(TensorParallelShard, KvHeadsDealtOutWhenThereAreEnough) {
+  // SmolLM2: 9 query heads in 3 groups over 2 ranks -> whole groups, 2 + 1.
+  auto r0 = model::PlanTensorParallelShard(Heads(9, 3, 1536), 0, 2);
+  auto r1 = model::PlanTensorParallelShard(Heads(9, 3, 1536), 1, 2);
+  ASSERT_TRUE(r0.ok() && r1.ok());
+  EXPECT_EQ(r0->kv_heads, (std::vector<int>{0, 1}));
+  EXPECT_EQ(r1->kv_heads, (std::vector<int>{2}));
+  EXPECT_EQ(std::make_pair(r0->q_begin, r0->q_end), std::make_pair(0, 6));
+  EXPECT_EQ(std::make_pair(r1->q_begin, r1->q_end), std::make_pair(6, 9));
+  EXPECT_EQ(std::make_pair(r0->inter_begin, r0->inter_end), std::make_pair(0, 768));
+  EXPECT_FALSE(r0->expanded);
+}
+
+TEST(TensorParallelShard, FewerKvHeadsThanRanksReplicatesThem) {
+  // Llama-3-8B-like 32/8 at TP 16: one KV head per two ranks; SmolLM2 at TP 4: 3, 2, 2, 2 query heads.
+  auto llama = model::PlanTensorParallelShard(Heads(32, 8), 5, 16);
+  ASSERT_TRUE(llama.ok());
+  EXPECT_EQ(llama->kv_heads, (std::vector<int>{2}));
+  EXPECT_EQ(llama->num_q_heads(), 2);
+  const std::vector<std::vector<int>> smol_kv = {{0}, {1}, {1, 2}, {2}};
+  for (int r = 0; r < 4; ++r) {
+    auto s = model::PlanTensorParallelShard(Heads(9, 3), r, 4);
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(s->kv_heads, smol_kv[static_cast<size_t>(r)]) << "rank " << r;
+    EXPECT_FALSE(s->expanded) << "rank " << r;
+  }
+  // 8 query heads in 2 groups of 4 over 3 ranks: rank 1 holds q 3 (group 0) and q 4, 5 (group 1) —
+  // unequal groups, so one KV head per query head.
+  auto odd = model::PlanTensorParallelShard(Heads(8, 2), 1, 3);
+  ASSERT_TRUE(odd.ok());
+  EXPECT_TRUE(odd->expanded);
+  EXPECT_EQ(odd->kv_heads, (std::vector<int>{0, 1, 1}));
+}
+
+TEST(TensorParallelShard, TooManyRanksIsAnError) {
+  auto s = model::PlanTensorParallelShard(Heads(4, 2), 0, 8);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("exceeds m's 4 attention heads"), std::string::npos) << s.status();
+  EXPECT_FALSE(model::PlanTensorParallelShard(Heads(4, 2), 2, 2).ok());
+}
+
+// ---- The whole model ----------------------------------------------------------------------------
+
+std::unique_ptr<Engine> BuildEngine(const std::string& model_path, int tp) {
+  const std::string yaml = absl::StrCat("model: {path: '", model_path,
+                                        "', max_model_len: 256}\nbackend: cpu\nkv_cache: {cpu_memory_mib: 64}\n"
+                                        "pools:\n  both: {tensor_parallel: ",
+                                        tp, ", max_num_seqs: 16, max_num_batched_tokens: 2048}\n");
+  auto config = ParseDeploymentConfig(yaml, "tp.yaml");
+  EXPECT_TRUE(config.ok()) << config.status();
+  if (!config.ok()) return nullptr;
+  auto loaded = LoadDeploymentModel(*config);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  if (!loaded.ok()) return nullptr;
+  auto engine = CreateEngine(*config, config->pools.both, *loaded, EngineBuildOptions{.cpu_threads = 2});
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  return engine.ok() ? std::move(engine).value() : nullptr;
+}
+
+struct Generation {
+  std::vector<std::vector<float>> prefill_logits;  // per prompt, the last prompt token's row
+  std::vector<std::vector<int32_t>> tokens;        // per prompt, greedy
+};
+
+int32_t Argmax(std::span<const float> row) {
+  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+}
+
+// Prefills every prompt in one step, then decodes all of them greedily together, driving the
+// executor directly (each sequence its own contiguous run of blocks).
+Generation Generate(ModelExecutor& ex, const std::vector<std::vector<int32_t>>& prompts, int new_tokens) {
+  const int bs = ex.block_size();
+  const size_t n = prompts.size();
+  std::vector<std::vector<kvcache::BlockId>> tables(n);
+  std::vector<std::vector<int32_t>> seqs = prompts;
+  int32_t next_block = 0;
+  for (size_t s = 0; s < n; ++s) {
+    const int blocks = (static_cast<int>(prompts[s].size()) + new_tokens + bs - 1) / bs;
+    for (int b = 0; b < blocks; ++b) tables[s].push_back(next_block++);
+  }
+  EXPECT_LE(next_block, ex.num_kv_blocks());
+  Generation out;
+  out.tokens.resize(n);
+  for (int step = 0; step <= new_tokens - 1; ++step) {
+    StepPlan plan;
+    for (size_t s = 0; s < n; ++s) {
+      ExecSequence e;
+      const int32_t done = step == 0 ? 0 : static_cast<int32_t>(seqs[s].size()) - 1;
+      e.token_ids = std::span<const int32_t>(seqs[s]).subspan(static_cast<size_t>(done));
+      e.start_position = done;
+      e.block_table = tables[s];
+      e.needs_logits = true;
+      plan.num_tokens += static_cast<int32_t>(e.token_ids.size());
+      plan.seqs.push_back(e);
+    }
+    plan.num_logit_rows = static_cast<int32_t>(n);
+    auto logits = ex.Execute(plan);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    if (!logits.ok()) return out;
+    const size_t vocab = static_cast<size_t>(ex.vocab_size());
+    for (size_t s = 0; s < n; ++s) {
+      std::span<const float> row = logits->subspan(s * vocab, vocab);
+      if (step == 0) out.prefill_logits.emplace_back(row.begin(), row.end());
+      const int32_t next = Argmax(row);
+      out.tokens[s].push_back(next);
+      seqs[s].push_back(next);
+    }
+  }
+  return out;
+}
+
+double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
+    norm += double{want[i]} * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+class GoldenTensorParallel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenTensorParallel, MatchesTensorParallelOne) {
+  const std::string dir = std::string(TANDEM_SOURCE_DIR) + "/tests/golden/models/" + GetParam();
+  std::ifstream ref_file(dir + "/reference.json");
+  ASSERT_TRUE(ref_file);
+  std::vector<std::vector<int32_t>> prompts;
+  const nlohmann::json ref = nlohmann::json::parse(ref_file);
+  for (const auto& p : ref["prompts"]) prompts.push_back(p["prompt"].get<std::vector<int32_t>>());
+  constexpr int kNewTokens = 16;
+  std::unique_ptr<Engine> one = BuildEngine(dir, 1);
+  ASSERT_NE(one, nullptr);
+  const Generation want = Generate(one->executor(), prompts, kNewTokens);
+  for (int tp : {2, 4}) {
+    std::unique_ptr<Engine> engine = BuildEngine(dir, tp);
+    ASSERT_NE(engine, nullptr);
+    ASSERT_EQ(engine->executor().tensor_parallel_size(), tp);
+    const Generation got = Generate(engine->executor(), prompts, kNewTokens);
+    ASSERT_EQ(got.prefill_logits.size(), want.prefill_logits.size());
+    double max_err = 0;
+    for (size_t s = 0; s < prompts.size(); ++s) {
+      max_err = std::max(max_err, RelativeError(got.prefill_logits[s], want.prefill_logits[s]));
+      EXPECT_EQ(got.tokens[s], want.tokens[s]) << GetParam() << " TP " << tp << " prompt " << s;
+    }
+    EXPECT_LT(max_err, 1e-5) << GetParam() << " TP " << tp;
+    std::printf("%s TP %d: max relative logits error vs TP 1 %.2e, greedy tokens equal\n", GetParam().c_str(), tp,
+                max_err);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, GoldenTensorParallel,
+                         ::testing::Values("llama", "llama32", "mistral", "qwen2", "qwen3"));
+
+std::string SmolLM2Path() {
+  if (const char* env = std::getenv("TANDEM_SMOLLM2_GGUF"); env != nullptr && *env != '\0') return env;
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : "/root") + "/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+TEST(SmolLM2TensorParallel, GreedyOutputIdenticalAtTp1To4) {
+  const std::string path = SmolLM2Path();
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "SmolLM2 GGUF not found at " << path;
+  std::ifstream ref_file(std::string(TANDEM_SOURCE_DIR) + "/tests/golden/smollm2_reference.json");
+  ASSERT_TRUE(ref_file);
+  // The reference's 5 prompts of 64 ids, and their first 24 ids: 10 prompts.
+  std::vector<std::vector<int32_t>> prompts;
+  const nlohmann::json ref = nlohmann::json::parse(ref_file);
+  for (const auto& p : ref["prompts"]) {
+    const auto ids = p["prompt"].get<std::vector<int32_t>>();
+    prompts.push_back(ids);
+    prompts.emplace_back(ids.begin(), ids.begin() + 24);
+  }
+  ASSERT_EQ(prompts.size(), 10u);
+  constexpr int kNewTokens = 24;
+  std::unique_ptr<Engine> one = BuildEngine(path, 1);
+  ASSERT_NE(one, nullptr);
+  const Generation want = Generate(one->executor(), prompts, kNewTokens);
+  for (int tp : {2, 4}) {
+    std::unique_ptr<Engine> engine = BuildEngine(path, tp);
+    ASSERT_NE(engine, nullptr);
+    const Generation got = Generate(engine->executor(), prompts, kNewTokens);
+    for (size_t s = 0; s < prompts.size(); ++s) {
+      EXPECT_EQ(got.tokens[s], want.tokens[s]) << "TP " << tp << " prompt " << s;
+    }
+  }
+}
+
+// A real rank executor that fails its `fail_at`-th step (a rank hitting a device error mid-run).
+class FailingRank final : public ModelExecutor {
+ public:
+  FailingRank(std::unique_ptr<ModelExecutor> inner, int fail_at) : inner_(std::move(inner)), fail_at_(fail_at) {}
+  int32_t vocab_size() const override { return inner_->vocab_size(); }
+  int32_t num_kv_blocks() const override { return inner_->num_kv_blocks(); }
+  int32_t block_size() const override { return inner_->block_size(); }
+  absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override {
+    if (++steps_ == fail_at_) return absl::ResourceExhaustedError("out of memory");
+    return inner_->Execute(plan);
+  }
+
+ private:
+  std::unique_ptr<ModelExecutor> inner_;
+  int fail_at_;
+  int steps_ = 0;
+};
+
+TEST(TensorParallelExecutor, FailedRankFailsTheStepAndBreaksTheExecutor) {
+  auto loaded = model::LoadModel({.path = std::string(TANDEM_SOURCE_DIR) + "/tests/golden/models/llama",
+                                  .show_progress = false});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  // Two real ranks over one host group; rank 1 fails its second step before its first collective,
+  // while rank 0 runs into the all-reduce after its first o_proj and waits there.
+  auto group = std::make_shared<HostCollectiveGroup>(2);
+  auto executor = TensorParallelExecutor::Create(
+      2,
+      [&](int r) -> absl::StatusOr<std::unique_ptr<ModelExecutor>> {
+        TANDEM_ASSIGN_OR_RETURN(auto be, backend::CreateCpuBackend({.num_threads = 1}));
+        TANDEM_ASSIGN_OR_RETURN(auto runner, backend::ModelRunner::Create(be.get(), loaded->config, loaded->weights,
+                                                                          {.collective = &group->rank(r)}));
+        TANDEM_ASSIGN_OR_RETURN(auto inner, BackendModelExecutor::Create(std::move(be), std::move(runner), 8, 16));
+        return std::unique_ptr<ModelExecutor>(std::make_unique<FailingRank>(std::move(inner), r == 1 ? 2 : -1));
+      },
+      [group](const absl::Status& why) { group->Abort(why); });
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5};
+  const std::vector<kvcache::BlockId> table = {0};
+  StepPlan plan;
+  plan.seqs.push_back(ExecSequence{.token_ids = prompt, .start_position = 0, .block_table = table, .needs_logits = true});
+  plan.num_tokens = 5;
+  plan.num_logit_rows = 1;
+  ASSERT_TRUE((*executor)->Execute(plan).ok());
+  auto failed = (*executor)->Execute(plan);  // returns: rank 0 is not left waiting
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("tensor-parallel rank 1: out of memory"), std::string::npos)
+      << failed.status();
+  auto later = (*executor)->Execute(plan);
+  ASSERT_FALSE(later.ok());
+  EXPECT_EQ(later.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(later.status().message().find("must restart"), std::string::npos) << later.status();
+}
+
+}  // namespace
+}  // namespace tandem::engine
