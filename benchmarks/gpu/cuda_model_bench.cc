@@ -6,9 +6,12 @@
 //             (CUDA graphs), against (weight bytes + KV bytes read) / copy bandwidth
 //   prefill   one prompt of 1K, 4K and 8K tokens, in TFLOP/s counted as gpt-fast counts
 //             (2 * parameters * tokens, attention excluded), against the GEMM ceiling
-// Medians of repeated runs. Usage: cuda_model_bench [preset=llama-3-8b] [layers=all|N] [bf16|nvfp4]
+// Medians of repeated runs. Usage: cuda_model_bench [preset=llama-3-8b] [layers=all|N] [bf16|nvfp4] [tp=1]
 // nvfp4: the linear weights quantized at load (lm_head stays bf16); the decode floor counts the
 // NVFP4 bytes (weight_bytes() is what the runner keeps on the device).
+// tp > 1: tensor parallelism over GPUs 0..tp-1 (NCCL, the worker's TensorParallelExecutor); the
+// floors are one rank's (rank 0's weight bytes and 1/tp of the KV) against one GPU's copy bandwidth.
+// Steps go through the engine's executor (CudaModelExecutor at tp 1), as a worker runs them.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,6 +24,9 @@
 #include "tandem/backend/cuda_gemm.h"
 #include "tandem/backend/cuda_handles.h"
 #include "tandem/backend/cuda_model_runner.h"
+#include "tandem/backend/nccl_collective.h"
+#include "tandem/engine/cuda_model_executor.h"
+#include "tandem/engine/tensor_parallel_executor.h"
 #include "tandem/model/loader.h"
 
 namespace tandem::backend {
@@ -103,6 +109,7 @@ int Main(int argc, char** argv) {
   std::printf("floors: copy %.2f TB/s (1 GiB D2D, read+write), bf16 GEMM %.0f TFLOP/s (8192^3 cuBLASLt)\n",
               copy_bw / 1e12, gemm_rate / 1e12);
 
+  const int tp = argc > 4 ? std::atoi(argv[4]) : 1;
   auto loaded = model::LoadModel(load);
   CHECK_OK(loaded);
   const model::ModelConfig c = loaded->config;
@@ -110,19 +117,70 @@ int Main(int argc, char** argv) {
   options.max_num_tokens = 8192;
   options.max_num_seqs = 256;
   options.max_model_len = 8192;
-  auto runner = CudaModelRunner::Create(c, loaded->weights, options, load.quantize_nvfp4 ? &loaded->nvfp4 : nullptr);
-  CHECK_OK(runner);
   const double params = static_cast<double>(model::NumParameters(loaded->weights));
-  *loaded = model::LoadedModel{};  // host copy no longer needed
-  CudaModelRunner& r = **runner;
-  const KvCacheSpec& spec = r.kv_cache().spec();
-  for (int l = 0; l < spec.num_layers; ++l) {
-    cudaMemset(r.kv_cache().LayerData(l), 0, spec.BytesPerLayer());
+  std::unique_ptr<engine::ModelExecutor> executor;
+  std::vector<CudaModelRunner*> runners;  // one per rank
+  std::shared_ptr<NcclCollectiveGroup> group;
+  if (tp == 1) {
+    auto runner = CudaModelRunner::Create(c, loaded->weights, options, load.quantize_nvfp4 ? &loaded->nvfp4 : nullptr);
+    CHECK_OK(runner);
+    runners.push_back(runner->get());
+    executor = std::make_unique<engine::CudaModelExecutor>(std::move(runner).value());
+  } else {
+    std::vector<int> devices;
+    for (int d = 0; d < tp; ++d) devices.push_back(d);
+    auto made = NcclCollectiveGroup::Create(devices);
+    CHECK_OK(made);
+    group = std::move(made).value();
+    runners.resize(static_cast<size_t>(tp));
+    auto tp_executor = engine::TensorParallelExecutor::Create(
+        tp,
+        [&](int r) -> absl::StatusOr<std::unique_ptr<engine::ModelExecutor>> {
+          CudaModelRunnerOptions o = options;
+          o.device = r;
+          o.collective = &group->rank(r);
+          auto runner = CudaModelRunner::Create(c, loaded->weights, o);
+          if (!runner.ok()) return runner.status();
+          runners[static_cast<size_t>(r)] = runner->get();
+          return std::unique_ptr<engine::ModelExecutor>(
+              std::make_unique<engine::CudaModelExecutor>(std::move(runner).value()));
+        },
+        [g = group](const absl::Status&) { g->Abort(); });
+    CHECK_OK(tp_executor);
+    executor = std::move(tp_executor).value();
   }
+  *loaded = model::LoadedModel{};  // host copy no longer needed
+  CudaModelRunner& r = *runners.front();
+  for (CudaModelRunner* rank : runners) {
+    cudaSetDevice(rank->options().device);
+    const KvCacheSpec& rank_spec = rank->kv_cache().spec();
+    for (int l = 0; l < rank_spec.num_layers; ++l) cudaMemset(rank->kv_cache().LayerData(l), 0, rank_spec.BytesPerLayer());
+    cudaDeviceSynchronize();
+  }
+  const KvCacheSpec& spec = r.kv_cache().spec();
   const double weight_bytes = static_cast<double>(r.weight_bytes());
-  std::printf("model: %s, %d layers, %.2f GB of weights (%s: %d linears in NVFP4), KV pool %d blocks of %d\n",
-              c.name.c_str(), c.num_layers, weight_bytes / 1e9, weights.c_str(), r.num_nvfp4_matrices(), spec.num_blocks,
-              spec.block_size);
+  std::printf("model: %s, %d layers, tp %d, %.2f GB of weights per rank (%s: %d linears in NVFP4), KV pool %d blocks of %d\n",
+              c.name.c_str(), c.num_layers, tp, weight_bytes / 1e9, weights.c_str(), r.num_nvfp4_matrices(),
+              spec.num_blocks, spec.block_size);
+  // One step through the executor: every sequence asks for its argmax only (greedy).
+  auto run_step = [&](const std::vector<SequenceStep>& steps) {
+    engine::StepPlan plan;
+    for (const SequenceStep& st : steps) {
+      engine::ExecSequence e;
+      e.token_ids = st.token_ids;
+      e.start_position = st.start_position;
+      e.block_table = std::span<const kvcache::BlockId>(st.block_table.data(), st.block_table.size());
+      e.needs_logits = st.needs_logits;
+      e.needs_full_logits = false;
+      plan.num_tokens += static_cast<int32_t>(st.token_ids.size());
+      plan.num_logit_rows += st.needs_logits ? 1 : 0;
+      plan.seqs.push_back(e);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    auto out = executor->Execute(plan);
+    CHECK_OK(out);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
 
   struct Row {
     std::string what;
@@ -143,14 +201,8 @@ int Main(int argc, char** argv) {
       st.needs_logits = true;
       st.needs_full_logits = false;  // greedy: only the argmax leaves the GPU
     }
-    auto plan = r.Plan(steps);
-    CHECK_OK(plan);
     std::vector<double> times;
-    for (int i = 0; i < 25; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      CHECK_OK(r.Forward(*plan));
-      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
+    for (int i = 0; i < 25; ++i) times.push_back(run_step(steps));
     times.erase(times.begin(), times.begin() + 3);  // graph capture and warm-up
     const double kv_bytes =
         static_cast<double>(batch) * context * spec.num_layers * 2.0 * spec.num_kv_heads * spec.head_dim * 2.0;
@@ -166,17 +218,12 @@ int Main(int argc, char** argv) {
     std::vector<SequenceStep> steps(1);
     for (int i = 0; i < tokens; ++i) steps[0].token_ids.push_back((i * 31) % c.vocab_size);
     for (int b = 0; b < (tokens + spec.block_size - 1) / spec.block_size; ++b) steps[0].block_table.push_back(b);
-    auto plan = r.Plan(steps);
-    CHECK_OK(plan);
+    steps[0].needs_logits = true;
     std::vector<double> times;
-    for (int i = 0; i < 6; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      CHECK_OK(r.Forward(*plan));
-      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
+    for (int i = 0; i < 6; ++i) times.push_back(run_step(steps));
     times.erase(times.begin());
     const double t = Median(times);
-    const double flops = 2.0 * params * tokens;
+    const double flops = 2.0 * params * tokens / tp;  // per GPU
     char extra[128];
     std::snprintf(extra, sizeof extra, "%.0f TFLOP/s (%.0f%% of GEMM), %.0f tok/s", flops / t / 1e12,
                   100.0 * flops / t / gemm_rate, tokens / t);

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "tandem/backend/collective.h"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/model_runner.h"
@@ -16,6 +17,7 @@
 #include "tandem/engine/tensor_parallel_executor.h"
 #ifdef TANDEM_HAS_CUDA
 #include "tandem/backend/cuda_model_runner.h"
+#include "tandem/backend/nccl_collective.h"
 #include "tandem/engine/cuda_model_executor.h"
 #endif
 #include "tandem/kvcache/block_hash.h"
@@ -55,9 +57,40 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateCudaEngine(const DeploymentConfig&
   options.max_model_len = ClampToInt32(config.model.max_model_len);
   options.block_size = config.kv_cache.block_size;
   options.gpu_memory_utilization = config.kv_cache.gpu_memory_utilization;
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::CudaModelRunner> runner,
-                          backend::CudaModelRunner::Create(loaded.config, loaded.weights, options, &loaded.nvfp4));
-  return Engine::Create(ec, std::make_unique<CudaModelExecutor>(std::move(runner)));
+  const int tp = pool.tensor_parallel;
+  if (tp == 1) {
+    TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::CudaModelRunner> runner,
+                            backend::CudaModelRunner::Create(loaded.config, loaded.weights, options, &loaded.nvfp4));
+    return Engine::Create(ec, std::make_unique<CudaModelExecutor>(std::move(runner)));
+  }
+  // Tensor parallelism: this worker's tensor_parallel devices are the run of the pool's list that
+  // starts at its first device (consecutive ordinals when the pool names none).
+  std::vector<int> devices;
+  const auto at = std::find(pool.devices.begin(), pool.devices.end(), options.device);
+  if (at != pool.devices.end() && (at - pool.devices.begin()) % tp == 0 && pool.devices.end() - at >= tp) {
+    devices.assign(at, at + tp);
+  } else {
+    for (int r = 0; r < tp; ++r) devices.push_back(options.device + r);
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::NcclCollectiveGroup> made,
+                          backend::NcclCollectiveGroup::Create(devices));
+  std::shared_ptr<backend::NcclCollectiveGroup> group = std::move(made);
+  TANDEM_ASSIGN_OR_RETURN(
+      std::unique_ptr<TensorParallelExecutor> executor,
+      TensorParallelExecutor::Create(
+          tp,
+          [&](int r) -> absl::StatusOr<std::unique_ptr<ModelExecutor>> {
+            backend::CudaModelRunnerOptions rank_options = options;
+            rank_options.device = devices[static_cast<size_t>(r)];
+            rank_options.collective = &group->rank(r);
+            TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::CudaModelRunner> runner,
+                                    backend::CudaModelRunner::Create(loaded.config, loaded.weights, rank_options,
+                                                                     &loaded.nvfp4));
+            return std::unique_ptr<ModelExecutor>(std::make_unique<CudaModelExecutor>(std::move(runner)));
+          },
+          [group](const absl::Status&) { group->Abort(); }));
+  TLOG_INFO("engine: tensor_parallel {} on GPUs [{}]", tp, absl::StrJoin(devices, ", "));
+  return Engine::Create(ec, std::move(executor));
 #else
   (void)pool;
   (void)loaded;

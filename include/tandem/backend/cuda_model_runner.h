@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "tandem/backend/batch.h"
+#include "tandem/backend/collective.h"
 #include "tandem/backend/kv_cache.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/model/model_config.h"
@@ -41,6 +42,12 @@ struct CudaModelRunnerOptions {
   double gpu_memory_utilization = 0.90;
   bool cuda_graphs = true;        // replay decode steps from CUDA graphs
   bool tune_gemms = true;         // time cuBLASLt's candidates per decode-graph shape before capture
+  // Tensor parallelism: this runner is rank collective->rank() of collective->size() on `device` (not
+  // owned; an NcclCollectiveGroup's rank). It keeps its shard of the weights (model/tensor_parallel.h)
+  // and a KV pool of its KV heads, all-reduces the bf16 outputs of o_proj and down_proj on its stream
+  // (inside the decode graphs too), and only rank 0 computes logits. Given at size 1, the all-reduces
+  // are still issued (a copy). Null: the whole model, no collectives. NVFP4 weights are not split yet.
+  Collective* collective = nullptr;
 };
 
 // What one step returns, in pinned host memory valid until the next step.
@@ -69,6 +76,8 @@ class CudaModelRunner {
   const model::ModelConfig& config() const;
   const CudaModelRunnerOptions& options() const;
   KvCache& kv_cache();
+  // False on tensor-parallel ranks other than 0: their steps return no logits and no argmax.
+  bool computes_logits() const;
   // Bytes of weights on the device.
   size_t weight_bytes() const;
   // Linear weight matrices (after fusing q/k/v and gate/up) kept in NVFP4 on the device.

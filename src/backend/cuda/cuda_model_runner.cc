@@ -22,6 +22,7 @@
 #include "tandem/backend/rope.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
+#include "tandem/model/tensor_parallel.h"
 
 namespace tandem::backend {
 
@@ -62,8 +63,9 @@ struct CudaModelRunner::Impl {
     std::optional<kernels::Nvfp4Repacked> qkv, o, gate_up, down;
   };
 
-  model::ModelConfig config;
+  model::ModelConfig config;  // this rank's heads and intermediate size under tensor parallelism
   CudaModelRunnerOptions options;
+  bool leader = true;         // computes logits (rank 0, or no tensor parallelism)
   int max_blocks_per_seq = 0;  // block-table row length (capacity, fixed)
   size_t weight_bytes = 0;
   size_t workspace_bytes = 0;  // step workspaces and step batch on the device
@@ -215,7 +217,7 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
   const bool tied = !weights.lm_head.defined() || weights.lm_head.SharesStorageWith(weights.embed_tokens);
   if (tied) {
     lm_head = embed;
-  } else {
+  } else if (leader) {  // only rank 0 computes logits
     TANDEM_ASSIGN_OR_RETURN(lm_head, Upload({&weights.lm_head}, s));
   }
   // NVFP4 repacking is host work (~17 s single-threaded for Llama-3-8B): one task per layer, run
@@ -325,10 +327,12 @@ absl::Status CudaModelRunner::Impl::AllocateWorkspace() {
   TANDEM_RETURN_IF_ERROR(alloc(&logit_hidden, m * c.hidden_size, 2));
   TANDEM_RETURN_IF_ERROR(alloc(&logit_mlp, m * c.hidden_size, 2));
   TANDEM_RETURN_IF_ERROR(alloc(&logit_normed, m * c.hidden_size, 2));
-  TANDEM_RETURN_IF_ERROR(alloc(&logits, m * c.vocab_size, 4));
-  TANDEM_RETURN_IF_ERROR(alloc(&argmax, m, 4));
-  TANDEM_RETURN_IF_ERROR(host_logits.Allocate(static_cast<size_t>(m * c.vocab_size) * sizeof(float)));
-  TANDEM_RETURN_IF_ERROR(host_argmax.Allocate(static_cast<size_t>(m) * sizeof(int32_t)));
+  if (leader) {  // the logits rows, on rank 0 only under tensor parallelism
+    TANDEM_RETURN_IF_ERROR(alloc(&logits, m * c.vocab_size, 4));
+    TANDEM_RETURN_IF_ERROR(alloc(&argmax, m, 4));
+    TANDEM_RETURN_IF_ERROR(host_logits.Allocate(static_cast<size_t>(m * c.vocab_size) * sizeof(float)));
+    TANDEM_RETURN_IF_ERROR(host_argmax.Allocate(static_cast<size_t>(m) * sizeof(int32_t)));
+  }
 
   // Fixed layout of the step's batch (int64 first, every region 256-byte aligned).
   auto region = [this](size_t bytes) {
@@ -430,16 +434,35 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->options = options;
+  // Tensor parallelism: this rank's shard of the weights (host fp32 copies of its rows and columns).
+  model::ModelWeights shard;
+  const model::ModelWeights* rank_weights = &weights;
+  if (options.collective != nullptr && options.collective->size() > 1) {
+    if (nvfp4 != nullptr && !nvfp4->empty()) {
+      return absl::UnimplementedError(absl::StrCat("cuda model runner: NVFP4 weights at tensor_parallel ",
+                                                   options.collective->size(),
+                                                   " (their per-16 scales are not split yet); use bf16 weights"));
+    }
+    TANDEM_ASSIGN_OR_RETURN(const model::TensorParallelShard plan, model::PlanTensorParallelShard(
+                                                                      config, options.collective->rank(),
+                                                                      options.collective->size()));
+    impl->config = model::ShardConfig(config, plan);
+    shard = model::ShardWeights(config, weights, plan);
+    rank_weights = &shard;
+    impl->leader = options.collective->rank() == 0;
+  }
+  const model::ModelConfig& rank_config = impl->config;
   impl->max_blocks_per_seq = static_cast<int>(CeilDiv(options.max_model_len, options.block_size));
   TANDEM_RETURN_IF_ERROR(impl->stream.Create());
   TANDEM_ASSIGN_OR_RETURN(impl->gemm, cuda::CublasLtGemm::Create());
-  TANDEM_RETURN_IF_ERROR(impl->UploadWeights(weights, nvfp4));
+  TANDEM_RETURN_IF_ERROR(impl->UploadWeights(*rank_weights, nvfp4));
+  shard = model::ModelWeights();
   TANDEM_RETURN_IF_ERROR(impl->AllocateWorkspace());
   TANDEM_RETURN_IF_ERROR(impl->AllocateKvCache());
   cuda::AttentionSetup setup;
-  setup.num_q_heads = config.num_attention_heads;
-  setup.num_kv_heads = config.num_kv_heads;
-  setup.head_dim = config.head_dim;
+  setup.num_q_heads = rank_config.num_attention_heads;
+  setup.num_kv_heads = rank_config.num_kv_heads;
+  setup.head_dim = rank_config.head_dim;
   setup.block_size = options.block_size;
   setup.max_num_tokens = options.max_num_tokens;
   setup.max_num_seqs = options.max_num_seqs;
@@ -459,6 +482,7 @@ const CudaModelRunnerOptions& CudaModelRunner::options() const { return impl_->o
 KvCache& CudaModelRunner::kv_cache() { return *impl_->cache; }
 size_t CudaModelRunner::weight_bytes() const { return impl_->weight_bytes; }
 int CudaModelRunner::num_nvfp4_matrices() const { return impl_->num_nvfp4; }
+bool CudaModelRunner::computes_logits() const { return impl_->leader; }
 
 absl::StatusOr<BatchPlan> CudaModelRunner::Plan(const std::vector<SequenceStep>& steps) const {
   const Impl& s = *impl_;
@@ -572,12 +596,18 @@ absl::Status CudaModelRunner::Impl::Launch(int n, int m, const LayerDoneCallback
     if (on_layer_done != nullptr) TANDEM_CUDA_CHECK(cudaEventRecord(layer_done[static_cast<size_t>(l)].get(), st));
     TANDEM_RETURN_IF_ERROR(attention->Run(q, ld_qkv, n, kv_layer, o, scale, st));
     TANDEM_RETURN_IF_ERROR(Gemm(w.o, o, p, n, hidden, nq * hd, st));
+    if (options.collective != nullptr) {  // partial sums over this rank's heads
+      TANDEM_RETURN_IF_ERROR(options.collective->AllReduceSum(p, static_cast<size_t>(n) * hidden, DType::kBF16, st));
+    }
     TANDEM_CUDA_CHECK(kernels::FusedAddRmsNorm(p, x, w.post_norm, h, n, hidden, eps, st));  // x += attention out
     TANDEM_RETURN_IF_ERROR(Gemm(w.gate_up, h, gu, n, 2 * inter, hidden, st));
     TANDEM_CUDA_CHECK(kernels::SiluMul(gu, n, inter, a, st));
     TANDEM_RETURN_IF_ERROR(Gemm(w.down, a, p, n, hidden, inter, st));
+    if (options.collective != nullptr) {  // partial sums over this rank's intermediate columns
+      TANDEM_RETURN_IF_ERROR(options.collective->AllReduceSum(p, static_cast<size_t>(n) * hidden, DType::kBF16, st));
+    }
   }
-  if (m == 0) return absl::OkStatus();
+  if (m == 0 || !leader) return absl::OkStatus();
   const int32_t* rows = Meta<int32_t>(off_logit_rows);
   TANDEM_CUDA_CHECK(kernels::GatherRows(x, hidden, rows, m, logit_hidden->as<bf16>(), st));
   TANDEM_CUDA_CHECK(kernels::GatherRows(p, hidden, rows, m, logit_mlp->as<bf16>(), st));
@@ -597,7 +627,7 @@ absl::Status CudaModelRunner::Impl::CopyLogitsOut(const BatchPlan& plan) {
   const size_t row_bytes = static_cast<size_t>(config.vocab_size) * sizeof(float);
   const int m = plan.num_logits();
   const int full = static_cast<int>(std::count(plan.logits_full.begin(), plan.logits_full.end(), uint8_t{1}));
-  if (full == 0) return absl::OkStatus();
+  if (full == 0 || !leader) return absl::OkStatus();
   if (full == m) {
     TANDEM_CUDA_CHECK(cudaMemcpyAsync(host_logits.as<float>(), logits->data(), row_bytes * static_cast<size_t>(m),
                                       cudaMemcpyDeviceToHost, stream.get()));
@@ -644,8 +674,10 @@ absl::Status CudaModelRunner::Impl::TuneGemms(int m) {
   TANDEM_RETURN_IF_ERROR(tune(attn->as<bf16>(), o_w, proj->data(), hidden, nq * hd));
   TANDEM_RETURN_IF_ERROR(tune(normed->as<bf16>(), gate_up_w, gate_up->data(), 2 * c.intermediate_size, hidden));
   TANDEM_RETURN_IF_ERROR(tune(act->as<bf16>(), down_w, proj->data(), hidden, c.intermediate_size));
-  TANDEM_RETURN_IF_ERROR(
-      gemm->Tune(logit_normed->as<bf16>(), lm_head_w, logits->data(), true, m, c.vocab_size, hidden, st));
+  if (leader) {
+    TANDEM_RETURN_IF_ERROR(
+        gemm->Tune(logit_normed->as<bf16>(), lm_head_w, logits->data(), true, m, c.vocab_size, hidden, st));
+  }
   return absl::OkStatus();
 }
 
@@ -708,6 +740,7 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
   TANDEM_RETURN_IF_ERROR(CopyLogitsOut(plan));
   TANDEM_CUDA_CHECK(cudaStreamSynchronize(st));
   CudaStepOutput out;
+  if (!leader) return out;
   out.logits = std::span<const float>(host_logits.as<float>(), static_cast<size_t>(m) * config.vocab_size);
   out.argmax = std::span<const int32_t>(host_argmax.as<int32_t>(), static_cast<size_t>(m));
   return out;

@@ -1,0 +1,197 @@
+// Tensor parallelism on GPUs. With one GPU: a group of one NCCL rank runs the runner with its
+// all-reduces issued (a copy) — the decode graph holds the all-reduce nodes and its replay equals the
+// eager step and the runner without collectives, bit for bit. With two GPUs: TP 2 (one rank per GPU,
+// the worker's TensorParallelExecutor) against TP 1 on the golden fixtures and the Llama-3-8B-shaped
+// dummy model, logits within bf16 tolerance and the same greedy tokens where TP 1's top two are apart.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tandem/backend/cuda_model_runner.h"
+#include "tandem/backend/nccl_collective.h"
+#include "tandem/engine/cuda_model_executor.h"
+#include "tandem/engine/tensor_parallel_executor.h"
+#include "tandem/model/loader.h"
+
+namespace tandem::engine {
+namespace {
+
+int DeviceCount() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+  return n;
+}
+
+backend::CudaModelRunnerOptions SmallOptions(int device) {
+  backend::CudaModelRunnerOptions o;
+  o.device = device;
+  o.max_num_tokens = 512;
+  o.max_num_seqs = 8;
+  o.max_model_len = 512;
+  o.num_blocks = 128;
+  return o;
+}
+
+model::LoadedModel Load(const std::string& golden_or_preset, int layers = 0) {
+  model::LoadOptions options;
+  options.show_progress = false;
+  if (golden_or_preset.rfind("llama-3", 0) == 0) {
+    options.format = model::LoadFormat::kDummy;
+    options.dummy_config = golden_or_preset;
+    options.num_layers = layers;
+  } else {
+    options.path = std::string(TANDEM_SOURCE_DIR) + "/tests/golden/models/" + golden_or_preset;
+  }
+  auto loaded = model::LoadModel(options);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  return std::move(loaded).value();
+}
+
+struct Outputs {
+  std::vector<std::vector<float>> logits;  // every step's rows, in order
+  std::vector<std::vector<int32_t>> tokens;
+};
+
+// Prefills two prompts in one step, then decodes both greedily (`decode_steps` steps), through `ex`.
+Outputs Drive(ModelExecutor& ex, int vocab, int decode_steps) {
+  std::vector<std::vector<int32_t>> seqs = {{}, {}};
+  for (int i = 0; i < 37; ++i) seqs[0].push_back((i * 131 + 7) % vocab);
+  for (int i = 0; i < 20; ++i) seqs[1].push_back((i * 71 + 3) % vocab);
+  std::vector<std::vector<kvcache::BlockId>> tables(2);
+  for (int b = 0; b < 8; ++b) {
+    tables[0].push_back(b);
+    tables[1].push_back(8 + b);
+  }
+  Outputs out;
+  out.tokens.resize(2);
+  for (int step = 0; step <= decode_steps; ++step) {
+    StepPlan plan;
+    for (size_t s = 0; s < 2; ++s) {
+      const int32_t done = step == 0 ? 0 : static_cast<int32_t>(seqs[s].size()) - 1;
+      ExecSequence e;
+      e.token_ids = std::span<const int32_t>(seqs[s]).subspan(static_cast<size_t>(done));
+      e.start_position = done;
+      e.block_table = tables[s];
+      e.needs_logits = true;
+      plan.num_tokens += static_cast<int32_t>(e.token_ids.size());
+      plan.seqs.push_back(e);
+    }
+    plan.num_logit_rows = 2;
+    auto logits = ex.Execute(plan);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    if (!logits.ok()) return out;
+    for (size_t s = 0; s < 2; ++s) {
+      std::span<const float> row = logits->subspan(s * static_cast<size_t>(vocab), static_cast<size_t>(vocab));
+      out.logits.emplace_back(row.begin(), row.end());
+      const int32_t next = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+      out.tokens[s].push_back(next);
+      seqs[s].push_back(next);
+    }
+  }
+  return out;
+}
+
+TEST(NcclGroupOfOne, DecodeGraphWithAllReduceEqualsEagerAndNoCollective) {
+  if (DeviceCount() < 1) GTEST_SKIP() << "no CUDA device";
+  model::LoadedModel loaded = Load("llama");
+  auto group = backend::NcclCollectiveGroup::Create({0});
+  ASSERT_TRUE(group.ok()) << group.status();
+  backend::CudaModelRunnerOptions with = SmallOptions(0);
+  with.collective = &(*group)->rank(0);
+  auto tp1 = backend::CudaModelRunner::Create(loaded.config, loaded.weights, with);
+  ASSERT_TRUE(tp1.ok()) << tp1.status();
+  auto plain = backend::CudaModelRunner::Create(loaded.config, loaded.weights, SmallOptions(0));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  CudaModelExecutor a(std::move(tp1).value()), b(std::move(plain).value());
+  const Outputs got = Drive(a, loaded.config.vocab_size, 6);  // decode steps replay the graph
+  const Outputs want = Drive(b, loaded.config.vocab_size, 6);
+  ASSERT_EQ(got.logits.size(), want.logits.size());
+  for (size_t i = 0; i < got.logits.size(); ++i) EXPECT_EQ(got.logits[i], want.logits[i]) << "row " << i;
+  // The graph's replay against the same padded step launched eagerly.
+  std::vector<backend::SequenceStep> steps(1);
+  steps[0].token_ids = {5};
+  steps[0].start_position = 36;
+  for (int blk = 0; blk < 8; ++blk) steps[0].block_table.push_back(blk);
+  steps[0].needs_logits = true;
+  auto plan = a.runner().Plan(steps);
+  ASSERT_TRUE(plan.ok());
+  auto graph = a.runner().Forward(*plan);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const std::vector<float> graph_logits(graph->logits.begin(), graph->logits.end());
+  auto eager = a.runner().ForwardEager(*plan);
+  ASSERT_TRUE(eager.ok()) << eager.status();
+  EXPECT_EQ(graph_logits, std::vector<float>(eager->logits.begin(), eager->logits.end()));
+}
+
+double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
+    norm += double{want[i]} * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+void CompareTp2WithTp1(const std::string& what, int layers, double tolerance) {
+  if (DeviceCount() < 2) GTEST_SKIP() << "TP 2 needs two GPUs, found " << DeviceCount();
+  model::LoadedModel loaded = Load(what, layers);
+  const int vocab = loaded.config.vocab_size;
+  Outputs want;
+  {
+    auto runner = backend::CudaModelRunner::Create(loaded.config, loaded.weights, SmallOptions(0));
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    CudaModelExecutor one(std::move(runner).value());
+    want = Drive(one, vocab, 8);
+  }
+  auto made = backend::NcclCollectiveGroup::Create({0, 1});
+  ASSERT_TRUE(made.ok()) << made.status();
+  std::shared_ptr<backend::NcclCollectiveGroup> group = std::move(made).value();
+  auto tp2 = TensorParallelExecutor::Create(
+      2,
+      [&](int r) -> absl::StatusOr<std::unique_ptr<ModelExecutor>> {
+        backend::CudaModelRunnerOptions o = SmallOptions(r);
+        o.collective = &group->rank(r);
+        auto runner = backend::CudaModelRunner::Create(loaded.config, loaded.weights, o);
+        if (!runner.ok()) return runner.status();
+        return std::unique_ptr<ModelExecutor>(std::make_unique<CudaModelExecutor>(std::move(runner).value()));
+      },
+      [group](const absl::Status&) { group->Abort(); });
+  ASSERT_TRUE(tp2.ok()) << tp2.status();
+  const Outputs got = Drive(**tp2, vocab, 8);
+  ASSERT_EQ(got.logits.size(), want.logits.size());
+  double max_err = 0;
+  int compared = 0, differ = 0;
+  for (size_t i = 0; i < got.logits.size(); ++i) max_err = std::max(max_err, RelativeError(got.logits[i], want.logits[i]));
+  // Greedy tokens: the first step where TP 1's top two are closer than the tolerance allows ends the
+  // comparison of that sequence (a near tie may go either way, and everything after it differs).
+  for (size_t s = 0; s < 2; ++s) {
+    for (size_t t = 0; t < want.tokens[s].size(); ++t) {
+      std::vector<float> row = want.logits[t * 2 + s];
+      std::partial_sort(row.begin(), row.begin() + 2, row.end(), std::greater<float>());
+      if (row[0] - row[1] < 0.05f * std::max(1.0f, std::fabs(row[0]))) break;
+      ++compared;
+      if (got.tokens[s][t] != want.tokens[s][t]) {
+        ++differ;
+        break;
+      }
+    }
+  }
+  std::printf("%s TP 2 vs TP 1: max relative logits error %.4f over %zu rows, %d greedy tokens compared, %d differ\n",
+              what.c_str(), max_err, got.logits.size(), compared, differ);
+  EXPECT_LT(max_err, tolerance);
+  EXPECT_EQ(differ, 0);
+}
+
+TEST(TwoGpus, GoldenLlamaTp2MatchesTp1) { CompareTp2WithTp1("llama", 0, 0.02); }
+TEST(TwoGpus, GoldenQwen2Tp2MatchesTp1) { CompareTp2WithTp1("qwen2", 0, 0.02); }
+TEST(TwoGpus, GoldenQwen3Tp2MatchesTp1) { CompareTp2WithTp1("qwen3", 0, 0.02); }
+TEST(TwoGpus, Llama3_8bShapeTp2MatchesTp1) { CompareTp2WithTp1("llama-3-8b", 0, 0.03); }
+
+}  // namespace
+}  // namespace tandem::engine
