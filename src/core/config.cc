@@ -203,15 +203,6 @@ absl::Status ValidateWhole(const DeploymentConfig& config, const YamlSource& sou
                         absl::StrCat("disaggregation mode ", Name(mode),
                                      " needs at least 1 decode replica, found ", config.pools.decode.replicas));
     }
-    for (const auto& [name, pool] : {std::pair<const char*, const PoolSection*>{"prefill", &config.pools.prefill},
-                                     {"decode", &config.pools.decode}}) {
-      if (pool->tensor_parallel > 1) {
-        return pool_error(name, "tensor_parallel",
-                          absl::StrCat("KV hand-off between tensor-parallel workers is not built yet: a disaggregated "
-                                       "pool runs tensor_parallel 1, found ", pool->tensor_parallel,
-                                       " (tensor_parallel > 1 serves aggregated: disaggregation.mode off)"));
-      }
-    }
   }
   const std::pair<const char*, const PoolSection*> all_pools[] = {
       {"prefill", &config.pools.prefill}, {"decode", &config.pools.decode}, {"both", &config.pools.both}};

@@ -22,6 +22,7 @@
 #endif
 #include "tandem/kvcache/block_hash.h"
 #include "tandem/model/loader.h"
+#include "tandem/model/tensor_parallel.h"
 
 namespace tandem::engine {
 namespace {
@@ -42,6 +43,18 @@ model::LoadFormat ToModelFormat(LoadFormat f) {
 
 int32_t ClampToInt32(int64_t v) {
   return static_cast<int32_t>(std::clamp<int64_t>(v, 0, std::numeric_limits<int32_t>::max()));
+}
+
+// The model KV heads each of `tp` ranks holds (a worker's advertised KV layout); empty when the
+// model cannot be split that way (the runners then fail with the reason).
+std::vector<std::vector<int>> RankKvHeads(const model::ModelConfig& config, int tp) {
+  std::vector<std::vector<int>> heads;
+  for (int r = 0; r < tp; ++r) {
+    absl::StatusOr<model::TensorParallelShard> shard = model::PlanTensorParallelShard(config, r, tp);
+    if (!shard.ok()) return {};
+    heads.push_back(shard->kv_heads);
+  }
+  return heads;
 }
 
 // backend: cuda — the CUDA model runner on the pool's first device (device 0 when the pool names none),
@@ -88,7 +101,7 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateCudaEngine(const DeploymentConfig&
                                                                      &loaded.nvfp4));
             return std::unique_ptr<ModelExecutor>(std::make_unique<CudaModelExecutor>(std::move(runner)));
           },
-          [group](const absl::Status&) { group->Abort(); }));
+          [group](const absl::Status&) { group->Abort(); }, RankKvHeads(loaded.config, tp)));
   TLOG_INFO("engine: tensor_parallel {} on GPUs [{}]", tp, absl::StrJoin(devices, ", "));
   return Engine::Create(ec, std::move(executor));
 #else
@@ -198,7 +211,7 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const DeploymentConfig& con
     TANDEM_ASSIGN_OR_RETURN(
         executor, TensorParallelExecutor::Create(
                       tp, [&](int r) { return make_rank(&group->rank(r), std::max(1, cores / tp)); },
-                      [group](const absl::Status& why) { group->Abort(why); }));
+                      [group](const absl::Status& why) { group->Abort(why); }, RankKvHeads(loaded.config, tp)));
   }
   loaded.weights = {};  // the runners hold their own copies
   TLOG_INFO("engine: {} KV blocks of {} tokens ({} MiB), max_num_seqs {}, max_num_batched_tokens {}, tensor_parallel {}",

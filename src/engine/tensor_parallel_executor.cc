@@ -4,16 +4,26 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "tandem/backend/kv_cache.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
 
 namespace tandem::engine {
 
+std::vector<int> ModelExecutor::rank_kv_heads(int rank) {
+  std::vector<int> heads;
+  backend::KvCache* pool = rank_kv_pool(rank);
+  for (int h = 0; pool != nullptr && h < pool->spec().num_kv_heads; ++h) heads.push_back(h);
+  return heads;
+}
+
 absl::StatusOr<std::unique_ptr<TensorParallelExecutor>> TensorParallelExecutor::Create(
-    int size, const RankFactory& make_rank, std::function<void(const absl::Status&)> abort) {
+    int size, const RankFactory& make_rank, std::function<void(const absl::Status&)> abort,
+    std::vector<std::vector<int>> rank_kv_heads) {
   if (size < 1) return absl::InvalidArgumentError(absl::StrCat("tensor parallel: expected >= 1 rank, found ", size));
   std::unique_ptr<TensorParallelExecutor> tp(new TensorParallelExecutor());
   tp->abort_ = std::move(abort);
+  tp->rank_kv_heads_ = std::move(rank_kv_heads);
   tp->ranks_.resize(static_cast<size_t>(size));
   tp->results_.resize(static_cast<size_t>(size));
   for (int r = 0; r < size; ++r) tp->threads_.emplace_back([p = tp.get(), r] { p->ThreadMain(r); });

@@ -1,5 +1,8 @@
 #include "tandem/transfer/block_runs.h"
 
+#include <map>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace tandem::transfer {
@@ -36,6 +39,72 @@ std::vector<WriteOp> LayerWrites(const std::vector<BlockRun>& runs, RegionId loc
     ops.push_back({local_layer_region, static_cast<std::size_t>(run.src_block) * block_bytes, remote_layer_region,
                    static_cast<std::size_t>(run.dst_block) * block_bytes,
                    static_cast<std::size_t>(run.count) * block_bytes});
+  }
+  return ops;
+}
+
+bool SameRankHeads(const KvRankHeads& a, const KvRankHeads& b) {
+  return a.heads == b.heads && a.head_bytes == b.head_bytes;
+}
+
+absl::StatusOr<std::vector<WriteOp>> HeadWrites(const std::vector<BlockRun>& runs, const KvRankHeads& src,
+                                                const std::vector<RegionId>& local_regions, const KvRankHeads& dst,
+                                                const std::vector<RemoteRegionId>& remote_regions) {
+  if (src.head_bytes != dst.head_bytes || local_regions.size() != src.heads.size() ||
+      remote_regions.size() != dst.heads.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV hand-off: ", src.heads.size(), " source ranks with ", local_regions.size(), " regions and ",
+        src.head_bytes, "-byte heads; ", dst.heads.size(), " destination ranks with ", remote_regions.size(),
+        " regions and ", dst.head_bytes, "-byte heads"));
+  }
+  // Where each head lives on the source side: (rank, slot), the first rank holding it.
+  std::map<int, std::pair<size_t, size_t>> where;
+  for (size_t r = 0; r < src.heads.size(); ++r) {
+    for (size_t i = 0; i < src.heads[r].size(); ++i) where.emplace(src.heads[r][i], std::pair{r, i});
+  }
+  // A segment: destination slots [j, j + len) of rank d from source slots [i, i + len) of rank s.
+  struct Segment {
+    size_t d, j, s, i, len;
+  };
+  std::vector<Segment> segments;
+  for (size_t d = 0; d < dst.heads.size(); ++d) {
+    for (size_t j = 0; j < dst.heads[d].size(); ++j) {
+      auto it = where.find(dst.heads[d][j]);
+      if (it == where.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("KV hand-off: destination rank ", d, " needs KV head ",
+                                                       dst.heads[d][j], ", which no source rank holds"));
+      }
+      const auto [s, i] = it->second;
+      if (!segments.empty()) {
+        Segment& last = segments.back();
+        if (last.d == d && last.s == s && last.j + last.len == j && last.i + last.len == i) {
+          ++last.len;
+          continue;
+        }
+      }
+      segments.push_back({d, j, s, i, 1});
+    }
+  }
+  const size_t hb = src.head_bytes;
+  std::vector<WriteOp> ops;
+  for (const Segment& g : segments) {
+    const size_t src_heads = src.heads[g.s].size(), dst_heads = dst.heads[g.d].size();
+    const size_t src_block = 2 * src_heads * hb, dst_block = 2 * dst_heads * hb;
+    if (g.len == src_heads && g.len == dst_heads) {  // whole blocks: one write per run
+      for (const WriteOp& op : LayerWrites(runs, local_regions[g.s], remote_regions[g.d], src_block)) ops.push_back(op);
+      continue;
+    }
+    for (const BlockRun& run : runs) {
+      for (int64_t b = 0; b < run.count; ++b) {
+        for (size_t kv = 0; kv < 2; ++kv) {  // K slab, then V slab
+          ops.push_back({local_regions[g.s],
+                         static_cast<size_t>(run.src_block + b) * src_block + (kv * src_heads + g.i) * hb,
+                         remote_regions[g.d],
+                         static_cast<size_t>(run.dst_block + b) * dst_block + (kv * dst_heads + g.j) * hb,
+                         g.len * hb});
+        }
+      }
+    }
   }
   return ops;
 }

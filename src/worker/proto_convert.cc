@@ -1,5 +1,7 @@
 #include "tandem/worker/proto_convert.h"
 
+#include <algorithm>
+
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -166,6 +168,19 @@ absl::Status CheckLayoutCompatible(const v1::KvLayout& mine, const v1::KvLayout&
   return absl::FailedPreconditionError(
       absl::StrCat("incompatible KV cache layout with worker ", peer_name,
                    ", refusing to exchange blocks: ", absl::StrJoin(diffs, "; ")));
+}
+
+transfer::KvRankHeads KvRankHeadsOf(const v1::KvLayout& layout) {
+  transfer::KvRankHeads out;
+  const int heads = std::max(layout.num_kv_heads(), 1);
+  out.head_bytes = static_cast<size_t>(layout.bytes_per_block() / (2 * static_cast<uint64_t>(heads)));
+  if (layout.ranks_size() == 0) {
+    out.heads.emplace_back();
+    for (int h = 0; h < layout.num_kv_heads(); ++h) out.heads.back().push_back(h);
+    return out;
+  }
+  for (const v1::RankKvHeads& rank : layout.ranks()) out.heads.emplace_back(rank.kv_heads().begin(), rank.kv_heads().end());
+  return out;
 }
 
 }  // namespace tandem::worker

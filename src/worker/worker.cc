@@ -140,24 +140,52 @@ class Worker::Impl final : public v1::Worker::Service {
     layout->set_model(options_.model_name.empty() ? model_name_ : options_.model_name);
     layout->set_dtype(KvDTypeName(spec.dtype));
     layout->set_num_layers(spec.num_layers);
-    layout->set_num_kv_heads(spec.num_kv_heads);
+    // Tensor parallelism: every rank's pool, and the model heads each holds.
+    const int tp = executor_->tensor_parallel_size();
+    if (tp > 1 && std::string_view(transport_->name()) == "nccl") {
+      return absl::UnimplementedError(absl::StrCat("worker: the nccl KV transport binds one GPU; a tensor_parallel ",
+                                                   tp, " worker hands KV off over ucx"));
+    }
+    int model_kv_heads = spec.num_kv_heads;
+    if (tp > 1) {
+      model_kv_heads = 0;
+      for (int r = 0; r < tp; ++r) {
+        v1::RankKvHeads* rank = layout->add_ranks();
+        for (int h : executor_->rank_kv_heads(r)) {
+          rank->add_kv_heads(h);
+          model_kv_heads = std::max(model_kv_heads, h + 1);
+        }
+      }
+    }
+    const size_t head_bytes = static_cast<size_t>(spec.block_size) * spec.head_dim * DTypeSize(spec.dtype);
+    layout->set_num_kv_heads(model_kv_heads);
     layout->set_head_dim(spec.head_dim);
     layout->set_block_size(spec.block_size);
     layout->set_layout_version(kKvLayoutVersion);
-    layout->set_bytes_per_block(spec.BytesPerBlock());
+    layout->set_bytes_per_block(2 * static_cast<uint64_t>(model_kv_heads) * head_bytes);
     info_.set_num_kv_blocks(spec.num_blocks);
     info_.set_transport(transport_->name());
     info_.set_transport_address(transport_address);
-    for (int layer = 0; layer < spec.num_layers; ++layer) {
-      transfer::MemoryRegion region{kv_->LayerData(layer), spec.BytesPerLayer(), kv_->memory_kind(),
-                                    kv_device_};
-      TANDEM_ASSIGN_OR_RETURN(transfer::RegionId id, transport_->RegisterMemory(region));
-      layer_regions_.push_back(id);
-      TANDEM_ASSIGN_OR_RETURN(std::string descriptor, transport_->ExportRegion(id));
-      info_.add_layer_regions(descriptor);
+    my_heads_ = KvRankHeadsOf(info_.layout());
+    for (int r = 0; r < tp; ++r) {
+      backend::KvCache* pool = tp > 1 ? executor_->rank_kv_pool(r) : kv_;
+      if (pool == nullptr ||
+          (tp > 1 && pool->spec().num_kv_heads != static_cast<int>(my_heads_.heads[static_cast<size_t>(r)].size()))) {
+        return absl::InternalError(absl::StrCat("worker: tensor-parallel rank ", r,
+                                                "'s KV pool is missing or does not hold the heads its layout lists"));
+      }
+      for (int layer = 0; layer < spec.num_layers; ++layer) {
+        transfer::MemoryRegion region{pool->LayerData(layer), pool->spec().BytesPerLayer(), pool->memory_kind(),
+                                      tp > 1 ? executor_->rank_kv_device(r) : kv_device_};
+        TANDEM_ASSIGN_OR_RETURN(transfer::RegionId id, transport_->RegisterMemory(region));
+        layer_regions_.push_back(id);
+        TANDEM_ASSIGN_OR_RETURN(std::string descriptor, transport_->ExportRegion(id));
+        info_.add_layer_regions(descriptor);
+      }
     }
-    // (A tensor-parallel worker is aggregated: it ships no KV.)
-    if (options_.layerwise && options_.role != WorkerRole::kDecode && executor_->tensor_parallel_size() == 1) {
+    // Layer-wise streaming sends whole blocks of one pool: tensor_parallel 1 only (and only to a
+    // decode worker of the same layout, see ServeRemotePrefill).
+    if (options_.layerwise && options_.role != WorkerRole::kDecode && tp == 1) {
       sender_ = std::make_unique<LayerwiseKvSender>(transport_.get(), layer_regions_, spec.block_size,
                                                     spec.BytesPerBlock());
       TANDEM_RETURN_IF_ERROR(executor_->SetLayerDoneCallback(
@@ -815,9 +843,20 @@ class Worker::Impl final : public v1::Worker::Service {
       return absl::InvalidArgumentError(
           absl::StrCat("num_cached_tokens: expected 0..", n, ", found ", request.num_cached_tokens()));
     }
-    if (dest.layer_regions_size() != spec.num_layers) {
-      return absl::InvalidArgumentError(absl::StrCat("destination: expected ", spec.num_layers,
-                                                     " layer regions, found ", dest.layer_regions_size()));
+    const transfer::KvRankHeads dest_heads = KvRankHeadsOf(dest.layout());
+    const int64_t dest_regions = int64_t{spec.num_layers} * static_cast<int64_t>(dest_heads.heads.size());
+    if (dest.layer_regions_size() != dest_regions) {
+      return absl::InvalidArgumentError(absl::StrCat("destination: expected ", dest_regions, " layer regions (",
+                                                     dest_heads.heads.size(), " ranks x ", spec.num_layers,
+                                                     " layers), found ", dest.layer_regions_size()));
+    }
+    // Pools of different tensor-parallel widths: checked now, before any work (a layout this worker's
+    // ranks cannot fill is refused), and written head by head after the prefill.
+    const bool same_heads = transfer::SameRankHeads(my_heads_, dest_heads);
+    if (!same_heads) {
+      const std::vector<transfer::RegionId> no_local(my_heads_.heads.size());
+      const std::vector<transfer::RemoteRegionId> no_remote(dest_heads.heads.size());
+      TANDEM_RETURN_IF_ERROR(transfer::HeadWrites({}, my_heads_, no_local, dest_heads, no_remote).status());
     }
     TANDEM_ASSIGN_OR_RETURN(ImportedPool pool, ImportPool(dest));
 
@@ -827,13 +866,13 @@ class Worker::Impl final : public v1::Worker::Service {
     er.params = FromProto(request.sampling());
     er.params.n = 1;
     er.kv_role = engine::KvRole::kPrefillOnly;
-    if (sender_ != nullptr)
-      TANDEM_RETURN_IF_ERROR(sender_->Start(request.request_id(), Destination(pool, request)));
+    LayerwiseKvSender* sender = same_heads ? sender_.get() : nullptr;  // whole blocks only
+    if (sender != nullptr) TANDEM_RETURN_IF_ERROR(sender->Start(request.request_id(), Destination(pool, request)));
     auto queue = std::make_shared<OutputQueue>();
     if (absl::Status s =
             loop_->Submit(std::move(er), [queue](engine::RequestOutput o) { queue->Push(std::move(o)); });
         !s.ok()) {
-      if (sender_ != nullptr) (void)sender_->Finish(request.request_id(), kTransferTimeoutMs);
+      if (sender != nullptr) (void)sender->Finish(request.request_id(), kTransferTimeoutMs);
       return s;
     }
     std::vector<int32_t> tokens;
@@ -855,7 +894,7 @@ class Worker::Impl final : public v1::Worker::Service {
     // Layer-wise: the writes posted while the prompt ran; wait for them before the blocks are freed.
     const auto start = Clock::now();
     LayerwiseKvSender::Result streamed;
-    if (sender_ != nullptr) streamed = sender_->Finish(request.request_id(), kTransferTimeoutMs);
+    if (sender != nullptr) streamed = sender->Finish(request.request_id(), kTransferTimeoutMs);
     // A failed or timed-out write may still be in flight: closing the endpoint cancels it before the
     // source blocks are released (and before it could land in blocks the decode worker reuses).
     if (!streamed.status.ok()) ForgetPool(dest.instance_id(), pool);
@@ -872,19 +911,18 @@ class Worker::Impl final : public v1::Worker::Service {
     // Streamed in full, or a failed stream, or send everything now (layer-wise off, or it fell back).
     const absl::Status written = streamed.complete || !streamed.status.ok()
                                      ? streamed.status
-                                     : WriteBlocks(pool, last.kv_blocks, request);
+                                     : WriteBlocks(pool, dest_heads, last.kv_blocks, request);
     if (!written.ok()) ForgetPool(dest.instance_id(), pool);  // as above, before the release
     loop_->ReleaseTransfer(request.request_id());
     if (!written.ok()) return written;
     const int64_t first = request.num_cached_tokens() / spec.block_size;
     const int64_t sent = static_cast<int64_t>(last.kv_blocks.size()) - first;
-    const uint64_t bytes = static_cast<uint64_t>(sent) * spec.BytesPerBlock() * spec.num_layers;
+    const uint64_t bytes = static_cast<uint64_t>(sent) * info_.layout().bytes_per_block() * spec.num_layers;
     {
       std::lock_guard<std::mutex> lock(stats_mu_);
       stats_.kv_blocks_sent += sent;
       stats_.kv_bytes_sent += bytes;
-      if (sender_ != nullptr)
-        ++(streamed.complete ? stats_.kv_streamed_prefills : stats_.kv_stream_fallbacks);
+      if (sender != nullptr) ++(streamed.complete ? stats_.kv_streamed_prefills : stats_.kv_stream_fallbacks);
     }
     response.set_first_token(tokens.front());
     if (!logprobs.empty()) *response.mutable_first_logprobs() = ToProto(logprobs.front());
@@ -918,8 +956,8 @@ class Worker::Impl final : public v1::Worker::Service {
 
   // Writes blocks [num_cached / block_size, end) of every layer into the decode worker's pool, one
   // transfer per layer (coalesced runs), the completion notice riding on the last; waits for all.
-  absl::Status WriteBlocks(const ImportedPool& pool, const std::vector<kvcache::BlockId>& src_blocks,
-                           const v1::RemotePrefillRequest& request) {
+  absl::Status WriteBlocks(const ImportedPool& pool, const transfer::KvRankHeads& dest_heads,
+                           const std::vector<kvcache::BlockId>& src_blocks, const v1::RemotePrefillRequest& request) {
     const backend::KvCacheSpec& spec = kv_->spec();
     if (static_cast<int64_t>(src_blocks.size()) != request.dst_block_ids_size()) {
       return absl::InternalError(absl::StrCat("prefill produced ", src_blocks.size(),
@@ -933,12 +971,21 @@ class Worker::Impl final : public v1::Worker::Service {
     TANDEM_ASSIGN_OR_RETURN(std::vector<transfer::BlockRun> runs, transfer::CoalesceBlockRuns(src, dst));
     std::vector<transfer::TransferId> posted;
     absl::Status status;
+    const size_t layers = static_cast<size_t>(spec.num_layers);
     for (int layer = 0; layer < spec.num_layers; ++layer) {
-      const std::vector<transfer::WriteOp> ops =
-          transfer::LayerWrites(runs, layer_regions_[static_cast<size_t>(layer)],
-                                pool.layers[static_cast<size_t>(layer)], spec.BytesPerBlock());
+      // Each side's region of this layer in every rank (rank-major lists).
+      const size_t l = static_cast<size_t>(layer);
+      std::vector<transfer::RegionId> local;
+      for (size_t r = 0; r < my_heads_.heads.size(); ++r) local.push_back(layer_regions_[r * layers + l]);
+      std::vector<transfer::RemoteRegionId> remote;
+      for (size_t r = 0; r < dest_heads.heads.size(); ++r) remote.push_back(pool.layers[r * layers + l]);
+      absl::StatusOr<std::vector<transfer::WriteOp>> ops = transfer::HeadWrites(runs, my_heads_, local, dest_heads, remote);
+      if (!ops.ok()) {  // checked before the prefill; the writes already posted are waited for below
+        status = ops.status();
+        break;
+      }
       std::string note = layer + 1 == spec.num_layers ? NotificationFor(request.request_id()) : std::string();
-      absl::StatusOr<transfer::TransferId> t = transport_->PostWrite(pool.peer, ops, std::move(note));
+      absl::StatusOr<transfer::TransferId> t = transport_->PostWrite(pool.peer, *ops, std::move(note));
       if (!t.ok()) {
         status =
             Annotate(t.status(), absl::StrCat("writing layer ", layer, " of request ", request.request_id()));
@@ -966,7 +1013,8 @@ class Worker::Impl final : public v1::Worker::Service {
   // (transport_kv_memory.h) keep it alive until the engine, and so the pools, are gone.
   std::shared_ptr<transfer::KvTransport> transport_;
   std::unique_ptr<LayerwiseKvSender> sender_;         // transfer.layerwise on a prefill-capable worker
-  std::vector<transfer::RegionId> layer_regions_;
+  std::vector<transfer::RegionId> layer_regions_;  // rank-major: [rank * num_layers + layer]
+  transfer::KvRankHeads my_heads_;                 // the heads each of this worker's ranks holds
   v1::WorkerInfo info_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
@@ -1008,13 +1056,7 @@ class Worker::Impl final : public v1::Worker::Service {
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(std::unique_ptr<engine::Engine> engine,
                                                        WorkerOptions options) {
   const int tp = engine->executor().tensor_parallel_size();
-  if (tp > 1 && options.role != WorkerRole::kBoth) {
-    return absl::UnimplementedError(absl::StrCat(
-        "worker: a ", cluster::WorkerRoleName(options.role), " worker at tensor_parallel ", tp,
-        ": handing KV off between tensor-parallel workers is not built yet; run this pool at tensor_parallel 1, or "
-        "serve aggregated (pools.both) at tensor_parallel > 1"));
-  }
-  // An aggregated tensor-parallel worker ships no KV; rank 0's pool gives its geometry.
+  // A tensor-parallel worker's ranks each have a pool; rank 0's gives the geometry (block size, blocks).
   backend::KvCache* kv = tp > 1 ? engine->executor().rank_kv_pool(0) : engine->executor().kv_pool();
   if (kv == nullptr) {
     return absl::InvalidArgumentError(

@@ -67,6 +67,10 @@ class ModelExecutor {
   // is null when there are several).
   virtual int tensor_parallel_size() const { return 1; }
   virtual backend::KvCache* rank_kv_pool(int rank) { return rank == 0 ? kv_pool() : nullptr; }
+  // The model KV heads rank `rank`'s pool holds, in slot order (every head at tensor_parallel 1), and
+  // the CUDA ordinal of its memory (-1: host).
+  virtual std::vector<int> rank_kv_heads(int rank);
+  virtual int rank_kv_device(int rank) const { return rank == 0 ? kv_device() : -1; }
   // The CUDA ordinal of device-memory KV pools, -1 for host memory.
   virtual int kv_device() const { return -1; }
   // The model's name as its config states it (a worker's advertised KV layout).

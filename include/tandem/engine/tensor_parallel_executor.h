@@ -26,9 +26,12 @@ class TensorParallelExecutor final : public ModelExecutor {
  public:
   // Builds rank r's executor with make_rank(r) on rank r's thread (all ranks at once), and calls
   // `abort(why)` when a rank fails a step (it releases the collective group's waiting ranks).
+  // `rank_kv_heads[r]`: the model KV heads rank r's pool holds (TensorParallelShard::kv_heads), for the
+  // KV layout a worker advertises; empty: each rank's own pool's heads, numbered from 0.
   using RankFactory = std::function<absl::StatusOr<std::unique_ptr<ModelExecutor>>(int rank)>;
   static absl::StatusOr<std::unique_ptr<TensorParallelExecutor>> Create(
-      int size, const RankFactory& make_rank, std::function<void(const absl::Status&)> abort);
+      int size, const RankFactory& make_rank, std::function<void(const absl::Status&)> abort,
+      std::vector<std::vector<int>> rank_kv_heads = {});
   ~TensorParallelExecutor() override;
 
   int32_t vocab_size() const override { return ranks_.front()->vocab_size(); }
@@ -40,6 +43,10 @@ class TensorParallelExecutor final : public ModelExecutor {
   int kv_device() const override { return ranks_.front()->kv_device(); }
   int tensor_parallel_size() const override { return static_cast<int>(ranks_.size()); }
   backend::KvCache* rank_kv_pool(int rank) override { return ranks_[static_cast<size_t>(rank)]->kv_pool(); }
+  std::vector<int> rank_kv_heads(int rank) override {
+    return rank_kv_heads_.empty() ? ModelExecutor::rank_kv_heads(rank) : rank_kv_heads_[static_cast<size_t>(rank)];
+  }
+  int rank_kv_device(int rank) const override { return ranks_[static_cast<size_t>(rank)]->kv_device(); }
 
   ModelExecutor& rank(int r) { return *ranks_[static_cast<size_t>(r)]; }
 
@@ -51,6 +58,7 @@ class TensorParallelExecutor final : public ModelExecutor {
 
   std::function<void(const absl::Status&)> abort_;  // owns the collective group: destroyed after the ranks
   std::vector<std::unique_ptr<ModelExecutor>> ranks_;
+  std::vector<std::vector<int>> rank_kv_heads_;
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -27,4 +27,25 @@ absl::StatusOr<std::vector<BlockRun>> CoalesceBlockRuns(const std::vector<int64_
 std::vector<WriteOp> LayerWrites(const std::vector<BlockRun>& runs, RegionId local_layer_region,
                                  RemoteRegionId remote_layer_region, std::size_t block_bytes);
 
+// One worker's KV pools under tensor parallelism: rank r's pool of a layer holds the model's KV heads
+// heads[r] in slot order, each block [2 (K, V), heads[r].size(), block_size, head_dim], each head's
+// slab of one block `head_bytes` = block_size * head_dim * element size. A worker at tensor_parallel 1
+// is one rank holding every head in order.
+struct KvRankHeads {
+  std::vector<std::vector<int>> heads;
+  std::size_t head_bytes = 0;
+};
+
+// Whether rank r of both sides holds the same heads for every r (whole blocks move rank to rank).
+bool SameRankHeads(const KvRankHeads& a, const KvRankHeads& b);
+
+// The writes that move `runs` of one layer between pools whose ranks hold different heads (prefill
+// TP 2 -> decode TP 1, TP 1 -> TP 2, ...): each destination rank's slot j receives its head straight
+// from the first source rank holding it, consecutive slots from consecutive source slots in one write.
+// `local_regions[r]` / `remote_regions[r]`: rank r's region of this layer on each side.
+// InvalidArgument when a destination head is held by no source rank (the layouts cannot hand off).
+absl::StatusOr<std::vector<WriteOp>> HeadWrites(const std::vector<BlockRun>& runs, const KvRankHeads& src,
+                                                const std::vector<RegionId>& local_regions, const KvRankHeads& dst,
+                                                const std::vector<RemoteRegionId>& remote_regions);
+
 }  // namespace tandem::transfer

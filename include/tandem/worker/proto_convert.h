@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "tandem/engine/engine.h"
 #include "tandem/kvcache/kv_events.h"
+#include "tandem/transfer/block_runs.h"
 #include "tandem/v1/worker.pb.h"
 
 namespace tandem::worker {
@@ -34,5 +35,9 @@ v1::KvCacheEvent ToProto(const kvcache::KvEvent& event);
 // every field that differs, with both values ("here" is `mine`, "there" is `peer_name`'s).
 absl::Status CheckLayoutCompatible(const v1::KvLayout& mine, const v1::KvLayout& theirs,
                                    const std::string& peer_name);
+
+// The KV heads each rank of the worker with `layout` holds (one rank of every head at
+// tensor_parallel 1), for planning writes between pools of different tensor-parallel widths.
+transfer::KvRankHeads KvRankHeadsOf(const v1::KvLayout& layout);
 
 }  // namespace tandem::worker

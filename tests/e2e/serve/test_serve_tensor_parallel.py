@@ -1,18 +1,16 @@
 """`tandem serve -c` with an aggregated tensor-parallel worker on the CPU backend
 (configs/aggregated.yaml at pools.both.tensor_parallel 2: one worker process, two rank threads over
 the host collective group): its greedy output equals the in-process TP 1 engine's token for token, and
-its log says it runs two ranks. A disaggregated pool at tensor_parallel 2 is refused before any model
-loads, with the config line named.
+its log says it runs two ranks. Disaggregated, prefill TP 2 -> decode TP 1 and TP 1 -> TP 2 equal it too.
 """
 import pathlib
-import subprocess
 import sys
 
 import pytest
 import requests
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "frontend"))
-from conftest import MODEL_NAME, ROOT, Server, model_path, tandem_bin  # noqa: E402
+from conftest import MODEL_NAME, ROOT, Server  # noqa: E402
 
 CONFIG = str(ROOT / "configs/aggregated.yaml")
 PROMPTS = ["Hello", "The capital of France is", "1, 2, 3, 4,", "def fibonacci(n):",
@@ -45,10 +43,23 @@ def test_tp2_greedy_output_equals_tp1(servers):
     assert any("tensor_parallel 2" in line for line in tp2.log), "".join(tp2.log)
 
 
-def test_disaggregated_tensor_parallel_pool_is_refused():
-    out = subprocess.run([tandem_bin(), "serve", "-c", str(ROOT / "configs/quickstart.yaml"), "--model", model_path(),
-                          "--set", "pools.decode.tensor_parallel=2"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode != 0
-    assert "pools.decode.tensor_parallel: KV hand-off between tensor-parallel workers is not built yet" in (
-        out.stdout + out.stderr), out.stdout + out.stderr
+@pytest.mark.parametrize("prefill_tp,decode_tp", [(2, 1), (1, 2)])
+def test_disaggregated_across_widths_equals_tp1(servers, prefill_tp, decode_tp):
+    """configs/quickstart.yaml (every request prefilled remotely, KV over UCX) with the prefill and
+    decode pools at different tensor-parallel widths: each decode rank's heads come straight from the
+    prefill rank holding them (whole blocks never fit: the head slabs are written one by one), and the
+    output equals the in-process TP 1 engine's."""
+    reference, _ = servers
+    server = Server(extra_args=["-c", str(ROOT / "configs/quickstart.yaml"),
+                                "--set", f"pools.prefill.tensor_parallel={prefill_tp}",
+                                "--set", f"pools.decode.tensor_parallel={decode_tp}",
+                                "--set", "kv_cache.cpu_memory_mib=128"])
+    try:
+        for prompt in PROMPTS:
+            assert complete(server, prompt) == complete(reference, prompt), prompt
+        text = requests.get(server.url + "/metrics", timeout=10).text
+        sent = [float(line.split()[-1]) for line in text.splitlines()
+                if line.startswith("tandem_worker_kv_transfer_blocks_total") and 'direction="sent"' in line]
+        assert sent and sum(sent) > 0, text
+    finally:
+        server.stop()

@@ -228,11 +228,6 @@ const BadCase kBadCases[] = {
      "--set pools.decode.replicas: expected KEY.PATH=VALUE"},
     {"log_level", "model: {path: /m}\nbackend: cpu\nlogging: {level: verbose}\n", {},
      "bad.yaml:3: logging.level: expected one of trace, debug, info, warn, error, off, found 'verbose'"},
-    {"tp_disaggregated",
-     "model: {path: /m}\nbackend: cpu\ndisaggregation: {mode: always}\npools:\n  prefill: {tensor_parallel: 2}\n", {},
-     "bad.yaml:5: pools.prefill.tensor_parallel: KV hand-off between tensor-parallel workers is not built yet: a "
-     "disaggregated pool runs tensor_parallel 1, found 2 (tensor_parallel > 1 serves aggregated: disaggregation.mode "
-     "off)"},
     {"unset_env_in_path", "model: {path: '${TANDEM_TEST_SURELY_UNSET}/m.gguf'}\nbackend: cpu\n", {},
      "bad.yaml:1: model.path: environment variable TANDEM_TEST_SURELY_UNSET is not set"},
     {"max_connections_zero", "model: {path: /m}\nbackend: cpu\nfrontend:\n  max_connections: 0\n", {},

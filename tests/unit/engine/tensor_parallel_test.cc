@@ -101,7 +101,7 @@ TEST(HostCollective, AbortReleasesWaitingRanks) {
 
 model::ModelConfig Heads(int nq, int nkv, int inter = 64) {
   model::ModelConfig c;
-  c.name = "m";
+  c.name = std::string(1, 'm');  // (assigning a literal trips GCC 12's -Wrestrict)
   c.num_attention_heads = nq;
   c.num_kv_heads = nkv;
   c.intermediate_size = inter;
