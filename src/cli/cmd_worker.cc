@@ -227,6 +227,10 @@ int RunWorker(const Args& args) {
     TLOG_INFO("worker: drained in {:.1f} s", drained_s);
   }
   (*w)->Shutdown();
+  if (absl::Status fatal = (*w)->fatal(); !fatal.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(fatal.message()).c_str());
+    return 1;
+  }
   return 0;
 }
 

@@ -105,6 +105,7 @@ absl::StatusOr<std::span<const float>> TensorParallelExecutor::Execute(const Ste
   if (!status.ok()) {
     broken_ = absl::FailedPreconditionError(
         absl::StrCat(status.message(), " (the worker's tensor-parallel ranks are out of step; it must restart)"));
+    broken_flag_.store(true, std::memory_order_release);
     TLOG_ERROR("{}", std::string(broken_.message()));
     return broken_;
   }

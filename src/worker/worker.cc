@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #endif
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -586,12 +587,35 @@ class Worker::Impl final : public v1::Worker::Service {
       if (Clock::now() >= next_events) {
         PublishKvEvents();
         JoinHandOffs(/*all=*/false);
+        CheckExecutor();
         next_events = Clock::now() + kPollInterval;
       }
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   }
 
+  // A broken executor (a tensor-parallel rank failed) fails every step from then on: stop, as a
+  // shutdown signal would (the drain refuses new calls), so that the supervisor restarts the worker.
+  void CheckExecutor() {
+    if (!fatal_.ok()) return;
+    absl::Status broken = executor_->broken();
+    if (broken.ok()) return;
+    {
+      std::lock_guard<std::mutex> lock(fatal_mu_);
+      fatal_ = broken;
+    }
+    TLOG_ERROR("worker {}: {}; stopping so that it restarts", info_.instance_id(), std::string(broken.message()));
+    BeginDrain();
+    kill(getpid(), SIGTERM);  // to the process: tandem worker's main thread waits for it
+  }
+
+ public:
+  absl::Status fatal() const {
+    std::lock_guard<std::mutex> lock(fatal_mu_);
+    return fatal_;
+  }
+
+ private:
   void PublishKvEvents() {
     std::vector<kvcache::KvEvent> events = loop_->TakeKvEvents();
     if (events.empty()) return;
@@ -1015,6 +1039,8 @@ class Worker::Impl final : public v1::Worker::Service {
   std::unique_ptr<LayerwiseKvSender> sender_;         // transfer.layerwise on a prefill-capable worker
   std::vector<transfer::RegionId> layer_regions_;  // rank-major: [rank * num_layers + layer]
   transfer::KvRankHeads my_heads_;                 // the heads each of this worker's ranks holds
+  mutable std::mutex fatal_mu_;
+  absl::Status fatal_;  // why the worker stopped itself (CheckExecutor)
   v1::WorkerInfo info_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
@@ -1135,5 +1161,6 @@ void Worker::Shutdown() { impl_->Shutdown(); }
 void Worker::BeginDrain() { impl_->BeginDrain(); }
 int64_t Worker::calls_in_flight() const { return impl_->calls_in_flight(); }
 void Worker::Wait() { impl_->Wait(); }
+absl::Status Worker::fatal() const { return impl_->fatal(); }
 
 }  // namespace tandem::worker

@@ -71,6 +71,9 @@ class ModelExecutor {
   // the CUDA ordinal of its memory (-1: host).
   virtual std::vector<int> rank_kv_heads(int rank);
   virtual int rank_kv_device(int rank) const { return rank == 0 ? kv_device() : -1; }
+  // Not OK once the executor cannot run steps any more (a tensor-parallel rank failed and the ranks
+  // are out of step): the worker then stops so that its supervisor restarts it. Any thread may ask.
+  virtual absl::Status broken() const { return absl::OkStatus(); }
   // The CUDA ordinal of device-memory KV pools, -1 for host memory.
   virtual int kv_device() const { return -1; }
   // The model's name as its config states it (a worker's advertised KV layout).

@@ -9,6 +9,7 @@
 // the first rank's error, and the worker reports itself unhealthy so that its supervisor restarts it.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -46,6 +47,9 @@ class TensorParallelExecutor final : public ModelExecutor {
   std::vector<int> rank_kv_heads(int rank) override {
     return rank_kv_heads_.empty() ? ModelExecutor::rank_kv_heads(rank) : rank_kv_heads_[static_cast<size_t>(rank)];
   }
+  absl::Status broken() const override {
+    return broken_flag_.load(std::memory_order_acquire) ? broken_ : absl::OkStatus();
+  }
   int rank_kv_device(int rank) const override { return ranks_[static_cast<size_t>(rank)]->kv_device(); }
 
   ModelExecutor& rank(int r) { return *ranks_[static_cast<size_t>(r)]; }
@@ -67,7 +71,8 @@ class TensorParallelExecutor final : public ModelExecutor {
   int pending_ = 0;                                          // ranks still working on it
   std::vector<absl::Status> results_;
   bool stopping_ = false;
-  absl::Status broken_;  // the first rank failure; every later step fails with it
+  absl::Status broken_;  // the first rank failure; every later step fails with it (set once)
+  std::atomic<bool> broken_flag_{false};  // broken_ is set (for other threads)
   std::span<const float> logits_;
 };
 

@@ -118,6 +118,9 @@ class Worker {
   void Shutdown();
   // Blocks until Shutdown() (from another thread or a signal handler's helper).
   void Wait();
+  // Not OK when the worker stopped itself (its executor broke: a tensor-parallel rank failed); it
+  // sent itself SIGTERM, and `tandem worker` exits non-zero with this error after the drain.
+  absl::Status fatal() const;
 
   class Impl;
 
