@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "tandem/core/status.h"
 
 namespace tandem::model {
 
@@ -139,6 +140,94 @@ ModelWeights ShardWeights(const ModelConfig& config, const ModelWeights& weights
     l.up_proj = RowRange(w.up_proj, shard.inter_begin, shard.inter_end);
     l.down_proj = ColumnRange(w.down_proj, shard.inter_begin, shard.inter_end);
     out.layers.push_back(std::move(l));
+  }
+  return out;
+}
+
+namespace {
+
+// Rows `rows` (in order) of an NVFP4 tensor, with their scales.
+Nvfp4Tensor Nvfp4Rows(const Nvfp4Tensor& t, const std::vector<int64_t>& rows) {
+  Nvfp4Tensor out;
+  out.rows = static_cast<int64_t>(rows.size());
+  out.cols = t.cols;
+  out.scale2 = t.scale2;
+  const size_t packed_row = static_cast<size_t>(t.cols / 2), scale_row = static_cast<size_t>(t.cols / 16);
+  for (int64_t r : rows) {
+    const size_t at = static_cast<size_t>(r);
+    out.packed.insert(out.packed.end(), t.packed.begin() + at * packed_row, t.packed.begin() + (at + 1) * packed_row);
+    out.scales.insert(out.scales.end(), t.scales.begin() + at * scale_row, t.scales.begin() + (at + 1) * scale_row);
+  }
+  return out;
+}
+
+absl::StatusOr<Nvfp4Tensor> Nvfp4Columns(const std::string& name, const Nvfp4Tensor& t, int64_t begin, int64_t end) {
+  if (begin % 16 != 0 || end % 16 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor parallel: NVFP4 ", name, " would be split at columns [", begin, ", ", end,
+        "), inside its 16-column scale groups; choose a tensor_parallel that splits it at multiples of 16"));
+  }
+  Nvfp4Tensor out;
+  out.rows = t.rows;
+  out.cols = end - begin;
+  out.scale2 = t.scale2;
+  const size_t packed_row = static_cast<size_t>(t.cols / 2), scale_row = static_cast<size_t>(t.cols / 16);
+  for (int64_t r = 0; r < t.rows; ++r) {
+    const size_t row = static_cast<size_t>(r);
+    out.packed.insert(out.packed.end(), t.packed.begin() + row * packed_row + begin / 2,
+                      t.packed.begin() + row * packed_row + end / 2);
+    out.scales.insert(out.scales.end(), t.scales.begin() + row * scale_row + begin / 16,
+                      t.scales.begin() + row * scale_row + end / 16);
+  }
+  return out;
+}
+
+std::vector<int64_t> HeadRowIds(const std::vector<int>& heads, int hd) {
+  std::vector<int64_t> rows;
+  for (int h : heads) {
+    for (int i = 0; i < hd; ++i) rows.push_back(int64_t{h} * hd + i);
+  }
+  return rows;
+}
+
+std::vector<int64_t> RangeIds(int64_t begin, int64_t end) {
+  std::vector<int64_t> rows;
+  for (int64_t r = begin; r < end; ++r) rows.push_back(r);
+  return rows;
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, Nvfp4Tensor>> ShardNvfp4(const ModelConfig& config,
+                                                                const std::map<std::string, Nvfp4Tensor>& nvfp4,
+                                                                const TensorParallelShard& shard) {
+  const int hd = config.head_dim;
+  std::vector<int> q_heads;
+  for (int h = shard.q_begin; h < shard.q_end; ++h) q_heads.push_back(h);
+  std::map<std::string, Nvfp4Tensor> out;
+  for (const auto& [name, t] : nvfp4) {
+    auto ends_with = [&name](const char* suffix) {
+      const std::string s(suffix);
+      return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+    };
+    if (name.rfind("model.layers.", 0) != 0) {
+      out.emplace(name, t);
+    } else if (ends_with(".self_attn.q_proj.weight")) {
+      out.emplace(name, Nvfp4Rows(t, HeadRowIds(q_heads, hd)));
+    } else if (ends_with(".self_attn.k_proj.weight") || ends_with(".self_attn.v_proj.weight")) {
+      out.emplace(name, Nvfp4Rows(t, HeadRowIds(shard.kv_heads, hd)));
+    } else if (ends_with(".mlp.gate_proj.weight") || ends_with(".mlp.up_proj.weight")) {
+      out.emplace(name, Nvfp4Rows(t, RangeIds(shard.inter_begin, shard.inter_end)));
+    } else if (ends_with(".self_attn.o_proj.weight")) {
+      TANDEM_ASSIGN_OR_RETURN(Nvfp4Tensor part,
+                              Nvfp4Columns(name, t, int64_t{shard.q_begin} * hd, int64_t{shard.q_end} * hd));
+      out.emplace(name, std::move(part));
+    } else if (ends_with(".mlp.down_proj.weight")) {
+      TANDEM_ASSIGN_OR_RETURN(Nvfp4Tensor part, Nvfp4Columns(name, t, shard.inter_begin, shard.inter_end));
+      out.emplace(name, std::move(part));
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("tensor parallel: no rule to split NVFP4 tensor ", name));
+    }
   }
   return out;
 }

@@ -46,7 +46,8 @@ struct CudaModelRunnerOptions {
   // owned; an NcclCollectiveGroup's rank). It keeps its shard of the weights (model/tensor_parallel.h)
   // and a KV pool of its KV heads, all-reduces the bf16 outputs of o_proj and down_proj on its stream
   // (inside the decode graphs too), and only rank 0 computes logits. Given at size 1, the all-reduces
-  // are still issued (a copy). Null: the whole model, no collectives. NVFP4 weights are not split yet.
+  // are still issued (a copy). Null: the whole model, no collectives. NVFP4 linears split with their
+  // per-16 scales (model::ShardNvfp4).
   Collective* collective = nullptr;
 };
 

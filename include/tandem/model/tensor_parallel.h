@@ -15,10 +15,13 @@
 //   ("expanded"): correct for any split, at the cost of KV memory; even splits never need it.
 #pragma once
 
+#include <map>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "tandem/model/model_config.h"
+#include "tandem/model/nvfp4.h"
 #include "tandem/model/weights.h"
 
 namespace tandem::model {
@@ -46,5 +49,13 @@ ModelConfig ShardConfig(const ModelConfig& config, const TensorParallelShard& sh
 // The rank's weights (host fp32 copies of its rows and columns); the embedding, the norms and the
 // lm_head share storage with `weights`. `weights` must be valid for `config` (ValidateWeights).
 ModelWeights ShardWeights(const ModelConfig& config, const ModelWeights& weights, const TensorParallelShard& shard);
+
+// The rank's part of a model's NVFP4 linears (LoadedModel::nvfp4, keyed by Hugging Face tensor name),
+// split exactly as ShardWeights splits their fp32 dequantization: rows with their per-16 scales for
+// q/k/v and gate/up, 16-column groups for o_proj and down_proj (InvalidArgument when a split falls
+// inside a group); scale2 unchanged; tensors outside the layers kept whole.
+absl::StatusOr<std::map<std::string, Nvfp4Tensor>> ShardNvfp4(const ModelConfig& config,
+                                                                const std::map<std::string, Nvfp4Tensor>& nvfp4,
+                                                                const TensorParallelShard& shard);
 
 }  // namespace tandem::model

@@ -437,18 +437,18 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   // Tensor parallelism: this rank's shard of the weights (host fp32 copies of its rows and columns).
   model::ModelWeights shard;
   const model::ModelWeights* rank_weights = &weights;
+  std::map<std::string, model::Nvfp4Tensor> nvfp4_shard;
   if (options.collective != nullptr && options.collective->size() > 1) {
-    if (nvfp4 != nullptr && !nvfp4->empty()) {
-      return absl::UnimplementedError(absl::StrCat("cuda model runner: NVFP4 weights at tensor_parallel ",
-                                                   options.collective->size(),
-                                                   " (their per-16 scales are not split yet); use bf16 weights"));
-    }
     TANDEM_ASSIGN_OR_RETURN(const model::TensorParallelShard plan, model::PlanTensorParallelShard(
                                                                       config, options.collective->rank(),
                                                                       options.collective->size()));
     impl->config = model::ShardConfig(config, plan);
     shard = model::ShardWeights(config, weights, plan);
     rank_weights = &shard;
+    if (nvfp4 != nullptr && !nvfp4->empty()) {  // the NVFP4 linears split with their scales
+      TANDEM_ASSIGN_OR_RETURN(nvfp4_shard, model::ShardNvfp4(config, *nvfp4, plan));
+      nvfp4 = &nvfp4_shard;
+    }
     impl->leader = options.collective->rank() == 0;
   }
   const model::ModelConfig& rank_config = impl->config;
@@ -457,6 +457,7 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   TANDEM_ASSIGN_OR_RETURN(impl->gemm, cuda::CublasLtGemm::Create());
   TANDEM_RETURN_IF_ERROR(impl->UploadWeights(*rank_weights, nvfp4));
   shard = model::ModelWeights();
+  nvfp4_shard.clear();
   TANDEM_RETURN_IF_ERROR(impl->AllocateWorkspace());
   TANDEM_RETURN_IF_ERROR(impl->AllocateKvCache());
   cuda::AttentionSetup setup;

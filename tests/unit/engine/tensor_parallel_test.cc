@@ -150,6 +150,44 @@ TEST(TensorParallelShard, TooManyRanksIsAnError) {
   EXPECT_FALSE(model::PlanTensorParallelShard(Heads(4, 2), 2, 2).ok());
 }
 
+TEST(TensorParallelShard, Nvfp4SplitsExactlyLikeItsDequantization) {
+  auto loaded = model::LoadModel({.path = std::string(TANDEM_SOURCE_DIR) + "/tests/golden/models/llama",
+                                  .show_progress = false, .quantize_nvfp4 = true});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_FALSE(loaded->nvfp4.empty());
+  const model::ModelConfig& c = loaded->config;
+  for (int r = 0; r < 2; ++r) {
+    auto shard = model::PlanTensorParallelShard(c, r, 2);
+    ASSERT_TRUE(shard.ok());
+    auto nvfp4 = model::ShardNvfp4(c, loaded->nvfp4, *shard);
+    ASSERT_TRUE(nvfp4.ok()) << nvfp4.status();
+    // loaded->weights is the exact fp32 dequantization: the shard of it must equal the dequantized shard.
+    const model::ModelWeights fp32 = model::ShardWeights(c, loaded->weights, *shard);
+    const model::LayerWeights& l0 = fp32.layers.front();
+    const std::pair<const char*, const Tensor*> parts[] = {
+        {"q_proj", &l0.q_proj}, {"k_proj", &l0.k_proj}, {"v_proj", &l0.v_proj}, {"o_proj", &l0.o_proj}};
+    for (const auto& [name, want] : parts) {
+      const model::Nvfp4Tensor& t = nvfp4->at(absl::StrCat("model.layers.0.self_attn.", name, ".weight"));
+      ASSERT_EQ(t.rows, want->dim(0)) << name;
+      ASSERT_EQ(t.cols, want->dim(1)) << name;
+      std::vector<float> got(static_cast<size_t>(t.rows * t.cols));
+      ASSERT_TRUE(model::DequantizeNvfp4(t, got.data()).ok());
+      EXPECT_EQ(got, std::vector<float>(want->data<float>(), want->data<float>() + want->numel())) << name << " rank " << r;
+    }
+    const model::Nvfp4Tensor& down = nvfp4->at("model.layers.1.mlp.down_proj.weight");
+    std::vector<float> got(static_cast<size_t>(down.rows * down.cols));
+    ASSERT_TRUE(model::DequantizeNvfp4(down, got.data()).ok());
+    const Tensor& want = fp32.layers[1].down_proj;
+    EXPECT_EQ(got, std::vector<float>(want.data<float>(), want.data<float>() + want.numel())) << "down rank " << r;
+  }
+  // At TP 4 the 96 intermediate columns split at 24: inside a 16-column scale group.
+  auto shard = model::PlanTensorParallelShard(c, 1, 4);
+  ASSERT_TRUE(shard.ok());
+  auto refused = model::ShardNvfp4(c, loaded->nvfp4, *shard);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("inside its 16-column scale groups"), std::string::npos) << refused.status();
+}
+
 // ---- The whole model ----------------------------------------------------------------------------
 
 std::unique_ptr<Engine> BuildEngine(const std::string& model_path, int tp) {
