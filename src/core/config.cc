@@ -277,8 +277,11 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
   MapReader pools = top.Child("pools");
   TANDEM_RETURN_IF_ERROR(pools.Validate());
   if (config.disaggregation.mode == DisaggregationMode::kOff) {
-    // Aggregated: workers run role both; `decode` is accepted as their pool name too.
-    config.pools.both.replicas = 0;
+    // Aggregated: workers run role both; `decode` is accepted as their pool name too. A file that
+    // names `both` means that pool alone (one replica unless it says), not both plus a decode pool.
+    const bool both_named = root["pools"].IsMap() && root["pools"]["both"].IsDefined();
+    config.pools.both.replicas = both_named ? 1 : 0;
+    if (both_named) config.pools.decode.replicas = 0;
     config.pools.prefill.replicas = 0;
   }
   TANDEM_RETURN_IF_ERROR(ReadPool(pools.Child("prefill"), &config.pools.prefill));

@@ -383,6 +383,12 @@ absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create(const std::st
     s = ucp_config_modify(config.get(), "NET_DEVICES", net_devices->c_str());
     if (s != UCS_OK) return UcsError(s, "config_modify NET_DEVICES");
   }
+  // Each KV pool is mapped once for the transport's life, so UCP's registration cache buys nothing;
+  // and UCX 1.22 on the H200 machine failed to insert a freshly cudaMalloc'd pool into it ("failed to
+  // insert region [0x0..0x0]: Invalid parameter", 8B-shaped model, whose fp32 host staging had just
+  // been freed) — mapping without it works. An operator's UCX_RCACHE_ENABLE wins; a UCX without the
+  // key keeps its default.
+  if (std::getenv("UCX_RCACHE_ENABLE") == nullptr) (void)ucp_config_modify(config.get(), "RCACHE_ENABLE", "n");
   s = state->context.Init(params, config.get());
   if (s != UCS_OK) return UcsError(s, "init");
   ucp_context_attr_t context_attr{};

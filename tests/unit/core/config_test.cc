@@ -89,6 +89,23 @@ pools:
   EXPECT_EQ(tp_plan[1].devices, (std::vector<int>{2, 3}));
 }
 
+TEST(ConfigTest, AggregatedFileNamingBothStartsThatPoolAlone) {
+  // configs/dummy-llama3-8b.yaml and configs/aggregated.yaml name `both`: one worker, not a decode
+  // worker next to it (which would also share its GPU).
+  auto config = ParseDeploymentConfig("model: {path: /m}\nbackend: cpu\ndisaggregation: {mode: off}\n"
+                                      "pools:\n  both: {max_num_seqs: 8}\n",
+                                      "agg.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const auto plan = PlanWorkers(*config);
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].role, "both");
+  auto both_and_decode = ParseDeploymentConfig("model: {path: /m}\nbackend: cpu\ndisaggregation: {mode: off}\n"
+                                               "pools:\n  both: {replicas: 1}\n  decode: {replicas: 1}\n",
+                                               "agg.yaml");
+  ASSERT_TRUE(both_and_decode.ok()) << both_and_decode.status();
+  EXPECT_EQ(PlanWorkers(*both_and_decode).size(), 2u);  // both named, as asked
+}
+
 TEST(ConfigTest, PoolsShareAGpuWhenTheirMemorySharesFit) {
   auto config = ParseDeploymentConfig(R"(model: {path: /m}
 backend: cuda
