@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "support/models.h"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/backend/sequence_runner.h"
@@ -21,14 +22,6 @@
 namespace tandem::backend {
 namespace {
 
-double RelativeError(const std::vector<float>& got, const float* want, int n) {
-  double diff = 0, norm = 0;
-  for (int i = 0; i < n; ++i) {
-    diff += (double{got[static_cast<size_t>(i)]} - want[i]) * (double{got[static_cast<size_t>(i)]} - want[i]);
-    norm += double{want[i]} * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 class ModelGoldenTest : public ::testing::TestWithParam<std::string> {};
 
@@ -71,7 +64,7 @@ TEST_P(ModelGoldenTest, MatchesTransformers) {
         ASSERT_TRUE(out.ok()) << out.status();
         const std::vector<float>& row = out->at(0).second;
         const float* want = ref_logits.data() + (row_index + static_cast<size_t>(step)) * vocab;
-        const double err = RelativeError(row, want, vocab);
+        const double err = test_support::RelativeError(row, std::span<const float>(want, static_cast<size_t>(vocab)));
         max_err = std::max(max_err, err);
         EXPECT_LE(err, 1e-4) << GetParam() << " prompt of " << prompt.size() << " tokens, step " << step
                              << ", block size " << block_size;

@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "support/models.h"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/backend/sequence_runner.h"
@@ -20,14 +21,9 @@
 namespace tandem::backend {
 namespace {
 
-std::string GgufPath() {
-  if (const char* env = std::getenv("TANDEM_SMOLLM2_GGUF"); env != nullptr && *env != '\0') return env;
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "/root") + "/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
 
 TEST(SmolLM2Golden, GreedyTokensMatchTransformers) {
-  const std::string path = GgufPath();
+  const std::string path = test_support::SmolLM2GgufPath();
   if (!std::filesystem::exists(path)) {
     GTEST_SKIP() << "SmolLM2 GGUF not found at " << path
                  << " (set TANDEM_SMOLLM2_GGUF or run scripts/fetch_model.sh)";
@@ -82,7 +78,7 @@ TEST(SmolLM2Golden, GreedyTokensMatchTransformers) {
 }
 
 TEST(SmolLM2Golden, PackedGgufWeightsGiveTheSameBitsAsFp32) {
-  const std::string path = GgufPath();
+  const std::string path = test_support::SmolLM2GgufPath();
   if (!std::filesystem::exists(path)) {
     GTEST_SKIP() << "SmolLM2 GGUF not found at " << path
                  << " (set TANDEM_SMOLLM2_GGUF or run scripts/fetch_model.sh)";

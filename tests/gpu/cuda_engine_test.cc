@@ -15,6 +15,7 @@
 
 #include "gpu_test_util.h"
 #include "gtest/gtest.h"
+#include "support/models.h"
 #include "nlohmann/json.hpp"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/model_runner.h"
@@ -29,18 +30,13 @@ namespace {
 // layers of bf16 activations move a logit by a few tenths) are a tie at bf16 precision.
 constexpr float kNearTie = 0.5f;
 
-std::string GgufPath() {
-  if (const char* env = std::getenv("TANDEM_SMOLLM2_GGUF"); env != nullptr && *env != '\0') return env;
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "/root") + "/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
 
 std::vector<std::vector<int32_t>> RunGreedy(BackendKind backend, const std::vector<std::vector<int32_t>>& prompts,
                                             int max_tokens) {
   DeploymentConfig config;
   config.source = "cuda_engine_test";
   config.backend = backend;
-  config.model.path = GgufPath();
+  config.model.path = test_support::SmolLM2GgufPath();
   config.model.load_format = LoadFormat::kGguf;
   config.model.max_model_len = 256;
   config.pools.decode.max_num_seqs = 8;
@@ -76,10 +72,10 @@ std::vector<std::vector<int32_t>> RunGreedy(BackendKind backend, const std::vect
 
 // The CPU model's top-two margin after `prefix` (the reference for a divergence).
 float CpuMargin(const std::vector<int32_t>& prefix) {
-  auto loaded = model::LoadModel({.path = GgufPath(), .show_progress = false});
+  auto loaded = model::LoadModel({.path = test_support::SmolLM2GgufPath(), .show_progress = false});
   if (!loaded.ok()) return -1;
   auto be = backend::CreateCpuBackend({});
-  auto runner = backend::ModelRunner::Create(be->get(), loaded->config, loaded->weights, {.gguf_path = GgufPath()});
+  auto runner = backend::ModelRunner::Create(be->get(), loaded->config, loaded->weights, {.gguf_path = test_support::SmolLM2GgufPath()});
   auto cache = backend::KvCache::Create(**be, (*runner)->MakeKvCacheSpec(32, 16));
   backend::SequenceRunner sr(runner->get(), cache->get());
   auto id = sr.AddSequence(prefix, 512);
@@ -91,8 +87,8 @@ float CpuMargin(const std::vector<int32_t>& prefix) {
 
 TEST(SmolLm2OnGpu, GreedyTokensMatchCpuEngineAndTransformers) {
   TANDEM_REQUIRE_GPU();
-  if (!std::filesystem::exists(GgufPath())) {
-    GTEST_SKIP() << "SmolLM2 GGUF not found at " << GgufPath() << " (set TANDEM_SMOLLM2_GGUF)";
+  if (!std::filesystem::exists(test_support::SmolLM2GgufPath())) {
+    GTEST_SKIP() << "SmolLM2 GGUF not found at " << test_support::SmolLM2GgufPath() << " (set TANDEM_SMOLLM2_GGUF)";
   }
   std::ifstream ref_file(std::string(TANDEM_SOURCE_DIR) + "/tests/golden/smollm2_reference.json");
   ASSERT_TRUE(ref_file);

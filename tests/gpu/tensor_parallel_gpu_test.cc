@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/greedy_executor.h"
+#include "support/models.h"
 #include "tandem/backend/cuda_model_runner.h"
 #include "tandem/backend/nccl_collective.h"
 #include "tandem/engine/cuda_model_executor.h"
@@ -55,48 +57,12 @@ model::LoadedModel Load(const std::string& golden_or_preset, int layers = 0, boo
   return std::move(loaded).value();
 }
 
-struct Outputs {
-  std::vector<std::vector<float>> logits;  // every step's rows, in order
-  std::vector<std::vector<int32_t>> tokens;
-};
-
-// Prefills two prompts in one step, then decodes both greedily (`decode_steps` steps), through `ex`.
-Outputs Drive(ModelExecutor& ex, int vocab, int decode_steps) {
-  std::vector<std::vector<int32_t>> seqs = {{}, {}};
-  for (int i = 0; i < 37; ++i) seqs[0].push_back((i * 131 + 7) % vocab);
-  for (int i = 0; i < 20; ++i) seqs[1].push_back((i * 71 + 3) % vocab);
-  std::vector<std::vector<kvcache::BlockId>> tables(2);
-  for (int b = 0; b < 8; ++b) {
-    tables[0].push_back(b);
-    tables[1].push_back(8 + b);
-  }
-  Outputs out;
-  out.tokens.resize(2);
-  for (int step = 0; step <= decode_steps; ++step) {
-    StepPlan plan;
-    for (size_t s = 0; s < 2; ++s) {
-      const int32_t done = step == 0 ? 0 : static_cast<int32_t>(seqs[s].size()) - 1;
-      ExecSequence e;
-      e.token_ids = std::span<const int32_t>(seqs[s]).subspan(static_cast<size_t>(done));
-      e.start_position = done;
-      e.block_table = tables[s];
-      e.needs_logits = true;
-      plan.num_tokens += static_cast<int32_t>(e.token_ids.size());
-      plan.seqs.push_back(e);
-    }
-    plan.num_logit_rows = 2;
-    auto logits = ex.Execute(plan);
-    EXPECT_TRUE(logits.ok()) << logits.status();
-    if (!logits.ok()) return out;
-    for (size_t s = 0; s < 2; ++s) {
-      std::span<const float> row = logits->subspan(s * static_cast<size_t>(vocab), static_cast<size_t>(vocab));
-      out.logits.emplace_back(row.begin(), row.end());
-      const int32_t next = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-      out.tokens[s].push_back(next);
-      seqs[s].push_back(next);
-    }
-  }
-  return out;
+// Two prompts (37 and 20 ids), prefilled together, then `steps` - 1 greedy decode steps.
+test_support::GreedyRun Drive(ModelExecutor& ex, int vocab, int steps) {
+  std::vector<std::vector<int32_t>> prompts = {{}, {}};
+  for (int i = 0; i < 37; ++i) prompts[0].push_back((i * 131 + 7) % vocab);
+  for (int i = 0; i < 20; ++i) prompts[1].push_back((i * 71 + 3) % vocab);
+  return test_support::RunGreedy(ex, prompts, steps);
 }
 
 TEST(NcclGroupOfOne, DecodeGraphWithAllReduceEqualsEagerAndNoCollective) {
@@ -111,8 +77,8 @@ TEST(NcclGroupOfOne, DecodeGraphWithAllReduceEqualsEagerAndNoCollective) {
   auto plain = backend::CudaModelRunner::Create(loaded.config, loaded.weights, SmallOptions(0));
   ASSERT_TRUE(plain.ok()) << plain.status();
   CudaModelExecutor a(std::move(tp1).value()), b(std::move(plain).value());
-  const Outputs got = Drive(a, loaded.config.vocab_size, 6);  // decode steps replay the graph
-  const Outputs want = Drive(b, loaded.config.vocab_size, 6);
+  const test_support::GreedyRun got = Drive(a, loaded.config.vocab_size, 6);  // decode steps replay the graph
+  const test_support::GreedyRun want = Drive(b, loaded.config.vocab_size, 6);
   ASSERT_EQ(got.logits.size(), want.logits.size());
   for (size_t i = 0; i < got.logits.size(); ++i) EXPECT_EQ(got.logits[i], want.logits[i]) << "row " << i;
   // The graph's replay against the same padded step launched eagerly.
@@ -131,21 +97,13 @@ TEST(NcclGroupOfOne, DecodeGraphWithAllReduceEqualsEagerAndNoCollective) {
   EXPECT_EQ(graph_logits, std::vector<float>(eager->logits.begin(), eager->logits.end()));
 }
 
-double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
-    norm += double{want[i]} * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 void CompareTp2WithTp1(const std::string& what, int layers, double tolerance, bool nvfp4 = false) {
   if (DeviceCount() < 2) GTEST_SKIP() << "TP 2 needs two GPUs, found " << DeviceCount();
   model::LoadedModel loaded = Load(what, layers, nvfp4);
   const auto* nvfp4_weights = nvfp4 ? &loaded.nvfp4 : nullptr;
   const int vocab = loaded.config.vocab_size;
-  Outputs want;
+  test_support::GreedyRun want;
   {
     auto runner = backend::CudaModelRunner::Create(loaded.config, loaded.weights, SmallOptions(0), nvfp4_weights);
     ASSERT_TRUE(runner.ok()) << runner.status();
@@ -166,11 +124,11 @@ void CompareTp2WithTp1(const std::string& what, int layers, double tolerance, bo
       },
       [group](const absl::Status&) { group->Abort(); });
   ASSERT_TRUE(tp2.ok()) << tp2.status();
-  const Outputs got = Drive(**tp2, vocab, 8);
+  const test_support::GreedyRun got = Drive(**tp2, vocab, 8);
   ASSERT_EQ(got.logits.size(), want.logits.size());
   double max_err = 0;
   int compared = 0, differ = 0;
-  for (size_t i = 0; i < got.logits.size(); ++i) max_err = std::max(max_err, RelativeError(got.logits[i], want.logits[i]));
+  for (size_t i = 0; i < got.logits.size(); ++i) max_err = std::max(max_err, test_support::RelativeError(got.logits[i], want.logits[i]));
   // Greedy tokens: the first step where TP 1's top two are closer than the tolerance allows ends the
   // comparison of that sequence (a near tie may go either way, and everything after it differs).
   for (size_t s = 0; s < 2; ++s) {

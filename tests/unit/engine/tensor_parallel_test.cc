@@ -16,6 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "support/greedy_executor.h"
+#include "support/models.h"
 #include "tandem/backend/collective.h"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/model_runner.h"
@@ -206,68 +208,32 @@ std::unique_ptr<Engine> BuildEngine(const std::string& model_path, int tp) {
   return engine.ok() ? std::move(engine).value() : nullptr;
 }
 
-struct Generation {
-  std::vector<std::vector<float>> prefill_logits;  // per prompt, the last prompt token's row
-  std::vector<std::vector<int32_t>> tokens;        // per prompt, greedy
-};
-
-int32_t Argmax(std::span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-}
-
-// Prefills every prompt in one step, then decodes all of them greedily together, driving the
-// executor directly (each sequence its own contiguous run of blocks).
-Generation Generate(ModelExecutor& ex, const std::vector<std::vector<int32_t>>& prompts, int new_tokens) {
-  const int bs = ex.block_size();
-  const size_t n = prompts.size();
-  std::vector<std::vector<kvcache::BlockId>> tables(n);
-  std::vector<std::vector<int32_t>> seqs = prompts;
-  int32_t next_block = 0;
-  for (size_t s = 0; s < n; ++s) {
-    const int blocks = (static_cast<int>(prompts[s].size()) + new_tokens + bs - 1) / bs;
-    for (int b = 0; b < blocks; ++b) tables[s].push_back(next_block++);
-  }
-  EXPECT_LE(next_block, ex.num_kv_blocks());
-  Generation out;
-  out.tokens.resize(n);
-  for (int step = 0; step <= new_tokens - 1; ++step) {
-    StepPlan plan;
-    for (size_t s = 0; s < n; ++s) {
-      ExecSequence e;
-      const int32_t done = step == 0 ? 0 : static_cast<int32_t>(seqs[s].size()) - 1;
-      e.token_ids = std::span<const int32_t>(seqs[s]).subspan(static_cast<size_t>(done));
-      e.start_position = done;
-      e.block_table = tables[s];
-      e.needs_logits = true;
-      plan.num_tokens += static_cast<int32_t>(e.token_ids.size());
-      plan.seqs.push_back(e);
-    }
-    plan.num_logit_rows = static_cast<int32_t>(n);
-    auto logits = ex.Execute(plan);
-    EXPECT_TRUE(logits.ok()) << logits.status();
-    if (!logits.ok()) return out;
-    const size_t vocab = static_cast<size_t>(ex.vocab_size());
-    for (size_t s = 0; s < n; ++s) {
-      std::span<const float> row = logits->subspan(s * vocab, vocab);
-      if (step == 0) out.prefill_logits.emplace_back(row.begin(), row.end());
-      const int32_t next = Argmax(row);
-      out.tokens[s].push_back(next);
-      seqs[s].push_back(next);
-    }
-  }
-  return out;
-}
-
-double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
-    norm += double{want[i]} * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 class GoldenTensorParallel : public ::testing::TestWithParam<std::string> {};
+
+// Greedy runs of `prompts` at TP 2 and 4 against TP 1: the same tokens every step and, when
+// `tolerance` > 0, the prefill logits within it.
+void CompareWidths(const std::string& model_path, const std::vector<std::vector<int32_t>>& prompts, int steps,
+                   double tolerance) {
+  std::unique_ptr<Engine> one = BuildEngine(model_path, 1);
+  ASSERT_NE(one, nullptr);
+  const test_support::GreedyRun want = test_support::RunGreedy(one->executor(), prompts, steps);
+  for (int tp : {2, 4}) {
+    std::unique_ptr<Engine> engine = BuildEngine(model_path, tp);
+    ASSERT_NE(engine, nullptr);
+    ASSERT_EQ(engine->executor().tensor_parallel_size(), tp);
+    const test_support::GreedyRun got = test_support::RunGreedy(engine->executor(), prompts, steps);
+    ASSERT_EQ(got.logits.size(), want.logits.size());
+    double max_err = 0;
+    for (size_t s = 0; s < prompts.size(); ++s) {  // the first step's rows: the prefills
+      max_err = std::max(max_err, test_support::RelativeError(got.logits[s], want.logits[s]));
+      EXPECT_EQ(got.tokens[s], want.tokens[s]) << model_path << " TP " << tp << " prompt " << s;
+    }
+    if (tolerance > 0) {
+      EXPECT_LT(max_err, tolerance) << model_path << " TP " << tp;
+    }
+    std::printf("%s TP %d: max relative prefill logits error vs TP 1 %.2e\n", model_path.c_str(), tp, max_err);
+  }
+}
 
 TEST_P(GoldenTensorParallel, MatchesTensorParallelOne) {
   const std::string dir = std::string(TANDEM_SOURCE_DIR) + "/tests/golden/models/" + GetParam();
@@ -276,38 +242,15 @@ TEST_P(GoldenTensorParallel, MatchesTensorParallelOne) {
   std::vector<std::vector<int32_t>> prompts;
   const nlohmann::json ref = nlohmann::json::parse(ref_file);
   for (const auto& p : ref["prompts"]) prompts.push_back(p["prompt"].get<std::vector<int32_t>>());
-  constexpr int kNewTokens = 16;
-  std::unique_ptr<Engine> one = BuildEngine(dir, 1);
-  ASSERT_NE(one, nullptr);
-  const Generation want = Generate(one->executor(), prompts, kNewTokens);
-  for (int tp : {2, 4}) {
-    std::unique_ptr<Engine> engine = BuildEngine(dir, tp);
-    ASSERT_NE(engine, nullptr);
-    ASSERT_EQ(engine->executor().tensor_parallel_size(), tp);
-    const Generation got = Generate(engine->executor(), prompts, kNewTokens);
-    ASSERT_EQ(got.prefill_logits.size(), want.prefill_logits.size());
-    double max_err = 0;
-    for (size_t s = 0; s < prompts.size(); ++s) {
-      max_err = std::max(max_err, RelativeError(got.prefill_logits[s], want.prefill_logits[s]));
-      EXPECT_EQ(got.tokens[s], want.tokens[s]) << GetParam() << " TP " << tp << " prompt " << s;
-    }
-    EXPECT_LT(max_err, 1e-5) << GetParam() << " TP " << tp;
-    std::printf("%s TP %d: max relative logits error vs TP 1 %.2e, greedy tokens equal\n", GetParam().c_str(), tp,
-                max_err);
-  }
+  CompareWidths(dir, prompts, 16, 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, GoldenTensorParallel,
                          ::testing::Values("llama", "llama32", "mistral", "qwen2", "qwen3"));
 
-std::string SmolLM2Path() {
-  if (const char* env = std::getenv("TANDEM_SMOLLM2_GGUF"); env != nullptr && *env != '\0') return env;
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "/root") + "/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
 
 TEST(SmolLM2TensorParallel, GreedyOutputIdenticalAtTp1To4) {
-  const std::string path = SmolLM2Path();
+  const std::string path = test_support::SmolLM2GgufPath();
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "SmolLM2 GGUF not found at " << path;
   std::ifstream ref_file(std::string(TANDEM_SOURCE_DIR) + "/tests/golden/smollm2_reference.json");
   ASSERT_TRUE(ref_file);
@@ -320,18 +263,7 @@ TEST(SmolLM2TensorParallel, GreedyOutputIdenticalAtTp1To4) {
     prompts.emplace_back(ids.begin(), ids.begin() + 24);
   }
   ASSERT_EQ(prompts.size(), 10u);
-  constexpr int kNewTokens = 24;
-  std::unique_ptr<Engine> one = BuildEngine(path, 1);
-  ASSERT_NE(one, nullptr);
-  const Generation want = Generate(one->executor(), prompts, kNewTokens);
-  for (int tp : {2, 4}) {
-    std::unique_ptr<Engine> engine = BuildEngine(path, tp);
-    ASSERT_NE(engine, nullptr);
-    const Generation got = Generate(engine->executor(), prompts, kNewTokens);
-    for (size_t s = 0; s < prompts.size(); ++s) {
-      EXPECT_EQ(got.tokens[s], want.tokens[s]) << "TP " << tp << " prompt " << s;
-    }
-  }
+  CompareWidths(path, prompts, 24, 0);  // greedy tokens identical
 }
 
 // A real rank executor that fails its `fail_at`-th step (a rank hitting a device error mid-run).

@@ -7,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/models.h"
 #include "tandem/model/gguf.h"
 #include "tandem/model/loader.h"
 
@@ -15,16 +16,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string SmolLM2Path() {
-  if (const char* env = std::getenv("TANDEM_SMOLLM2_GGUF"); env != nullptr && *env != '\0') return env;
-  std::string cache;
-  if (const char* c = std::getenv("TANDEM_CACHE"); c != nullptr && *c != '\0') {
-    cache = c;
-  } else if (const char* home = std::getenv("HOME"); home != nullptr) {
-    cache = std::string(home) + "/.cache/tandem";
-  }
-  return cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
 
 #define SKIP_IF_NO_MODEL(path)                                                               \
   if (!std::filesystem::exists(path)) {                                                      \
@@ -33,7 +24,7 @@ std::string SmolLM2Path() {
   }
 
 TEST(SmolLM2GgufTest, MetadataAndTokenizer) {
-  const std::string path = SmolLM2Path();
+  const std::string path = test_support::SmolLM2GgufPath();
   SKIP_IF_NO_MODEL(path);
   auto f = GgufFile::Open(path);
   ASSERT_TRUE(f.ok()) << f.status();
@@ -59,7 +50,7 @@ TEST(SmolLM2GgufTest, MetadataAndTokenizer) {
 }
 
 TEST(SmolLM2GgufTest, LoadsQuicklyWithExpectedShapes) {
-  const std::string path = SmolLM2Path();
+  const std::string path = test_support::SmolLM2GgufPath();
   SKIP_IF_NO_MODEL(path);
   LoadOptions o;
   o.path = path;
@@ -119,7 +110,7 @@ std::vector<double> RowNormProfile(const ModelWeights& w, bool k, int n_heads, i
 }
 
 TEST(SmolLM2GgufTest, QkRowsAreInRotateHalfOrder) {
-  const std::string path = SmolLM2Path();
+  const std::string path = test_support::SmolLM2GgufPath();
   SKIP_IF_NO_MODEL(path);
   LoadOptions o;
   o.path = path;

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "support/models.h"
 #include "tandem/tokenizer/tokenizer.h"
 
 namespace tandem::tokenizer::testing {
@@ -19,10 +20,7 @@ inline std::string GoldenDir() { return SourceDir() + "/tests/golden/tokenizer";
 inline std::string FixtureDir(const std::string& name) {
   return std::string(TANDEM_TOKENIZER_FIXTURES_DIR) + "/" + name;
 }
-inline std::string SmolLm2GgufPath() {
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "/root") + "/.cache/tandem/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
+inline std::string SmolLm2GgufPath() { return test_support::SmolLM2GgufPath(); }
 inline bool FileExists(const std::string& path) { return std::ifstream(path).good(); }
 
 inline nlohmann::ordered_json ReadJson(const std::string& path) {
