@@ -1,9 +1,13 @@
 #include "tandem/engine/tensor_parallel_executor.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "tandem/backend/kv_cache.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
@@ -94,20 +98,70 @@ absl::Status TensorParallelExecutor::RunOnRanks(const std::function<absl::Status
   return first;
 }
 
+namespace {
+
+// Fault injection for tests of a rank's failure (docs/architecture.md "Tensor parallelism"):
+// TANDEM_FAULT_TP_RANK=R:S[:FILE] makes rank R fail its S-th step (counted from 1) as a device error
+// would; with FILE, only while FILE does not exist, and it creates FILE when it fires (once across the
+// worker's restarts).
+struct InjectedRankFault {
+  int rank = -1;
+  int64_t step = 0;
+  std::string once_file;
+};
+
+InjectedRankFault ReadInjectedRankFault() {
+  InjectedRankFault f;
+  const char* env = std::getenv("TANDEM_FAULT_TP_RANK");
+  if (env == nullptr || *env == '\0') return f;
+  std::vector<std::string> parts = absl::StrSplit(env, absl::MaxSplits(':', 2));
+  int rank = -1;
+  int64_t step = 0;
+  if (parts.size() < 2 || !absl::SimpleAtoi(parts[0], &rank) || !absl::SimpleAtoi(parts[1], &step) || step < 1) {
+    TLOG_WARN("TANDEM_FAULT_TP_RANK={}: expected RANK:STEP[:FILE]; ignored", env);
+    return f;
+  }
+  f.rank = rank;
+  f.step = step;
+  if (parts.size() == 3) f.once_file = parts[2];
+  TLOG_WARN("fault injection: tensor-parallel rank {} fails its step {}{}", rank, step,
+            f.once_file.empty() ? "" : " (once: " + f.once_file + ")");
+  return f;
+}
+
+// Whether the injected fault fires for `rank` at `step` (and, with a file, marks it fired).
+bool FaultFires(const InjectedRankFault& f, int rank, int64_t step) {
+  if (f.rank != rank || f.step != step) return false;
+  if (f.once_file.empty()) return true;
+  if (std::FILE* exists = std::fopen(f.once_file.c_str(), "r"); exists != nullptr) {
+    std::fclose(exists);
+    return false;
+  }
+  if (std::FILE* mark = std::fopen(f.once_file.c_str(), "w"); mark != nullptr) std::fclose(mark);
+  return true;
+}
+
+}  // namespace
+
 absl::StatusOr<std::span<const float>> TensorParallelExecutor::Execute(const StepPlan& plan) {
   if (!broken_.ok()) return broken_;
+  static const InjectedRankFault fault = ReadInjectedRankFault();
+  const int64_t step = ++steps_;
   absl::Status status = RunOnRanks([&](int r) -> absl::Status {
+    if (FaultFires(fault, r, step)) return absl::InternalError("injected fault (TANDEM_FAULT_TP_RANK)");
     absl::StatusOr<std::span<const float>> out = ranks_[static_cast<size_t>(r)]->Execute(plan);
     if (!out.ok()) return out.status();
     if (r == 0) logits_ = *out;
     return absl::OkStatus();
   });
   if (!status.ok()) {
-    broken_ = absl::FailedPreconditionError(
-        absl::StrCat(status.message(), " (the worker's tensor-parallel ranks are out of step; it must restart)"));
+    // This step fails with the rank's own error; later ones as unavailable (the worker restarts).
+    const std::string why =
+        absl::StrCat(status.message(), " (the worker's tensor-parallel ranks are out of step; it must restart)");
+    broken_ = absl::UnavailableError(why);
     broken_flag_.store(true, std::memory_order_release);
-    TLOG_ERROR("{}", std::string(broken_.message()));
-    return broken_;
+    TLOG_ERROR("{}", why);
+    return absl::Status(status.code(), why);
   }
   return logits_;
 }

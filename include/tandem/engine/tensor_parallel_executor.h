@@ -5,8 +5,10 @@
 // rank 0 computes the logits. docs/architecture.md "Tensor parallelism" says why one process.
 //
 // A rank that fails a step (a CUDA error, an out-of-memory) aborts the collective group, so the
-// others stop waiting for it, and the executor is broken from then on: every later step fails with
-// the first rank's error, and the worker reports itself unhealthy so that its supervisor restarts it.
+// others stop waiting for it; that step fails with the rank's error, and the executor is broken from
+// then on: every later step fails as Unavailable, and the worker stops itself so that its supervisor
+// restarts it. TANDEM_FAULT_TP_RANK=R:S[:FILE] injects such a failure (rank R, its S-th step; with FILE
+// once across restarts) for tests.
 #pragma once
 
 #include <atomic>
@@ -74,6 +76,7 @@ class TensorParallelExecutor final : public ModelExecutor {
   absl::Status broken_;  // the first rank failure; every later step fails with it (set once)
   std::atomic<bool> broken_flag_{false};  // broken_ is set (for other threads)
   std::span<const float> logits_;
+  int64_t steps_ = 0;  // steps run (the fault injection counts them)
 };
 
 }  // namespace tandem::engine

@@ -2,6 +2,8 @@
 (configs/aggregated.yaml at pools.both.tensor_parallel 2: one worker process, two rank threads over
 the host collective group): its greedy output equals the in-process TP 1 engine's token for token, and
 its log says it runs two ranks. Disaggregated, prefill TP 2 -> decode TP 1 and TP 1 -> TP 2 equal it too.
+A rank that fails a step (injected: TANDEM_FAULT_TP_RANK) ends the requests in that step with an error
+naming the rank, the worker stops itself, the supervisor restarts it, and requests succeed again.
 """
 import pathlib
 import sys
@@ -11,6 +13,7 @@ import requests
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "frontend"))
 from conftest import MODEL_NAME, ROOT, Server  # noqa: E402
+from serve_util import wait_for  # noqa: E402
 
 CONFIG = str(ROOT / "configs/aggregated.yaml")
 PROMPTS = ["Hello", "The capital of France is", "1, 2, 3, 4,", "def fibonacci(n):",
@@ -61,5 +64,33 @@ def test_disaggregated_across_widths_equals_tp1(servers, prefill_tp, decode_tp):
         sent = [float(line.split()[-1]) for line in text.splitlines()
                 if line.startswith("tandem_worker_kv_transfer_blocks_total") and 'direction="sent"' in line]
         assert sent and sum(sent) > 0, text
+    finally:
+        server.stop()
+
+
+def test_failed_rank_ends_its_requests_and_the_worker_restarts(tmp_path):
+    fired = tmp_path / "fault-fired"
+    server = Server(extra_args=["-c", CONFIG, "--set", "pools.both.tensor_parallel=2",
+                                "--set", "pools.both.replicas=1", "--set", "kv_cache.cpu_memory_mib=128"],
+                    env={"TANDEM_LOG_LEVEL": "info", "TANDEM_FAULT_TP_RANK": f"1:5:{fired}"})
+    try:
+        # Step 1 is the prompt, 2-5 decode: rank 1 fails the request's 5th step.
+        r = requests.post(server.url + "/v1/completions", timeout=120, json={
+            "model": MODEL_NAME, "prompt": "The capital of France is", "max_tokens": 24, "temperature": 0})
+        assert fired.exists()
+        assert r.status_code >= 500, r.text
+        log = "".join(server.log)
+        assert "tensor-parallel rank 1: injected fault" in log, log
+
+        def serves():
+            try:
+                return requests.post(server.url + "/v1/completions", timeout=60, json={
+                    "model": MODEL_NAME, "prompt": "Hello", "max_tokens": 8, "temperature": 0}).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_for(serves, 120, "the restarted worker to serve", server)
+        log = "".join(server.log)
+        assert "stopping so that it restarts" in log, log
+        assert "exited with code 1" in log, log
     finally:
         server.stop()
