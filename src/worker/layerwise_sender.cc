@@ -30,20 +30,25 @@ struct LayerwiseKvSender::Stream {
 };
 
 LayerwiseKvSender::LayerwiseKvSender(transfer::KvTransport* transport,
-                                     std::vector<transfer::RegionId> local_layers, int32_t block_size,
-                                     std::size_t block_bytes)
+                                     std::vector<transfer::RegionId> local_layers, transfer::KvRankHeads local_heads,
+                                     int32_t block_size)
     : transport_(transport),
       local_layers_(std::move(local_layers)),
+      local_heads_(std::move(local_heads)),
       num_layers_(static_cast<int32_t>(local_layers_.size())),
-      block_size_(block_size),
-      block_bytes_(block_bytes) {}
+      block_size_(block_size) {}
 
 absl::Status LayerwiseKvSender::Start(const std::string& request_id, KvDestination destination) {
-  if (destination.layers.size() != local_layers_.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layer-wise KV stream of request ", request_id, ": expected ", local_layers_.size(),
-                     " destination layer regions, found ", destination.layers.size()));
+  const size_t ranks = destination.heads.heads.size();
+  if (ranks == 0 || destination.layers.size() != local_layers_.size() * ranks) {
+    return absl::InvalidArgumentError(absl::StrCat("layer-wise KV stream of request ", request_id, ": expected ",
+                                                   local_layers_.size(), " destination layer regions per rank (",
+                                                   ranks, " ranks), found ", destination.layers.size()));
   }
+  // A destination this worker's heads cannot fill is refused now, not at the first layer.
+  TANDEM_RETURN_IF_ERROR(transfer::HeadWrites({}, local_heads_, {local_layers_.front()}, destination.heads,
+                                              std::vector<transfer::RemoteRegionId>(ranks))
+                             .status());
   const int64_t blocks = (destination.num_tokens + block_size_ - 1) / block_size_;
   if (destination.num_tokens < 1 || static_cast<int64_t>(destination.dst_blocks.size()) != blocks ||
       destination.first_block < 0 || destination.first_block > blocks) {
@@ -72,9 +77,9 @@ void LayerwiseKvSender::OnLayerDone(const engine::StepPlan& plan, int32_t layer)
     Stream& s = *work.stream;
     if (!s.streaming()) continue;
     const std::span<const transfer::WriteOp> ops(
-        ops_.data() + work.begin + static_cast<size_t>(layer) * work.runs, work.runs);
+        ops_.data() + work.begin + static_cast<size_t>(layer) * work.per_layer, work.per_layer);
     const bool last = work.final && layer + 1 == num_layers_;
-    if (work.runs == 0 && !last) continue;
+    if (work.per_layer == 0 && !last) continue;
     absl::StatusOr<transfer::TransferId> t =
         transport_->PostWrite(s.dest.peer, ops, last ? s.dest.notification : std::string());
     if (!t.ok()) {
@@ -139,12 +144,23 @@ void LayerwiseKvSender::PlanSequence(const std::shared_ptr<Stream>& stream, cons
     s.status = Annotate(runs.status(), absl::StrCat("KV blocks of request ", s.request_id));
     return;
   }
-  StepWork work{stream, ops_.size(), runs->size(), final};
-  for (int32_t layer = 0; layer < num_layers_; ++layer) {
-    const std::vector<transfer::WriteOp> ops =
-        transfer::LayerWrites(*runs, local_layers_[static_cast<size_t>(layer)],
-                              s.dest.layers[static_cast<size_t>(layer)], block_bytes_);
-    ops_.insert(ops_.end(), ops.begin(), ops.end());
+  // Every layer gets the same number of writes (same runs, same heads): layer L's are
+  // ops_[begin + L * per_layer, + per_layer).
+  StepWork work{stream, ops_.size(), 0, final};
+  const size_t layers = static_cast<size_t>(num_layers_);
+  for (size_t layer = 0; layer < layers; ++layer) {
+    std::vector<transfer::RemoteRegionId> remote;
+    for (size_t r = 0; r < s.dest.heads.heads.size(); ++r) remote.push_back(s.dest.layers[r * layers + layer]);
+    absl::StatusOr<std::vector<transfer::WriteOp>> ops =
+        transfer::HeadWrites(*runs, local_heads_, {local_layers_[layer]}, s.dest.heads, remote);
+    if (!ops.ok()) {  // checked at Start; drop what this sequence planned
+      ops_.resize(work.begin);
+      std::lock_guard<std::mutex> lock(mu_);
+      s.status = Annotate(ops.status(), absl::StrCat("KV writes of request ", s.request_id));
+      return;
+    }
+    work.per_layer = ops->size();
+    ops_.insert(ops_.end(), ops->begin(), ops->end());
   }
   s.src_sent.insert(s.src_sent.end(), src.begin(), src.end());
   s.sent_end = std::max(done_blocks, s.sent_end);

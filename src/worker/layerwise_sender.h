@@ -27,6 +27,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "tandem/engine/model_executor.h"
+#include "tandem/transfer/block_runs.h"
 #include "tandem/transfer/kv_transport.h"
 
 namespace tandem::worker {
@@ -34,7 +35,11 @@ namespace tandem::worker {
 // Where one request's KV goes.
 struct KvDestination {
   transfer::PeerId peer = 0;
-  std::vector<transfer::RemoteRegionId> layers;  // the decode worker's pool, one region per layer
+  // The decode worker's pools: one region per layer of each of its ranks, rank-major, holding the
+  // heads `heads` lists (its ranks may split the heads differently from this worker: the writes are
+  // then head slabs, transfer::HeadWrites).
+  std::vector<transfer::RemoteRegionId> layers;
+  transfer::KvRankHeads heads;
   std::vector<int64_t> dst_blocks;               // one per block of the prompt
   int64_t num_tokens = 0;                        // prompt length
   int64_t first_block = 0;   // blocks below it hold the decode worker's cached prefix: never sent
@@ -43,9 +48,10 @@ struct KvDestination {
 
 class LayerwiseKvSender {
  public:
-  // `local_layers`: this worker's KV pool registered with `transport`, one region per layer.
+  // `local_layers`: this worker's KV pool registered with `transport`, one region per layer, holding
+  // the heads `local_heads` lists (one rank: the sender runs on tensor_parallel 1 workers).
   LayerwiseKvSender(transfer::KvTransport* transport, std::vector<transfer::RegionId> local_layers,
-                    int32_t block_size, std::size_t block_bytes);
+                    transfer::KvRankHeads local_heads, int32_t block_size);
 
   // Handler thread, before the request is submitted to the engine. AlreadyExists for a live id,
   // InvalidArgument for a destination that does not match the pool.
@@ -69,11 +75,11 @@ class LayerwiseKvSender {
 
  private:
   struct Stream;
-  // One streamed sequence's writes in the running step: ops_[begin + layer * runs, + runs).
+  // One streamed sequence's writes in the running step: ops_[begin + layer * per_layer, + per_layer).
   struct StepWork {
     std::shared_ptr<Stream> stream;
     std::size_t begin = 0;
-    std::size_t runs = 0;
+    std::size_t per_layer = 0;
     bool final = false;
   };
 
@@ -83,9 +89,9 @@ class LayerwiseKvSender {
 
   transfer::KvTransport* const transport_;
   const std::vector<transfer::RegionId> local_layers_;
+  const transfer::KvRankHeads local_heads_;
   const int32_t num_layers_;
   const int32_t block_size_;
-  const std::size_t block_bytes_;
 
   std::mutex mu_;  // streams_ and the shared fields of every Stream
   absl::flat_hash_map<std::string, std::shared_ptr<Stream>> streams_;
@@ -93,7 +99,7 @@ class LayerwiseKvSender {
 
   // Engine thread only: the running step's plan.
   std::vector<StepWork> step_;
-  std::vector<transfer::WriteOp> ops_;  // [work][layer][run]
+  std::vector<transfer::WriteOp> ops_;  // [work][layer][write]
 };
 
 }  // namespace tandem::worker

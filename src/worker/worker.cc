@@ -184,11 +184,10 @@ class Worker::Impl final : public v1::Worker::Service {
         info_.add_layer_regions(descriptor);
       }
     }
-    // Layer-wise streaming sends whole blocks of one pool: tensor_parallel 1 only (and only to a
-    // decode worker of the same layout, see ServeRemotePrefill).
+    // Layer-wise streaming needs the per-layer callback of one runner: tensor_parallel 1 senders (to
+    // decode workers of any width).
     if (options_.layerwise && options_.role != WorkerRole::kDecode && tp == 1) {
-      sender_ = std::make_unique<LayerwiseKvSender>(transport_.get(), layer_regions_, spec.block_size,
-                                                    spec.BytesPerBlock());
+      sender_ = std::make_unique<LayerwiseKvSender>(transport_.get(), layer_regions_, my_heads_, spec.block_size);
       TANDEM_RETURN_IF_ERROR(executor_->SetLayerDoneCallback(
           [sender = sender_.get()](const engine::StepPlan& plan, int32_t layer) {
             sender->OnLayerDone(plan, layer);
@@ -875,9 +874,8 @@ class Worker::Impl final : public v1::Worker::Service {
                                                      " layers), found ", dest.layer_regions_size()));
     }
     // Pools of different tensor-parallel widths: checked now, before any work (a layout this worker's
-    // ranks cannot fill is refused), and written head by head after the prefill.
-    const bool same_heads = transfer::SameRankHeads(my_heads_, dest_heads);
-    if (!same_heads) {
+    // ranks cannot fill is refused), and written head slab by head slab.
+    if (!transfer::SameRankHeads(my_heads_, dest_heads)) {
       const std::vector<transfer::RegionId> no_local(my_heads_.heads.size());
       const std::vector<transfer::RemoteRegionId> no_remote(dest_heads.heads.size());
       TANDEM_RETURN_IF_ERROR(transfer::HeadWrites({}, my_heads_, no_local, dest_heads, no_remote).status());
@@ -890,8 +888,10 @@ class Worker::Impl final : public v1::Worker::Service {
     er.params = FromProto(request.sampling());
     er.params.n = 1;
     er.kv_role = engine::KvRole::kPrefillOnly;
-    LayerwiseKvSender* sender = same_heads ? sender_.get() : nullptr;  // whole blocks only
-    if (sender != nullptr) TANDEM_RETURN_IF_ERROR(sender->Start(request.request_id(), Destination(pool, request)));
+    LayerwiseKvSender* sender = sender_.get();
+    if (sender != nullptr) {
+      TANDEM_RETURN_IF_ERROR(sender->Start(request.request_id(), Destination(pool, dest_heads, request)));
+    }
     auto queue = std::make_shared<OutputQueue>();
     if (absl::Status s =
             loop_->Submit(std::move(er), [queue](engine::RequestOutput o) { queue->Push(std::move(o)); });
@@ -967,10 +967,12 @@ class Worker::Impl final : public v1::Worker::Service {
     return absl::OkStatus();
   }
 
-  KvDestination Destination(const ImportedPool& pool, const v1::RemotePrefillRequest& request) const {
+  KvDestination Destination(const ImportedPool& pool, const transfer::KvRankHeads& heads,
+                            const v1::RemotePrefillRequest& request) const {
     KvDestination d;
     d.peer = pool.peer;
     d.layers = pool.layers;
+    d.heads = heads;
     d.dst_blocks.assign(request.dst_block_ids().begin(), request.dst_block_ids().end());
     d.num_tokens = request.prompt_token_ids_size();
     d.first_block = request.num_cached_tokens() / kv_->spec().block_size;

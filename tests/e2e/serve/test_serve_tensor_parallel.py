@@ -50,8 +50,8 @@ def test_tp2_greedy_output_equals_tp1(servers):
 def test_disaggregated_across_widths_equals_tp1(servers, prefill_tp, decode_tp):
     """configs/quickstart.yaml (every request prefilled remotely, KV over UCX) with the prefill and
     decode pools at different tensor-parallel widths: each decode rank's heads come straight from the
-    prefill rank holding them (whole blocks never fit: the head slabs are written one by one), and the
-    output equals the in-process TP 1 engine's."""
+    prefill rank holding them (whole blocks never fit: the head slabs are written one by one; a TP 1
+    prefill worker streams them layer by layer), and the output equals the in-process TP 1 engine's."""
     reference, _ = servers
     server = Server(extra_args=["-c", str(ROOT / "configs/quickstart.yaml"),
                                 "--set", f"pools.prefill.tensor_parallel={prefill_tp}",
@@ -64,6 +64,11 @@ def test_disaggregated_across_widths_equals_tp1(servers, prefill_tp, decode_tp):
         sent = [float(line.split()[-1]) for line in text.splitlines()
                 if line.startswith("tandem_worker_kv_transfer_blocks_total") and 'direction="sent"' in line]
         assert sent and sum(sent) > 0, text
+        # A TP 1 prefill worker streams layer by layer into the decode ranks' head slabs.
+        layerwise = [float(line.split()[-1]) for line in text.splitlines()
+                     if line.startswith("tandem_worker_kv_sends_total") and 'mode="layerwise"' in line]
+        if prefill_tp == 1:
+            assert layerwise and sum(layerwise) >= len(PROMPTS), text
     finally:
         server.stop()
 
