@@ -32,6 +32,14 @@ std::optional<RequestOutput> OutputStream::Next() {
   return out;
 }
 
+std::optional<RequestOutput> OutputStream::NextFor(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || closed_; }) || queue_.empty()) return std::nullopt;
+  RequestOutput out = std::move(queue_.front());
+  queue_.pop_front();
+  return out;
+}
+
 std::optional<RequestOutput> OutputStream::TryNext() {
   std::lock_guard<std::mutex> lock(mu_);
   if (queue_.empty()) return std::nullopt;

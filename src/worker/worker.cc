@@ -11,7 +11,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <list>
 #include <map>
 #include <mutex>
@@ -55,30 +54,6 @@ std::string TransferHost(const WorkerOptions& options) {
   if (!options.transfer_host.empty()) return options.transfer_host;
   return options.listen.substr(0, options.listen.rfind(':'));
 }
-
-// One call's engine outputs: the loop thread pushes, the gRPC handler thread pops.
-class OutputQueue {
- public:
-  void Push(engine::RequestOutput o) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(o));
-    }
-    cv_.notify_all();
-  }
-  std::optional<engine::RequestOutput> Pop(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return std::nullopt;
-    engine::RequestOutput o = std::move(queue_.front());
-    queue_.pop_front();
-    return o;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<engine::RequestOutput> queue_;
-};
 
 std::string NewInstanceId() {
   std::random_device rd;
@@ -330,7 +305,7 @@ class Worker::Impl final : public v1::Worker::Service {
                             absl::StrCat("request ", id, " is already live"));
       }
     }
-    auto queue = std::make_shared<OutputQueue>();
+    auto queue = std::make_shared<engine::OutputStream>();
     if (absl::Status s =
             loop_->Submit(std::move(er), [queue](engine::RequestOutput o) { queue->Push(std::move(o)); });
         !s.ok()) {
@@ -344,7 +319,7 @@ class Worker::Impl final : public v1::Worker::Service {
     bool cancelled = false;
     bool done = false;
     while (!done) {
-      std::optional<engine::RequestOutput> o = queue->Pop(kPollInterval);
+      std::optional<engine::RequestOutput> o = queue->NextFor(kPollInterval);
       if (!o.has_value()) {
         if (!cancelled && (context->IsCancelled() || stopping_)) {
           cancelled = true;
@@ -892,7 +867,7 @@ class Worker::Impl final : public v1::Worker::Service {
     if (sender != nullptr) {
       TANDEM_RETURN_IF_ERROR(sender->Start(request.request_id(), Destination(pool, dest_heads, request)));
     }
-    auto queue = std::make_shared<OutputQueue>();
+    auto queue = std::make_shared<engine::OutputStream>();
     if (absl::Status s =
             loop_->Submit(std::move(er), [queue](engine::RequestOutput o) { queue->Push(std::move(o)); });
         !s.ok()) {
@@ -908,7 +883,7 @@ class Worker::Impl final : public v1::Worker::Service {
         cancelled = true;
         loop_->Abort(request.request_id());
       }
-      std::optional<engine::RequestOutput> o = queue->Pop(kPollInterval);
+      std::optional<engine::RequestOutput> o = queue->NextFor(kPollInterval);
       if (!o.has_value()) continue;
       tokens.insert(tokens.end(), o->new_token_ids.begin(), o->new_token_ids.end());
       logprobs.insert(logprobs.end(), o->logprobs.begin(), o->logprobs.end());

@@ -7,6 +7,7 @@
 // It sleeps when there is nothing it can schedule and wakes on the next posted command.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -35,6 +36,9 @@ class OutputStream {
   std::optional<RequestOutput> Next();
   // Non-blocking: nullopt when nothing is queued right now.
   std::optional<RequestOutput> TryNext();
+  // Waits up to `timeout` for an output (nullopt: none came, or the stream is closed and drained), so
+  // a caller can check for cancellation between outputs.
+  std::optional<RequestOutput> NextFor(std::chrono::milliseconds timeout);
   bool closed() const;
 
  private:

@@ -20,6 +20,8 @@ constexpr int kLayers = 3;
 constexpr int kBlockSize = 4;  // tokens per block
 constexpr int kBlockBytes = 32;
 constexpr int kBlocks = 16;
+// One KV head: a block is its K slab and its V slab of 16 bytes each.
+const transfer::KvRankHeads kHeads = {{{0}}, kBlockBytes / 2};
 
 // Two pools of kLayers x kBlocks blocks; source byte = (layer, block) tag, destination zeroed.
 class LayerwiseSenderTest : public ::testing::Test {
@@ -48,7 +50,7 @@ class LayerwiseSenderTest : public ::testing::Test {
       ASSERT_TRUE(remote.ok());
       remote_.push_back(*remote);
     }
-    sender_ = std::make_unique<LayerwiseKvSender>(&src_t_, local_, kBlockSize, kBlockBytes);
+    sender_ = std::make_unique<LayerwiseKvSender>(&src_t_, local_, kHeads, kBlockSize);
   }
 
   static char Tag(int layer, int block) { return static_cast<char>(1 + layer * kBlocks + block); }
@@ -60,6 +62,7 @@ class LayerwiseSenderTest : public ::testing::Test {
     KvDestination d;
     d.peer = peer_;
     d.layers = remote_;
+    d.heads = kHeads;
     d.dst_blocks = std::move(dst_blocks);
     d.num_tokens = tokens;
     d.first_block = first_block;
@@ -174,6 +177,11 @@ TEST_F(LayerwiseSenderTest, BadDestinationsAndDuplicateIdsAreRefused) {
   KvDestination fewer_layers = Destination(8, {1, 2}, 0);
   fewer_layers.layers.pop_back();
   EXPECT_EQ(sender_->Start("r", fewer_layers).code(), absl::StatusCode::kInvalidArgument);
+  KvDestination other_heads = Destination(8, {1, 2}, 0);  // a decode rank holding a head this pool lacks
+  other_heads.heads = {{{1}}, kBlockBytes / 2};
+  const absl::Status refused = sender_->Start("r", other_heads);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.message(), "KV hand-off: destination rank 0 needs KV head 1, which no source rank holds");
   ASSERT_TRUE(sender_->Start("r", Destination(8, {1, 2}, 0)).ok());
   EXPECT_EQ(sender_->Start("r", Destination(8, {1, 2}, 0)).code(), absl::StatusCode::kAlreadyExists);
   const LayerwiseKvSender::Result r = sender_->Finish("r", 1000);
