@@ -3,7 +3,11 @@
 configs/gpu-1gpu-1p1d.yaml` (a prefill and a decode worker sharing one GPU, KV over UCX cuda_ipc),
 greedy, on prompts of 10 to ~2000 tokens; prints whether each completion is the same, the KV bytes the
 workers moved (frontend /metrics) and TTFT side by side. Standard library only (the GPU machines have
-no `requests`). Usage: serve_disagg_check.py TANDEM_BINARY MODEL_GGUF [CONFIG]
+no `requests`). Usage: serve_disagg_check.py TANDEM_BINARY MODEL [CONFIG]
+$TANDEM_SERVE_SETS: "key=value ..." applied to both servers (e.g. dummy weights with a tokenizer
+directory as MODEL: "model.load_format=dummy model.dummy_config=llama-3-8b"); $TANDEM_AGG_CONFIG: a
+deployment file for the aggregated server (default: none, the in-process engine of `tandem serve
+--model`, which loads GGUF files only).
 """
 import json
 import os
@@ -60,12 +64,14 @@ def main():
     tandem, gguf = sys.argv[1], sys.argv[2]
     config = sys.argv[3] if len(sys.argv) > 3 else "configs/gpu-1gpu-1p1d.yaml"
     log_a, log_d = open("/tmp/serve_agg.log", "w"), open("/tmp/serve_disagg.log", "w")
-    agg = subprocess.Popen([tandem, "serve", "--model", gguf, "--set", "backend=cuda", "--set",
+    sets = [a for kv in os.environ.get("TANDEM_SERVE_SETS", "").split() for a in ("--set", kv)]
+    agg_config = ["-c", os.environ["TANDEM_AGG_CONFIG"]] if os.environ.get("TANDEM_AGG_CONFIG") else []
+    agg = subprocess.Popen([tandem, "serve", *agg_config, "--model", gguf, "--set", "backend=cuda", "--set",
                             "frontend.http.port=8100", "--set", "frontend.grpc.port=8101", "--set",
-                            "kv_cache.gpu_memory_utilization=0.15", "--set", "model.max_model_len=4096"],
+                            "kv_cache.gpu_memory_utilization=0.15", "--set", "model.max_model_len=4096", *sets],
                            stdout=log_a, stderr=subprocess.STDOUT, start_new_session=True)
     dis = subprocess.Popen([tandem, "serve", "-c", config, "--set", f"model.path={gguf}", "--set",
-                            "frontend.http.port=8200", "--set", "frontend.grpc.port=8201"],
+                            "frontend.http.port=8200", "--set", "frontend.grpc.port=8201", *sets],
                            stdout=log_d, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_healthy("http://127.0.0.1:8100", agg)

@@ -1,5 +1,6 @@
 #include "tandem/engine/tensor_parallel_executor.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -37,11 +38,14 @@ absl::StatusOr<std::unique_ptr<TensorParallelExecutor>> TensorParallelExecutor::
     return absl::OkStatus();
   }));
   const ModelExecutor& first = *tp->ranks_.front();
+  tp->num_kv_blocks_ = first.num_kv_blocks();
   for (const auto& rank : tp->ranks_) {
-    if (rank->num_kv_blocks() != first.num_kv_blocks() || rank->block_size() != first.block_size() ||
-        rank->vocab_size() != first.vocab_size()) {
-      return absl::InternalError("tensor parallel: the ranks' KV pools or vocabularies differ");
+    if (rank->block_size() != first.block_size() || rank->vocab_size() != first.vocab_size()) {
+      return absl::InternalError("tensor parallel: the ranks' KV block sizes or vocabularies differ");
     }
+    // Ranks sizing their pools from their own GPU's free memory may get a few blocks more or less:
+    // the scheduler uses the ids every rank has.
+    tp->num_kv_blocks_ = std::min(tp->num_kv_blocks_, rank->num_kv_blocks());
   }
   return tp;
 }

@@ -139,7 +139,7 @@ class Worker::Impl final : public v1::Worker::Service {
     layout->set_block_size(spec.block_size);
     layout->set_layout_version(kKvLayoutVersion);
     layout->set_bytes_per_block(2 * static_cast<uint64_t>(model_kv_heads) * head_bytes);
-    info_.set_num_kv_blocks(spec.num_blocks);
+    info_.set_num_kv_blocks(executor_->num_kv_blocks());  // the fewest of any rank
     info_.set_transport(transport_->name());
     info_.set_transport_address(transport_address);
     my_heads_ = KvRankHeadsOf(info_.layout());

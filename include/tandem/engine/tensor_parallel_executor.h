@@ -38,7 +38,7 @@ class TensorParallelExecutor final : public ModelExecutor {
   ~TensorParallelExecutor() override;
 
   int32_t vocab_size() const override { return ranks_.front()->vocab_size(); }
-  int32_t num_kv_blocks() const override { return ranks_.front()->num_kv_blocks(); }
+  int32_t num_kv_blocks() const override { return num_kv_blocks_; }  // the fewest of any rank
   int32_t block_size() const override { return ranks_.front()->block_size(); }
   absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
   std::span<const int32_t> LastArgmax() const override { return ranks_.front()->LastArgmax(); }
@@ -65,6 +65,7 @@ class TensorParallelExecutor final : public ModelExecutor {
   std::function<void(const absl::Status&)> abort_;  // owns the collective group: destroyed after the ranks
   std::vector<std::unique_ptr<ModelExecutor>> ranks_;
   std::vector<std::vector<int>> rank_kv_heads_;
+  int32_t num_kv_blocks_ = 0;
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable cv_;
