@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "tandem/core/status.h"
 
 namespace tandem::worker {
 
@@ -168,6 +169,16 @@ absl::Status CheckLayoutCompatible(const v1::KvLayout& mine, const v1::KvLayout&
   return absl::FailedPreconditionError(
       absl::StrCat("incompatible KV cache layout with worker ", peer_name,
                    ", refusing to exchange blocks: ", absl::StrJoin(diffs, "; ")));
+}
+
+absl::Status CheckPeerCompatible(const v1::WorkerInfo& mine, const v1::WorkerInfo& theirs,
+                                 const std::string& peer_name) {
+  TANDEM_RETURN_IF_ERROR(CheckLayoutCompatible(mine.layout(), theirs.layout(), peer_name));
+  if (theirs.transport() != mine.transport()) {
+    return absl::FailedPreconditionError(absl::StrCat("worker ", peer_name, " uses KV transport ", theirs.transport(),
+                                                      ", this worker ", mine.transport()));
+  }
+  return absl::OkStatus();
 }
 
 transfer::KvRankHeads KvRankHeadsOf(const v1::KvLayout& layout) {

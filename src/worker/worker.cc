@@ -743,12 +743,7 @@ class Worker::Impl final : public v1::Worker::Service {
       return absl::FailedPreconditionError(
           absl::StrCat("worker ", address, " has role decode; remote prefill needs role prefill or both"));
     }
-    TANDEM_RETURN_IF_ERROR(CheckLayoutCompatible(info_.layout(), theirs.layout(), address));
-    if (theirs.transport() != info_.transport()) {
-      return absl::FailedPreconditionError(absl::StrCat("worker ", address, " uses KV transport ",
-                                                        theirs.transport(), ", this worker ",
-                                                        info_.transport()));
-    }
+    TANDEM_RETURN_IF_ERROR(CheckPeerCompatible(info_, theirs, address));
     std::lock_guard<std::mutex> lock(prefill_mu_);
     prefill_peers_[address] = PrefillPeer{client};
     return client;
@@ -817,12 +812,7 @@ class Worker::Impl final : public v1::Worker::Service {
           "this worker has role decode; RemotePrefill needs role prefill or both");
     }
     const v1::WorkerInfo& dest = request.destination();
-    TANDEM_RETURN_IF_ERROR(CheckLayoutCompatible(info_.layout(), dest.layout(), dest.instance_id()));
-    if (dest.transport() != info_.transport()) {
-      return absl::FailedPreconditionError(absl::StrCat("decode worker ", dest.instance_id(),
-                                                        " uses KV transport ", dest.transport(),
-                                                        ", this worker ", info_.transport()));
-    }
+    TANDEM_RETURN_IF_ERROR(CheckPeerCompatible(info_, dest, dest.instance_id()));
     const backend::KvCacheSpec& spec = kv_->spec();
     const int64_t n = request.prompt_token_ids_size();
     const int64_t num_blocks = (n + spec.block_size - 1) / spec.block_size;

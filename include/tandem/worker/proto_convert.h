@@ -36,6 +36,11 @@ v1::KvCacheEvent ToProto(const kvcache::KvEvent& event);
 absl::Status CheckLayoutCompatible(const v1::KvLayout& mine, const v1::KvLayout& theirs,
                                    const std::string& peer_name);
 
+// CheckLayoutCompatible for two workers' descriptions, and the same KV transport on both (what a
+// prefill worker and a decode worker check of each other before any block moves).
+absl::Status CheckPeerCompatible(const v1::WorkerInfo& mine, const v1::WorkerInfo& theirs,
+                                 const std::string& peer_name);
+
 // The KV heads each rank of the worker with `layout` holds (one rank of every head at
 // tensor_parallel 1), for planning writes between pools of different tensor-parallel widths.
 transfer::KvRankHeads KvRankHeadsOf(const v1::KvLayout& layout);

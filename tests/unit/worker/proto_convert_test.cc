@@ -125,6 +125,30 @@ TEST(ProtoConvertTest, LayoutCheckNamesEveryDifference) {
   EXPECT_NE(m.find("block_size 16 here, 8 there"), std::string::npos) << m;
   EXPECT_NE(m.find("bytes_per_block 4096 here, 2048 there"), std::string::npos) << m;
   EXPECT_EQ(m.find("head_dim"), std::string::npos) << m;
+
+  // Whole workers: the layout, then the transport; tensor-parallel rank heads may differ.
+  v1::WorkerInfo mine, theirs;
+  *mine.mutable_layout() = a;
+  mine.set_transport("ucx");
+  theirs = mine;
+  theirs.mutable_layout()->add_ranks()->add_kv_heads(0);
+  theirs.mutable_layout()->add_ranks()->add_kv_heads(1);
+  EXPECT_TRUE(CheckPeerCompatible(mine, theirs, "peer").ok());
+  theirs.set_transport("nccl");
+  const absl::Status t = CheckPeerCompatible(mine, theirs, "decode-1");
+  EXPECT_EQ(t.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(t.message(), "worker decode-1 uses KV transport nccl, this worker ucx");
+  *theirs.mutable_layout() = b;
+  EXPECT_NE(CheckPeerCompatible(mine, theirs, "decode-1").message().find("model llama here"), std::string::npos);
+  // The heads each rank holds, for planning writes: one rank of every head without tensor parallelism.
+  const transfer::KvRankHeads one = KvRankHeadsOf(a);
+  EXPECT_EQ(one.heads, (std::vector<std::vector<int>>{{0, 1}}));
+  EXPECT_EQ(one.head_bytes, 4096u / 4);
+  EXPECT_EQ(KvRankHeadsOf(mine.layout()).heads.size(), 1u);
+  v1::KvLayout tp = a;
+  tp.add_ranks()->add_kv_heads(1);
+  tp.add_ranks()->add_kv_heads(0);
+  EXPECT_EQ(KvRankHeadsOf(tp).heads, (std::vector<std::vector<int>>{{1}, {0}}));
 }
 
 }  // namespace
