@@ -174,9 +174,12 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const DeploymentConfig& con
   }
   // KV pool: kv_cache.cpu_memory_mib over all layers (at tensor_parallel > 1, the ranks' pools hold
   // their own KV heads, as many blocks each).
-  const int64_t bytes_per_block = int64_t{2} * loaded.config.num_kv_heads * config.kv_cache.block_size *
-                                  loaded.config.head_dim * static_cast<int64_t>(sizeof(float)) *
-                                  loaded.config.num_layers;
+  backend::KvCacheSpec model_spec;  // the whole model's heads, fp32
+  model_spec.num_layers = loaded.config.num_layers;
+  model_spec.num_kv_heads = loaded.config.num_kv_heads;
+  model_spec.head_dim = loaded.config.head_dim;
+  model_spec.block_size = config.kv_cache.block_size;
+  const int64_t bytes_per_block = static_cast<int64_t>(model_spec.BytesPerBlock()) * model_spec.num_layers;
   const int64_t num_blocks = config.kv_cache.cpu_memory_mib * (int64_t{1} << 20) / bytes_per_block;
   const int64_t blocks_for_one =
       (config.model.max_model_len + config.kv_cache.block_size - 1) / config.kv_cache.block_size;

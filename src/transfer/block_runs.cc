@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "tandem/core/status.h"
 
 namespace tandem::transfer {
 
@@ -43,25 +44,46 @@ std::vector<WriteOp> LayerWrites(const std::vector<BlockRun>& runs, RegionId loc
   return ops;
 }
 
-bool SameRankHeads(const KvRankHeads& a, const KvRankHeads& b) {
-  return a.heads == b.heads && a.head_bytes == b.head_bytes;
+namespace {
+
+// Where each head lives on the source side: (rank, slot), the first rank holding it.
+std::map<int, std::pair<size_t, size_t>> HeadLocations(const KvRankHeads& src) {
+  std::map<int, std::pair<size_t, size_t>> where;
+  for (size_t r = 0; r < src.heads.size(); ++r) {
+    for (size_t i = 0; i < src.heads[r].size(); ++i) where.emplace(src.heads[r][i], std::pair{r, i});
+  }
+  return where;
+}
+
+}  // namespace
+
+absl::Status CheckHandOff(const KvRankHeads& src, const KvRankHeads& dst) {
+  if (src.head_bytes != dst.head_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("KV hand-off: ", src.head_bytes, "-byte head slabs here, ",
+                                                   dst.head_bytes, " at the destination"));
+  }
+  const std::map<int, std::pair<size_t, size_t>> where = HeadLocations(src);
+  for (size_t d = 0; d < dst.heads.size(); ++d) {
+    for (int head : dst.heads[d]) {
+      if (!where.contains(head)) {
+        return absl::InvalidArgumentError(absl::StrCat("KV hand-off: destination rank ", d, " needs KV head ", head,
+                                                       ", which no source rank holds"));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<WriteOp>> HeadWrites(const std::vector<BlockRun>& runs, const KvRankHeads& src,
                                                 const std::vector<RegionId>& local_regions, const KvRankHeads& dst,
                                                 const std::vector<RemoteRegionId>& remote_regions) {
-  if (src.head_bytes != dst.head_bytes || local_regions.size() != src.heads.size() ||
-      remote_regions.size() != dst.heads.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KV hand-off: ", src.heads.size(), " source ranks with ", local_regions.size(), " regions and ",
-        src.head_bytes, "-byte heads; ", dst.heads.size(), " destination ranks with ", remote_regions.size(),
-        " regions and ", dst.head_bytes, "-byte heads"));
+  TANDEM_RETURN_IF_ERROR(CheckHandOff(src, dst));
+  if (local_regions.size() != src.heads.size() || remote_regions.size() != dst.heads.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("KV hand-off: ", src.heads.size(), " source ranks with ",
+                                                   local_regions.size(), " regions; ", dst.heads.size(),
+                                                   " destination ranks with ", remote_regions.size(), " regions"));
   }
-  // Where each head lives on the source side: (rank, slot), the first rank holding it.
-  std::map<int, std::pair<size_t, size_t>> where;
-  for (size_t r = 0; r < src.heads.size(); ++r) {
-    for (size_t i = 0; i < src.heads[r].size(); ++i) where.emplace(src.heads[r][i], std::pair{r, i});
-  }
+  const std::map<int, std::pair<size_t, size_t>> where = HeadLocations(src);
   // A segment: destination slots [j, j + len) of rank d from source slots [i, i + len) of rank s.
   struct Segment {
     size_t d, j, s, i, len;
@@ -69,12 +91,7 @@ absl::StatusOr<std::vector<WriteOp>> HeadWrites(const std::vector<BlockRun>& run
   std::vector<Segment> segments;
   for (size_t d = 0; d < dst.heads.size(); ++d) {
     for (size_t j = 0; j < dst.heads[d].size(); ++j) {
-      auto it = where.find(dst.heads[d][j]);
-      if (it == where.end()) {
-        return absl::InvalidArgumentError(absl::StrCat("KV hand-off: destination rank ", d, " needs KV head ",
-                                                       dst.heads[d][j], ", which no source rank holds"));
-      }
-      const auto [s, i] = it->second;
+      const auto [s, i] = where.at(dst.heads[d][j]);  // CheckHandOff: every head is there
       if (!segments.empty()) {
         Segment& last = segments.back();
         if (last.d == d && last.s == s && last.j + last.len == j && last.i + last.len == i) {

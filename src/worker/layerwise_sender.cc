@@ -46,9 +46,7 @@ absl::Status LayerwiseKvSender::Start(const std::string& request_id, KvDestinati
                                                    ranks, " ranks), found ", destination.layers.size()));
   }
   // A destination this worker's heads cannot fill is refused now, not at the first layer.
-  TANDEM_RETURN_IF_ERROR(transfer::HeadWrites({}, local_heads_, {local_layers_.front()}, destination.heads,
-                                              std::vector<transfer::RemoteRegionId>(ranks))
-                             .status());
+  TANDEM_RETURN_IF_ERROR(transfer::CheckHandOff(local_heads_, destination.heads));
   const int64_t blocks = (destination.num_tokens + block_size_ - 1) / block_size_;
   if (destination.num_tokens < 1 || static_cast<int64_t>(destination.dst_blocks.size()) != blocks ||
       destination.first_block < 0 || destination.first_block > blocks) {

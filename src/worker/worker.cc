@@ -133,12 +133,13 @@ class Worker::Impl final : public v1::Worker::Service {
         }
       }
     }
-    const size_t head_bytes = static_cast<size_t>(spec.block_size) * spec.head_dim * DTypeSize(spec.dtype);
+    backend::KvCacheSpec model_spec = spec;  // a block of every head of the model
+    model_spec.num_kv_heads = model_kv_heads;
     layout->set_num_kv_heads(model_kv_heads);
     layout->set_head_dim(spec.head_dim);
     layout->set_block_size(spec.block_size);
     layout->set_layout_version(kKvLayoutVersion);
-    layout->set_bytes_per_block(2 * static_cast<uint64_t>(model_kv_heads) * head_bytes);
+    layout->set_bytes_per_block(model_spec.BytesPerBlock());
     info_.set_num_kv_blocks(executor_->num_kv_blocks());  // the fewest of any rank
     info_.set_transport(transport_->name());
     info_.set_transport_address(transport_address);
@@ -840,11 +841,7 @@ class Worker::Impl final : public v1::Worker::Service {
     }
     // Pools of different tensor-parallel widths: checked now, before any work (a layout this worker's
     // ranks cannot fill is refused), and written head slab by head slab.
-    if (!transfer::SameRankHeads(my_heads_, dest_heads)) {
-      const std::vector<transfer::RegionId> no_local(my_heads_.heads.size());
-      const std::vector<transfer::RemoteRegionId> no_remote(dest_heads.heads.size());
-      TANDEM_RETURN_IF_ERROR(transfer::HeadWrites({}, my_heads_, no_local, dest_heads, no_remote).status());
-    }
+    TANDEM_RETURN_IF_ERROR(transfer::CheckHandOff(my_heads_, dest_heads));
     TANDEM_ASSIGN_OR_RETURN(ImportedPool pool, ImportPool(dest));
 
     engine::EngineRequest er;
@@ -853,15 +850,14 @@ class Worker::Impl final : public v1::Worker::Service {
     er.params = FromProto(request.sampling());
     er.params.n = 1;
     er.kv_role = engine::KvRole::kPrefillOnly;
-    LayerwiseKvSender* sender = sender_.get();
-    if (sender != nullptr) {
-      TANDEM_RETURN_IF_ERROR(sender->Start(request.request_id(), Destination(pool, dest_heads, request)));
+    if (sender_ != nullptr) {
+      TANDEM_RETURN_IF_ERROR(sender_->Start(request.request_id(), Destination(pool, dest_heads, request)));
     }
     auto queue = std::make_shared<engine::OutputStream>();
     if (absl::Status s =
             loop_->Submit(std::move(er), [queue](engine::RequestOutput o) { queue->Push(std::move(o)); });
         !s.ok()) {
-      if (sender != nullptr) (void)sender->Finish(request.request_id(), kTransferTimeoutMs);
+      if (sender_ != nullptr) (void)sender_->Finish(request.request_id(), kTransferTimeoutMs);
       return s;
     }
     std::vector<int32_t> tokens;
@@ -883,7 +879,7 @@ class Worker::Impl final : public v1::Worker::Service {
     // Layer-wise: the writes posted while the prompt ran; wait for them before the blocks are freed.
     const auto start = Clock::now();
     LayerwiseKvSender::Result streamed;
-    if (sender != nullptr) streamed = sender->Finish(request.request_id(), kTransferTimeoutMs);
+    if (sender_ != nullptr) streamed = sender_->Finish(request.request_id(), kTransferTimeoutMs);
     // A failed or timed-out write may still be in flight: closing the endpoint cancels it before the
     // source blocks are released (and before it could land in blocks the decode worker reuses).
     if (!streamed.status.ok()) ForgetPool(dest.instance_id(), pool);
@@ -911,7 +907,7 @@ class Worker::Impl final : public v1::Worker::Service {
       std::lock_guard<std::mutex> lock(stats_mu_);
       stats_.kv_blocks_sent += sent;
       stats_.kv_bytes_sent += bytes;
-      if (sender != nullptr) ++(streamed.complete ? stats_.kv_streamed_prefills : stats_.kv_stream_fallbacks);
+      if (sender_ != nullptr) ++(streamed.complete ? stats_.kv_streamed_prefills : stats_.kv_stream_fallbacks);
     }
     response.set_first_token(tokens.front());
     if (!logprobs.empty()) *response.mutable_first_logprobs() = ToProto(logprobs.front());

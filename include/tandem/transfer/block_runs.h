@@ -36,14 +36,15 @@ struct KvRankHeads {
   std::size_t head_bytes = 0;
 };
 
-// Whether rank r of both sides holds the same heads for every r (whole blocks move rank to rank).
-bool SameRankHeads(const KvRankHeads& a, const KvRankHeads& b);
+// OK when `dst`'s ranks can be filled from `src`'s: the same head slab size, and every head a
+// destination rank lists held by some source rank (InvalidArgument naming the first that is not).
+absl::Status CheckHandOff(const KvRankHeads& src, const KvRankHeads& dst);
 
 // The writes that move `runs` of one layer between pools whose ranks hold different heads (prefill
 // TP 2 -> decode TP 1, TP 1 -> TP 2, ...): each destination rank's slot j receives its head straight
 // from the first source rank holding it, consecutive slots from consecutive source slots in one write.
 // `local_regions[r]` / `remote_regions[r]`: rank r's region of this layer on each side.
-// InvalidArgument when a destination head is held by no source rank (the layouts cannot hand off).
+// InvalidArgument when CheckHandOff fails or the region lists do not match the ranks.
 absl::StatusOr<std::vector<WriteOp>> HeadWrites(const std::vector<BlockRun>& runs, const KvRankHeads& src,
                                                 const std::vector<RegionId>& local_regions, const KvRankHeads& dst,
                                                 const std::vector<RemoteRegionId>& remote_regions);
