@@ -1,3 +1,8 @@
+// The NVFP4 weight-only GEMM for Hopper (nvfp4_gemm.cuh; NOTES.md has its versions and times): the
+// pipelined split-K kernel over packed e2m1 weights with their e4m3 scales, its launch plan, the
+// host-side repacking of a checkpoint's tensors into the kernel's tiles, and the dequantization to
+// bf16. Over 600 lines because the kernel, its tile constants, the plan that sizes its grid and the
+// repacking that feeds it are one unit; the tile layout is its own header (nvfp4_layout.cuh).
 #include <algorithm>
 #include <atomic>
 #include <cmath>

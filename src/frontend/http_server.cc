@@ -5,6 +5,8 @@
 // is cancelled down to the engine (which frees its KV blocks); bytes are pipelined requests, answered
 // in order after this one (HTTP/1.1 pipelining); end of stream may be a half-close, whose client still
 // gets its response (see OnPeerEof). Bad framing is answered 400 (505 for a version), then closed.
+// Over 600 lines because a Session is one state machine (read, route, stream, pipelined requests,
+// disconnects, limits) on one strand; the framing checks are their own unit (http_framing.h).
 #include "tandem/frontend/http_server.h"
 
 #include <fcntl.h>

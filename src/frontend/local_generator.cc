@@ -7,11 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
+#include "tandem/frontend/choice_text.h"
 #include "tandem/engine/engine.h"
 #include "tandem/engine/engine_factory.h"
 #include "tandem/engine/engine_loop.h"
 #include "tandem/model/loader.h"
-#include "tandem/tokenizer/detokenizer.h"
 #include "tandem/tokenizer/tokenizer.h"
 
 namespace tandem::frontend {
@@ -21,8 +21,7 @@ namespace {
 // both run there), so it needs no lock.
 struct RequestState {
   struct Choice {
-    std::unique_ptr<tokenizer::IncrementalDetokenizer> detok;
-    std::string pending_text;  // decoded by the stop hook, not yet delivered
+    ChoiceText text;  // fed by the stop hook, taken by the output callback
     bool finished = false;
   };
   const tokenizer::Tokenizer* tokenizer = nullptr;
@@ -40,34 +39,15 @@ class DetokenizingStopHook final : public engine::StopStringHook {
   DetokenizingStopHook(std::shared_ptr<RequestState> state, int32_t index)
       : state_(std::move(state)), index_(index) {}
   bool OnToken(int32_t token_id) override {
-    RequestState::Choice& choice = state_->choices[static_cast<size_t>(index_)];
-    if (choice.detok->stopped()) return true;
-    choice.pending_text += choice.detok->Push(token_id);
-    return choice.detok->stopped();
+    ChoiceText& text = state_->choices[static_cast<size_t>(index_)].text;
+    text.Push(token_id);
+    return text.stopped();
   }
 
  private:
   std::shared_ptr<RequestState> state_;
   int32_t index_;
 };
-
-FinishReason MapFinish(engine::FinishReason reason) {
-  switch (reason) {
-    case engine::FinishReason::kNone:
-      return FinishReason::kNone;
-    case engine::FinishReason::kStop:
-    case engine::FinishReason::kStopString:
-    case engine::FinishReason::kPrefillHandoff:
-      return FinishReason::kStop;
-    case engine::FinishReason::kLength:
-      return FinishReason::kLength;
-    case engine::FinishReason::kAborted:
-      return FinishReason::kAborted;
-    case engine::FinishReason::kError:
-      return FinishReason::kError;
-  }
-  return FinishReason::kError;
-}
 
 void OnOutput(const std::shared_ptr<RequestState>& state, engine::RequestOutput out) {
   if (state->done) return;
@@ -89,18 +69,10 @@ void OnOutput(const std::shared_ptr<RequestState>& state, engine::RequestOutput 
   ChoiceDelta delta;
   delta.index = out.index;
   delta.token_ids = std::move(out.new_token_ids);
-  delta.text = std::move(choice.pending_text);
-  choice.pending_text.clear();
-  for (const engine::SampleResult& r : out.logprobs) {
-    TokenLogprob lp{r.token, TokenText(*state->tokenizer, r.token), r.logprob, {}};
-    for (const engine::TokenLogprob& t : r.top_logprobs) {
-      lp.top.push_back(TopLogprob{t.token, TokenText(*state->tokenizer, t.token), t.logprob});
-    }
-    delta.logprobs.push_back(std::move(lp));
-  }
+  delta.text = choice.text.Take(out.finished);
+  for (const engine::SampleResult& r : out.logprobs) delta.logprobs.push_back(ApiLogprob(*state->tokenizer, r));
   if (out.finished) {
-    if (!choice.detok->stopped()) delta.text += choice.detok->Finish();
-    delta.finish_reason = MapFinish(out.finish_reason);
+    delta.finish_reason = ApiFinishReason(out.finish_reason);
     choice.finished = true;
     ++state->num_finished;
     state->usage.prompt_tokens = out.num_prompt_tokens;
@@ -169,36 +141,15 @@ void LocalGenerator::Shutdown() {
 }
 
 absl::Status LocalGenerator::Generate(GenerateRequest request, StreamCallback on_event) {
-  engine::EngineRequest er;
-  er.request_id = request.request_id;
-  er.prompt_token_ids = std::move(request.prompt_token_ids);
-  engine::SamplingParams& p = er.params;
-  p.n = request.n;
-  p.temperature = request.temperature;
-  p.top_k = request.top_k;
-  p.top_p = request.top_p;
-  p.min_p = request.min_p;
-  p.repetition_penalty = request.repetition_penalty;
-  p.presence_penalty = request.presence_penalty;
-  p.frequency_penalty = request.frequency_penalty;
-  p.logit_bias = std::move(request.logit_bias);
-  p.seed = request.seed;
-  p.max_tokens = request.max_tokens;
-  p.min_tokens = request.min_tokens;
-  p.stop_token_ids = std::move(request.stop_token_ids);
-  p.ignore_eos = request.ignore_eos;
-  p.logprobs = request.logprobs;
-
   auto state = std::make_shared<RequestState>();
   state->tokenizer = tokenizer_.get();
   state->on_event = std::move(on_event);
-  state->choices.resize(static_cast<size_t>(request.n));
-  tokenizer::DetokenizerOptions detok;
-  detok.skip_special_tokens = request.skip_special_tokens;
-  detok.stop_strings = request.stop;
-  for (RequestState::Choice& c : state->choices) {
-    c.detok = std::make_unique<tokenizer::IncrementalDetokenizer>(*tokenizer_, detok, er.prompt_token_ids);
-  }
+  state->choices.reserve(static_cast<size_t>(request.n));
+  for (int32_t i = 0; i < request.n; ++i) state->choices.push_back(RequestState::Choice{ChoiceText(*tokenizer_, request)});
+  engine::EngineRequest er;
+  er.request_id = request.request_id;
+  er.params = SamplingParamsOf(request);
+  er.prompt_token_ids = std::move(request.prompt_token_ids);
   er.stop_hook_factory = [state]() -> std::unique_ptr<engine::StopStringHook> {
     return std::make_unique<DetokenizingStopHook>(state, state->next_hook++);
   };

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "tandem/cluster/worker_client.h"
 #include "tandem/frontend/api_error.h"
+#include "tandem/frontend/choice_text.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
 #include "tandem/kvcache/block_hash.h"
@@ -19,6 +20,7 @@
 #include "tandem/router/router.h"
 #include "tandem/tokenizer/detokenizer.h"
 #include "tandem/tokenizer/tokenizer.h"
+#include "tandem/wire/convert.h"
 
 namespace tandem::frontend {
 
@@ -37,45 +39,11 @@ struct RemoteGenerator::InFlight {
 
 namespace {
 
-FinishReason MapFinish(v1::WorkerFinishReason reason) {
-  switch (reason) {
-    case v1::WORKER_FINISH_NONE:
-      return FinishReason::kNone;
-    case v1::WORKER_FINISH_STOP:
-    case v1::WORKER_FINISH_STOP_STRING:
-    case v1::WORKER_FINISH_PREFILL_HANDOFF:
-      return FinishReason::kStop;
-    case v1::WORKER_FINISH_LENGTH:
-      return FinishReason::kLength;
-    case v1::WORKER_FINISH_ABORTED:
-      return FinishReason::kAborted;
-    case v1::WORKER_FINISH_ERROR:
-      return FinishReason::kError;
-    default:
-      return FinishReason::kError;
-  }
-}
-
 v1::WorkerGenerateRequest ToWorkerRequest(const GenerateRequest& r) {
   v1::WorkerGenerateRequest out;
   out.set_request_id(r.request_id);
   out.mutable_prompt_token_ids()->Add(r.prompt_token_ids.begin(), r.prompt_token_ids.end());
-  v1::WorkerSamplingParams* s = out.mutable_sampling();
-  s->set_n(r.n);
-  s->set_temperature(r.temperature);
-  s->set_top_k(r.top_k);
-  s->set_top_p(r.top_p);
-  s->set_min_p(r.min_p);
-  s->set_repetition_penalty(r.repetition_penalty);
-  s->set_presence_penalty(r.presence_penalty);
-  s->set_frequency_penalty(r.frequency_penalty);
-  for (const auto& [token, bias] : r.logit_bias) (*s->mutable_logit_bias())[token] = bias;
-  if (r.seed.has_value()) s->set_seed(*r.seed);
-  s->set_max_tokens(r.max_tokens);
-  s->set_min_tokens(r.min_tokens);
-  s->mutable_stop_token_ids()->Add(r.stop_token_ids.begin(), r.stop_token_ids.end());
-  s->set_ignore_eos(r.ignore_eos);
-  if (r.logprobs.has_value()) s->set_logprobs(*r.logprobs);
+  *out.mutable_sampling() = wire::ToProto(SamplingParamsOf(r));
   return out;
 }
 
@@ -220,13 +188,10 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
   // routed again, after discovery has had a moment to drop the worker.
   constexpr int kMaxDrainingRetries = 5;
   struct Choice {
-    std::unique_ptr<tokenizer::IncrementalDetokenizer> detok;
+    ChoiceText text;
     bool finished = false;
     int32_t tokens = 0;  // delivered to the client
   };
-  tokenizer::DetokenizerOptions detok_options;
-  detok_options.skip_special_tokens = req.skip_special_tokens;
-  detok_options.stop_strings = req.stop;
   std::vector<Choice> choices;
   int num_finished = 0;
   int32_t cached_tokens = 0;
@@ -261,11 +226,7 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
                plan->decode.cached_blocks, plan->prefill ? plan->prefill->worker_id : std::string("local"));
 
     choices.clear();
-    choices.resize(static_cast<size_t>(std::max(1, req.n)));
-    for (Choice& c : choices) {
-      c.detok =
-          std::make_unique<tokenizer::IncrementalDetokenizer>(*tokenizer_, detok_options, req.prompt_token_ids);
-    }
+    for (int32_t i = 0; i < std::max(1, req.n); ++i) choices.push_back(Choice{ChoiceText(*tokenizer_, req)});
     num_finished = 0;
     cached_tokens = 0;
     worker_error = absl::OkStatus();
@@ -292,24 +253,19 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
           if (choice.finished) return;
           ChoiceDelta delta;
           delta.index = r.index();
-          for (int i = 0; i < r.token_ids_size() && !choice.detok->stopped(); ++i) {
+          for (int i = 0; i < r.token_ids_size() && !choice.text.stopped(); ++i) {
             const int32_t token = r.token_ids(i);
             delta.token_ids.push_back(token);
             ++choice.tokens;
-            delta.text += choice.detok->Push(token);
-            if (i < r.logprobs_size()) {
-              const v1::WorkerLogprobs& lp = r.logprobs(i);
-              TokenLogprob out{token, TokenText(*tokenizer_, token), lp.logprob(), {}};
-              for (const v1::WorkerTokenLogprob& t : lp.top()) {
-                out.top.push_back(TopLogprob{t.token(), TokenText(*tokenizer_, t.token()), t.logprob()});
-              }
-              delta.logprobs.push_back(std::move(out));
-            }
+            choice.text.Push(token);
+            if (i < r.logprobs_size()) delta.logprobs.push_back(ApiLogprob(*tokenizer_, wire::FromProto(r.logprobs(i), token)));
           }
-          const bool stop_string = choice.detok->stopped();
-          if (r.finished() || stop_string) {
-            if (!stop_string) delta.text += choice.detok->Finish();
-            delta.finish_reason = stop_string ? FinishReason::kStop : MapFinish(r.finish_reason());
+          const bool stop_string = choice.text.stopped();
+          const bool last_of_choice = r.finished() || stop_string;
+          delta.text = choice.text.Take(last_of_choice);
+          if (last_of_choice) {
+            delta.finish_reason =
+                stop_string ? FinishReason::kStop : ApiFinishReason(wire::FromProto(r.finish_reason()));
             choice.finished = true;
             ++num_finished;
             cached_tokens = std::max(cached_tokens, r.num_cached_tokens());
@@ -401,7 +357,7 @@ GeneratorHealth RemoteGenerator::Health() const {
   int prefill_live = 0;
   for (const router::WorkerFeedStatus& status : feeds_->Statuses()) {
     ++listed;
-    if (!status.live || (status.last.has_value() && status.last->draining())) continue;
+    if (!status.live || (status.last.has_value() && status.last->load.draining)) continue;
     if (status.worker.role == cluster::WorkerRole::kPrefill) {
       ++prefill_live;
     } else {
@@ -418,15 +374,6 @@ GeneratorHealth RemoteGenerator::Health() const {
 
 namespace {
 
-HistogramCounts FromProto(const v1::LatencyHistogram& h) {
-  HistogramCounts out;
-  out.upper_bounds.assign(h.upper_bounds().begin(), h.upper_bounds().end());
-  for (uint64_t c : h.counts()) out.counts.push_back(static_cast<int64_t>(c));
-  out.sum = h.sum();
-  out.count = static_cast<int64_t>(h.count());
-  return out;
-}
-
 WorkerMetrics ToWorkerMetrics(const router::WorkerFeedStatus& status) {
   WorkerMetrics w;
   w.id = status.worker.id;
@@ -434,27 +381,8 @@ WorkerMetrics ToWorkerMetrics(const router::WorkerFeedStatus& status) {
   w.address = status.worker.address;
   w.up = status.live && status.last.has_value();
   if (!w.up) return w;
-  const v1::LoadReport& r = *status.last;
-  w.num_running = r.num_running();
-  w.num_waiting = r.num_waiting();
-  w.num_waiting_for_remote_kv = r.num_waiting_for_remote_kv();
-  w.num_pending_transfer = r.num_pending_transfer();
-  w.prefill_queue_length = r.prefill_queue_length();
-  w.kv_blocks_used = r.kv_blocks_used();
-  w.kv_blocks_total = r.kv_blocks_total();
-  w.remote_prefills = r.remote_prefills();
-  w.local_prefills = r.local_prefills();
-  w.remote_prefill_failures = r.remote_prefill_failures();
-  w.remote_prefills_served = r.remote_prefills_served();
-  w.remote_prefills_failed = r.remote_prefills_failed();
-  w.kv_bytes_sent = static_cast<int64_t>(r.kv_bytes_sent());
-  w.kv_blocks_sent = r.kv_blocks_sent();
-  w.kv_bytes_received = static_cast<int64_t>(r.kv_bytes_received());
-  w.kv_blocks_received = r.kv_blocks_received();
-  w.kv_streamed_prefills = r.kv_streamed_prefills();
-  w.kv_stream_fallbacks = r.kv_stream_fallbacks();
-  w.kv_transfer_seconds = FromProto(r.kv_transfer_seconds());
-  w.remote_prefill_seconds = FromProto(r.remote_prefill_seconds());
+  w.load = status.last->load;
+  w.counters = status.last->counters;
   return w;
 }
 
@@ -472,10 +400,10 @@ GeneratorStats RemoteGenerator::Stats() const {
   // The deployment's totals are the sums of what the live workers last reported.
   for (const router::WorkerFeedStatus& status : feeds_->Statuses()) {
     WorkerMetrics w = ToWorkerMetrics(status);
-    stats.num_waiting += w.num_waiting;
-    stats.kv_blocks_used += w.kv_blocks_used;
-    stats.kv_blocks_total += w.kv_blocks_total;
-    stats.transfer_bytes += w.kv_bytes_sent;
+    stats.num_waiting += w.load.num_waiting;
+    stats.kv_blocks_used += w.load.kv_blocks_used;
+    stats.kv_blocks_total += w.load.kv_blocks_total;
+    stats.transfer_bytes += static_cast<int64_t>(w.counters.kv_bytes_sent);
     stats.workers.push_back(std::move(w));
   }
   return stats;

@@ -89,7 +89,7 @@ void WorkerCounter(const std::vector<WorkerMetrics>& workers, const char* name, 
   PerWorker(workers, name, "counter", help, "", {{"", value, side}}, out);
 }
 
-void RenderHistogram(const std::string& name, const std::string& labels, const HistogramCounts& h,
+void RenderHistogram(const std::string& name, const std::string& labels, const wire::LatencyHistogram& h,
                      std::string* out) {
   int64_t cumulative = 0;
   for (size_t i = 0; i < h.upper_bounds.size(); ++i) {
@@ -103,14 +103,17 @@ void RenderHistogram(const std::string& name, const std::string& labels, const H
 }
 
 void WorkerHistogram(const std::vector<WorkerMetrics>& workers, const char* name, const char* help, Side side,
-                     const HistogramCounts WorkerMetrics::*field, std::string* out) {
+                     const wire::LatencyHistogram wire::WorkerCounters::*field, std::string* out) {
   Header(name, "histogram", help, out);
   for (const WorkerMetrics& w : workers) {
-    if (w.up && OnSide(w, side)) RenderHistogram(name, Labels(w), w.*field, out);
+    if (w.up && OnSide(w, side)) RenderHistogram(name, Labels(w), w.counters.*field, out);
   }
 }
 
-double I(int64_t v) { return static_cast<double>(v); }
+template <typename T>
+double I(T v) {
+  return static_cast<double>(v);
+}
 
 }  // namespace
 
@@ -129,78 +132,79 @@ void RenderWorkerMetrics(const GeneratorStats& stats, std::string* out) {
 
   WorkerGauge(
       ws, "tandem_worker_num_requests_running", "Sequences in the worker's running batch.", Side::kAll,
-      [](const WorkerMetrics& w) { return I(w.num_running); }, out);
+      [](const WorkerMetrics& w) { return I(w.load.num_running); }, out);
   WorkerGauge(
       ws, "tandem_worker_num_requests_waiting", "Sequences waiting in the worker's scheduler.", Side::kAll,
-      [](const WorkerMetrics& w) { return I(w.num_waiting); }, out);
+      [](const WorkerMetrics& w) { return I(w.load.num_waiting); }, out);
   WorkerGauge(
       ws, "tandem_worker_num_requests_waiting_for_remote_kv",
       "Decode: sequences whose prompt is being prefilled by a prefill worker.", Side::kDecode,
-      [](const WorkerMetrics& w) { return I(w.num_waiting_for_remote_kv); }, out);
+      [](const WorkerMetrics& w) { return I(w.load.num_waiting_for_remote_kv); }, out);
   WorkerGauge(
       ws, "tandem_worker_num_pending_transfers",
       "Prefill: prefilled sequences whose KV blocks are being written to a decode worker.", Side::kPrefill,
-      [](const WorkerMetrics& w) { return I(w.num_pending_transfer); }, out);
+      [](const WorkerMetrics& w) { return I(w.load.num_pending_transfer); }, out);
   WorkerGauge(
       ws, "tandem_worker_prefill_queue_length",
       "Prefill: remote prefill calls received and not yet answered (queued, computing or transferring).",
-      Side::kPrefill, [](const WorkerMetrics& w) { return I(w.prefill_queue_length); }, out);
+      Side::kPrefill, [](const WorkerMetrics& w) { return I(w.counters.prefill_queue_length); }, out);
   WorkerGauge(
       ws, "tandem_worker_kv_blocks_used", "KV cache blocks in use on the worker.", Side::kAll,
-      [](const WorkerMetrics& w) { return I(w.kv_blocks_used); }, out);
+      [](const WorkerMetrics& w) { return I(w.load.kv_blocks_used); }, out);
   WorkerGauge(
       ws, "tandem_worker_kv_blocks_total", "KV cache blocks in the worker's pool.", Side::kAll,
-      [](const WorkerMetrics& w) { return I(w.kv_blocks_total); }, out);
+      [](const WorkerMetrics& w) { return I(w.load.kv_blocks_total); }, out);
   PerWorker(ws, "tandem_worker_prefills_total", "counter",
             "Decode: prompts prefilled by a prefill worker (remote) or by this worker (local).", "location",
-            {{"remote", [](const WorkerMetrics& w) { return I(w.remote_prefills); }, Side::kDecode},
-             {"local", [](const WorkerMetrics& w) { return I(w.local_prefills); }, Side::kDecode}},
+            {{"remote", [](const WorkerMetrics& w) { return I(w.counters.remote_prefills); }, Side::kDecode},
+             {"local", [](const WorkerMetrics& w) { return I(w.counters.local_prefills); }, Side::kDecode}},
             out);
   WorkerCounter(
       ws, "tandem_worker_remote_prefill_failures_total",
       "Decode: requests whose remote prefill failed (the request ended with an error).", Side::kDecode,
-      [](const WorkerMetrics& w) { return I(w.remote_prefill_failures); }, out);
+      [](const WorkerMetrics& w) { return I(w.counters.remote_prefill_failures); }, out);
   PerWorker(ws, "tandem_worker_remote_prefill_requests_total", "counter",
             "Prefill: remote prefill calls answered, by outcome.", "outcome",
-            {{"ok", [](const WorkerMetrics& w) { return I(w.remote_prefills_served); }, Side::kPrefill},
-             {"error", [](const WorkerMetrics& w) { return I(w.remote_prefills_failed); }, Side::kPrefill}},
+            {{"ok", [](const WorkerMetrics& w) { return I(w.counters.remote_prefills_served); }, Side::kPrefill},
+             {"error", [](const WorkerMetrics& w) { return I(w.counters.remote_prefills_failed); }, Side::kPrefill}},
             out);
   PerWorker(ws, "tandem_worker_kv_sends_total", "counter",
             "Prefill, with transfer.layerwise on: requests whose KV left layer by layer while the prompt "
             "ran (layerwise), or after it because streaming gave up, e.g. on preemption (fallback).",
             "mode",
-            {{"layerwise", [](const WorkerMetrics& w) { return I(w.kv_streamed_prefills); }, Side::kPrefill},
-             {"fallback", [](const WorkerMetrics& w) { return I(w.kv_stream_fallbacks); }, Side::kPrefill}},
+            {{"layerwise", [](const WorkerMetrics& w) { return I(w.counters.kv_streamed_prefills); }, Side::kPrefill},
+             {"fallback", [](const WorkerMetrics& w) { return I(w.counters.kv_stream_fallbacks); }, Side::kPrefill}},
             out);
   PerWorker(ws, "tandem_worker_kv_transfer_bytes_total", "counter",
             "KV cache bytes written to decode workers (sent) or by prefill workers into this one (received).",
             "direction",
-            {{"sent", [](const WorkerMetrics& w) { return I(w.kv_bytes_sent); }, Side::kPrefill},
-             {"received", [](const WorkerMetrics& w) { return I(w.kv_bytes_received); }, Side::kDecode}},
+            {{"sent", [](const WorkerMetrics& w) { return I(w.counters.kv_bytes_sent); }, Side::kPrefill},
+             {"received", [](const WorkerMetrics& w) { return I(w.counters.kv_bytes_received); }, Side::kDecode}},
             out);
   PerWorker(ws, "tandem_worker_kv_transfer_blocks_total", "counter",
             "KV cache blocks (all layers of a block count once) sent to or received from other workers.",
             "direction",
-            {{"sent", [](const WorkerMetrics& w) { return I(w.kv_blocks_sent); }, Side::kPrefill},
-             {"received", [](const WorkerMetrics& w) { return I(w.kv_blocks_received); }, Side::kDecode}},
+            {{"sent", [](const WorkerMetrics& w) { return I(w.counters.kv_blocks_sent); }, Side::kPrefill},
+             {"received", [](const WorkerMetrics& w) { return I(w.counters.kv_blocks_received); }, Side::kDecode}},
             out);
   WorkerHistogram(
       ws, "tandem_worker_kv_transfer_seconds",
       "Prefill: per request, from its first KV write posted (with layer-wise streaming: while the "
       "prompt still runs) until every write landed in the decode worker.",
-      Side::kPrefill, &WorkerMetrics::kv_transfer_seconds, out);
+      Side::kPrefill, &wire::WorkerCounters::kv_transfer_seconds, out);
   WorkerGauge(
       ws, "tandem_worker_kv_transfer_bandwidth_bytes_per_second",
       "Prefill: KV bytes sent / kv_transfer_seconds_sum since the worker started (with layer-wise "
       "streaming the transfers share time with compute, so this is at most the link's rate).",
       Side::kPrefill,
       [](const WorkerMetrics& w) {
-        return w.kv_transfer_seconds.sum > 0 ? I(w.kv_bytes_sent) / w.kv_transfer_seconds.sum : 0.0;
+        const wire::WorkerCounters& c = w.counters;
+        return c.kv_transfer_seconds.sum > 0 ? I(c.kv_bytes_sent) / c.kv_transfer_seconds.sum : 0.0;
       },
       out);
   WorkerHistogram(ws, "tandem_worker_remote_prefill_seconds",
                   "Decode: duration of one remote prefill call (prefill compute plus KV transfer).",
-                  Side::kDecode, &WorkerMetrics::remote_prefill_seconds, out);
+                  Side::kDecode, &wire::WorkerCounters::remote_prefill_seconds, out);
 }
 
 }  // namespace tandem::frontend

@@ -105,10 +105,10 @@ void LoadFeeds::Run(Feed& feed) {
             router_.ApplyKvEvents(id, std::span<const kvcache::KvEvent>(&cleared, 1));
             first = false;
           }
-          ApplyLoadReport(router_, id, report);
+          wire::WorkerReport kept = wire::FromProto(report);
+          ApplyLoadReport(router_, id, kept);
           reports_applied_.fetch_add(1);
-          v1::LoadReport kept = report;
-          kept.clear_events();
+          kept.events.clear();
           std::lock_guard<std::mutex> lock(feed.mu);
           feed.connected = true;
           feed.last_report_at = absl::Now();

@@ -126,4 +126,24 @@ absl::StatusOr<std::vector<WriteOp>> HeadWrites(const std::vector<BlockRun>& run
   return ops;
 }
 
+absl::StatusOr<std::vector<WriteOp>> LayerWrites(const std::vector<BlockRun>& runs, int layer, int num_layers,
+                                                 const KvRankHeads& src, const std::vector<RegionId>& local_regions,
+                                                 const KvRankHeads& dst,
+                                                 const std::vector<RemoteRegionId>& remote_regions) {
+  const size_t layers = static_cast<size_t>(num_layers);
+  const size_t l = static_cast<size_t>(layer);
+  if (layer < 0 || layer >= num_layers || local_regions.size() != src.heads.size() * layers ||
+      remote_regions.size() != dst.heads.size() * layers) {
+    return absl::InvalidArgumentError(absl::StrCat("KV hand-off: layer ", layer, " of ", num_layers, " with ",
+                                                   local_regions.size(), " regions here for ", src.heads.size(),
+                                                   " ranks and ", remote_regions.size(), " there for ",
+                                                   dst.heads.size()));
+  }
+  std::vector<RegionId> local;
+  for (size_t r = 0; r < src.heads.size(); ++r) local.push_back(local_regions[r * layers + l]);
+  std::vector<RemoteRegionId> remote;
+  for (size_t r = 0; r < dst.heads.size(); ++r) remote.push_back(remote_regions[r * layers + l]);
+  return HeadWrites(runs, src, local, dst, remote);
+}
+
 }  // namespace tandem::transfer

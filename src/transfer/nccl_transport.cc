@@ -1,3 +1,7 @@
+// The `nccl` KV transport (nccl_transport.h describes the protocol). Over 600 lines because it is one
+// state machine shared by its two halves: the writer's Connect/PostWrite and the receiver's side-channel
+// thread (Serve) drive the same per-peer communicators, staging buffers and transfer table under one
+// lock; the host-only packing plan is its own unit (pack_plan.h).
 #include "tandem/transfer/nccl_transport.h"
 
 #include <fcntl.h>

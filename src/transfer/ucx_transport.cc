@@ -1,3 +1,8 @@
+// The `ucx` KV transport (ucx_transport.h): one UCP worker with its progress thread, endpoints per
+// peer, registered and imported memory, puts and the notification that follows them. Over 600 lines
+// because every UCX handle's life (context, worker, listener, endpoints, memory handles, rkeys) is
+// tied to the others' and to the progress thread; the RAII owners are in ucx_handles.h, and
+// ucx_info.h holds what is independent of a connection.
 #include "tandem/transfer/ucx_transport.h"
 
 #include <ucp/api/ucp.h>

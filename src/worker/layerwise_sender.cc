@@ -145,12 +145,9 @@ void LayerwiseKvSender::PlanSequence(const std::shared_ptr<Stream>& stream, cons
   // Every layer gets the same number of writes (same runs, same heads): layer L's are
   // ops_[begin + L * per_layer, + per_layer).
   StepWork work{stream, ops_.size(), 0, final};
-  const size_t layers = static_cast<size_t>(num_layers_);
-  for (size_t layer = 0; layer < layers; ++layer) {
-    std::vector<transfer::RemoteRegionId> remote;
-    for (size_t r = 0; r < s.dest.heads.heads.size(); ++r) remote.push_back(s.dest.layers[r * layers + layer]);
+  for (int layer = 0; layer < num_layers_; ++layer) {
     absl::StatusOr<std::vector<transfer::WriteOp>> ops =
-        transfer::HeadWrites(*runs, local_heads_, {local_layers_[layer]}, s.dest.heads, remote);
+        transfer::LayerWrites(*runs, layer, num_layers_, local_heads_, local_layers_, s.dest.heads, s.dest.layers);
     if (!ops.ok()) {  // checked at Start; drop what this sequence planned
       ops_.resize(work.begin);
       std::lock_guard<std::mutex> lock(mu_);
@@ -192,7 +189,8 @@ LayerwiseKvSender::Result LayerwiseKvSender::Finish(const std::string& request_i
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     const absl::Status s =
         transfer::WaitForTransfer(*transport_, t, static_cast<int>(std::max<int64_t>(0, left.count())));
-    if (!s.ok() && result.status.ok())
+    // A timed-out write keeps its code (DeadlineExceeded): the caller closes the endpoint for it.
+    if (!s.ok() && (result.status.ok() || s.code() == absl::StatusCode::kDeadlineExceeded))
       result.status = Annotate(s, absl::StrCat("KV transfer of request ", request_id));
     transport_->Release(t);
   }

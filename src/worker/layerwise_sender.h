@@ -1,4 +1,4 @@
-// Prefill side of layer-wise KV streaming (issue 7; DESIGN.md "One request, end to end", step 4).
+// Prefill side of layer-wise KV streaming (docs/architecture.md "One request, end to end", step 4).
 // While a prefill-only sequence runs its chunks, the executor's layer callback (engine thread) posts,
 // as soon as layer L's K/V of the step is in the KV cache, the write of layer L for the blocks this
 // step completed: the full blocks the chunk filled (and blocks already present from the prefill

@@ -18,6 +18,7 @@
 
 #include "gpu_test_util.h"
 #include "gtest/gtest.h"
+#include "support/status_matchers.h"
 #include "tandem/transfer/block_runs.h"
 #include "tandem/transfer/nccl_transport.h"
 
@@ -69,8 +70,10 @@ TEST(NcclTransportTest, RefusesHostMemoryAndOneGpuPairs) {
   r = a->RegisterMemory({host.data(), host.size(), backend::MemoryKind::kDevice, 0});  // mislabelled host memory
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("not device memory"), std::string::npos) << r.status();
-  EXPECT_FALSE(a->Connect("nccl1;zz;1;127.0.0.1").ok());
-  EXPECT_FALSE(a->Connect("ucx-binary-address").ok());
+  EXPECT_ERROR(a->Connect("nccl1;zz;1;127.0.0.1"), absl::StatusCode::kInvalidArgument,
+               "nccl Connect: expected an address");
+  EXPECT_ERROR(a->Connect("ucx-binary-address"), absl::StatusCode::kInvalidArgument,
+               "nccl Connect: expected an address");
   auto peer = a->Connect(*b->LocalAddress());
   ASSERT_FALSE(peer.ok()) << "two ends on one GPU must be refused";
   EXPECT_EQ(peer.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -176,9 +179,10 @@ TEST(NcclTransportTest, RandomBlockListsLandExactly) {
   auto t = src_t->PostWrite(*peer, std::span<const WriteOp>(&bad, 1), "");
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().code(), absl::StatusCode::kOutOfRange);
-  EXPECT_FALSE(src_t->ImportRegion(*peer, "garbage").ok());
+  EXPECT_ERROR(src_t->ImportRegion(*peer, "garbage"), absl::StatusCode::kInvalidArgument,
+               "nccl ImportRegion: malformed region descriptor");
   EXPECT_TRUE(src_t->Disconnect(*peer).ok());
-  EXPECT_FALSE(src_t->PostWrite(*peer, {}, "").ok());
+  EXPECT_ERROR(src_t->PostWrite(*peer, {}, ""), absl::StatusCode::kNotFound, "no connected peer");  // disconnected
 }
 
 // --- Two processes: the receiver is this binary re-executed with TANDEM_NCCL_CHILD_FD set. ---

@@ -1,5 +1,5 @@
 // The paged KV cache: one pool per layer, so a layer's blocks can be shipped as soon as that layer
-// is computed (DESIGN.md "KV cache layout"). Each pool is
+// is computed (docs/architecture.md "The KV cache"). Each pool is
 //   kv[layer]: [num_blocks, 2 (K, V), num_kv_heads, block_size, head_dim]   of spec.dtype, "HND"
 // (fp32 on the CPU backend, bf16 on CUDA)
 // so one block of one layer is one contiguous range of BytesPerBlock() bytes, and runs of

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "tandem/wire/worker_report.h"
 
 namespace tandem::tokenizer {
 class Tokenizer;
@@ -112,42 +113,14 @@ struct GeneratorHealth {
   std::string detail;
 };
 
-// Observations by bucket, not cumulative: counts[i] is in (upper_bounds[i-1], upper_bounds[i]], the
-// last count (counts has one entry more than upper_bounds) above the last bound.
-struct HistogramCounts {
-  std::vector<double> upper_bounds;
-  std::vector<int64_t> counts;
-  double sum = 0;
-  int64_t count = 0;
-};
-
-// One worker of a deployment as the router's load feed last saw it (RemoteGenerator). Counters are
-// cumulative since the worker process started.
+// One worker of a deployment as the router's load feed last saw it (RemoteGenerator).
 struct WorkerMetrics {
   std::string id;
   std::string role;  // prefill | decode | both
   std::string address;
   bool up = false;  // its load stream is live; the fields below are its latest report (only when up)
-  int64_t num_running = 0;
-  int64_t num_waiting = 0;
-  int64_t num_waiting_for_remote_kv = 0;  // decode: prompts out at a prefill worker
-  int64_t num_pending_transfer = 0;       // prefill: prompts done, blocks being written
-  int64_t prefill_queue_length = 0;       // prefill: RemotePrefill calls received, not answered
-  int64_t kv_blocks_used = 0;
-  int64_t kv_blocks_total = 0;
-  int64_t remote_prefills = 0;          // decode: prompts prefilled by a prefill worker
-  int64_t local_prefills = 0;           // decode: prompts prefilled here
-  int64_t remote_prefill_failures = 0;  // decode: remote prefills that failed
-  int64_t remote_prefills_served = 0;   // prefill: RemotePrefill calls answered with a token
-  int64_t remote_prefills_failed = 0;   // prefill: RemotePrefill calls answered with an error
-  int64_t kv_bytes_sent = 0;
-  int64_t kv_blocks_sent = 0;
-  int64_t kv_bytes_received = 0;
-  int64_t kv_blocks_received = 0;
-  int64_t kv_streamed_prefills = 0;  // prefill: KV sent layer by layer during the prompt
-  int64_t kv_stream_fallbacks = 0;   // prefill: layer-wise streaming gave up, sent after the prompt
-  HistogramCounts kv_transfer_seconds;     // prefill: writing one request's blocks
-  HistogramCounts remote_prefill_seconds;  // decode: one RemotePrefill call
+  wire::WorkerLoad load;
+  wire::WorkerCounters counters;  // cumulative since the worker process started
 };
 
 // Point-in-time gauges for /metrics.

@@ -22,6 +22,7 @@
 #include "tandem/cluster/discovery.h"
 #include "tandem/cluster/worker_client.h"
 #include "tandem/router/router.h"
+#include "tandem/wire/worker_report.h"
 
 namespace tandem::router {
 
@@ -38,7 +39,7 @@ struct WorkerFeedStatus {
   bool connected = false;  // its current stream has delivered a report and has not ended
   bool live = false;       // connected, and its last report is at most down_after old
   int64_t reports = 0;     // reports applied from it, over every stream
-  std::optional<v1::LoadReport> last;  // its latest report, without the KV events
+  std::optional<wire::WorkerReport> last;  // its latest report, without the KV events
 };
 
 class LoadFeeds {
@@ -66,7 +67,7 @@ class LoadFeeds {
     bool connected = false;
     int64_t reports = 0;
     absl::Time last_report_at = absl::InfinitePast();
-    std::optional<v1::LoadReport> last;
+    std::optional<wire::WorkerReport> last;
     std::thread thread;
   };
 

@@ -1,20 +1,19 @@
-// The workers' feed to the router (worker.proto's StreamLoad): each LoadReport carries the worker's
-// load and the KV-cache events since its previous report. These turn it into Router calls.
+// The workers' feed to the router (worker.proto's StreamLoad, converted by wire/worker_report.h):
+// each report carries the worker's load and the KV-cache events since its previous report. This
+// turns one into Router calls.
 #pragma once
 
 #include <string>
-#include <vector>
 
-#include "tandem/kvcache/kv_events.h"
 #include "tandem/router/router.h"
-#include "tandem/v1/worker.pb.h"
+#include "tandem/wire/worker_report.h"
 
 namespace tandem::router {
 
-kvcache::KvEvent KvEventFromProto(const v1::KvCacheEvent& event);
-WorkerLoad WorkerLoadFromProto(const v1::LoadReport& report);
+// The router's view of a worker's reported load.
+WorkerLoad WorkerLoadOf(const wire::WorkerLoad& load);
 
 // Applies the report's KV events (in order) and then its load to `worker_id` in `router`.
-void ApplyLoadReport(Router& router, const std::string& worker_id, const v1::LoadReport& report);
+void ApplyLoadReport(Router& router, const std::string& worker_id, const wire::WorkerReport& report);
 
 }  // namespace tandem::router

@@ -49,4 +49,12 @@ absl::StatusOr<std::vector<WriteOp>> HeadWrites(const std::vector<BlockRun>& run
                                                 const std::vector<RegionId>& local_regions, const KvRankHeads& dst,
                                                 const std::vector<RemoteRegionId>& remote_regions);
 
+// HeadWrites for layer `layer` of pools registered one region per layer and rank: `local_regions` and
+// `remote_regions` list every rank's regions rank-major ([rank * num_layers + layer]), as workers
+// export them. What every sender of a prefill's blocks posts, layer by layer.
+absl::StatusOr<std::vector<WriteOp>> LayerWrites(const std::vector<BlockRun>& runs, int layer, int num_layers,
+                                                 const KvRankHeads& src, const std::vector<RegionId>& local_regions,
+                                                 const KvRankHeads& dst,
+                                                 const std::vector<RemoteRegionId>& remote_regions);
+
 }  // namespace tandem::transfer

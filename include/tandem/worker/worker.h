@@ -1,19 +1,23 @@
 // A worker process's core: the engine on its own thread (EngineLoop), the gRPC worker service
-// (proto/tandem/v1/worker.proto), and the KV hand-off over a KvTransport. Roles:
+// (proto/tandem/v1/worker.proto), and the KV hand-off over a KvTransport. Its parts, one job each
+// (src/worker/): worker_service (the gRPC calls), remote_prefiller (decode side: runs a prompt's
+// remote prefill), prefill_server (prefill side: serves RemotePrefill, imports decode pools, writes
+// blocks), layerwise_sender (prefill side: writes while the prompt runs), load_stream (KV events,
+// load and counters to the routers); worker.cc builds and stops them. Roles:
 //   prefill  serves RemotePrefill: computes a prompt (KvRole kPrefillOnly), writes its KV blocks
 //            layer by layer into the caller's registered pool, returns the first token.
 //   decode   serves Generate; with disaggregation (mode always, or conditional when the uncached
 //            prompt is longer than max_local_prefill_tokens) it allocates the prompt's blocks
 //            (KvRole kRemotePrefill), asks a prefill worker to fill them, then decodes.
 //   both     aggregated: serves Generate with local prefill (and RemotePrefill too).
-// Decode-first hand-off (DESIGN.md "One request, end to end"):
+// Decode-first hand-off (docs/architecture.md "One request, end to end"):
 //   decode: Generate → engine allocates blocks → RemotePrefill(prompt, num_cached, block ids,
 //           own layout + transport address + per-layer region descriptors) ─▶ prefill
 //   prefill: compatibility check → import the decode pool once per decode instance → prefill-only
 //           → per layer: coalesced block runs → PostWrite (notification on the last layer) → wait
 //           for every write → ReleaseTransfer → reply with the first token. With `layerwise`, the
 //           writes of layer L leave from the engine's layer callback as soon as each chunk has
-//           computed it (src/worker/layerwise_sender.h), so they overlap the remaining layers/chunks.
+//           computed it (layerwise_sender.h), so they overlap the remaining layers/chunks.
 //   decode: reply + notification seen → CompleteRemotePrefill → stream tokens. Any failure ends the
 //           request with kError and frees its blocks on both sides.
 // Both sides keep their transport progressing on a background thread.
@@ -31,7 +35,7 @@
 #include "tandem/engine/engine_loop.h"
 #include "tandem/transfer/kv_transport.h"
 #include "tandem/v1/worker.pb.h"
-#include "tandem/worker/worker_stats.h"
+#include "tandem/wire/worker_report.h"
 
 namespace tandem::worker {
 
@@ -67,24 +71,6 @@ struct WorkerOptions {
   int device = -1;
 };
 
-// Counters for tests and metrics (sent to the router in every LoadReport, see worker_stats.h).
-struct WorkerStats {
-  int64_t remote_prefills = 0;  // decode: prompts prefilled by a prefill worker
-  int64_t local_prefills = 0;
-  int64_t remote_prefill_failures = 0;
-  int64_t kv_blocks_sent = 0;  // prefill: blocks (per layer counted once) written to decode workers
-  uint64_t kv_bytes_sent = 0;
-  int64_t kv_streamed_prefills = 0;  // prefill: KV left layer by layer while the prompt ran (layerwise)
-  int64_t kv_stream_fallbacks = 0;   // prefill: layerwise, but sent after the prompt (preempted mid-prompt)
-  int64_t kv_blocks_received = 0;  // decode: blocks prefill workers wrote here (per layer counted once)
-  uint64_t kv_bytes_received = 0;
-  int64_t remote_prefills_served = 0;  // prefill: RemotePrefill calls answered with a first token
-  int64_t remote_prefills_failed = 0;  // prefill: RemotePrefill calls answered with an error
-  int32_t prefill_queue_length = 0;    // prefill: RemotePrefill calls received and not yet answered
-  LatencyCounts kv_transfer_seconds = LatencyCounts::ForTransfers();     // prefill: per request
-  LatencyCounts remote_prefill_seconds = LatencyCounts::ForTransfers();  // decode: RemotePrefill calls
-};
-
 class Worker {
  public:
   // Builds the engine for `options.role`'s pool from the deployment (engine_factory.h), then starts.
@@ -101,7 +87,8 @@ class Worker {
   std::string address() const;
   int port() const;
   const v1::WorkerInfo& info() const;
-  WorkerStats stats() const;
+  // Counters since start (sent to the router in every load report, wire/worker_report.h).
+  wire::WorkerCounters stats() const;
   engine::SchedulerStats engine_stats() const;
 
   // A graceful drain's first step: new Generate and RemotePrefill calls are refused with

@@ -1,3 +1,7 @@
+// The bf16 forward pass on one GPU (cuda_model_runner.h; docs/architecture.md "The forward pass on a
+// GPU"). Over 600 lines because it is one plan: weight upload and fusion, the memory plan (weights,
+// workspaces, KV pool), the step's host-side packing, the per-layer launch sequence and the decode
+// graphs all share the runner's buffers and stream; the kernels themselves are in kernels/.
 #include "tandem/backend/cuda_model_runner.h"
 
 #include <cuda_bf16.h>

@@ -168,10 +168,10 @@ TEST_P(DisaggregationTest, DisaggregatedEqualsAggregatedTokenForToken) {
     if (got[i].last.num_cached_tokens() > 0) ++cache_hits;
   }
   EXPECT_GE(cache_hits, 10) << "shared-prefix prompts should hit the decode worker's prefix cache";
-  const WorkerStats ds = decode->stats();
+  const wire::WorkerCounters ds = decode->stats();
   EXPECT_EQ(ds.remote_prefills, static_cast<int64_t>(prompts.size()));
   EXPECT_EQ(ds.remote_prefill_failures, 0);
-  const WorkerStats ps = prefill->stats();
+  const wire::WorkerCounters ps = prefill->stats();
   EXPECT_GT(ps.kv_blocks_sent, 0);
   EXPECT_GT(ps.kv_bytes_sent, 0u);
   // Layer-wise: every prompt's KV left while it was computed (nothing preempted here); else after it.

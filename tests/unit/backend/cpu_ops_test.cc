@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/status_matchers.h"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/core/tensor.h"
 #include "tandem/model/gguf_types.h"
@@ -246,7 +247,8 @@ TEST(AddBias, AddsToEveryRowWithStride) {
 }
 
 TEST(CpuBackend, RejectsNegativeThreads) {
-  EXPECT_FALSE(CreateCpuBackend({.num_threads = -1}).ok());
+  EXPECT_ERROR(CreateCpuBackend({.num_threads = -1}), absl::StatusCode::kInvalidArgument,
+               "cpu backend: num_threads must be >= 0, got -1");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "tandem/bench/report.h"
 
 #include "gtest/gtest.h"
+#include "support/status_matchers.h"
 
 namespace tandem::bench {
 namespace {
@@ -62,10 +63,14 @@ TEST(ReportTest, GoodputCountsRequestsMeetingEverySlo) {
 }
 
 TEST(ReportTest, SloParsing) {
-  EXPECT_FALSE(Slo::Parse("").ok());
-  EXPECT_FALSE(Slo::Parse("ttft=5").ok());
-  EXPECT_FALSE(Slo::Parse("ttft_ms=-1").ok());
-  EXPECT_FALSE(Slo::Parse("ttft_ms=abc").ok());
+  EXPECT_ERROR(Slo::Parse(""), absl::StatusCode::kInvalidArgument,
+               "--slo: expected at least one of ttft_ms=, itl_ms=, e2e_ms=");
+  EXPECT_ERROR(Slo::Parse("ttft=5"), absl::StatusCode::kInvalidArgument,
+               "--slo: expected keys ttft_ms, itl_ms (or tpot_ms), e2e_ms; found 'ttft'");
+  EXPECT_ERROR(Slo::Parse("ttft_ms=-1"), absl::StatusCode::kInvalidArgument,
+               "expected KEY=MILLISECONDS (positive), found 'ttft_ms=-1'");
+  EXPECT_ERROR(Slo::Parse("ttft_ms=abc"), absl::StatusCode::kInvalidArgument,
+               "expected KEY=MILLISECONDS (positive), found 'ttft_ms=abc'");
   auto slo = Slo::Parse("tpot_ms=40,e2e_ms=9000");
   ASSERT_TRUE(slo.ok());
   EXPECT_EQ(*slo->itl_ms, 40);

@@ -6,6 +6,7 @@
 
 #include "golden_fixtures.h"
 #include "gtest/gtest.h"
+#include "support/status_matchers.h"
 
 namespace tandem::bench {
 namespace {
@@ -18,11 +19,11 @@ int64_t Count(const tokenizer::Tokenizer& tok, const std::string& text) {
 
 TEST(WorkloadTest, LengthDistributions) {
   EXPECT_EQ(LengthDist::Parse("128").value().kind, LengthDist::Kind::kFixed);
-  EXPECT_FALSE(LengthDist::Parse("0").ok());
-  EXPECT_FALSE(LengthDist::Parse("uniform:10").ok());
-  EXPECT_FALSE(LengthDist::Parse("uniform:20:10").ok());
-  EXPECT_FALSE(LengthDist::Parse("normal:abc:1").ok());
-  EXPECT_FALSE(LengthDist::Parse("gamma:1:2").ok());
+  EXPECT_ERROR(LengthDist::Parse("0"), absl::StatusCode::kInvalidArgument, "found a value below 1");
+  EXPECT_ERROR(LengthDist::Parse("uniform:10"), absl::StatusCode::kInvalidArgument, "uniform takes MIN:MAX");
+  EXPECT_ERROR(LengthDist::Parse("uniform:20:10"), absl::StatusCode::kInvalidArgument, "found MIN < 1 or MAX < MIN");
+  EXPECT_ERROR(LengthDist::Parse("normal:abc:1"), absl::StatusCode::kInvalidArgument, "found 'abc'");
+  EXPECT_ERROR(LengthDist::Parse("gamma:1:2"), absl::StatusCode::kInvalidArgument, "found 'gamma'");
   std::mt19937_64 rng(1);
   LengthDist u = LengthDist::Parse("uniform:10:20").value();
   LengthDist n = LengthDist::Parse("normal:100:10").value();
@@ -103,7 +104,8 @@ TEST(WorkloadTest, PrefixAndLongMixes) {
   EXPECT_GT(longs, 3);
   EXPECT_LT(longs, 20);
   spec.long_fraction = 1.5;
-  EXPECT_FALSE(MakeWorkload(spec, **tok).ok());
+  EXPECT_ERROR(MakeWorkload(spec, **tok), absl::StatusCode::kInvalidArgument,
+               "--long-fraction: expected 0 to 1, found 1.5");
 }
 
 TEST(WorkloadTest, ShareGpt) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/status_matchers.h"
 
 namespace tandem::cli {
 namespace {
@@ -65,8 +66,10 @@ TEST(SupervisorTest, ShutdownKillsChildrenThatIgnoreSigterm) {
 
 TEST(SupervisorTest, BadCommandIsAnError) {
   Supervisor supervisor;
-  EXPECT_FALSE(supervisor.Start({"nothing", {}, true}).ok());
-  EXPECT_FALSE(supervisor.Start({"missing", {"/nonexistent/tandem-binary"}, true}).ok());
+  EXPECT_ERROR(supervisor.Start({"nothing", {}, true}), absl::StatusCode::kInvalidArgument,
+               "nothing: empty command line");
+  EXPECT_ERROR(supervisor.Start({"missing", {"/nonexistent/tandem-binary"}, true}), absl::StatusCode::kInternal,
+               "starting missing (/nonexistent/tandem-binary): ");
 }
 
 // Waits (polling) until `name` exits; returns its wait status, or -1 on timeout.

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/status_matchers.h"
 
 namespace tandem::cluster {
 namespace {
@@ -26,7 +27,8 @@ TEST(WorkerInfoTest, BadJsonSaysWhatWasExpected) {
   absl::StatusOr<WorkerInfo> bad_role = DecodeWorkerInfo(R"({"id":"a","role":"cook","address":"h:1"})");
   EXPECT_EQ(bad_role.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad_role.status().message().find("'cook'"), std::string::npos);
-  EXPECT_FALSE(DecodeWorkerInfo(R"({"id":"a","role":"both"})").ok());  // no address
+  EXPECT_ERROR(DecodeWorkerInfo(R"({"id":"a","role":"both"})"), absl::StatusCode::kInvalidArgument,
+               "worker info: expected string field 'address'");  // no address
 }
 
 TEST(EmbeddedDiscoveryTest, RegisterWatchDeregister) {

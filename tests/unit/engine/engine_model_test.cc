@@ -21,6 +21,7 @@
 #include <cuda_runtime.h>
 #endif
 #include "nlohmann/json.hpp"
+#include "support/status_matchers.h"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/engine/backend_model_executor.h"
@@ -348,11 +349,12 @@ TEST(EngineModelTest, ExecutorErrorsEndTheStepsRequestsWithTheStatus) {
   EXPECT_TRUE(failed_step);
   const RequestOutput& f = out.final[K("long", 0)];
   EXPECT_EQ(f.finish_reason, FinishReason::kError);
-  EXPECT_FALSE(f.status.ok());
+  EXPECT_ERROR(f.status, absl::StatusCode::kInvalidArgument, "more than the model's 256");
   EXPECT_EQ(b.engine->kv_cache().num_used_blocks(), 0);
   EXPECT_FALSE(b.engine->has_request("long"));
   // Out-of-vocabulary prompt ids are refused before they reach the model.
-  EXPECT_FALSE(b.engine->AddRequest(Req("bad", {1, 5000}, 5)).ok());
+  EXPECT_ERROR(b.engine->AddRequest(Req("bad", {1, 5000}, 5)), absl::StatusCode::kInvalidArgument,
+               "request bad: prompt token 1 is 5000, expected an id in [0, 1000)");
 }
 
 TEST(EngineLoopTest, StreamsFromManyThreadsAbortsAndStops) {
@@ -413,7 +415,8 @@ TEST(EngineLoopTest, StreamsFromManyThreadsAbortsAndStops) {
   while ((*dup1)->Next()) {
   }
   // Invalid requests fail on the caller's thread.
-  EXPECT_FALSE(loop.Submit(Req("bad", {}, 4)).ok());
+  EXPECT_ERROR(loop.Submit(Req("bad", {}, 4)), absl::StatusCode::kInvalidArgument,
+               "request bad: expected a non-empty prompt");
   // Stop ends whatever is still live.
   auto pending = loop.Submit(Req("pending", Prompt(10, 31), 200));
   ASSERT_TRUE(pending.ok());

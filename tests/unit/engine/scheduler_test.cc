@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "scheduler_test_util.h"
+#include "support/status_matchers.h"
 
 namespace tandem::engine {
 namespace {
@@ -209,7 +210,8 @@ TEST(SchedulerTest, MaxModelLenEndsTheSequence) {
   too_long->seq_id = 999;
   too_long->tokens.assign(10, 1);
   too_long->num_prompt_tokens = 10;
-  EXPECT_FALSE(h.sched.Add(std::move(too_long)).ok());
+  EXPECT_ERROR(h.sched.Add(std::move(too_long)), absl::StatusCode::kInvalidArgument,
+               "prompt has 10 tokens, expected fewer than max_model_len 10");
 }
 
 TEST(SchedulerTest, RefusesASequenceThatCouldNeverFit) {
@@ -292,7 +294,8 @@ TEST(SchedulerTest, RemotePrefillHoldsBlocksUntilTheKvArrives) {
   EXPECT_EQ(d->finish_reason, FinishReason::kLength);
   EXPECT_EQ(h.kv.num_used_blocks(), 0);
   // Completing twice is an error naming the state.
-  EXPECT_FALSE(h.sched.CompleteRemotePrefill(d->seq_id, 42).ok());
+  EXPECT_ERROR(h.sched.CompleteRemotePrefill(d->seq_id, 42), absl::StatusCode::kFailedPrecondition,
+               "expected state waiting_for_remote_kv, found finished");
 }
 
 TEST(SchedulerTest, PrefillOnlyPinsBlocksUntilTheTransferIsReleased) {

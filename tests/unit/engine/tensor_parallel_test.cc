@@ -18,6 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "support/greedy_executor.h"
 #include "support/models.h"
+#include "support/status_matchers.h"
 #include "tandem/backend/collective.h"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/model_runner.h"
@@ -82,7 +83,8 @@ TEST(HostCollective, AllGatherAndBroadcast) {
     }
     EXPECT_EQ(bcast[r], (std::vector<int32_t>{7, 8, 9}));
   }
-  EXPECT_FALSE(group.rank(0).Broadcast(bcast[0].data(), 4, 9, nullptr).ok());
+  EXPECT_ERROR(group.rank(0).Broadcast(bcast[0].data(), 4, 9, nullptr), absl::StatusCode::kInvalidArgument,
+               "host collective: broadcast root 9 of 4");
 }
 
 TEST(HostCollective, AbortReleasesWaitingRanks) {
@@ -98,7 +100,8 @@ TEST(HostCollective, AbortReleasesWaitingRanks) {
   EXPECT_EQ(sa.message(), "rank 2 failed");
   EXPECT_EQ(sb.message(), "rank 2 failed");
   std::vector<float> c(8);
-  EXPECT_FALSE(group.rank(2).AllReduceSum(c.data(), c.size(), DType::kF32, nullptr).ok());  // and later ones
+  EXPECT_ERROR(group.rank(2).AllReduceSum(c.data(), c.size(), DType::kF32, nullptr), absl::StatusCode::kInternal,
+               "rank 2 failed");  // and later ones
 }
 
 model::ModelConfig Heads(int nq, int nkv, int inter = 64) {
@@ -149,7 +152,8 @@ TEST(TensorParallelShard, TooManyRanksIsAnError) {
   auto s = model::PlanTensorParallelShard(Heads(4, 2), 0, 8);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("exceeds m's 4 attention heads"), std::string::npos) << s.status();
-  EXPECT_FALSE(model::PlanTensorParallelShard(Heads(4, 2), 2, 2).ok());
+  EXPECT_ERROR(model::PlanTensorParallelShard(Heads(4, 2), 2, 2), absl::StatusCode::kInvalidArgument,
+               "tensor parallel: rank 2 of 2 is not a rank");
 }
 
 TEST(TensorParallelShard, Nvfp4SplitsExactlyLikeItsDequantization) {

@@ -45,7 +45,7 @@ WorkerMetrics Worker(const std::string& id, const std::string& role, const std::
   w.role = role;
   w.address = address;
   w.up = true;
-  w.kv_blocks_total = 100;
+  w.load.kv_blocks_total = 100;
   return w;
 }
 
@@ -54,27 +54,27 @@ TEST(MetricsTest, RendersPerWorkerLoadAndTransferMetrics) {
   stats.routed_remote_prefills = 5;
   stats.routed_local_prefills = 2;
   WorkerMetrics prefill = Worker("prefill-0", "prefill", "127.0.0.1:5001");
-  prefill.kv_blocks_used = 12;
-  prefill.num_waiting = 3;
-  prefill.prefill_queue_length = 4;
-  prefill.num_pending_transfer = 1;
-  prefill.kv_bytes_sent = 8000000;
-  prefill.kv_blocks_sent = 40;
-  prefill.remote_prefills_served = 5;
-  prefill.remote_prefills_failed = 1;
-  prefill.kv_transfer_seconds = {{0.01, 0.1, 1.0}, {1, 3, 1, 0}, 2.0, 5};
+  prefill.load.kv_blocks_used = 12;
+  prefill.load.num_waiting = 3;
+  prefill.counters.prefill_queue_length = 4;
+  prefill.load.num_pending_transfer = 1;
+  prefill.counters.kv_bytes_sent = 8000000;
+  prefill.counters.kv_blocks_sent = 40;
+  prefill.counters.remote_prefills_served = 5;
+  prefill.counters.remote_prefills_failed = 1;
+  prefill.counters.kv_transfer_seconds = {{0.01, 0.1, 1.0}, {1, 3, 1, 0}, 2.0, 5};
   WorkerMetrics decode = Worker("decode-0", "decode", "127.0.0.1:5002");
-  decode.num_running = 2;
-  decode.num_waiting_for_remote_kv = 1;
-  decode.remote_prefills = 5;
-  decode.local_prefills = 2;
-  decode.remote_prefill_failures = 1;
-  decode.kv_bytes_received = 8000000;
-  decode.kv_blocks_received = 40;
-  decode.remote_prefill_seconds = {{0.01, 0.1, 1.0}, {0, 0, 4, 1}, 3.5, 5};
+  decode.load.num_running = 2;
+  decode.load.num_waiting_for_remote_kv = 1;
+  decode.counters.remote_prefills = 5;
+  decode.counters.local_prefills = 2;
+  decode.counters.remote_prefill_failures = 1;
+  decode.counters.kv_bytes_received = 8000000;
+  decode.counters.kv_blocks_received = 40;
+  decode.counters.remote_prefill_seconds = {{0.01, 0.1, 1.0}, {0, 0, 4, 1}, 3.5, 5};
   WorkerMetrics down = Worker("decode-1", "decode", "127.0.0.1:5003");
   down.up = false;
-  down.kv_blocks_used = 77;  // stale: a worker that is down has no load lines
+  down.load.kv_blocks_used = 77;  // stale: a worker that is down has no load lines
   stats.workers = {prefill, decode, down};
 
   const std::string text = Metrics().Render(stats);

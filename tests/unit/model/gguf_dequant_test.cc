@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/status_matchers.h"
 #include "tandem/core/tensor.h"
 #include "tandem/model/gguf_types.h"
 
@@ -28,7 +29,8 @@ TEST(GgufDequantTest, BlockSizes) {
   EXPECT_EQ(GgmlBlockBytes(GgmlType::kQ6_K), 210u);
   EXPECT_EQ(GgmlBlockSize(GgmlType::kQ4_K), 256);
   EXPECT_EQ(GgmlRowBytes(GgmlType::kQ4_1, 576), 18u * 20u);
-  EXPECT_FALSE(GgmlTypeFromRaw(16).ok());  // IQ2_XXS: not supported
+  EXPECT_ERROR(GgmlTypeFromRaw(16), absl::StatusCode::kInvalidArgument,
+               "unsupported ggml tensor type 16:");  // IQ2_XXS: not supported
   EXPECT_EQ(*GgmlTypeFromRaw(30), GgmlType::kBF16);
 }
 

@@ -1,5 +1,6 @@
-// A worker's LoadReport (proto) drives the router: KV events from a real KvCacheManager, sent as
-// worker.proto KvCacheEvents, make kv_aware route the repeated prefix back to that worker.
+// A worker's report drives the router: KV events from a real KvCacheManager, carried through the
+// load stream's own conversion (wire::ToProto, then FromProto as LoadFeeds does), make kv_aware route
+// the repeated prefix back to that worker.
 #include "tandem/router/load_report.h"
 
 #include <numeric>
@@ -7,24 +8,24 @@
 
 #include "gtest/gtest.h"
 #include "tandem/kvcache/kv_cache_manager.h"
-#include "tandem/worker/proto_convert.h"
 
 namespace tandem::router {
 namespace {
 
-using worker::ToProto;  // the conversion the workers use to send KV events
+// A report as it arrives from a worker: through the wire and back.
+wire::WorkerReport Sent(const wire::WorkerReport& report) { return wire::FromProto(wire::ToProto(report)); }
 
 TEST(LoadReportTest, ADrainingReportTakesTheWorkerOutOfRouting) {
   Router router(RouterOptions{});
   router.AddWorker({.id = "leaving", .role = cluster::WorkerRole::kDecode, .address = "h:1"});
   router.AddWorker({.id = "staying", .role = cluster::WorkerRole::kDecode, .address = "h:2"});
-  v1::LoadReport busy;
-  busy.set_kv_blocks_used(100);
-  ApplyLoadReport(router, "staying", busy);
-  v1::LoadReport draining;
-  draining.set_draining(true);
-  EXPECT_TRUE(WorkerLoadFromProto(draining).draining);
-  ApplyLoadReport(router, "leaving", draining);
+  wire::WorkerReport busy;
+  busy.load.kv_blocks_used = 100;
+  ApplyLoadReport(router, "staying", Sent(busy));
+  wire::WorkerReport draining;
+  draining.load.draining = true;
+  EXPECT_TRUE(WorkerLoadOf(Sent(draining).load).draining);
+  ApplyLoadReport(router, "leaving", Sent(draining));
   const std::vector<int32_t> prompt(40, 7);
   EXPECT_EQ(router.RouteDecode(prompt)->worker_id, "staying");  // though "leaving" is idle
 }
@@ -39,11 +40,12 @@ TEST(LoadReportTest, ReportsFeedTheKvIndexAndTheLoad) {
   ASSERT_TRUE(cache.Allocate(table, 100));
   cache.CacheFullBlocks(table, prompt, 100);
 
-  v1::LoadReport report;
-  report.set_num_running(1);
-  report.set_num_waiting(2);
-  report.set_kv_blocks_used(7);
-  for (const kvcache::KvEvent& e : cache.TakeEvents()) *report.add_events() = ToProto(e);
+  wire::WorkerReport sent;
+  sent.load.num_running = 1;
+  sent.load.num_waiting = 2;
+  sent.load.kv_blocks_used = 7;
+  sent.events = cache.TakeEvents();
+  const wire::WorkerReport report = Sent(sent);
 
   RouterOptions options;
   options.block_size = 16;
@@ -64,9 +66,10 @@ TEST(LoadReportTest, ReportsFeedTheKvIndexAndTheLoad) {
   kvcache::BlockTable t2;
   ASSERT_TRUE(cache.Allocate(t2, 320));
   cache.CacheFullBlocks(t2, long_prompt, 320);
-  v1::LoadReport second;
-  second.set_kv_blocks_used(27);
-  for (const kvcache::KvEvent& e : cache.TakeEvents()) *second.add_events() = ToProto(e);
+  wire::WorkerReport second_sent;
+  second_sent.load.kv_blocks_used = 27;
+  second_sent.events = cache.TakeEvents();
+  const wire::WorkerReport second = Sent(second_sent);
   ApplyLoadReport(router, "busy", second);
   std::vector<int32_t> again = long_prompt;
   again.push_back(3);
@@ -86,9 +89,9 @@ TEST(LoadReportTest, ReportsFeedTheKvIndexAndTheLoad) {
   EXPECT_EQ(r->cached_blocks, 20);
 
   // An all-cleared event in a later report empties the index.
-  v1::LoadReport cleared;
-  cleared.add_events()->set_type(v1::KvCacheEvent::ALL_CLEARED);
-  ApplyLoadReport(weighted, "busy", cleared);
+  wire::WorkerReport cleared;
+  cleared.events.push_back(kvcache::KvEvent{.type = kvcache::KvEventType::kAllCleared});
+  ApplyLoadReport(weighted, "busy", Sent(cleared));
   EXPECT_EQ(weighted.CachedBlocks("busy"), 0);
   EXPECT_EQ(weighted.LoadBlocks("busy"), 0);
 }

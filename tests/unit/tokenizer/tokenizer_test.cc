@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "golden_fixtures.h"
+#include "support/status_matchers.h"
 #include "tandem/model/gguf.h"
 
 namespace tandem::tokenizer {
@@ -30,7 +31,7 @@ TEST(Tokenizer, Llama3SpecialTokens) {
   EXPECT_EQ(t.PieceToToken("Hello"), 9906);
   EXPECT_EQ(t.PieceToToken("<|eot_id|>"), 128009);
   EXPECT_EQ(t.PieceToToken("definitely not a token"), -1);
-  EXPECT_FALSE(t.TokenToPiece(200000).ok());
+  EXPECT_ERROR(t.TokenToPiece(200000), absl::StatusCode::kOutOfRange, "token id 200000 is not in the vocabulary");
   EXPECT_TRUE(t.has_chat_template());
 }
 
@@ -176,7 +177,8 @@ TEST(TokenizerGguf, RejectsUnknownModelsAndBadIds) {
   EXPECT_NE(t.status().message().find("bert"), std::string::npos);
   m = SpmMetadata();
   m.eos_token_id = 100000;
-  EXPECT_FALSE(Tokenizer::FromGguf(m).ok());
+  EXPECT_ERROR(Tokenizer::FromGguf(m), absl::StatusCode::kInvalidArgument,
+               "GGUF eos_token_id 100000 is outside the vocabulary");
   m = SpmMetadata();
   m.tokenizer_model = "gpt2";
   m.tokenizer_pre = "some-new-pre";

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/status_matchers.h"
 #include "tandem/transfer/block_runs.h"
 
 namespace tandem::transfer {
@@ -96,7 +97,7 @@ TEST(HeadWrites, PrefillTp1ToDecodeTp2AndReplicatedHeads) {
 
 TEST(HeadWrites, SameHeadsMoveWholeBlockRuns) {
   const KvRankHeads tp2 = {{{0, 1}, {2, 3}}, kHeadBytes};
-  // Runs {0,1,2}->{3,4,5} and {4}->{0}: two writes per rank, as LayerWrites makes them.
+  // Runs {0,1,2}->{3,4,5} and {4}->{0}: two writes per rank.
   EXPECT_EQ(HandOff(tp2, tp2), 4u);
 }
 
@@ -104,7 +105,32 @@ TEST(HeadWrites, MissingHeadIsRefused) {
   auto ops = HeadWrites({}, {{{0, 1}}, kHeadBytes}, {1}, {{{0}, {2}}, kHeadBytes}, {2, 3});
   ASSERT_FALSE(ops.ok());
   EXPECT_EQ(ops.status().message(), "KV hand-off: destination rank 1 needs KV head 2, which no source rank holds");
-  EXPECT_FALSE(HeadWrites({}, {{{0}}, kHeadBytes}, {1}, {{{0}}, 2 * kHeadBytes}, {2}).ok());  // slab sizes differ
+  EXPECT_ERROR(HeadWrites({}, {{{0}}, kHeadBytes}, {1}, {{{0}}, 2 * kHeadBytes}, {2}),
+               absl::StatusCode::kInvalidArgument,
+               "KV hand-off: 4-byte head slabs here, 8 at the destination");  // slab sizes differ
+}
+
+TEST(HeadWrites, LayerWritesPickEachRanksRegionOfTheLayer) {
+  // Three layers, rank-major region lists as workers export them: [rank * num_layers + layer].
+  const KvRankHeads src = {{{0, 1}, {2}}, kHeadBytes}, dst = {{{0, 1, 2}}, kHeadBytes};
+  const std::vector<RegionId> local = {10, 11, 12, 20, 21, 22};
+  const std::vector<RemoteRegionId> remote = {30, 31, 32};
+  const std::vector<BlockRun> runs = *CoalesceBlockRuns({0, 1}, {4, 5});
+  auto layer1 = LayerWrites(runs, 1, 3, src, local, dst, remote);
+  auto expected = HeadWrites(runs, src, {11, 21}, dst, {31});
+  ASSERT_TRUE(layer1.ok() && expected.ok());
+  ASSERT_EQ(layer1->size(), expected->size());
+  for (std::size_t i = 0; i < layer1->size(); ++i) {
+    EXPECT_EQ((*layer1)[i].local_region, (*expected)[i].local_region);
+    EXPECT_EQ((*layer1)[i].remote_region, (*expected)[i].remote_region);
+    EXPECT_EQ((*layer1)[i].local_offset, (*expected)[i].local_offset);
+    EXPECT_EQ((*layer1)[i].remote_offset, (*expected)[i].remote_offset);
+    EXPECT_EQ((*layer1)[i].bytes, (*expected)[i].bytes);
+  }
+  EXPECT_ERROR(LayerWrites(runs, 3, 3, src, local, dst, remote), absl::StatusCode::kInvalidArgument,
+               "KV hand-off: layer 3 of 3");
+  EXPECT_ERROR(LayerWrites(runs, 0, 3, src, {10, 11, 12}, dst, remote), absl::StatusCode::kInvalidArgument,
+               "3 regions here for 2 ranks");
 }
 
 }  // namespace

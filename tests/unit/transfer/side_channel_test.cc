@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/status_matchers.h"
 
 namespace tandem::transfer {
 namespace {
@@ -83,7 +84,8 @@ TEST(SideChannelTest, ClosedPeerAndSilenceAreErrors) {
     usleep(1000);
   }
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
-  EXPECT_FALSE(ConnectTcp("not-an-ip", 1, 100).ok());
+  EXPECT_ERROR(ConnectTcp("not-an-ip", 1, 100), absl::StatusCode::kInvalidArgument,
+               "side channel: 'not-an-ip' is not an IPv4 address");
   const std::vector<std::string> hosts = LocalIpv4Addresses();
   ASSERT_FALSE(hosts.empty());
   EXPECT_EQ(hosts.back(), "127.0.0.1");

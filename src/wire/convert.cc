@@ -1,4 +1,4 @@
-#include "tandem/worker/proto_convert.h"
+#include "tandem/wire/convert.h"
 
 #include <algorithm>
 
@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "tandem/core/status.h"
 
-namespace tandem::worker {
+namespace tandem::wire {
 
 engine::SamplingParams FromProto(const v1::WorkerSamplingParams& p) {
   engine::SamplingParams s;
@@ -151,6 +151,30 @@ v1::KvCacheEvent ToProto(const kvcache::KvEvent& e) {
   return p;
 }
 
+kvcache::KvEvent FromProto(const v1::KvCacheEvent& event) {
+  kvcache::KvEvent out;
+  switch (event.type()) {
+    case v1::KvCacheEvent::STORED:
+      out.type = kvcache::KvEventType::kBlockStored;
+      break;
+    case v1::KvCacheEvent::REMOVED:
+      out.type = kvcache::KvEventType::kBlockRemoved;
+      break;
+    case v1::KvCacheEvent::ALL_CLEARED:
+      out.type = kvcache::KvEventType::kAllCleared;
+      break;
+    case v1::KvCacheEvent_Type_KvCacheEvent_Type_INT_MIN_SENTINEL_DO_NOT_USE_:
+    case v1::KvCacheEvent_Type_KvCacheEvent_Type_INT_MAX_SENTINEL_DO_NOT_USE_:
+      break;
+  }
+  out.block_hashes.assign(event.block_hashes().begin(), event.block_hashes().end());
+  out.parent_hash = event.parent_hash();
+  out.has_parent = event.has_parent();
+  out.token_ids.assign(event.token_ids().begin(), event.token_ids().end());
+  out.block_size = event.block_size();
+  return out;
+}
+
 absl::Status CheckLayoutCompatible(const v1::KvLayout& mine, const v1::KvLayout& theirs,
                                    const std::string& peer_name) {
   std::vector<std::string> diffs;
@@ -194,4 +218,4 @@ transfer::KvRankHeads KvRankHeadsOf(const v1::KvLayout& layout) {
   return out;
 }
 
-}  // namespace tandem::worker
+}  // namespace tandem::wire

@@ -1,6 +1,8 @@
-// Conversions between the worker control plane's messages (proto/tandem/v1/worker.proto) and the
-// engine's types, and the KV layout compatibility check that two workers run before exchanging
-// blocks (DESIGN.md "KV cache layout and what crosses the wire").
+// The wire format's one home: conversions, both directions, between the worker control plane's
+// messages (proto/tandem/v1/worker.proto) and the engine's, KV cache's and transfer's types, and the
+// KV layout compatibility check that two workers run before exchanging blocks (docs/architecture.md
+// "KV layout and what crosses the wire"). The load stream's report is in worker_report.h. Below the
+// router, the worker and the frontend, so each converts the same way and none includes another.
 #pragma once
 
 #include <string>
@@ -11,7 +13,7 @@
 #include "tandem/transfer/block_runs.h"
 #include "tandem/v1/worker.pb.h"
 
-namespace tandem::worker {
+namespace tandem::wire {
 
 // Bumped whenever the meaning of a block's bytes changes (kv[layer]: [blocks, 2, heads, block, dim]).
 inline constexpr int32_t kKvLayoutVersion = 1;
@@ -22,14 +24,15 @@ v1::WorkerSamplingParams ToProto(const engine::SamplingParams& p);
 v1::WorkerFinishReason ToProto(engine::FinishReason reason);
 engine::FinishReason FromProto(v1::WorkerFinishReason reason);
 
-// One engine output as a stream message (error status included).
 // One sampled token's logprobs; FromProto takes the token id the message belongs to.
 v1::WorkerLogprobs ToProto(const engine::SampleResult& sample);
 engine::SampleResult FromProto(const v1::WorkerLogprobs& logprobs, int32_t token);
 
+// One engine output as a stream message (error status included).
 v1::WorkerGenerateResponse ToProto(const engine::RequestOutput& output);
 
 v1::KvCacheEvent ToProto(const kvcache::KvEvent& event);
+kvcache::KvEvent FromProto(const v1::KvCacheEvent& event);
 
 // OK when blocks written by one side mean the same to the other; otherwise FailedPrecondition naming
 // every field that differs, with both values ("here" is `mine`, "there" is `peer_name`'s).
@@ -45,4 +48,4 @@ absl::Status CheckPeerCompatible(const v1::WorkerInfo& mine, const v1::WorkerInf
 // tensor_parallel 1), for planning writes between pools of different tensor-parallel widths.
 transfer::KvRankHeads KvRankHeadsOf(const v1::KvLayout& layout);
 
-}  // namespace tandem::worker
+}  // namespace tandem::wire

@@ -1,13 +1,13 @@
-// The worker control plane's conversions: sampling parameters round-trip, outputs carry errors and
+// The wire conversions (worker.proto): sampling parameters round-trip, outputs carry errors and
 // logprobs, KV events keep their hashes, and the layout check names every differing field.
-#include "tandem/worker/proto_convert.h"
+#include "tandem/wire/convert.h"
 
 #include "gtest/gtest.h"
 
-namespace tandem::worker {
+namespace tandem::wire {
 namespace {
 
-TEST(ProtoConvertTest, SamplingParamsRoundTrip) {
+TEST(WireConvertTest, SamplingParamsRoundTrip) {
   engine::SamplingParams s;
   s.n = 3;
   s.temperature = 0.7f;
@@ -43,7 +43,7 @@ TEST(ProtoConvertTest, SamplingParamsRoundTrip) {
   EXPECT_EQ(back.logprobs, std::optional<int32_t>(3));
 }
 
-TEST(ProtoConvertTest, UnsetFieldsTakeTheEngineDefaults) {
+TEST(WireConvertTest, UnsetFieldsTakeTheEngineDefaults) {
   const engine::SamplingParams s = FromProto(v1::WorkerSamplingParams());
   EXPECT_EQ(s.n, 1);
   EXPECT_FLOAT_EQ(s.top_p, 1.0f);
@@ -53,7 +53,7 @@ TEST(ProtoConvertTest, UnsetFieldsTakeTheEngineDefaults) {
   EXPECT_FALSE(s.logprobs.has_value());
 }
 
-TEST(ProtoConvertTest, OutputsCarryTokensLogprobsAndErrors) {
+TEST(WireConvertTest, OutputsCarryTokensLogprobsAndErrors) {
   engine::RequestOutput o;
   o.request_id = "r";
   o.index = 1;
@@ -83,7 +83,7 @@ TEST(ProtoConvertTest, OutputsCarryTokensLogprobsAndErrors) {
   }
 }
 
-TEST(ProtoConvertTest, KvEventsKeepHashesAndTokens) {
+TEST(WireConvertTest, KvEventsKeepHashesAndTokens) {
   kvcache::KvEvent e;
   e.type = kvcache::KvEventType::kBlockStored;
   e.block_hashes = {111, 222};
@@ -98,11 +98,21 @@ TEST(ProtoConvertTest, KvEventsKeepHashesAndTokens) {
   EXPECT_EQ(p.parent_hash(), 99u);
   EXPECT_TRUE(p.has_parent());
   EXPECT_EQ(p.token_ids_size(), 4);
+  const kvcache::KvEvent back = FromProto(p);
+  EXPECT_EQ(back.type, kvcache::KvEventType::kBlockStored);
+  EXPECT_EQ(back.block_hashes, e.block_hashes);
+  EXPECT_EQ(back.parent_hash, 99u);
+  EXPECT_TRUE(back.has_parent);
+  EXPECT_EQ(back.token_ids, e.token_ids);
+  EXPECT_EQ(back.block_size, 2);
   e.type = kvcache::KvEventType::kAllCleared;
   EXPECT_EQ(ToProto(e).type(), v1::KvCacheEvent::ALL_CLEARED);
+  EXPECT_EQ(FromProto(ToProto(e)).type, kvcache::KvEventType::kAllCleared);
+  e.type = kvcache::KvEventType::kBlockRemoved;
+  EXPECT_EQ(FromProto(ToProto(e)).type, kvcache::KvEventType::kBlockRemoved);
 }
 
-TEST(ProtoConvertTest, LayoutCheckNamesEveryDifference) {
+TEST(WireConvertTest, LayoutCheckNamesEveryDifference) {
   v1::KvLayout a;
   a.set_model("llama");
   a.set_dtype("float32");
@@ -152,4 +162,4 @@ TEST(ProtoConvertTest, LayoutCheckNamesEveryDifference) {
 }
 
 }  // namespace
-}  // namespace tandem::worker
+}  // namespace tandem::wire

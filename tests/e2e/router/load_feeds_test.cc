@@ -90,11 +90,12 @@ TEST(LoadFeedsTest, LiveWorkerReportsDriveKvAwareRouting) {
       for (const WorkerFeedStatus& s : statuses) {
         ASSERT_TRUE(s.last.has_value());
         EXPECT_GE(s.reports, 1);
-        EXPECT_EQ(s.last->role(), "both");
-        EXPECT_EQ(s.last->kv_blocks_total(), (*a)->info().num_kv_blocks());
-        EXPECT_EQ(s.last->kv_blocks_used(), 0);
-        EXPECT_EQ(s.last->events_size(), 0);
-        EXPECT_EQ(s.last->kv_transfer_seconds().counts_size(), s.last->kv_transfer_seconds().upper_bounds_size() + 1);
+        EXPECT_EQ(s.last->role, "both");
+        EXPECT_EQ(s.last->load.kv_blocks_total, (*a)->info().num_kv_blocks());
+        EXPECT_EQ(s.last->load.kv_blocks_used, 0);
+        EXPECT_TRUE(s.last->events.empty());
+        EXPECT_EQ(s.last->counters.kv_transfer_seconds.counts.size(),
+                  s.last->counters.kv_transfer_seconds.upper_bounds.size() + 1);
       }
     }
 
