@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   const int max_len = prompt_tokens + decode_tokens + 1;
   const int block_size = 16;
   const int blocks_per_seq = (max_len + block_size - 1) / block_size;
-  auto cache = tandem::backend::KvCache::Create(**backend,
+  auto cache = tandem::backend::KvPool::Create(**backend,
                                                 (*runner)->MakeKvCacheSpec(blocks_per_seq * max_batch, block_size));
   if (!cache.ok()) return Fail(std::string(cache.status().message()));
 

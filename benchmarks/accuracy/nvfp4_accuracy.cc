@@ -39,7 +39,7 @@
 
 namespace {
 
-using tandem::backend::KvCache;
+using tandem::backend::KvPool;
 using tandem::backend::ModelRunner;
 using tandem::backend::SequenceStep;
 
@@ -61,7 +61,7 @@ class Scorer {
       : vocab_(m.config.vocab_size) {
     runner_ = OrDie(ModelRunner::Create(backend, m.config, m.weights));
     const int blocks = (max_len + kBlock - 1) / kBlock;
-    cache_ = OrDie(KvCache::Create(*backend, runner_->MakeKvCacheSpec(blocks, kBlock)));
+    cache_ = OrDie(KvPool::Create(*backend, runner_->MakeKvCacheSpec(blocks, kBlock)));
     for (int b = 0; b < blocks; ++b) table_.push_back(b);
   }
 
@@ -103,7 +103,7 @@ class Scorer {
   static constexpr int kBlock = 16;
   int vocab_;
   std::unique_ptr<ModelRunner> runner_;
-  std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<KvPool> cache_;
   std::vector<int32_t> table_;
 };
 

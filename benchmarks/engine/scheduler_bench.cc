@@ -17,7 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tandem/engine/scheduler.h"
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 
 namespace tandem::engine {
 namespace {
@@ -42,8 +42,8 @@ Result Run(int32_t running, int32_t steps, bool caching, bool arrivals) {
   const int32_t block_size = 16;
   const int32_t prompt_len = 512;
   const int32_t max_tokens = arrivals ? 256 : steps + 64;
-  kvcache::KvCacheManager kv(
-      kvcache::KvCacheConfig{.num_blocks = running * ((prompt_len + max_tokens) / block_size + 2),
+  kvcache::KvBlockManager kv(
+      kvcache::KvBlockManagerConfig{.num_blocks = running * ((prompt_len + max_tokens) / block_size + 2),
                              .block_size = block_size,
                              .enable_prefix_caching = caching,
                              .hash_salt = 1});

@@ -153,11 +153,11 @@ int Main(int argc, char** argv) {
   CudaModelRunner& r = *runners.front();
   for (CudaModelRunner* rank : runners) {
     cudaSetDevice(rank->options().device);
-    const KvCacheSpec& rank_spec = rank->kv_cache().spec();
-    for (int l = 0; l < rank_spec.num_layers; ++l) cudaMemset(rank->kv_cache().LayerData(l), 0, rank_spec.BytesPerLayer());
+    const KvCacheSpec& rank_spec = rank->kv_pool().spec();
+    for (int l = 0; l < rank_spec.num_layers; ++l) cudaMemset(rank->kv_pool().LayerData(l), 0, rank_spec.BytesPerLayer());
     cudaDeviceSynchronize();
   }
-  const KvCacheSpec& spec = r.kv_cache().spec();
+  const KvCacheSpec& spec = r.kv_pool().spec();
   const double weight_bytes = static_cast<double>(r.weight_bytes());
   std::printf("model: %s, %d layers, tp %d, %.2f GB of weights per rank (%s: %d linears in NVFP4), KV pool %d blocks of %d\n",
               c.name.c_str(), c.num_layers, tp, weight_bytes / 1e9, weights.c_str(), r.num_nvfp4_matrices(),

@@ -22,7 +22,7 @@
 #include "tandem/engine/scheduler.h"
 #include "tandem/frontend/openai_request.h"
 #include "tandem/kvcache/block_hash.h"
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 #include "tandem/router/router.h"
 #include "tandem/tokenizer/tokenizer.h"
 
@@ -71,8 +71,8 @@ BENCHMARK(BM_TokenizerEncode);
 void BM_SchedulerStep(benchmark::State& state) {
   const int32_t running = static_cast<int32_t>(state.range(0));
   const int32_t block_size = 16, prompt_len = 512, max_tokens = 4096;
-  kvcache::KvCacheManager kv(
-      kvcache::KvCacheConfig{.num_blocks = running * ((prompt_len + max_tokens) / block_size + 2),
+  kvcache::KvBlockManager kv(
+      kvcache::KvBlockManagerConfig{.num_blocks = running * ((prompt_len + max_tokens) / block_size + 2),
                              .block_size = block_size,
                              .enable_prefix_caching = true,
                              .hash_salt = 1});

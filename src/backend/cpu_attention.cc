@@ -9,7 +9,7 @@
 
 namespace tandem::backend::cpu {
 
-void WriteKv(const float* k, const float* v, int ld, const BatchView& batch, KvCache& cache, int layer) {
+void WriteKv(const float* k, const float* v, int ld, const BatchView& batch, KvPool& cache, int layer) {
   const KvCacheSpec& spec = cache.spec();
   const int hd = spec.head_dim, bs = spec.block_size, nkv = spec.num_kv_heads;
   float* base = cache.LayerBase(layer);
@@ -61,7 +61,7 @@ void AttendOne(const float* q, const float* layer_base, const int32_t* block_tab
 
 }  // namespace
 
-void PagedAttention(const float* q, int ld_q, const BatchView& batch, const KvCache& cache, int layer,
+void PagedAttention(const float* q, int ld_q, const BatchView& batch, const KvPool& cache, int layer,
                     int num_heads, float scale, float* out, ThreadPool& pool) {
   const KvCacheSpec& spec = cache.spec();
   const int hd = spec.head_dim;

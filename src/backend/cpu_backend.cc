@@ -144,12 +144,12 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void WriteKv(const float* k, const float* v, int ld, const BatchView& batch, KvCache& cache,
+  void WriteKv(const float* k, const float* v, int ld, const BatchView& batch, KvPool& cache,
                int layer) override {
     cpu::WriteKv(k, v, ld, batch, cache, layer);
   }
 
-  void PagedAttention(const float* q, int ld_q, const BatchView& batch, const KvCache& cache, int layer,
+  void PagedAttention(const float* q, int ld_q, const BatchView& batch, const KvPool& cache, int layer,
                       int num_heads, float scale, float* out) override {
     cpu::PagedAttention(q, ld_q, batch, cache, layer, num_heads, scale, out, pool_);
   }

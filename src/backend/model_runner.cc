@@ -178,7 +178,7 @@ KvCacheSpec ModelRunner::MakeKvCacheSpec(int num_blocks, int block_size) const {
   return spec;
 }
 
-absl::StatusOr<BatchPlan> ModelRunner::Plan(const std::vector<SequenceStep>& steps, const KvCache& cache) const {
+absl::StatusOr<BatchPlan> ModelRunner::Plan(const std::vector<SequenceStep>& steps, const KvPool& cache) const {
   return PlanBatch(steps, cache.spec().block_size, cache.spec().num_blocks, config_.vocab_size,
                    config_.max_position_embeddings);
 }
@@ -257,8 +257,8 @@ absl::StatusOr<BatchView> ModelRunner::UploadPlan(const BatchPlan& plan) {
   return view;
 }
 
-absl::StatusOr<std::vector<float>> ModelRunner::Forward(const BatchPlan& plan, KvCache& cache,
-                                                        const LayerDoneCallback* on_layer_done) {
+absl::StatusOr<std::vector<float>> ModelRunner::Forward(const BatchPlan& plan, KvPool& cache,
+                                                        const RunnerLayerCallback* on_layer_done) {
   const model::ModelConfig& c = config_;
   const KvCacheSpec& spec = cache.spec();
   if (spec.num_layers != c.num_layers || spec.num_kv_heads != c.num_kv_heads || spec.head_dim != c.head_dim) {

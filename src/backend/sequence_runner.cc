@@ -7,7 +7,7 @@
 
 namespace tandem::backend {
 
-SequenceRunner::SequenceRunner(ModelRunner* runner, KvCache* cache) : runner_(runner), cache_(cache) {}
+SequenceRunner::SequenceRunner(ModelRunner* runner, KvPool* cache) : runner_(runner), cache_(cache) {}
 
 absl::StatusOr<int> SequenceRunner::AddSequence(std::vector<int32_t> prompt, int max_len) {
   if (prompt.empty()) return absl::InvalidArgumentError("sequence runner: the prompt is empty");

@@ -114,7 +114,7 @@ class CpuSequence final : public OneSequence {
     TANDEM_ASSIGN_OR_RETURN(s->runner_, backend::ModelRunner::Create(s->backend_.get(), loaded.config, loaded.weights,
                                                                      backend::ModelRunnerOptions{gguf}));
     const int block_size = 16;
-    TANDEM_ASSIGN_OR_RETURN(s->cache_, backend::KvCache::Create(*s->backend_, s->runner_->MakeKvCacheSpec(
+    TANDEM_ASSIGN_OR_RETURN(s->cache_, backend::KvPool::Create(*s->backend_, s->runner_->MakeKvCacheSpec(
                                                                                   (max_len + block_size - 1) / block_size,
                                                                                   block_size)));
     s->seqs_ = std::make_unique<backend::SequenceRunner>(s->runner_.get(), s->cache_.get());
@@ -132,7 +132,7 @@ class CpuSequence final : public OneSequence {
   CpuSequence() = default;
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<backend::ModelRunner> runner_;
-  std::unique_ptr<backend::KvCache> cache_;
+  std::unique_ptr<backend::KvPool> cache_;
   std::unique_ptr<backend::SequenceRunner> seqs_;
   int id_ = 0;
 };

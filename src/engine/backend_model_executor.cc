@@ -9,7 +9,7 @@ namespace tandem::engine {
 
 BackendModelExecutor::BackendModelExecutor(std::unique_ptr<backend::Backend> backend,
                                            std::unique_ptr<backend::ModelRunner> runner,
-                                           std::unique_ptr<backend::KvCache> cache)
+                                           std::unique_ptr<backend::KvPool> cache)
     : backend_(std::move(backend)), runner_(std::move(runner)), cache_(std::move(cache)) {}
 
 BackendModelExecutor::~BackendModelExecutor() {
@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<BackendModelExecutor>> BackendModelExecutor::Crea
                      num_blocks, " and ", block_size));
   }
   const backend::KvCacheSpec spec = runner->MakeKvCacheSpec(num_blocks, block_size);
-  TANDEM_ASSIGN_OR_RETURN(auto cache, backend::KvCache::Create(*backend, spec, kv_allocator));
+  TANDEM_ASSIGN_OR_RETURN(auto cache, backend::KvPool::Create(*backend, spec, kv_allocator));
   return std::unique_ptr<BackendModelExecutor>(
       new BackendModelExecutor(std::move(backend), std::move(runner), std::move(cache)));
 }
@@ -73,21 +73,23 @@ absl::StatusOr<std::span<const float>> BackendModelExecutor::Execute(const StepP
   return std::span<const float>(logits_);
 }
 
-absl::Status BackendModelExecutor::SetLayerDoneCallback(LayerDoneCallback callback) {
-  layer_hook_.Set(std::move(callback));
+absl::Status BackendModelExecutor::SetLayerDoneCallback(LayerDoneCallback callback, LayerStepFilter wants) {
+  layer_hook_.Set(std::move(callback), std::move(wants));
   return absl::OkStatus();
 }
 
-void LayerHook::Set(LayerDoneCallback callback) {
+void LayerHook::Set(LayerDoneCallback callback, LayerStepFilter wants) {
   on_layer_done_ = std::move(callback);
+  wants_ = std::move(wants);
   if (on_layer_done_ && !runner_hook_) {
     runner_hook_ = [this](int layer) { on_layer_done_(*executing_, static_cast<int32_t>(layer)); };
   }
 }
 
-const backend::LayerDoneCallback* LayerHook::Begin(const StepPlan& plan) {
+const backend::RunnerLayerCallback* LayerHook::Begin(const StepPlan& plan) {
   executing_ = &plan;
-  return on_layer_done_ ? &runner_hook_ : nullptr;
+  if (!on_layer_done_ || (wants_ && !wants_(plan))) return nullptr;
+  return &runner_hook_;
 }
 
 }  // namespace tandem::engine

@@ -11,8 +11,8 @@ namespace tandem::engine {
 CudaModelExecutor::CudaModelExecutor(std::unique_ptr<backend::CudaModelRunner> runner) : runner_(std::move(runner)) {}
 
 int32_t CudaModelExecutor::vocab_size() const { return runner_->config().vocab_size; }
-int32_t CudaModelExecutor::num_kv_blocks() const { return runner_->kv_cache().spec().num_blocks; }
-int32_t CudaModelExecutor::block_size() const { return runner_->kv_cache().spec().block_size; }
+int32_t CudaModelExecutor::num_kv_blocks() const { return runner_->kv_pool().spec().num_blocks; }
+int32_t CudaModelExecutor::block_size() const { return runner_->kv_pool().spec().block_size; }
 
 absl::StatusOr<std::span<const float>> CudaModelExecutor::Execute(const StepPlan& plan) {
   FillSequenceSteps(plan, &steps_);
@@ -29,8 +29,8 @@ absl::StatusOr<std::span<const float>> CudaModelExecutor::Execute(const StepPlan
   return out->logits;
 }
 
-absl::Status CudaModelExecutor::SetLayerDoneCallback(LayerDoneCallback callback) {
-  layer_hook_.Set(std::move(callback));
+absl::Status CudaModelExecutor::SetLayerDoneCallback(LayerDoneCallback callback, LayerStepFilter wants) {
+  layer_hook_.Set(std::move(callback), std::move(wants));
   return absl::OkStatus();
 }
 

@@ -56,7 +56,7 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<ModelExecutor> execut
     : config_(config),
       executor_(std::move(executor)),
       vocab_size_(executor_->vocab_size()),
-      kv_(kvcache::KvCacheConfig{.num_blocks = executor_->num_kv_blocks(),
+      kv_(kvcache::KvBlockManagerConfig{.num_blocks = executor_->num_kv_blocks(),
                                  .block_size = executor_->block_size(),
                                  .enable_prefix_caching = config.enable_prefix_caching,
                                  .hash_salt = config.hash_salt}),

@@ -14,7 +14,7 @@ bool Scheduler::WaitingOrder::operator()(const Sequence* a, const Sequence* b) c
   return a->arrival_order < b->arrival_order;
 }
 
-Scheduler::Scheduler(const SchedulerConfig& config, kvcache::KvCacheManager* kv)
+Scheduler::Scheduler(const SchedulerConfig& config, kvcache::KvBlockManager* kv)
     : config_(config), kv_(kv), waiting_(WaitingOrder{config.policy == SchedulingPolicy::kPriority}) {
   running_.reserve(static_cast<size_t>(config_.max_num_seqs));
   out_.seqs.reserve(static_cast<size_t>(config_.max_num_seqs));

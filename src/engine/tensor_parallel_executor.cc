@@ -9,7 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
 
@@ -17,7 +17,7 @@ namespace tandem::engine {
 
 std::vector<int> ModelExecutor::rank_kv_heads(int rank) {
   std::vector<int> heads;
-  backend::KvCache* pool = rank_kv_pool(rank);
+  backend::KvPool* pool = rank_kv_pool(rank);
   for (int h = 0; pool != nullptr && h < pool->spec().num_kv_heads; ++h) heads.push_back(h);
   return heads;
 }

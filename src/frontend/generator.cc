@@ -1,25 +1,17 @@
 #include "tandem/frontend/generator.h"
 
 #include <filesystem>
+#include <iterator>
 
 #include "tandem/tokenizer/tokenizer.h"
 
 namespace tandem::frontend {
 
 const char* FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kNone:
-      return "";
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kAborted:
-      return "abort";
-    case FinishReason::kError:
-      return "error";
-  }
-  return "";
+  // OpenAI's names, in FinishReason's order.
+  static constexpr const char* kNames[] = {"", "stop", "length", "abort", "error"};
+  static_assert(std::size(kNames) == static_cast<size_t>(FinishReason::kError) + 1);
+  return kNames[static_cast<size_t>(reason)];
 }
 
 std::string TokenText(const tokenizer::Tokenizer& tokenizer, int32_t token_id) {

@@ -282,14 +282,19 @@ HttpReply OpenAiService::MetricsText() const {
   return HttpReply{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Render(generator_->Stats())};
 }
 
-HttpReply OpenAiService::Tokenize(const std::string& body) const {
-  const json req = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (req.is_discarded() || !req.is_object())
-    return ErrorReply(InvalidRequest("The request body must be a JSON object."));
-  if (req.contains("model") && !req["model"].is_null()) {
-    if (!req["model"].is_string()) return ErrorReply(InvalidRequest("'model' must be a string.", "model"));
-    if (auto err = CheckModel(req["model"].get<std::string>())) return ErrorReply(*err);
+std::optional<ApiError> OpenAiService::ParseUtilityBody(const std::string& body, json* req) const {
+  *req = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (req->is_discarded() || !req->is_object()) return InvalidRequest("The request body must be a JSON object.");
+  if (req->contains("model") && !(*req)["model"].is_null()) {
+    if (!(*req)["model"].is_string()) return InvalidRequest("'model' must be a string.", "model");
+    return CheckModel((*req)["model"].get<std::string>());
   }
+  return std::nullopt;
+}
+
+HttpReply OpenAiService::Tokenize(const std::string& body) const {
+  json req;
+  if (auto err = ParseUtilityBody(body, &req)) return ErrorReply(*err);
   std::string text;
   bool add_special = true;
   if (req.contains("messages")) {
@@ -328,13 +333,8 @@ HttpReply OpenAiService::Tokenize(const std::string& body) const {
 }
 
 HttpReply OpenAiService::Detokenize(const std::string& body) const {
-  const json req = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (req.is_discarded() || !req.is_object())
-    return ErrorReply(InvalidRequest("The request body must be a JSON object."));
-  if (req.contains("model") && !req["model"].is_null()) {
-    if (!req["model"].is_string()) return ErrorReply(InvalidRequest("'model' must be a string.", "model"));
-    if (auto err = CheckModel(req["model"].get<std::string>())) return ErrorReply(*err);
-  }
+  json req;
+  if (auto err = ParseUtilityBody(body, &req)) return ErrorReply(*err);
   if (!req.contains("tokens") || !req["tokens"].is_array()) {
     return ErrorReply(InvalidRequest("'tokens' (an array of token ids) is required.", "tokens"));
   }

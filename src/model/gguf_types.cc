@@ -102,6 +102,17 @@ void DequantQ8_0(const uint8_t* src, float* y, int64_t nb) {
   }
 }
 
+// The scales and mins of sub-blocks `is` and `is + 1` of a Q4_K / Q5_K super-block.
+struct KScales {
+  float d1, m1, d2, m2;
+};
+KScales KScalePair(float d, float min, const uint8_t* scales, int is) {
+  uint8_t sc1, m1, sc2, m2;
+  ScaleMinK4(is, scales, &sc1, &m1);
+  ScaleMinK4(is + 1, scales, &sc2, &m2);
+  return {d * sc1, min * m1, d * sc2, min * m2};
+}
+
 // block_q4_K { half d; half dmin; uint8 scales[12]; uint8 qs[128]; }  144 bytes
 void DequantQ4_K(const uint8_t* src, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, src += 144) {
@@ -110,14 +121,8 @@ void DequantQ4_K(const uint8_t* src, float* y, int64_t nb) {
     const uint8_t* scales = src + 4;
     const uint8_t* q = src + 16;
     int is = 0;
-    uint8_t sc, m;
     for (int j = 0; j < kQKK; j += 64) {
-      ScaleMinK4(is + 0, scales, &sc, &m);
-      const float d1 = d * sc;
-      const float m1 = min * m;
-      ScaleMinK4(is + 1, scales, &sc, &m);
-      const float d2 = d * sc;
-      const float m2 = min * m;
+      const auto [d1, m1, d2, m2] = KScalePair(d, min, scales, is);
       for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
       for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
       q += 32;
@@ -135,15 +140,9 @@ void DequantQ5_K(const uint8_t* src, float* y, int64_t nb) {
     const uint8_t* qh = src + 16;
     const uint8_t* ql = src + 48;
     int is = 0;
-    uint8_t sc, m;
     uint8_t u1 = 1, u2 = 2;
     for (int j = 0; j < kQKK; j += 64) {
-      ScaleMinK4(is + 0, scales, &sc, &m);
-      const float d1 = d * sc;
-      const float m1 = min * m;
-      ScaleMinK4(is + 1, scales, &sc, &m);
-      const float d2 = d * sc;
-      const float m2 = min * m;
+      const auto [d1, m1, d2, m2] = KScalePair(d, min, scales, is);
       for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
       for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
       ql += 32;
@@ -181,114 +180,72 @@ void DequantQ6_K(const uint8_t* src, float* y, int64_t nb) {
   }
 }
 
+void DequantF32(const uint8_t* src, float* y, int64_t n) { std::memcpy(y, src, static_cast<size_t>(n) * 4); }
+
+void DequantF16(const uint8_t* src, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = ReadHalf(src + 2 * i);
+}
+
+void DequantBF16(const uint8_t* src, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t b;
+    std::memcpy(&b, src + 2 * i, 2);
+    y[i] = Bf16ToFloat(b);
+  }
+}
+
+// Every supported type: its number in GGUF files, its name, elements and bytes per block, and the
+// dequantization of `nb` blocks.
+struct TypeInfo {
+  GgmlType type;
+  uint32_t raw;
+  const char* name;
+  int64_t block_size;
+  size_t block_bytes;
+  void (*dequant)(const uint8_t* src, float* y, int64_t nb);
+};
+
+constexpr TypeInfo kTypes[] = {
+    {GgmlType::kF32, 0, "F32", 1, 4, DequantF32},           {GgmlType::kF16, 1, "F16", 1, 2, DequantF16},
+    {GgmlType::kQ4_0, 2, "Q4_0", kQK, 18, DequantQ4_0},     {GgmlType::kQ4_1, 3, "Q4_1", kQK, 20, DequantQ4_1},
+    {GgmlType::kQ5_0, 6, "Q5_0", kQK, 22, DequantQ5_0},     {GgmlType::kQ5_1, 7, "Q5_1", kQK, 24, DequantQ5_1},
+    {GgmlType::kQ8_0, 8, "Q8_0", kQK, 34, DequantQ8_0},     {GgmlType::kQ4_K, 12, "Q4_K", kQKK, 144, DequantQ4_K},
+    {GgmlType::kQ5_K, 13, "Q5_K", kQKK, 176, DequantQ5_K},  {GgmlType::kQ6_K, 14, "Q6_K", kQKK, 210, DequantQ6_K},
+    {GgmlType::kBF16, 30, "BF16", 1, 2, DequantBF16},
+};
+
+const TypeInfo* Find(GgmlType type) {
+  for (const TypeInfo& t : kTypes) {
+    if (t.type == type) return &t;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 absl::StatusOr<GgmlType> GgmlTypeFromRaw(uint32_t raw) {
-  switch (raw) {
-    case 0:
-      return GgmlType::kF32;
-    case 1:
-      return GgmlType::kF16;
-    case 2:
-      return GgmlType::kQ4_0;
-    case 3:
-      return GgmlType::kQ4_1;
-    case 6:
-      return GgmlType::kQ5_0;
-    case 7:
-      return GgmlType::kQ5_1;
-    case 8:
-      return GgmlType::kQ8_0;
-    case 12:
-      return GgmlType::kQ4_K;
-    case 13:
-      return GgmlType::kQ5_K;
-    case 14:
-      return GgmlType::kQ6_K;
-    case 30:
-      return GgmlType::kBF16;
-    default:
-      break;
+  std::string known;
+  for (const TypeInfo& t : kTypes) {
+    if (t.raw == raw) return t.type;
+    absl::StrAppend(&known, known.empty() ? "" : ", ", t.name, " (", t.raw, ")");
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unsupported ggml tensor type ", raw,
-      ": expected one of F32 (0), F16 (1), Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q4_K (12), "
-      "Q5_K (13), Q6_K (14), BF16 (30)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unsupported ggml tensor type ", raw, ": expected one of ", known));
 }
 
 const char* GgmlTypeName(GgmlType type) {
-  switch (type) {
-    case GgmlType::kF32:
-      return "F32";
-    case GgmlType::kF16:
-      return "F16";
-    case GgmlType::kQ4_0:
-      return "Q4_0";
-    case GgmlType::kQ4_1:
-      return "Q4_1";
-    case GgmlType::kQ5_0:
-      return "Q5_0";
-    case GgmlType::kQ5_1:
-      return "Q5_1";
-    case GgmlType::kQ8_0:
-      return "Q8_0";
-    case GgmlType::kQ4_K:
-      return "Q4_K";
-    case GgmlType::kQ5_K:
-      return "Q5_K";
-    case GgmlType::kQ6_K:
-      return "Q6_K";
-    case GgmlType::kBF16:
-      return "BF16";
-  }
-  return "?";
+  const TypeInfo* t = Find(type);
+  return t == nullptr ? "?" : t->name;
 }
 
 int64_t GgmlBlockSize(GgmlType type) {
-  switch (type) {
-    case GgmlType::kF32:
-    case GgmlType::kF16:
-    case GgmlType::kBF16:
-      return 1;
-    case GgmlType::kQ4_0:
-    case GgmlType::kQ4_1:
-    case GgmlType::kQ5_0:
-    case GgmlType::kQ5_1:
-    case GgmlType::kQ8_0:
-      return kQK;
-    case GgmlType::kQ4_K:
-    case GgmlType::kQ5_K:
-    case GgmlType::kQ6_K:
-      return kQKK;
-  }
-  return 1;
+  const TypeInfo* t = Find(type);
+  return t == nullptr ? 1 : t->block_size;
 }
 
 size_t GgmlBlockBytes(GgmlType type) {
-  switch (type) {
-    case GgmlType::kF32:
-      return 4;
-    case GgmlType::kF16:
-    case GgmlType::kBF16:
-      return 2;
-    case GgmlType::kQ4_0:
-      return 18;
-    case GgmlType::kQ4_1:
-      return 20;
-    case GgmlType::kQ5_0:
-      return 22;
-    case GgmlType::kQ5_1:
-      return 24;
-    case GgmlType::kQ8_0:
-      return 34;
-    case GgmlType::kQ4_K:
-      return 144;
-    case GgmlType::kQ5_K:
-      return 176;
-    case GgmlType::kQ6_K:
-      return 210;
-  }
-  return 0;
+  const TypeInfo* t = Find(type);
+  return t == nullptr ? 0 : t->block_bytes;
 }
 
 size_t GgmlRowBytes(GgmlType type, int64_t n) {
@@ -296,46 +253,7 @@ size_t GgmlRowBytes(GgmlType type, int64_t n) {
 }
 
 void DequantizeRow(GgmlType type, const uint8_t* src, float* dst, int64_t n) {
-  const int64_t nb = n / GgmlBlockSize(type);
-  switch (type) {
-    case GgmlType::kF32:
-      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
-      return;
-    case GgmlType::kF16:
-      for (int64_t i = 0; i < n; ++i) dst[i] = ReadHalf(src + 2 * i);
-      return;
-    case GgmlType::kBF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t b;
-        std::memcpy(&b, src + 2 * i, 2);
-        dst[i] = Bf16ToFloat(b);
-      }
-      return;
-    case GgmlType::kQ4_0:
-      DequantQ4_0(src, dst, nb);
-      return;
-    case GgmlType::kQ4_1:
-      DequantQ4_1(src, dst, nb);
-      return;
-    case GgmlType::kQ5_0:
-      DequantQ5_0(src, dst, nb);
-      return;
-    case GgmlType::kQ5_1:
-      DequantQ5_1(src, dst, nb);
-      return;
-    case GgmlType::kQ8_0:
-      DequantQ8_0(src, dst, nb);
-      return;
-    case GgmlType::kQ4_K:
-      DequantQ4_K(src, dst, nb);
-      return;
-    case GgmlType::kQ5_K:
-      DequantQ5_K(src, dst, nb);
-      return;
-    case GgmlType::kQ6_K:
-      DequantQ6_K(src, dst, nb);
-      return;
-  }
+  if (const TypeInfo* t = Find(type); t != nullptr) t->dequant(src, dst, n / t->block_size);
 }
 
 }  // namespace tandem::model

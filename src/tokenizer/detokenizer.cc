@@ -26,15 +26,18 @@ IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer, Detok
                               options_.stop_strings.end());
 }
 
-std::string IncrementalDetokenizer::Push(TokenId id) {
-  if (stopped_) return "";
-  ids_.push_back(id);
+std::pair<std::string, std::string> IncrementalDetokenizer::DecodeWindow() const {
   const bool skip = options_.skip_special_tokens;
   std::vector<TokenId> prefix(ids_.begin() + static_cast<std::ptrdiff_t>(prefix_offset_),
                               ids_.begin() + static_cast<std::ptrdiff_t>(read_offset_));
   std::vector<TokenId> all(ids_.begin() + static_cast<std::ptrdiff_t>(prefix_offset_), ids_.end());
-  std::string prefix_text = tokenizer_.Decode(prefix, skip).value_or("");
-  std::string new_text = tokenizer_.Decode(all, skip).value_or("");
+  return {tokenizer_.Decode(prefix, skip).value_or(""), tokenizer_.Decode(all, skip).value_or("")};
+}
+
+std::string IncrementalDetokenizer::Push(TokenId id) {
+  if (stopped_) return "";
+  ids_.push_back(id);
+  const auto [prefix_text, new_text] = DecodeWindow();
   // Emit only when the text grew and does not end in a character still waiting for its bytes.
   if (new_text.size() <= prefix_text.size() || EndsWith(new_text, kReplacement) ||
       new_text.compare(0, prefix_text.size(), prefix_text) != 0) {
@@ -50,12 +53,7 @@ std::string IncrementalDetokenizer::Finish() {
   if (stopped_) return "";
   std::string delta;
   if (read_offset_ < ids_.size()) {
-    const bool skip = options_.skip_special_tokens;
-    std::vector<TokenId> prefix(ids_.begin() + static_cast<std::ptrdiff_t>(prefix_offset_),
-                                ids_.begin() + static_cast<std::ptrdiff_t>(read_offset_));
-    std::vector<TokenId> all(ids_.begin() + static_cast<std::ptrdiff_t>(prefix_offset_), ids_.end());
-    std::string prefix_text = tokenizer_.Decode(prefix, skip).value_or("");
-    std::string new_text = tokenizer_.Decode(all, skip).value_or("");
+    const auto [prefix_text, new_text] = DecodeWindow();
     if (new_text.compare(0, prefix_text.size(), prefix_text) == 0) delta = new_text.substr(prefix_text.size());
     prefix_offset_ = read_offset_ = ids_.size();
   }

@@ -2,6 +2,8 @@
 // tokens. Precedence follows jinja2's parser.py. Over 600 lines because it is one grammar: one
 // method per rule, from statements down to primary expressions; split, the precedence chain would
 // be spread across files.
+#include <algorithm>
+#include <initializer_list>
 #include <set>
 
 #include "absl/strings/numbers.h"
@@ -302,31 +304,23 @@ class Parser {
     return expr;
   }
 
-  absl::StatusOr<ExprPtr> ParseOr() {
-    TANDEM_ASSIGN_OR_RETURN(ExprPtr left, ParseAnd());
-    while (IsName("or")) {
+  // `operand (keyword operand)*`, left-associative, each `keyword` making a `kind` node.
+  absl::StatusOr<ExprPtr> ParseKeywordChain(const char* keyword, Expr::Kind kind,
+                                            absl::StatusOr<ExprPtr> (Parser::*operand)()) {
+    TANDEM_ASSIGN_OR_RETURN(ExprPtr left, (this->*operand)());
+    while (IsName(keyword)) {
       int line = Cur().line;
       ++i_;
-      TANDEM_ASSIGN_OR_RETURN(ExprPtr right, ParseAnd());
-      ExprPtr e = Make(Expr::Kind::kOr, line);
+      TANDEM_ASSIGN_OR_RETURN(ExprPtr right, (this->*operand)());
+      ExprPtr e = Make(kind, line);
       e->args = {left, right};
       left = e;
     }
     return left;
   }
 
-  absl::StatusOr<ExprPtr> ParseAnd() {
-    TANDEM_ASSIGN_OR_RETURN(ExprPtr left, ParseNot());
-    while (IsName("and")) {
-      int line = Cur().line;
-      ++i_;
-      TANDEM_ASSIGN_OR_RETURN(ExprPtr right, ParseNot());
-      ExprPtr e = Make(Expr::Kind::kAnd, line);
-      e->args = {left, right};
-      left = e;
-    }
-    return left;
-  }
+  absl::StatusOr<ExprPtr> ParseOr() { return ParseKeywordChain("or", Expr::Kind::kOr, &Parser::ParseAnd); }
+  absl::StatusOr<ExprPtr> ParseAnd() { return ParseKeywordChain("and", Expr::Kind::kAnd, &Parser::ParseNot); }
 
   absl::StatusOr<ExprPtr> ParseNot() {
     if (IsName("not")) {
@@ -378,40 +372,23 @@ class Parser {
     return e;
   }
 
-  absl::StatusOr<ExprPtr> ParseMath1() {
-    TANDEM_ASSIGN_OR_RETURN(ExprPtr left, ParseConcat());
-    while (IsOp("+") || IsOp("-")) {
+  // `operand (op operand)*` for the operators `ops`, left-associative, each a Binary node.
+  absl::StatusOr<ExprPtr> ParseOpChain(std::initializer_list<const char*> ops,
+                                       absl::StatusOr<ExprPtr> (Parser::*operand)()) {
+    TANDEM_ASSIGN_OR_RETURN(ExprPtr left, (this->*operand)());
+    while (std::any_of(ops.begin(), ops.end(), [&](const char* op) { return IsOp(op); })) {
       std::string op = Cur().value;
       int line = Cur().line;
       ++i_;
-      TANDEM_ASSIGN_OR_RETURN(ExprPtr right, ParseConcat());
+      TANDEM_ASSIGN_OR_RETURN(ExprPtr right, (this->*operand)());
       TANDEM_ASSIGN_OR_RETURN(left, Binary(left, op, right, line));
     }
     return left;
   }
 
-  absl::StatusOr<ExprPtr> ParseConcat() {
-    TANDEM_ASSIGN_OR_RETURN(ExprPtr left, ParseMath2());
-    while (IsOp("~")) {
-      int line = Cur().line;
-      ++i_;
-      TANDEM_ASSIGN_OR_RETURN(ExprPtr right, ParseMath2());
-      TANDEM_ASSIGN_OR_RETURN(left, Binary(left, "~", right, line));
-    }
-    return left;
-  }
-
-  absl::StatusOr<ExprPtr> ParseMath2() {
-    TANDEM_ASSIGN_OR_RETURN(ExprPtr left, ParsePow());
-    while (IsOp("*") || IsOp("/") || IsOp("//") || IsOp("%")) {
-      std::string op = Cur().value;
-      int line = Cur().line;
-      ++i_;
-      TANDEM_ASSIGN_OR_RETURN(ExprPtr right, ParsePow());
-      TANDEM_ASSIGN_OR_RETURN(left, Binary(left, op, right, line));
-    }
-    return left;
-  }
+  absl::StatusOr<ExprPtr> ParseMath1() { return ParseOpChain({"+", "-"}, &Parser::ParseConcat); }
+  absl::StatusOr<ExprPtr> ParseConcat() { return ParseOpChain({"~"}, &Parser::ParseMath2); }
+  absl::StatusOr<ExprPtr> ParseMath2() { return ParseOpChain({"*", "/", "//", "%"}, &Parser::ParsePow); }
 
   absl::StatusOr<ExprPtr> ParsePow() {
     TANDEM_ASSIGN_OR_RETURN(ExprPtr left, ParseUnary(true));

@@ -67,6 +67,14 @@ absl::Status LayerwiseKvSender::Start(const std::string& request_id, KvDestinati
   return absl::OkStatus();
 }
 
+bool LayerwiseKvSender::Wants(const engine::StepPlan& plan) const {
+  if (live_.load() == 0) return false;
+  for (const engine::ExecSequence& seq : plan.seqs) {
+    if (seq.kv_role == engine::KvRole::kPrefillOnly) return true;
+  }
+  return false;
+}
+
 void LayerwiseKvSender::OnLayerDone(const engine::StepPlan& plan, int32_t layer) {
   if (layer == 0) PlanStep(plan);
   if (step_.empty()) return;

@@ -57,8 +57,12 @@ class LayerwiseKvSender {
   // InvalidArgument for a destination that does not match the pool.
   absl::Status Start(const std::string& request_id, KvDestination destination);
 
-  // Engine thread: the executor's layer callback.
+  // Engine thread: the executor's layer callback, for the steps Wants.
   void OnLayerDone(const engine::StepPlan& plan, int32_t layer);
+  // Engine thread: whether `plan` runs a prefill-only sequence while a stream is live (other steps,
+  // e.g. an aggregated worker's decode steps, run without layer callbacks: on the GPU, from their
+  // CUDA graphs).
+  bool Wants(const engine::StepPlan& plan) const;
 
   struct Result {
     absl::Status status;    // a post or a write failed

@@ -21,7 +21,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "layerwise_sender.h"
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 #include "tandem/engine/engine_loop.h"
 #include "tandem/transfer/block_runs.h"
 #include "tandem/transfer/kv_transport.h"

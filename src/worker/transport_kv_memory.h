@@ -5,12 +5,12 @@
 
 #include <memory>
 
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 #include "tandem/transfer/kv_transport.h"
 
 namespace tandem::worker {
 
-// An allocator for KvCache::Create that takes host memory from `transport` (each buffer keeps the
+// An allocator for KvPool::Create that takes host memory from `transport` (each buffer keeps the
 // transport alive and frees its memory on destruction), or an empty allocator (use the backend's
 // memory) when the transport has no memory of its own.
 backend::KvPoolAllocator TransportKvAllocator(std::shared_ptr<transfer::KvTransport> transport);

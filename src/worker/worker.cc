@@ -25,7 +25,7 @@
 #include "load_stream.h"
 #include "prefill_server.h"
 #include "remote_prefiller.h"
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
 #include "tandem/engine/engine_factory.h"
@@ -86,7 +86,7 @@ const char* KvDTypeName(DType dtype) {
 class Worker::Impl {
  public:
   Impl(WorkerOptions options, std::shared_ptr<transfer::KvTransport> transport,
-       std::unique_ptr<engine::Engine> engine, backend::KvCache* kv, std::string model_name)
+       std::unique_ptr<engine::Engine> engine, backend::KvPool* kv, std::string model_name)
       : options_(std::move(options)),
         kv_(kv),
         kv_device_(engine->executor().kv_device()),
@@ -110,7 +110,8 @@ class Worker::Impl {
     if (options_.layerwise && options_.role != WorkerRole::kDecode && executor_->tensor_parallel_size() == 1) {
       sender_ = std::make_unique<LayerwiseKvSender>(transport_.get(), local.layers, local.heads, spec.block_size);
       TANDEM_RETURN_IF_ERROR(executor_->SetLayerDoneCallback(
-          [sender = sender_.get()](const engine::StepPlan& plan, int32_t layer) { sender->OnLayerDone(plan, layer); }));
+          [sender = sender_.get()](const engine::StepPlan& plan, int32_t layer) { sender->OnLayerDone(plan, layer); },
+          [sender = sender_.get()](const engine::StepPlan& plan) { return sender->Wants(plan); }));
     }
     load_stream_ = std::make_unique<LoadStream>(spec.block_size, kvcache::HashSalt(model_name_));
     remote_prefiller_ = std::make_unique<RemotePrefiller>(options_, info_, *loop_, counters_);
@@ -261,7 +262,7 @@ class Worker::Impl {
   absl::Status RegisterPools(LocalKvRegions& local) {
     const int tp = executor_->tensor_parallel_size();
     for (int r = 0; r < tp; ++r) {
-      backend::KvCache* pool = tp > 1 ? executor_->rank_kv_pool(r) : kv_;
+      backend::KvPool* pool = tp > 1 ? executor_->rank_kv_pool(r) : kv_;
       if (pool == nullptr ||
           (tp > 1 && pool->spec().num_kv_heads != static_cast<int>(local.heads.heads[static_cast<size_t>(r)].size()))) {
         return absl::InternalError(absl::StrCat("worker: tensor-parallel rank ", r,
@@ -320,7 +321,7 @@ class Worker::Impl {
   }
 
   const WorkerOptions options_;
-  backend::KvCache* const kv_;             // owned by the engine
+  backend::KvPool* const kv_;             // owned by the engine
   const int kv_device_;                    // CUDA ordinal of the pools, -1 for host memory
   engine::ModelExecutor* const executor_;  // owned by the engine
   const std::string model_name_;
@@ -360,7 +361,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(std::unique_ptr<engine::E
                                                        WorkerOptions options) {
   const int tp = engine->executor().tensor_parallel_size();
   // A tensor-parallel worker's ranks each have a pool; rank 0's gives the geometry (block size, blocks).
-  backend::KvCache* kv = tp > 1 ? engine->executor().rank_kv_pool(0) : engine->executor().kv_pool();
+  backend::KvPool* kv = tp > 1 ? engine->executor().rank_kv_pool(0) : engine->executor().kv_pool();
   if (kv == nullptr) {
     return absl::InvalidArgumentError(
         "worker: expected an engine whose executor exposes its KV pools (the CPU or CUDA model executor), found "

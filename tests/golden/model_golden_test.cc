@@ -53,7 +53,7 @@ TEST_P(ModelGoldenTest, MatchesTransformers) {
     const std::vector<int32_t> prompt = prompt_ref["prompt"].get<std::vector<int32_t>>();
     const std::vector<int32_t> want_tokens = prompt_ref["greedy_tokens"].get<std::vector<int32_t>>();
     for (int block_size : {1, 16}) {
-      auto cache = KvCache::Create(**backend, (*runner)->MakeKvCacheSpec(64 / block_size * 4, block_size));
+      auto cache = KvPool::Create(**backend, (*runner)->MakeKvCacheSpec(64 / block_size * 4, block_size));
       ASSERT_TRUE(cache.ok());
       SequenceRunner sr(runner->get(), cache->get());
       auto id = sr.AddSequence(prompt, 64);

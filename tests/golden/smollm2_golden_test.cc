@@ -44,7 +44,7 @@ TEST(SmolLM2Golden, GreedyTokensMatchTransformers) {
 
   // All prompts in one batch: prefill together, then decode together (batch invariance makes this the
   // same as running each alone).
-  auto cache = KvCache::Create(**backend, (*runner)->MakeKvCacheSpec(64, 16));
+  auto cache = KvPool::Create(**backend, (*runner)->MakeKvCacheSpec(64, 16));
   ASSERT_TRUE(cache.ok());
   SequenceRunner sr(runner->get(), cache->get());
   std::vector<int> ids;
@@ -98,7 +98,7 @@ TEST(SmolLM2Golden, PackedGgufWeightsGiveTheSameBitsAsFp32) {
   std::vector<std::vector<float>> rows[2];
   ModelRunner* runners[2] = {packed->get(), fp32->get()};
   for (int which = 0; which < 2; ++which) {
-    auto cache = KvCache::Create(**backend, runners[which]->MakeKvCacheSpec(8, 16));
+    auto cache = KvPool::Create(**backend, runners[which]->MakeKvCacheSpec(8, 16));
     ASSERT_TRUE(cache.ok());
     SequenceRunner sr(runners[which], cache->get());
     auto id = sr.AddSequence(prompt, 64);

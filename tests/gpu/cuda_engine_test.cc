@@ -76,7 +76,7 @@ float CpuMargin(const std::vector<int32_t>& prefix) {
   if (!loaded.ok()) return -1;
   auto be = backend::CreateCpuBackend({});
   auto runner = backend::ModelRunner::Create(be->get(), loaded->config, loaded->weights, {.gguf_path = test_support::SmolLM2GgufPath()});
-  auto cache = backend::KvCache::Create(**be, (*runner)->MakeKvCacheSpec(32, 16));
+  auto cache = backend::KvPool::Create(**be, (*runner)->MakeKvCacheSpec(32, 16));
   backend::SequenceRunner sr(runner->get(), cache->get());
   auto id = sr.AddSequence(prefix, 512);
   auto out = sr.Step({{*id, 0}});

@@ -78,7 +78,7 @@ void RunAgainstCpu(const std::string& label, const model::LoadedModel& loaded, i
   const int max_len = 160;
   Batch batch;
   batch.per_seq = (max_len + block_size - 1) / block_size;
-  auto cpu_cache = KvCache::Create(**cpu_backend, (*cpu)->MakeKvCacheSpec(3 * batch.per_seq, block_size));
+  auto cpu_cache = KvPool::Create(**cpu_backend, (*cpu)->MakeKvCacheSpec(3 * batch.per_seq, block_size));
   ASSERT_TRUE(cpu_cache.ok());
 
   CudaModelRunnerOptions options;

@@ -1,5 +1,5 @@
 // tandem's own forward-pass kernels (kernels/elementwise, rope, norm/head_rmsnorm, sampling, attention's
-// reference kernel) against the CPU backend's ops, the reference, on random inputs with awkward sizes
+// reference kernel, the decode GEMV) against the CPU backend's ops, the reference, on random inputs with awkward sizes
 // (1, 17, 97 and 4099 tokens; head_dim 64 and 128; GQA 1, 4, 8; block size 16 and 1). The CPU runs in
 // fp32 on the same bf16 values upcast; outputs are poisoned (NaN) first so an unwritten element fails.
 #include <cuda_bf16.h>
@@ -12,6 +12,7 @@
 
 #include "attention/reference_attention.cuh"
 #include "elementwise/elementwise.cuh"
+#include "gemm/bf16_gemv.cuh"
 #include "gpu_test_util.h"
 #include "norm/rmsnorm.cuh"
 #include "rope/rope_kv.cuh"
@@ -162,7 +163,7 @@ TEST_P(AttentionPathTest, HeadNormRopeKvWriteAndAttentionMatchTheCpu) {
   auto pool = RandomBf16(pool_elems, rng);
   auto cpu = Cpu();
   backend::KvCacheSpec spec{1, nkv, hd, block, num_blocks};
-  auto cache = backend::KvCache::Create(*cpu, spec);
+  auto cache = backend::KvPool::Create(*cpu, spec);
   ASSERT_TRUE(cache.ok());
   const std::vector<float> pool_f = ToFloat(pool);
   std::memcpy((*cache)->LayerBase(0), pool_f.data(), pool_f.size() * 4);
@@ -240,6 +241,51 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionPathTest,
                          ::testing::Values(std::make_tuple(1, 64, 1, 16), std::make_tuple(17, 128, 4, 16),
                                            std::make_tuple(97, 64, 8, 1), std::make_tuple(97, 128, 1, 16),
                                            std::make_tuple(4099, 128, 4, 16), std::make_tuple(17, 16, 2, 16)));
+
+// The decode GEMV against the CPU backend's MatMul on the same bf16 values: every m it takes, widths
+// that leave a partial block of rows (n % 4) and depths that leave partial 256-input chunks, both
+// output types; a misaligned or unsupported call is refused, not run.
+TEST(Bf16GemvTest, MatchesTheCpuMatMul) {
+  std::mt19937 rng(11);
+  auto cpu = Cpu();
+  for (const auto& [n, k] : {std::make_pair(5, 8), std::make_pair(4099, 264), std::make_pair(1024, 4096),
+                             std::make_pair(96, 14336)}) {
+    const std::vector<bf16> w = RandomBf16(static_cast<size_t>(n) * k, rng, 0.05f);
+    const std::vector<float> wf = ToFloat(w);
+    DeviceBuffer d_w(w.size() * sizeof(bf16));
+    Upload(d_w, w);
+    for (int m = 1; m <= kernels::kBf16GemvMaxM; ++m) {
+      SCOPED_TRACE(::testing::Message() << "m=" << m << " n=" << n << " k=" << k);
+      const std::vector<bf16> x = RandomBf16(static_cast<size_t>(m) * k, rng);
+      std::vector<float> want(static_cast<size_t>(m) * n);
+      cpu->MatMul(ToFloat(x).data(), m, backend::Matrix{.data = wf.data(), .rows = n, .cols = k}, want.data());
+      DeviceBuffer d_x(x.size() * sizeof(bf16)), d_out(want.size() * sizeof(float));
+      Upload(d_x, x);
+      Poison(d_out);
+      ASSERT_EQ(kernels::Bf16Gemv(d_x.as<bf16>(), d_w.as<bf16>(), d_out.as<void>(), false, m, n, k, nullptr),
+                cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      EXPECT_LE(RelError(Download<bf16>(d_out, want.size()), want), 1e-2) << "bf16 out";
+      Poison(d_out);
+      ASSERT_EQ(kernels::Bf16Gemv(d_x.as<bf16>(), d_w.as<bf16>(), d_out.as<void>(), true, m, n, k, nullptr),
+                cudaSuccess);
+      const std::vector<float> got = Download<float>(d_out, want.size());
+      double diff = 0, norm = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        diff += (got[i] - want[i]) * (got[i] - want[i]);
+        norm += double{want[i]} * want[i];
+      }
+      EXPECT_LE(std::sqrt(diff / norm), 1e-5) << "fp32 out (same products, another summation order)";
+    }
+  }
+  DeviceBuffer d(4096);
+  EXPECT_EQ(kernels::Bf16Gemv(d.as<bf16>() + 1, d.as<bf16>(), d.as<void>(), false, 1, 4, 8, nullptr),
+            cudaErrorInvalidValue);  // x not 16-byte aligned
+  EXPECT_EQ(kernels::Bf16Gemv(d.as<bf16>(), d.as<bf16>(), d.as<void>(), false, 9, 4, 8, nullptr),
+            cudaErrorInvalidValue);  // m above kBf16GemvMaxM
+  EXPECT_EQ(kernels::Bf16Gemv(d.as<bf16>(), d.as<bf16>(), d.as<void>(), false, 1, 4, 12, nullptr),
+            cudaErrorInvalidValue);  // k not a multiple of 8
+}
 
 }  // namespace
 }  // namespace tandem

@@ -26,7 +26,7 @@
 #include "tandem/backend/backend.h"
 #include "tandem/backend/batch.h"
 #include "tandem/backend/cpu_backend.h"
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 
 namespace tandem {
 namespace {
@@ -100,7 +100,7 @@ std::vector<float> ToFloat(const std::vector<__nv_bfloat16>& v) {
 }
 
 // Pools of every layer and the query rows, on the host (bf16) and on the device, plus the CPU
-// backend's KvCache holding the same values in fp32.
+// backend's KvPool holding the same values in fp32.
 class Problem {
  public:
   Problem(const AttentionGeometry& g, int num_layers, int num_blocks, int max_tokens, uint32_t seed)
@@ -121,7 +121,7 @@ class Problem {
                               .head_dim = g_.head_dim,
                               .block_size = g_.block_size,
                               .num_blocks = num_blocks_};
-    auto cache_or = backend::KvCache::Create(*backend_, spec);
+    auto cache_or = backend::KvPool::Create(*backend_, spec);
     ASSERT_TRUE(cache_or.ok()) << cache_or.status();
     cache_ = std::move(*cache_or);
     for (int l = 0; l < num_layers_; ++l) {
@@ -191,7 +191,7 @@ class Problem {
   std::vector<__nv_bfloat16> q_;
   std::vector<std::vector<__nv_bfloat16>> pools_;
   std::unique_ptr<backend::Backend> backend_;
-  std::unique_ptr<backend::KvCache> cache_;
+  std::unique_ptr<backend::KvPool> cache_;
   std::vector<std::unique_ptr<DeviceBuffer>> d_pools_;
   std::unique_ptr<DeviceBuffer> d_q_;
 };

@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tandem/backend/buffer.h"
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 
 namespace tandem::backend {
 
@@ -108,14 +108,14 @@ class Backend {
 
   // Writes each new token's K and V (rows of stride ld, [num_kv_heads * head_dim] each) into the
   // paged cache of `layer` at the token's slot_mapping.
-  virtual void WriteKv(const float* k, const float* v, int ld, const BatchView& batch, KvCache& cache,
+  virtual void WriteKv(const float* k, const float* v, int ld, const BatchView& batch, KvPool& cache,
                        int layer) = 0;
 
   // Causal paged attention with GQA. For each new token t of sequence s at position p, every query
   // head h attends over positions [0, p] of s read from the cache (kv head h / (num_heads /
   // num_kv_heads)). q rows [num_heads * head_dim] of stride ld_q; out [n, num_heads * head_dim].
   // The reduction over keys runs in position order, whatever the batch or chunking.
-  virtual void PagedAttention(const float* q, int ld_q, const BatchView& batch, const KvCache& cache,
+  virtual void PagedAttention(const float* q, int ld_q, const BatchView& batch, const KvPool& cache,
                               int layer, int num_heads, float scale, float* out) = 0;
 
   // out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i].  gate_up [n, 2 * inter], out [n, inter].

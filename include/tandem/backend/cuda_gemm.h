@@ -37,7 +37,8 @@ class CublasLtGemm {
   // written) and keeps the fastest for every later Matmul of the shape. The repetitions cycle through
   // `ws` (same-shaped weights, e.g. every layer's), so the weights stream from HBM as in a real step
   // instead of sitting in L2 (an H200's 50 MB L2 holds a whole q/k/v matrix of Llama-3-8B). Not while
-  // `stream` is capturing; a shape already tuned is not timed again.
+  // `stream` is capturing; a shape already tuned is not timed again. At m <= 8 the bf16 GEMV kernel
+  // (kernels/gemm/bf16_gemv.cuh) is a candidate too.
   absl::Status Tune(const __nv_bfloat16* x, std::span<const __nv_bfloat16* const> ws, void* out, bool out_fp32,
                     int m, int n, int k, cudaStream_t stream);
 
@@ -58,6 +59,7 @@ class CublasLtGemm {
   std::unique_ptr<DeviceMemory> workspace_;
   absl::flat_hash_map<std::tuple<int, int, int, bool>, Plan> plans_;
   absl::flat_hash_set<std::tuple<int, int, int, bool>> tuned_;
+  absl::flat_hash_set<std::tuple<int, int, int, bool>> gemv_;  // shapes where Tune found the GEMV faster
 };
 
 }  // namespace tandem::backend::cuda

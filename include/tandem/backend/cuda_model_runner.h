@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "tandem/backend/batch.h"
 #include "tandem/backend/collective.h"
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/model/model_config.h"
 #include "tandem/model/nvfp4.h"
@@ -76,7 +76,7 @@ class CudaModelRunner {
 
   const model::ModelConfig& config() const;
   const CudaModelRunnerOptions& options() const;
-  KvCache& kv_cache();
+  KvPool& kv_pool();
   // False on tensor-parallel ranks other than 0: their steps return no logits and no argmax.
   bool computes_logits() const;
   // Bytes of weights on the device.
@@ -93,7 +93,7 @@ class CudaModelRunner {
   // `on_layer_done` (optional) is called for each layer in order once that layer's K/V writes have
   // completed on the device; the launches of later layers are already queued, so the GPU never
   // waits for the host.
-  absl::StatusOr<CudaStepOutput> Forward(const BatchPlan& plan, const LayerDoneCallback* on_layer_done = nullptr);
+  absl::StatusOr<CudaStepOutput> Forward(const BatchPlan& plan, const RunnerLayerCallback* on_layer_done = nullptr);
 
   // Runs the same step as Forward without CUDA graphs (a decode step padded to its graph's batch
   // size, launched eagerly; tests compare the two bitwise).

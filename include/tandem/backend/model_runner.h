@@ -13,7 +13,7 @@
 #include "tandem/backend/backend.h"
 #include "tandem/backend/batch.h"
 #include "tandem/backend/collective.h"
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 #include "tandem/model/model_config.h"
 #include "tandem/model/weights.h"
 
@@ -37,7 +37,7 @@ struct ModelRunnerOptions {
 // attention and MLP, the later layers). The K/V blocks of that layer are not written again by the step,
 // so the callee may start copying them out (layer-wise KV streaming, issue 7). On a backend that runs
 // asynchronously the writes have completed (Synchronize) when it is called.
-using LayerDoneCallback = std::function<void(int layer)>;
+using RunnerLayerCallback = std::function<void(int layer)>;
 
 class ModelRunner {
  public:
@@ -65,13 +65,13 @@ class ModelRunner {
   KvCacheSpec MakeKvCacheSpec(int num_blocks, int block_size) const;
 
   // Plans a step against `cache` (PlanBatch with this model's vocabulary and position limit).
-  absl::StatusOr<BatchPlan> Plan(const std::vector<SequenceStep>& steps, const KvCache& cache) const;
+  absl::StatusOr<BatchPlan> Plan(const std::vector<SequenceStep>& steps, const KvPool& cache) const;
 
   // Runs one step: writes every new token's K/V into `cache` and returns the logits of the rows the
   // plan asked for, [plan.num_logits(), vocab_size] fp32 row-major, in plan order. `on_layer_done`
   // (optional, owned by the caller) is called after each layer's K/V writes; null costs nothing.
-  absl::StatusOr<std::vector<float>> Forward(const BatchPlan& plan, KvCache& cache,
-                                             const LayerDoneCallback* on_layer_done = nullptr);
+  absl::StatusOr<std::vector<float>> Forward(const BatchPlan& plan, KvPool& cache,
+                                             const RunnerLayerCallback* on_layer_done = nullptr);
 
  private:
   struct Layer;

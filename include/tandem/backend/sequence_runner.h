@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 #include "tandem/backend/model_runner.h"
 
 namespace tandem::backend {
@@ -17,7 +17,7 @@ namespace tandem::backend {
 class SequenceRunner {
  public:
   // `cache` must come from runner->MakeKvCacheSpec; both must outlive this object.
-  SequenceRunner(ModelRunner* runner, KvCache* cache);
+  SequenceRunner(ModelRunner* runner, KvPool* cache);
 
   // Adds a sequence whose tokens will never exceed max_len. Its prompt is pending (not yet in the
   // cache). ResourceExhausted when the cache has too few free blocks.
@@ -43,7 +43,7 @@ class SequenceRunner {
     std::vector<int32_t> block_table;
   };
   ModelRunner* runner_;
-  KvCache* cache_;
+  KvPool* cache_;
   int next_block_ = 0;
   std::vector<Seq> seqs_;
 };

@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "tandem/backend/backend.h"
 #include "tandem/backend/batch.h"
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 #include "tandem/backend/model_runner.h"
 #include "tandem/engine/model_executor.h"
 
@@ -22,14 +22,16 @@ void FillSequenceSteps(const StepPlan& plan, std::vector<backend::SequenceStep>*
 // the layer alone), for the executors over the CPU and CUDA runners.
 class LayerHook {
  public:
-  void Set(LayerDoneCallback callback);
-  // The runner's callback for the Execute of `plan` now starting, or null when none is subscribed.
-  const backend::LayerDoneCallback* Begin(const StepPlan& plan);
+  void Set(LayerDoneCallback callback, LayerStepFilter wants);
+  // The runner's callback for the Execute of `plan` now starting, or null when none is subscribed or
+  // the subscriber does not want this step.
+  const backend::RunnerLayerCallback* Begin(const StepPlan& plan);
   void End() { executing_ = nullptr; }
 
  private:
   LayerDoneCallback on_layer_done_;
-  backend::LayerDoneCallback runner_hook_;  // calls on_layer_done_ with *executing_; set once
+  LayerStepFilter wants_;
+  backend::RunnerLayerCallback runner_hook_;  // calls on_layer_done_ with *executing_; set once
   const StepPlan* executing_ = nullptr;     // the plan of the Execute in progress
 };
 
@@ -46,20 +48,19 @@ class BackendModelExecutor final : public ModelExecutor {
   int32_t num_kv_blocks() const override;
   int32_t block_size() const override;
   absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
-  absl::Status SetLayerDoneCallback(LayerDoneCallback callback) override;
-  backend::KvCache* kv_pool() override { return cache_.get(); }
+  absl::Status SetLayerDoneCallback(LayerDoneCallback callback, LayerStepFilter wants = nullptr) override;
+  backend::KvPool* kv_pool() override { return cache_.get(); }
   std::string model_name() const override { return runner_->config().name; }
 
-  backend::KvCache& kv_cache() { return *cache_; }
   backend::ModelRunner& runner() { return *runner_; }
 
  private:
   BackendModelExecutor(std::unique_ptr<backend::Backend> backend,
-                       std::unique_ptr<backend::ModelRunner> runner, std::unique_ptr<backend::KvCache> cache);
+                       std::unique_ptr<backend::ModelRunner> runner, std::unique_ptr<backend::KvPool> cache);
 
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<backend::ModelRunner> runner_;  // uses backend_; destroyed first
-  std::unique_ptr<backend::KvCache> cache_;
+  std::unique_ptr<backend::KvPool> cache_;
   std::vector<backend::SequenceStep> steps_;
   std::vector<float> logits_;  // [num_logit_rows, vocab]
   LayerHook layer_hook_;

@@ -22,9 +22,9 @@ class CudaModelExecutor final : public ModelExecutor {
   int32_t num_kv_blocks() const override;
   int32_t block_size() const override;
   absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
-  absl::Status SetLayerDoneCallback(LayerDoneCallback callback) override;
+  absl::Status SetLayerDoneCallback(LayerDoneCallback callback, LayerStepFilter wants = nullptr) override;
   std::span<const int32_t> LastArgmax() const override { return argmax_; }
-  backend::KvCache* kv_pool() override { return &runner_->kv_cache(); }
+  backend::KvPool* kv_pool() override { return &runner_->kv_pool(); }
   int kv_device() const override { return runner_->options().device; }
   std::string model_name() const override { return runner_->config().name; }
 

@@ -18,7 +18,7 @@
 #include "tandem/engine/scheduler.h"
 #include "tandem/engine/sequence.h"
 #include "tandem/engine/stop_hook.h"
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 #include "tandem/kvcache/kv_events.h"
 
 namespace tandem::engine {
@@ -114,7 +114,7 @@ class Engine {
   int32_t vocab_size() const { return vocab_size_; }
   const Scheduler& scheduler() const { return scheduler_; }
   Scheduler& scheduler() { return scheduler_; }
-  const kvcache::KvCacheManager& kv_cache() const { return kv_; }
+  const kvcache::KvBlockManager& block_manager() const { return kv_; }
   ModelExecutor& executor() { return *executor_; }
 
  private:
@@ -126,7 +126,7 @@ class Engine {
   const EngineConfig config_;
   std::unique_ptr<ModelExecutor> executor_;
   const int32_t vocab_size_;
-  kvcache::KvCacheManager kv_;
+  kvcache::KvBlockManager kv_;
   Scheduler scheduler_;
   Sampler sampler_;
   // request_id -> its live sequences

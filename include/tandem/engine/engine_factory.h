@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 #include "tandem/core/config.h"
 #include "tandem/engine/engine.h"
 #include "tandem/engine/scheduler.h"

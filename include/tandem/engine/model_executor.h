@@ -16,7 +16,7 @@
 #include "tandem/kvcache/block_pool.h"
 
 namespace tandem::backend {
-class KvCache;
+class KvPool;
 }
 
 namespace tandem::engine {
@@ -44,6 +44,10 @@ struct StepPlan {
 // soon as that layer's K/V of every sequence in `plan` is in the KV cache (the rest of the step still
 // to run). Keep it short: it runs between the layers of the step.
 using LayerDoneCallback = std::function<void(const StepPlan& plan, int32_t layer)>;
+// Which steps a layer callback wants (null: every step). A step it does not want runs as it would
+// with no subscriber (on the GPU: a decode step replays its CUDA graph instead of running eagerly
+// with an event per layer).
+using LayerStepFilter = std::function<bool(const StepPlan& plan)>;
 
 class ModelExecutor {
  public:
@@ -62,11 +66,11 @@ class ModelExecutor {
   virtual std::span<const int32_t> LastArgmax() const { return {}; }
   // The KV pools Execute writes (a worker registers them with its KV transport), or null when the
   // executor exposes none.
-  virtual backend::KvCache* kv_pool() { return nullptr; }
+  virtual backend::KvPool* kv_pool() { return nullptr; }
   // Tensor parallelism: how many ranks run each step, and rank `rank`'s KV pool (its KV heads; kv_pool()
   // is null when there are several).
   virtual int tensor_parallel_size() const { return 1; }
-  virtual backend::KvCache* rank_kv_pool(int rank) { return rank == 0 ? kv_pool() : nullptr; }
+  virtual backend::KvPool* rank_kv_pool(int rank) { return rank == 0 ? kv_pool() : nullptr; }
   // The model KV heads rank `rank`'s pool holds, in slot order (every head at tensor_parallel 1), and
   // the CUDA ordinal of its memory (-1: host).
   virtual std::vector<int> rank_kv_heads(int rank);
@@ -78,11 +82,12 @@ class ModelExecutor {
   virtual int kv_device() const { return -1; }
   // The model's name as its config states it (a worker's advertised KV layout).
   virtual std::string model_name() const { return {}; }
-  // Subscribes `callback` to the layers of every later Execute (an empty one unsubscribes). Call it
-  // before the engine runs (not thread-safe against Execute). Executors that cannot report layers
-  // say so (Unimplemented).
-  virtual absl::Status SetLayerDoneCallback(LayerDoneCallback callback) {
+  // Subscribes `callback` to the layers of every later Execute that `wants` (null: every one); an
+  // empty callback unsubscribes. Call it before the engine runs (not thread-safe against Execute).
+  // Executors that cannot report layers say so (Unimplemented).
+  virtual absl::Status SetLayerDoneCallback(LayerDoneCallback callback, LayerStepFilter wants = nullptr) {
     (void)callback;
+    (void)wants;
     return absl::UnimplementedError("this model executor does not report per-layer completion");
   }
 };

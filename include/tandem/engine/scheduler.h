@@ -25,7 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tandem/engine/sequence.h"
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 
 namespace tandem::engine {
 
@@ -88,7 +88,7 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  Scheduler(const SchedulerConfig& config, kvcache::KvCacheManager* kv);
+  Scheduler(const SchedulerConfig& config, kvcache::KvBlockManager* kv);
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
@@ -156,7 +156,7 @@ class Scheduler {
   void Push(SchedulerOutput& out, Sequence* seq, int32_t num_new, int32_t& budget);
 
   const SchedulerConfig config_;
-  kvcache::KvCacheManager* const kv_;
+  kvcache::KvBlockManager* const kv_;
   absl::flat_hash_map<SeqId, std::unique_ptr<Sequence>> seqs_;
   std::set<Sequence*, WaitingOrder> waiting_;
   std::vector<Sequence*> running_;  // admission order

@@ -24,7 +24,7 @@
 
 #include "tandem/engine/sampling_params.h"
 #include "tandem/engine/stop_hook.h"
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 
 namespace tandem::engine {
 

@@ -45,7 +45,7 @@ class TensorParallelExecutor final : public ModelExecutor {
   std::string model_name() const override { return ranks_.front()->model_name(); }
   int kv_device() const override { return ranks_.front()->kv_device(); }
   int tensor_parallel_size() const override { return static_cast<int>(ranks_.size()); }
-  backend::KvCache* rank_kv_pool(int rank) override { return ranks_[static_cast<size_t>(rank)]->kv_pool(); }
+  backend::KvPool* rank_kv_pool(int rank) override { return ranks_[static_cast<size_t>(rank)]->kv_pool(); }
   std::vector<int> rank_kv_heads(int rank) override {
     return rank_kv_heads_.empty() ? ModelExecutor::rank_kv_heads(rank) : rank_kv_heads_[static_cast<size_t>(rank)];
   }

@@ -108,6 +108,8 @@ class OpenAiService {
 
  private:
   std::optional<ApiError> CheckModel(const std::string& model) const;
+  // /tokenize and /detokenize: `body` as a JSON object into `req`, its optional "model" checked.
+  std::optional<ApiError> ParseUtilityBody(const std::string& body, nlohmann::json* req) const;
   std::optional<ApiError> CheckTokenIds(const std::vector<int32_t>& ids, const char* param) const;
   void LogUnknownKeys(const std::vector<std::string>& keys);
 

@@ -63,7 +63,7 @@ class BlockPool {
   // emits kAllCleared.
   void ResetPrefixCache();
 
-  // Records a kBlockStored event for a chain of blocks just cached (see KvCacheManager).
+  // Records a kBlockStored event for a chain of blocks just cached (see KvBlockManager).
   void EmitStored(std::vector<BlockHash> hashes, BlockHash parent, bool has_parent,
                   std::vector<int32_t> tokens);
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,6 +41,9 @@ class IncrementalDetokenizer {
   const std::string& text() const { return emitted_; }
 
  private:
+  // The text of the tokens from prefix_offset_ to read_offset_ (already emitted), and from
+  // prefix_offset_ to the end: the new text is what the second adds to the first.
+  std::pair<std::string, std::string> DecodeWindow() const;
   // Runs new text through the stop-string filter; `final` releases held-back text.
   std::string Filter(const std::string& delta, bool final);
 

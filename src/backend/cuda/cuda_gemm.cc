@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "gemm/bf16_gemv.cuh"
+#include "tandem/core/logging.h"
 #include "tandem/core/status.h"
 
 namespace tandem::backend::cuda {
@@ -29,6 +31,9 @@ absl::Status LtStatus(cublasStatus_t s, const char* what) {
   if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
   return absl::InternalError(absl::StrCat("cuBLASLt: ", what, ": ", StatusName(s), " (", static_cast<int>(s), ")"));
 }
+
+// How much faster than cuBLASLt's best the GEMV must be to replace it (Tune).
+constexpr float kGemvMargin = 1.05f;
 
 }  // namespace
 
@@ -141,6 +146,31 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
     Destroy(plan);
     return timed;
   }
+  // At m <= 8 the GEMV kernel (kernels/gemm/bf16_gemv.cuh) is timed the same way and runs when it is
+  // at least kGemvMargin faster: close calls stay with cuBLASLt, so that two processes (an aggregated
+  // and a disaggregated worker) rarely choose differently for the same shape by timing noise.
+  gemv_.erase(key);
+  if (have_best && kernels::Bf16GemvSupported(m, n, k)) {
+    const size_t reps = std::max<size_t>(ws.size(), 10);
+    cudaError_t e = kernels::Bf16Gemv(x, ws[0], out, out_fp32, m, n, k, stream);
+    if (e == cudaSuccess) e = cudaEventRecord(start.get(), stream);
+    for (size_t r = 1; e == cudaSuccess && r <= reps; ++r) {
+      e = kernels::Bf16Gemv(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
+    }
+    if (e == cudaSuccess) e = cudaEventRecord(stop.get(), stream);
+    if (e == cudaSuccess) e = cudaEventSynchronize(stop.get());
+    if (e != cudaSuccess) {
+      Destroy(plan);
+      return CudaStatus(e, "bf16 GEMV (GEMM tuning)", __FILE__, __LINE__);
+    }
+    float gemv_ms = 0;
+    cudaEventElapsedTime(&gemv_ms, start.get(), stop.get());
+    const double us = 1000.0 / static_cast<double>(reps);
+    TLOG_INFO("GEMM m={} n={} k={}{}: cuBLASLt {:.1f} us, GEMV {:.1f} us per call ({:.2f} TB/s): {}", m, n, k,
+              out_fp32 ? " (fp32 out)" : "", best_ms * us, gemv_ms * us,
+              2.0 * n * k / (gemv_ms * us * 1e-6) / 1e12, gemv_ms * kGemvMargin < best_ms ? "GEMV" : "cuBLASLt");
+    if (gemv_ms * kGemvMargin < best_ms) gemv_.insert(key);
+  }
   if (auto it = plans_.find(key); it != plans_.end()) Destroy(it->second);
   plans_[key] = plan;
   tuned_.insert(key);
@@ -150,6 +180,11 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
 absl::Status CublasLtGemm::Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m,
                                   int n, int k, cudaStream_t stream) {
   if (m == 0) return absl::OkStatus();
+  if (!gemv_.empty() && gemv_.contains(std::make_tuple(m, n, k, out_fp32))) {
+    const cudaError_t e = kernels::Bf16Gemv(x, w, out, out_fp32, m, n, k, stream);
+    if (e != cudaSuccess) return CudaStatus(e, "bf16 GEMV", __FILE__, __LINE__);
+    return absl::OkStatus();
+  }
   TANDEM_ASSIGN_OR_RETURN(const Plan* plan, GetPlan(m, n, k, out_fp32));
   const Plan& p = *plan;
   const float alpha = 1.0f, beta = 0.0f;

@@ -96,7 +96,7 @@ struct CudaModelRunner::Impl {
   cuda::PinnedMemory host_argmax;  // [max_num_seqs] int32
   size_t off_slots = 0, off_ids = 0, off_pos = 0, off_seq = 0, off_tables = 0, off_logit_rows = 0, meta_bytes = 0;
 
-  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<KvPool> cache;
   std::unique_ptr<cuda::StepAttention> attention;
   std::vector<cuda::Event> layer_done;  // one per layer
   std::map<int, cuda::GraphExec> graphs;  // decode graphs by padded batch size
@@ -120,11 +120,11 @@ struct CudaModelRunner::Impl {
   absl::Status AllocateKvCache();
   void Stage(const BatchPlan& plan, int padded_tokens, int padded_seqs, int padded_logits);
   absl::Status CopyMeta(int tokens, int seqs, int logit_rows);
-  absl::Status Launch(int n, int m, const LayerDoneCallback* on_layer_done);
+  absl::Status Launch(int n, int m, const RunnerLayerCallback* on_layer_done);
   absl::Status TuneGemms(int m);
   absl::Status CopyLogitsOut(const BatchPlan& plan);
   absl::Status CheckFits(const BatchPlan& plan) const;
-  absl::StatusOr<CudaStepOutput> Run(const BatchPlan& plan, const LayerDoneCallback* on_layer_done, bool allow_graph);
+  absl::StatusOr<CudaStepOutput> Run(const BatchPlan& plan, const RunnerLayerCallback* on_layer_done, bool allow_graph);
 };
 
 // ---- Creation ----------------------------------------------------------------------------------
@@ -391,7 +391,7 @@ absl::Status CudaModelRunner::Impl::AllocateKvCache() {
     }
   }
   spec.num_blocks = static_cast<int>(std::min<int64_t>(blocks, INT32_MAX));
-  TANDEM_ASSIGN_OR_RETURN(cache, KvCache::Create(spec, MemoryKind::kDevice,
+  TANDEM_ASSIGN_OR_RETURN(cache, KvPool::Create(spec, MemoryKind::kDevice,
                                                  [](size_t bytes) -> absl::StatusOr<std::unique_ptr<Buffer>> {
                                                    TANDEM_ASSIGN_OR_RETURN(auto b, DeviceMemory::Allocate(bytes));
                                                    return std::unique_ptr<Buffer>(std::move(b));
@@ -484,7 +484,7 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
 
 const model::ModelConfig& CudaModelRunner::config() const { return impl_->config; }
 const CudaModelRunnerOptions& CudaModelRunner::options() const { return impl_->options; }
-KvCache& CudaModelRunner::kv_cache() { return *impl_->cache; }
+KvPool& CudaModelRunner::kv_pool() { return *impl_->cache; }
 size_t CudaModelRunner::weight_bytes() const { return impl_->weight_bytes; }
 int CudaModelRunner::num_nvfp4_matrices() const { return impl_->num_nvfp4; }
 bool CudaModelRunner::computes_logits() const { return impl_->leader; }
@@ -564,7 +564,7 @@ absl::Status CudaModelRunner::Impl::CopyMeta(int tokens, int seqs, int logit_row
 
 // Enqueues the forward pass of n token rows (the batch already in `meta`), the m logits rows' argmax
 // and its copy to host_argmax. No host synchronisation.
-absl::Status CudaModelRunner::Impl::Launch(int n, int m, const LayerDoneCallback* on_layer_done) {
+absl::Status CudaModelRunner::Impl::Launch(int n, int m, const RunnerLayerCallback* on_layer_done) {
   const model::ModelConfig& c = config;
   cudaStream_t st = stream.get();
   const int hidden = c.hidden_size, hd = c.head_dim, nq = c.num_attention_heads, nkv = c.num_kv_heads;
@@ -686,7 +686,7 @@ absl::Status CudaModelRunner::Impl::TuneGemms(int m) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan, const LayerDoneCallback* on_layer_done,
+absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan, const RunnerLayerCallback* on_layer_done,
                                                           bool allow_graph) {
   // The calling thread (the engine loop) may not have made the runner's device current; launches on
   // another device's stream fail with cudaErrorInvalidResourceHandle.
@@ -751,7 +751,7 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
   return out;
 }
 
-absl::StatusOr<CudaStepOutput> CudaModelRunner::Forward(const BatchPlan& plan, const LayerDoneCallback* on_layer_done) {
+absl::StatusOr<CudaStepOutput> CudaModelRunner::Forward(const BatchPlan& plan, const RunnerLayerCallback* on_layer_done) {
   return impl_->Run(plan, on_layer_done, /*allow_graph=*/true);
 }
 

@@ -50,8 +50,8 @@ class BatchInvarianceTest : public ::testing::TestWithParam<std::string> {
     runner_ = std::move(runner).value();
   }
 
-  std::unique_ptr<KvCache> NewCache(int block_size) {
-    auto cache = KvCache::Create(*backend_, runner_->MakeKvCacheSpec(256 / block_size * 8, block_size));
+  std::unique_ptr<KvPool> NewCache(int block_size) {
+    auto cache = KvPool::Create(*backend_, runner_->MakeKvCacheSpec(256 / block_size * 8, block_size));
     EXPECT_TRUE(cache.ok()) << cache.status();
     return std::move(cache).value();
   }
@@ -141,7 +141,7 @@ TEST_P(BatchInvarianceTest, SameLogitsWithOneOrManyThreads) {
   ASSERT_TRUE(loaded.ok());
   auto runner1 = ModelRunner::Create(one_thread->get(), loaded->config, loaded->weights);
   ASSERT_TRUE(runner1.ok());
-  auto cache1 = KvCache::Create(**one_thread, (*runner1)->MakeKvCacheSpec(64, 16));
+  auto cache1 = KvPool::Create(**one_thread, (*runner1)->MakeKvCacheSpec(64, 16));
   ASSERT_TRUE(cache1.ok());
   SequenceRunner sr1(runner1->get(), cache1->get());
   const auto got = RunAlone(sr1, prompt, vocab);

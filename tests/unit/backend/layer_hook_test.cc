@@ -55,7 +55,7 @@ std::vector<int32_t> Tokens(int n, uint32_t seed) {
   return t;
 }
 
-std::vector<char> LayerBytes(const KvCache& cache, int layer) {
+std::vector<char> LayerBytes(const KvPool& cache, int layer) {
   const char* base = reinterpret_cast<const char*>(cache.LayerBase(layer));
   return std::vector<char>(base, base + cache.spec().BytesPerLayer());
 }
@@ -74,8 +74,8 @@ class LayerHookTest : public ::testing::Test {
   }
 
   // A cache whose every byte starts as 0xA5 (poison: nothing of a step is there before it writes).
-  std::unique_ptr<KvCache> NewCache() {
-    auto cache = KvCache::Create(*backend_, runner_->MakeKvCacheSpec(kNumBlocks, kBlockSize));
+  std::unique_ptr<KvPool> NewCache() {
+    auto cache = KvPool::Create(*backend_, runner_->MakeKvCacheSpec(kNumBlocks, kBlockSize));
     EXPECT_TRUE(cache.ok()) << cache.status();
     for (int l = 0; l < kLayers; ++l)
       std::memset((*cache)->LayerBase(l), 0xA5, (*cache)->spec().BytesPerLayer());
@@ -105,7 +105,7 @@ TEST_F(LayerHookTest, CalledOncePerLayerInOrderWithThatLayersKvFinalAndTheNextNo
   std::vector<int> calls;
   std::vector<std::vector<char>> at_call(kLayers);       // layer L's pool when L was reported
   std::vector<std::vector<char>> next_at_call(kLayers);  // layer L + 1's pool at that moment
-  const LayerDoneCallback hook = [&](int layer) {
+  const RunnerLayerCallback hook = [&](int layer) {
     calls.push_back(layer);
     at_call[static_cast<size_t>(layer)] = LayerBytes(*cache, layer);
     if (layer + 1 < kLayers) next_at_call[static_cast<size_t>(layer)] = LayerBytes(*cache, layer + 1);
@@ -135,7 +135,7 @@ TEST_F(LayerHookTest, OutputsWithTheHookAreBitwiseThoseWithout) {
   auto plain = NewCache();
   auto hooked = NewCache();
   int calls = 0;
-  const LayerDoneCallback hook = [&](int) { ++calls; };
+  const RunnerLayerCallback hook = [&](int) { ++calls; };
   for (const std::vector<SequenceStep>& step : Steps()) {
     auto plan = runner_->Plan(step, *plain);
     ASSERT_TRUE(plan.ok()) << plan.status();

@@ -31,9 +31,9 @@ TEST_P(PagedAttentionTest, MatchesDenseCausalAttentionUnderAnyChunking) {
   const int num_blocks = 64;
   KvCacheSpec spec{.num_layers = 2, .num_kv_heads = c.num_kv_heads, .head_dim = c.head_dim,
                    .block_size = c.block_size, .num_blocks = num_blocks};
-  auto cache_or = KvCache::Create(backend, spec);
+  auto cache_or = KvPool::Create(backend, spec);
   ASSERT_TRUE(cache_or.ok()) << cache_or.status();
-  KvCache& cache = **cache_or;
+  KvPool& cache = **cache_or;
   const int layer = 1;
   const int qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
 

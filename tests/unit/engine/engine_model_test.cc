@@ -235,7 +235,7 @@ TEST(EngineModelTest, PreemptedAndResumedRequestsProduceTheSameTokens) {
   Drain(*b.engine, out);
   EXPECT_GT(b.engine->metrics().num_preemptions, 0);
   for (const auto& r : reqs) EXPECT_EQ(out.tokens[K(r.request_id, 0)], want[r.request_id]) << r.request_id;
-  EXPECT_EQ(b.engine->kv_cache().num_used_blocks(), 0);
+  EXPECT_EQ(b.engine->block_manager().num_used_blocks(), 0);
 }
 
 TEST(EngineModelTest, SeededSamplingIsReproducibleWhateverTheBatch) {
@@ -278,7 +278,7 @@ TEST(EngineModelTest, NSequencesShareThePromptAndSequenceZeroMatchesN1) {
   EXPECT_NE(r3.tokens[K("a", 1)], r3.tokens[K("a", 2)]);
   EXPECT_EQ(r3.final[K("a", 1)].num_cached_tokens, 32);  // two full blocks shared, no prefix cache
   EXPECT_EQ(r3.final[K("a", 2)].num_cached_tokens, 32);
-  EXPECT_EQ(three.engine->kv_cache().num_used_blocks(), 0);
+  EXPECT_EQ(three.engine->block_manager().num_used_blocks(), 0);
 }
 
 TEST(EngineModelTest, PrefillOnlyHandOffThenRemoteDecodeEqualsAggregated) {
@@ -308,10 +308,10 @@ TEST(EngineModelTest, PrefillOnlyHandOffThenRemoteDecodeEqualsAggregated) {
   const RequestOutput& handoff = pre.final[K("r", 0)];
   EXPECT_EQ(handoff.finish_reason, FinishReason::kPrefillHandoff);
   ASSERT_EQ(handoff.kv_blocks.size(), 3u);
-  EXPECT_EQ(prefill.engine->kv_cache().num_used_blocks(), 3);
+  EXPECT_EQ(prefill.engine->block_manager().num_used_blocks(), 3);
   // Move the bytes, layer by layer (what the transfer module does over UCX/NCCL).
-  backend::KvCache& src = prefill.recorder->inner().kv_cache();
-  backend::KvCache& dst = decode.recorder->inner().kv_cache();
+  backend::KvPool& src = *prefill.recorder->inner().kv_pool();
+  backend::KvPool& dst = *decode.recorder->inner().kv_pool();
   for (int layer = 0; layer < src.spec().num_layers; ++layer) {
     for (size_t i = 0; i < handoff.kv_blocks.size(); ++i) {
       std::memcpy(dst.BlockData(layer, remote[0].block_ids[i]), src.BlockData(layer, handoff.kv_blocks[i]),
@@ -319,7 +319,7 @@ TEST(EngineModelTest, PrefillOnlyHandOffThenRemoteDecodeEqualsAggregated) {
     }
   }
   ASSERT_TRUE(prefill.engine->ReleaseTransfer("r").ok());
-  EXPECT_EQ(prefill.engine->kv_cache().num_used_blocks(), 0);
+  EXPECT_EQ(prefill.engine->block_manager().num_used_blocks(), 0);
   ASSERT_TRUE(decode.engine->CompleteRemotePrefill("r", pre.tokens[K("r", 0)].front()).ok());
   RunResult got;
   for (RequestOutput& o : decode.engine->TakeOutputs()) {
@@ -327,7 +327,7 @@ TEST(EngineModelTest, PrefillOnlyHandOffThenRemoteDecodeEqualsAggregated) {
   }
   Drain(*decode.engine, got);
   EXPECT_EQ(got.tokens[K("r", 0)], want.tokens[K("r", 0)]);
-  EXPECT_EQ(decode.engine->kv_cache().num_used_blocks(), 0);
+  EXPECT_EQ(decode.engine->block_manager().num_used_blocks(), 0);
 }
 
 TEST(EngineModelTest, ExecutorErrorsEndTheStepsRequestsWithTheStatus) {
@@ -350,7 +350,7 @@ TEST(EngineModelTest, ExecutorErrorsEndTheStepsRequestsWithTheStatus) {
   const RequestOutput& f = out.final[K("long", 0)];
   EXPECT_EQ(f.finish_reason, FinishReason::kError);
   EXPECT_ERROR(f.status, absl::StatusCode::kInvalidArgument, "more than the model's 256");
-  EXPECT_EQ(b.engine->kv_cache().num_used_blocks(), 0);
+  EXPECT_EQ(b.engine->block_manager().num_used_blocks(), 0);
   EXPECT_FALSE(b.engine->has_request("long"));
   // Out-of-vocabulary prompt ids are refused before they reach the model.
   EXPECT_ERROR(b.engine->AddRequest(Req("bad", {1, 5000}, 5)), absl::StatusCode::kInvalidArgument,
@@ -444,7 +444,7 @@ TEST(EngineFactoryTest, BuildsACpuEngineFromTheDeploymentFile) {
   config.pools.decode.max_num_seqs = 8;
   auto engine = CreateEngineFromDeployment(config, config.pools.decode);
   ASSERT_TRUE(engine.ok()) << engine.status();
-  EXPECT_EQ((*engine)->kv_cache().num_blocks(), 128);
+  EXPECT_EQ((*engine)->block_manager().num_blocks(), 128);
   EXPECT_EQ((*engine)->scheduler().config().max_num_seqs, 8);
   EXPECT_EQ((*engine)->scheduler().config().eos_token_ids, std::vector<int32_t>{2});
   std::ifstream in(kModelDir + "/reference.json");

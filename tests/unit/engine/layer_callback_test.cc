@@ -1,6 +1,7 @@
 // The executor's per-layer callback through the engine (layer-wise KV streaming, issue 7): each step
 // reports every layer once, in order, with the step's plan (request ids, KV roles, chunk positions);
 // the engine's tokens and logprobs are bitwise the same with and without a subscriber.
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <memory>
@@ -168,6 +169,35 @@ TEST(LayerCallbackTest, TokensAndLogprobsAreBitwiseTheSameWithAndWithoutASubscri
   const int before = calls;
   (void)RunBoth(*hooked);
   EXPECT_EQ(calls, before);
+}
+
+bool HasPrefillOnly(const StepPlan& plan) {
+  return std::any_of(plan.seqs.begin(), plan.seqs.end(),
+                     [](const ExecSequence& s) { return s.kv_role == KvRole::kPrefillOnly; });
+}
+
+// As a prefill worker's layer-wise sender subscribes: only steps that run a prefill-only sequence.
+TEST(LayerCallbackTest, AStepFilterLimitsTheCallbacksToTheStepsItWants) {
+  auto executor = Executor();
+  int calls = 0, wanted = 0, steps = 0;
+  ASSERT_TRUE(executor
+                  ->SetLayerDoneCallback(
+                      [&](const StepPlan& plan, int32_t) {
+                        ++calls;
+                        EXPECT_TRUE(HasPrefillOnly(plan));
+                      },
+                      [&](const StepPlan& plan) {
+                        ++steps;
+                        wanted += HasPrefillOnly(plan);
+                        return HasPrefillOnly(plan);
+                      })
+                  .ok());
+  auto engine = MakeEngine(std::move(executor));
+  const auto [outputs, run_steps] = RunBoth(*engine);
+  EXPECT_EQ(steps, run_steps);  // asked once per step
+  EXPECT_GT(wanted, 0);
+  EXPECT_LT(wanted, steps);
+  EXPECT_EQ(calls, wanted * Model().config.num_layers);
 }
 
 }  // namespace

@@ -10,13 +10,13 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tandem/engine/scheduler.h"
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 
 namespace tandem::engine::testing {
 
 struct Harness {
   explicit Harness(SchedulerConfig config, int32_t num_blocks, int32_t block_size = 4, bool caching = true)
-      : kv(kvcache::KvCacheConfig{.num_blocks = num_blocks,
+      : kv(kvcache::KvBlockManagerConfig{.num_blocks = num_blocks,
                                   .block_size = block_size,
                                   .enable_prefix_caching = caching,
                                   .hash_salt = 1}),
@@ -60,7 +60,7 @@ struct Harness {
     return nullptr;
   }
 
-  kvcache::KvCacheManager kv;
+  kvcache::KvBlockManager kv;
   Scheduler sched;
   SeqId next_id = 1;
 };

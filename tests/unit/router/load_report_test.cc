@@ -1,4 +1,4 @@
-// A worker's report drives the router: KV events from a real KvCacheManager, carried through the
+// A worker's report drives the router: KV events from a real KvBlockManager, carried through the
 // load stream's own conversion (wire::ToProto, then FromProto as LoadFeeds does), make kv_aware route
 // the repeated prefix back to that worker.
 #include "tandem/router/load_report.h"
@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 
 namespace tandem::router {
 namespace {
@@ -32,7 +32,7 @@ TEST(LoadReportTest, ADrainingReportTakesTheWorkerOutOfRouting) {
 
 TEST(LoadReportTest, ReportsFeedTheKvIndexAndTheLoad) {
   const uint64_t salt = kvcache::HashSalt("m");
-  kvcache::KvCacheManager cache(kvcache::KvCacheConfig{
+  kvcache::KvBlockManager cache(kvcache::KvBlockManagerConfig{
       .num_blocks = 32, .block_size = 16, .enable_prefix_caching = true, .hash_salt = salt});
   std::vector<int32_t> prompt(100);
   std::iota(prompt.begin(), prompt.end(), 5);

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tandem/kvcache/block_hash.h"
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 
 namespace tandem::router {
 namespace {
@@ -202,9 +202,9 @@ TEST(RouterTest, RemovedWorkerIsNeverPickedAndJoinedWorkerIsUsedAtOnce) {
 }
 
 // The router hashes prompts exactly as a worker's KV cache does: events from a real
-// KvCacheManager make the router see the hit the worker will get.
+// KvBlockManager make the router see the hit the worker will get.
 TEST(RouterTest, EventsFromAWorkersKvCacheMatchTheRoutersPromptHashes) {
-  kvcache::KvCacheManager cache(kvcache::KvCacheConfig{
+  kvcache::KvBlockManager cache(kvcache::KvBlockManagerConfig{
       .num_blocks = 64, .block_size = kBlockSize, .enable_prefix_caching = true, .hash_salt = kSalt});
   const std::vector<int32_t> prompt = Tokens(30, 42);  // 7 full blocks + 2 tokens
   kvcache::BlockTable table;

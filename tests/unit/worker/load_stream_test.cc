@@ -1,4 +1,4 @@
-// The worker's view of its prefix cache (LoadStream), fed the KV events of a real KvCacheManager:
+// The worker's view of its prefix cache (LoadStream), fed the KV events of a real KvBlockManager:
 // how much of a prompt is cached follows stores, evictions and a clear, block by block from the
 // start of the prompt, as the engine's prefix cache would find it.
 #include "load_stream.h"
@@ -7,15 +7,15 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 
 namespace tandem::worker {
 namespace {
 
 TEST(LoadStreamTest, UncachedTokensFollowTheEnginesKvEvents) {
   const uint64_t salt = kvcache::HashSalt("m");
-  kvcache::KvCacheManager cache(
-      kvcache::KvCacheConfig{.num_blocks = 16, .block_size = 4, .enable_prefix_caching = true, .hash_salt = salt});
+  kvcache::KvBlockManager cache(
+      kvcache::KvBlockManagerConfig{.num_blocks = 16, .block_size = 4, .enable_prefix_caching = true, .hash_salt = salt});
   LoadStream stream(/*block_size=*/4, salt);
   std::vector<int32_t> prompt(10);
   std::iota(prompt.begin(), prompt.end(), 1);

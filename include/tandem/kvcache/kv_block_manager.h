@@ -17,7 +17,7 @@
 
 namespace tandem::kvcache {
 
-struct KvCacheConfig {
+struct KvBlockManagerConfig {
   int32_t num_blocks = 0;
   int32_t block_size = 16;
   bool enable_prefix_caching = true;
@@ -41,9 +41,9 @@ struct PrefixMatch {
   int32_t num_tokens = 0;  // blocks.size() * block_size
 };
 
-class KvCacheManager {
+class KvBlockManager {
  public:
-  explicit KvCacheManager(const KvCacheConfig& config);
+  explicit KvBlockManager(const KvBlockManagerConfig& config);
 
   int32_t block_size() const { return pool_.block_size(); }
   int32_t num_blocks() const { return pool_.num_blocks(); }

@@ -1,4 +1,4 @@
-#include "tandem/backend/kv_cache.h"
+#include "tandem/backend/kv_pool.h"
 
 #include "absl/strings/str_cat.h"
 #include "tandem/backend/backend.h"
@@ -6,13 +6,13 @@
 
 namespace tandem::backend {
 
-absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, const KvCacheSpec& spec,
+absl::StatusOr<std::unique_ptr<KvPool>> KvPool::Create(Backend& backend, const KvCacheSpec& spec,
                                                          const KvPoolAllocator& allocate) {
   if (allocate) return Create(spec, backend.memory_kind(), allocate);
   return Create(spec, backend.memory_kind(), [&backend](size_t bytes) { return backend.Allocate(bytes); });
 }
 
-absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheSpec& spec, MemoryKind kind,
+absl::StatusOr<std::unique_ptr<KvPool>> KvPool::Create(const KvCacheSpec& spec, MemoryKind kind,
                                                          const KvPoolAllocator& allocate) {
   if (spec.num_layers <= 0 || spec.num_kv_heads <= 0 || spec.head_dim <= 0 || spec.block_size <= 0 ||
       spec.num_blocks <= 0) {
@@ -38,7 +38,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheSpec& spec
     }
     layers.push_back(std::move(buffer));
   }
-  return std::unique_ptr<KvCache>(new KvCache(spec, std::move(layers)));
+  return std::unique_ptr<KvPool>(new KvPool(spec, std::move(layers)));
 }
 
 }  // namespace tandem::backend

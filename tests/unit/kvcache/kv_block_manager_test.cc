@@ -1,4 +1,4 @@
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 
 #include <numeric>
 #include <vector>
@@ -14,13 +14,13 @@ std::vector<int32_t> Tokens(int32_t start, int32_t n) {
   return t;
 }
 
-KvCacheManager Make(int32_t blocks, bool caching = true) {
-  return KvCacheManager(
-      KvCacheConfig{.num_blocks = blocks, .block_size = 4, .enable_prefix_caching = caching, .hash_salt = 7});
+KvBlockManager Make(int32_t blocks, bool caching = true) {
+  return KvBlockManager(
+      KvBlockManagerConfig{.num_blocks = blocks, .block_size = 4, .enable_prefix_caching = caching, .hash_salt = 7});
 }
 
-TEST(KvCacheManagerTest, PrefixHitReusesFullBlocksOnly) {
-  KvCacheManager kv = Make(16);
+TEST(KvBlockManagerTest, PrefixHitReusesFullBlocksOnly) {
+  KvBlockManager kv = Make(16);
   const auto prompt = Tokens(1, 10);  // 2 full blocks + 2 tokens
   BlockTable a;
   ASSERT_TRUE(kv.Allocate(a, 10));
@@ -60,8 +60,8 @@ TEST(KvCacheManagerTest, PrefixHitReusesFullBlocksOnly) {
   EXPECT_TRUE(kv.CheckInvariants());
 }
 
-TEST(KvCacheManagerTest, FreedPrefixSurvivesUntilEvicted) {
-  KvCacheManager kv = Make(4);
+TEST(KvBlockManagerTest, FreedPrefixSurvivesUntilEvicted) {
+  KvBlockManager kv = Make(4);
   const auto prompt = Tokens(1, 9);
   BlockTable a;
   ASSERT_TRUE(kv.Allocate(a, 9));
@@ -81,8 +81,8 @@ TEST(KvCacheManagerTest, FreedPrefixSurvivesUntilEvicted) {
   EXPECT_TRUE(kv.CheckInvariants());
 }
 
-TEST(KvCacheManagerTest, FailedAllocationChangesNothing) {
-  KvCacheManager kv = Make(4);
+TEST(KvBlockManagerTest, FailedAllocationChangesNothing) {
+  KvBlockManager kv = Make(4);
   const auto prompt = Tokens(1, 8);
   BlockTable a;
   ASSERT_TRUE(kv.Allocate(a, 8));
@@ -101,8 +101,8 @@ TEST(KvCacheManagerTest, FailedAllocationChangesNothing) {
   EXPECT_TRUE(kv.CheckInvariants());
 }
 
-TEST(KvCacheManagerTest, ForkSharesBlocksAndHashes) {
-  KvCacheManager kv = Make(8);
+TEST(KvBlockManagerTest, ForkSharesBlocksAndHashes) {
+  KvBlockManager kv = Make(8);
   const auto prompt = Tokens(1, 10);
   BlockTable a;
   ASSERT_TRUE(kv.Allocate(a, 10));
@@ -121,8 +121,8 @@ TEST(KvCacheManagerTest, ForkSharesBlocksAndHashes) {
   EXPECT_EQ(kv.num_free_blocks(), 8);
 }
 
-TEST(KvCacheManagerTest, DuplicateContentIsNotCachedTwice) {
-  KvCacheManager kv = Make(8);
+TEST(KvBlockManagerTest, DuplicateContentIsNotCachedTwice) {
+  KvBlockManager kv = Make(8);
   const auto prompt = Tokens(1, 8);
   BlockTable a, b;
   ASSERT_TRUE(kv.Allocate(a, 8));
@@ -138,8 +138,8 @@ TEST(KvCacheManagerTest, DuplicateContentIsNotCachedTwice) {
   EXPECT_TRUE(kv.CheckInvariants());
 }
 
-TEST(KvCacheManagerTest, ChainedStoredEventsCarryTheParent) {
-  KvCacheManager kv = Make(8);
+TEST(KvBlockManagerTest, ChainedStoredEventsCarryTheParent) {
+  KvBlockManager kv = Make(8);
   const auto prompt = Tokens(1, 12);
   BlockTable a;
   ASSERT_TRUE(kv.Allocate(a, 12));
@@ -153,8 +153,8 @@ TEST(KvCacheManagerTest, ChainedStoredEventsCarryTheParent) {
   kv.Free(a);
 }
 
-TEST(KvCacheManagerTest, CachingOffStillAllocates) {
-  KvCacheManager kv = Make(4, false);
+TEST(KvBlockManagerTest, CachingOffStillAllocates) {
+  KvBlockManager kv = Make(4, false);
   const auto prompt = Tokens(1, 8);
   BlockTable a;
   ASSERT_TRUE(kv.Allocate(a, 8));

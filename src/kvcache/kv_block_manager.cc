@@ -1,14 +1,14 @@
-#include "tandem/kvcache/kv_cache_manager.h"
+#include "tandem/kvcache/kv_block_manager.h"
 
 #include <algorithm>
 #include <utility>
 
 namespace tandem::kvcache {
 
-KvCacheManager::KvCacheManager(const KvCacheConfig& config)
+KvBlockManager::KvBlockManager(const KvBlockManagerConfig& config)
     : pool_(config.num_blocks, config.block_size, config.enable_prefix_caching), salt_(config.hash_salt) {}
 
-PrefixMatch KvCacheManager::FindCachedPrefix(std::span<const int32_t> tokens, int32_t max_tokens) const {
+PrefixMatch KvBlockManager::FindCachedPrefix(std::span<const int32_t> tokens, int32_t max_tokens) const {
   PrefixMatch match;
   if (!pool_.caching_enabled()) return match;
   const int32_t bs = block_size();
@@ -27,7 +27,7 @@ PrefixMatch KvCacheManager::FindCachedPrefix(std::span<const int32_t> tokens, in
   return match;
 }
 
-bool KvCacheManager::Allocate(BlockTable& table, int32_t num_tokens, const PrefixMatch* prefix) {
+bool KvBlockManager::Allocate(BlockTable& table, int32_t num_tokens, const PrefixMatch* prefix) {
   const bool use_prefix = prefix != nullptr && table.blocks.empty() && !prefix->blocks.empty();
   const int32_t have = use_prefix ? static_cast<int32_t>(prefix->blocks.size()) : table.num_blocks();
   const int32_t need = BlocksFor(num_tokens) - have;
@@ -46,7 +46,7 @@ bool KvCacheManager::Allocate(BlockTable& table, int32_t num_tokens, const Prefi
   return true;
 }
 
-void KvCacheManager::Fork(const BlockTable& src, int32_t num_blocks, BlockTable& dst) {
+void KvBlockManager::Fork(const BlockTable& src, int32_t num_blocks, BlockTable& dst) {
   for (int32_t i = 0; i < num_blocks; ++i) {
     pool_.Ref(src.blocks[i]);
     dst.blocks.push_back(src.blocks[i]);
@@ -55,13 +55,13 @@ void KvCacheManager::Fork(const BlockTable& src, int32_t num_blocks, BlockTable&
   dst.hashes.assign(src.hashes.begin(), src.hashes.begin() + hashed);
 }
 
-void KvCacheManager::Free(BlockTable& table) {
+void KvBlockManager::Free(BlockTable& table) {
   for (auto it = table.blocks.rbegin(); it != table.blocks.rend(); ++it) pool_.Unref(*it);
   table.blocks.clear();
   table.hashes.clear();
 }
 
-void KvCacheManager::CacheFullBlocks(BlockTable& table, std::span<const int32_t> tokens,
+void KvBlockManager::CacheFullBlocks(BlockTable& table, std::span<const int32_t> tokens,
                                      int32_t num_computed) {
   if (!pool_.caching_enabled()) return;
   const int32_t bs = block_size();

@@ -43,15 +43,15 @@ struct KvCacheSpec {
   size_t BytesPerLayer() const { return BytesPerBlock() * static_cast<size_t>(num_blocks); }
 };
 
-class KvCache {
+class KvPool {
  public:
   // Allocates every layer's pool from `allocate` when given, else from `backend` (contents undefined
   // until written). The allocator's buffers must be of the backend's memory kind and 64-byte aligned.
-  static absl::StatusOr<std::unique_ptr<KvCache>> Create(Backend& backend, const KvCacheSpec& spec,
+  static absl::StatusOr<std::unique_ptr<KvPool>> Create(Backend& backend, const KvCacheSpec& spec,
                                                          const KvPoolAllocator& allocate = {});
   // Allocates every layer's pool from `allocate` alone (the CUDA model runner's device memory), of
   // `kind` memory.
-  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheSpec& spec, MemoryKind kind,
+  static absl::StatusOr<std::unique_ptr<KvPool>> Create(const KvCacheSpec& spec, MemoryKind kind,
                                                          const KvPoolAllocator& allocate);
 
   const KvCacheSpec& spec() const { return spec_; }
@@ -70,7 +70,7 @@ class KvCache {
   size_t BytesPerBlock() const { return spec_.BytesPerBlock(); }
 
  private:
-  KvCache(const KvCacheSpec& spec, std::vector<std::unique_ptr<Buffer>> layers)
+  KvPool(const KvCacheSpec& spec, std::vector<std::unique_ptr<Buffer>> layers)
       : spec_(spec), layers_(std::move(layers)) {}
 
   KvCacheSpec spec_;
