@@ -246,6 +246,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionPathTest,
 // that leave a partial block of rows (n % 4) and depths that leave partial 256-input chunks, both
 // output types; a misaligned or unsupported call is refused, not run.
 TEST(Bf16GemvTest, MatchesTheCpuMatMul) {
+  TANDEM_REQUIRE_GPU();
   std::mt19937 rng(11);
   auto cpu = Cpu();
   for (const auto& [n, k] : {std::make_pair(5, 8), std::make_pair(4099, 264), std::make_pair(1024, 4096),
