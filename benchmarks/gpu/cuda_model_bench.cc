@@ -12,6 +12,7 @@
 // tp > 1: tensor parallelism over GPUs 0..tp-1 (NCCL, the worker's TensorParallelExecutor); the
 // floors are one rank's (rank 0's weight bytes and 1/tp of the KV) against one GPU's copy bandwidth.
 // Steps go through the engine's executor (CudaModelExecutor at tp 1), as a worker runs them.
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -202,7 +203,16 @@ int Main(int argc, char** argv) {
       st.needs_full_logits = false;  // greedy: only the argmax leaves the GPU
     }
     std::vector<double> times;
-    for (int i = 0; i < 25; ++i) times.push_back(run_step(steps));
+    // TANDEM_BENCH_PROFILE_BATCH=N: the timed steps of batch N between cudaProfilerStart and Stop, for
+    // a profiler started with the capture off, e.g. the GPU time of whole replayed graphs:
+    //   ncu --profile-from-start off --graph-profiling graph --metrics gpu__time_duration.sum -c 3
+    const char* profile = std::getenv("TANDEM_BENCH_PROFILE_BATCH");
+    const bool profiled = profile != nullptr && std::atoi(profile) == batch;
+    for (int i = 0; i < 25; ++i) {
+      if (profiled && i == 3) cudaProfilerStart();
+      times.push_back(run_step(steps));
+    }
+    if (profiled) cudaProfilerStop();
     times.erase(times.begin(), times.begin() + 3);  // graph capture and warm-up
     const double kv_bytes =
         static_cast<double>(batch) * context * spec.num_layers * 2.0 * spec.num_kv_heads * spec.head_dim * 2.0;

@@ -5,6 +5,7 @@
 
 #include "tandem/core/logging.h"
 #include "tandem/router/load_report.h"
+#include "tandem/wire/convert.h"
 
 namespace tandem::router {
 

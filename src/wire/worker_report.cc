@@ -4,13 +4,6 @@
 
 namespace tandem::wire {
 
-LatencyHistogram LatencyHistogram::ForTransfers() {
-  LatencyHistogram h;
-  h.upper_bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0};
-  h.counts.assign(h.upper_bounds.size() + 1, 0);
-  return h;
-}
-
 void LatencyHistogram::Observe(double seconds) {
   if (counts.size() != upper_bounds.size() + 1) counts.assign(upper_bounds.size() + 1, 0);
   size_t i = 0;

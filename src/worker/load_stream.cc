@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "tandem/wire/convert.h"
+
 namespace tandem::worker {
 
 void LoadStream::Publish(const std::vector<kvcache::KvEvent>& events) {

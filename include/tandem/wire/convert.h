@@ -1,7 +1,7 @@
 // The wire format's one home: conversions, both directions, between the worker control plane's
 // messages (proto/tandem/v1/worker.proto) and the engine's, KV cache's and transfer's types, and the
 // KV layout compatibility check that two workers run before exchanging blocks (docs/architecture.md
-// "KV layout and what crosses the wire"). The load stream's report is in worker_report.h. Below the
+// "KV layout and what crosses the wire"), and of the load stream's report (worker_report.h). Below the
 // router, the worker and the frontend, so each converts the same way and none includes another.
 #pragma once
 
@@ -12,6 +12,7 @@
 #include "tandem/kvcache/kv_events.h"
 #include "tandem/transfer/block_runs.h"
 #include "tandem/v1/worker.pb.h"
+#include "tandem/wire/worker_report.h"
 
 namespace tandem::wire {
 
@@ -33,6 +34,12 @@ v1::WorkerGenerateResponse ToProto(const engine::RequestOutput& output);
 
 v1::KvCacheEvent ToProto(const kvcache::KvEvent& event);
 kvcache::KvEvent FromProto(const v1::KvCacheEvent& event);
+
+// The load stream's report (worker_report.h; defined in worker_report.cc).
+v1::LatencyHistogram ToProto(const LatencyHistogram& histogram);
+LatencyHistogram FromProto(const v1::LatencyHistogram& histogram);
+v1::LoadReport ToProto(const WorkerReport& report);
+WorkerReport FromProto(const v1::LoadReport& report);
 
 // OK when blocks written by one side mean the same to the other; otherwise FailedPrecondition naming
 // every field that differs, with both values ("here" is `mine`, "there" is `peer_name`'s).

@@ -2,6 +2,7 @@
 // now, its counters and latency histograms since the process started, and the KV-cache events since
 // its previous report. The worker fills a WorkerReport, the router applies one (router/load_report.h)
 // and the frontend renders its counters on /metrics (frontend/worker_metrics.cc).
+// Plain types (no proto: the frontend's metrics use them too); their conversions are in convert.h.
 // Adding a worker metric: a field in WorkerCounters, its two lines in worker_report.cc (one each way),
 // its field in worker.proto, and its line on /metrics.
 #pragma once
@@ -11,7 +12,6 @@
 #include <vector>
 
 #include "tandem/kvcache/kv_events.h"
-#include "tandem/v1/worker.pb.h"
 
 namespace tandem::wire {
 
@@ -24,7 +24,12 @@ struct LatencyHistogram {
   int64_t count = 0;
 
   // Bounds for KV transfers and remote prefills: 1 ms .. 60 s.
-  static LatencyHistogram ForTransfers();
+  static LatencyHistogram ForTransfers() {
+    LatencyHistogram h;
+    h.upper_bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0};
+    h.counts.assign(h.upper_bounds.size() + 1, 0);
+    return h;
+  }
   void Observe(double seconds);
 };
 
@@ -68,11 +73,5 @@ struct WorkerReport {
   WorkerCounters counters;
   std::vector<kvcache::KvEvent> events;  // since the previous report, in order
 };
-
-v1::LatencyHistogram ToProto(const LatencyHistogram& histogram);
-LatencyHistogram FromProto(const v1::LatencyHistogram& histogram);
-
-v1::LoadReport ToProto(const WorkerReport& report);
-WorkerReport FromProto(const v1::LoadReport& report);
 
 }  // namespace tandem::wire

@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "tandem/kvcache/kv_block_manager.h"
+#include "tandem/wire/convert.h"
 
 namespace tandem::router {
 namespace {

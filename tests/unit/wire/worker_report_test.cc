@@ -3,6 +3,7 @@
 #include "tandem/wire/worker_report.h"
 
 #include "gtest/gtest.h"
+#include "tandem/wire/convert.h"
 
 namespace tandem::wire {
 namespace {
