@@ -557,14 +557,19 @@ class Parser {
         }
         node = e;
       } else if (SkipOp("(")) {
-        ExprPtr e = Make(Expr::Kind::kCall, line);
-        e->args.push_back(node);
-        TANDEM_RETURN_IF_ERROR(ParseCallArgs(e));
-        node = e;
+        TANDEM_ASSIGN_OR_RETURN(node, ParseCall(node, line));
       } else {
         return node;
       }
     }
+  }
+
+  // `node(arguments)`, the "(" already read.
+  absl::StatusOr<ExprPtr> ParseCall(ExprPtr node, int line) {
+    ExprPtr e = Make(Expr::Kind::kCall, line);
+    e->args.push_back(std::move(node));
+    TANDEM_RETURN_IF_ERROR(ParseCallArgs(e));
+    return e;
   }
 
   absl::StatusOr<ExprPtr> ParseFilterExpr(ExprPtr node) {
@@ -594,10 +599,7 @@ class Parser {
         }
         node = e;
       } else if (SkipOp("(")) {
-        ExprPtr e = Make(Expr::Kind::kCall, line);
-        e->args.push_back(node);
-        TANDEM_RETURN_IF_ERROR(ParseCallArgs(e));
-        node = e;
+        TANDEM_ASSIGN_OR_RETURN(node, ParseCall(node, line));
       } else {
         return node;
       }
