@@ -59,9 +59,11 @@ void LoadStream::Serve(grpc::ServerContext* context, std::chrono::milliseconds i
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopped_ && !context->IsCancelled()) {
     if (Clock::now() >= next) {
+      std::vector<kvcache::KvEvent> events;
+      events.swap(subscriber->events);
+      lock.unlock();  // the snapshot takes the engine's and the counters' locks; Publish must not wait
       wire::WorkerReport report = snapshot();
-      report.events.swap(subscriber->events);
-      lock.unlock();
+      report.events = std::move(events);
       const bool written = writer->Write(wire::ToProto(report));
       lock.lock();
       if (!written) break;

@@ -26,7 +26,7 @@ RemotePrefiller::RemotePrefiller(const WorkerOptions& options, const v1::WorkerI
 RemotePrefiller::~RemotePrefiller() { Stop(); }
 
 absl::StatusOr<std::string> RemotePrefiller::Choose(const v1::WorkerGenerateRequest& request,
-                                                    int64_t uncached_tokens) {
+                                                    const std::function<int64_t()>& uncached_tokens) {
   bool remote = false;
   const bool explicit_remote = request.prefill_mode() == v1::PREFILL_MODE_REMOTE;
   switch (request.prefill_mode()) {
@@ -44,7 +44,7 @@ absl::StatusOr<std::string> RemotePrefiller::Choose(const v1::WorkerGenerateRequ
           remote = true;
           break;
         case DisaggregationMode::kConditional:
-          remote = uncached_tokens > options_.disaggregation.max_local_prefill_tokens;
+          remote = uncached_tokens() > options_.disaggregation.max_local_prefill_tokens;
           break;
       }
       break;

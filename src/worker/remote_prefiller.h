@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,9 +42,10 @@ class RemotePrefiller {
                   SharedCounters& counters);
   ~RemotePrefiller();  // Stop()
 
-  // "" for a local prefill, else the prefill worker's address. `uncached_tokens`: the prompt tokens
-  // this worker's prefix cache does not hold (conditional disaggregation).
-  absl::StatusOr<std::string> Choose(const v1::WorkerGenerateRequest& request, int64_t uncached_tokens);
+  // "" for a local prefill, else the prefill worker's address. `uncached_tokens` gives the prompt
+  // tokens this worker's prefix cache does not hold; called only for conditional disaggregation.
+  absl::StatusOr<std::string> Choose(const v1::WorkerGenerateRequest& request,
+                                     const std::function<int64_t()>& uncached_tokens);
 
   // Registers request `id` for a remote prefill at `prefill_worker` before it is submitted.
   // AlreadyExists for a live id.

@@ -71,10 +71,8 @@ grpc::Status WorkerService::Generate(grpc::ServerContext* context, const v1::Wor
   er.prompt_token_ids.assign(request->prompt_token_ids().begin(), request->prompt_token_ids().end());
   er.params = wire::FromProto(request->sampling());
   er.priority = request->priority();
-  const int64_t uncached = parts_.options.disaggregation.mode == DisaggregationMode::kConditional
-                               ? parts_.load_stream.UncachedTokens(er.prompt_token_ids)
-                               : 0;
-  absl::StatusOr<std::string> prefill_worker = parts_.remote_prefiller.Choose(*request, uncached);
+  absl::StatusOr<std::string> prefill_worker = parts_.remote_prefiller.Choose(
+      *request, [&] { return parts_.load_stream.UncachedTokens(er.prompt_token_ids); });
   if (!prefill_worker.ok()) return cluster::ToGrpc(prefill_worker.status());
   const bool remote = !prefill_worker->empty();
   const std::string id = er.request_id;

@@ -1,6 +1,7 @@
 #include "tandem/backend/cuda_gemm.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "gemm/bf16_gemv.cuh"
@@ -116,60 +117,64 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
   Event start, stop;
   absl::Status timed = start.Create(true);
   if (timed.ok()) timed = stop.Create(true);
+  const size_t reps = std::max<size_t>(ws.size(), 10);
+  // Milliseconds for run(1..reps) after an untimed run(0) (the weights cycle through `ws`); nullopt
+  // when run(0) reports it cannot run the shape.
+  auto time_runs = [&](auto&& run) -> absl::StatusOr<std::optional<float>> {
+    if (!run(size_t{0})) return std::optional<float>();
+    cudaEventRecord(start.get(), stream);
+    for (size_t r = 1; r <= reps; ++r) run(r);
+    cudaEventRecord(stop.get(), stream);
+    if (const cudaError_t e = cudaEventSynchronize(stop.get()); e != cudaSuccess) {
+      return CudaStatus(e, "cudaEventSynchronize (GEMM tuning)", __FILE__, __LINE__);
+    }
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start.get(), stop.get());
+    return std::optional<float>(ms);
+  };
   float best_ms = 0;
   bool have_best = false;
   const float alpha = 1.0f, beta = 0.0f;
   for (size_t i = 0; timed.ok() && i < candidates.size(); ++i) {
     const cublasLtMatmulAlgo_t* algo = &candidates[i].algo;
-    auto run = [&](size_t r) {
+    absl::StatusOr<std::optional<float>> ms = time_runs([&](size_t r) {
       return cublasLtMatmul(handle_, plan.desc, &alpha, ws[r % ws.size()], plan.a, x, plan.b, &beta, out, plan.c,
-                            out, plan.c, algo, workspace_->data(), workspace_->size(), stream);
-    };
-    if (run(0) != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that cannot run this shape is skipped
-    const size_t reps = std::max<size_t>(ws.size(), 10);
-    cudaEventRecord(start.get(), stream);
-    for (size_t r = 1; r <= reps; ++r) run(r);
-    cudaEventRecord(stop.get(), stream);
-    if (const cudaError_t e = cudaEventSynchronize(stop.get()); e != cudaSuccess) {
-      timed = CudaStatus(e, "cudaEventSynchronize (GEMM tuning)", __FILE__, __LINE__);
-      break;
-    }
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start.get(), stop.get());
-    if (!have_best || ms < best_ms) {
+                            out, plan.c, algo, workspace_->data(), workspace_->size(), stream) == CUBLAS_STATUS_SUCCESS;
+    });
+    if (!ms.ok()) {
+      timed = ms.status();
+    } else if (ms->has_value() && (!have_best || **ms < best_ms)) {  // a candidate that cannot run is skipped
       have_best = true;
-      best_ms = ms;
+      best_ms = **ms;
       plan.algo = *algo;
     }
-  }
-  if (!timed.ok()) {
-    Destroy(plan);
-    return timed;
   }
   // At m <= 8 the GEMV kernel (kernels/gemm/bf16_gemv.cuh) is timed the same way and runs when it is
   // at least kGemvMargin faster: close calls stay with cuBLASLt, so that two processes (an aggregated
   // and a disaggregated worker) rarely choose differently for the same shape by timing noise.
   gemv_.erase(key);
-  if (have_best && kernels::Bf16GemvSupported(m, n, k)) {
-    const size_t reps = std::max<size_t>(ws.size(), 10);
-    cudaError_t e = kernels::Bf16Gemv(x, ws[0], out, out_fp32, m, n, k, stream);
-    if (e == cudaSuccess) e = cudaEventRecord(start.get(), stream);
-    for (size_t r = 1; e == cudaSuccess && r <= reps; ++r) {
-      e = kernels::Bf16Gemv(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
+  if (timed.ok() && have_best && kernels::Bf16GemvSupported(m, n, k)) {
+    cudaError_t launched = cudaSuccess;
+    absl::StatusOr<std::optional<float>> gemv_ms = time_runs([&](size_t r) {
+      if (launched == cudaSuccess) launched = kernels::Bf16Gemv(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
+      return launched == cudaSuccess;
+    });
+    if (!gemv_ms.ok()) {
+      timed = gemv_ms.status();
+    } else if (launched != cudaSuccess) {
+      timed = CudaStatus(launched, "bf16 GEMV (GEMM tuning)", __FILE__, __LINE__);
+    } else {
+      const double us = 1000.0 / static_cast<double>(reps);
+      const bool faster = **gemv_ms * kGemvMargin < best_ms;
+      TLOG_INFO("GEMM m={} n={} k={}{}: cuBLASLt {:.1f} us, GEMV {:.1f} us per call ({:.2f} TB/s): {}", m, n, k,
+                out_fp32 ? " (fp32 out)" : "", best_ms * us, **gemv_ms * us,
+                2.0 * n * k / (**gemv_ms * us * 1e-6) / 1e12, faster ? "GEMV" : "cuBLASLt");
+      if (faster) gemv_.insert(key);
     }
-    if (e == cudaSuccess) e = cudaEventRecord(stop.get(), stream);
-    if (e == cudaSuccess) e = cudaEventSynchronize(stop.get());
-    if (e != cudaSuccess) {
-      Destroy(plan);
-      return CudaStatus(e, "bf16 GEMV (GEMM tuning)", __FILE__, __LINE__);
-    }
-    float gemv_ms = 0;
-    cudaEventElapsedTime(&gemv_ms, start.get(), stop.get());
-    const double us = 1000.0 / static_cast<double>(reps);
-    TLOG_INFO("GEMM m={} n={} k={}{}: cuBLASLt {:.1f} us, GEMV {:.1f} us per call ({:.2f} TB/s): {}", m, n, k,
-              out_fp32 ? " (fp32 out)" : "", best_ms * us, gemv_ms * us,
-              2.0 * n * k / (gemv_ms * us * 1e-6) / 1e12, gemv_ms * kGemvMargin < best_ms ? "GEMV" : "cuBLASLt");
-    if (gemv_ms * kGemvMargin < best_ms) gemv_.insert(key);
+  }
+  if (!timed.ok()) {
+    Destroy(plan);
+    return timed;
   }
   if (auto it = plans_.find(key); it != plans_.end()) Destroy(it->second);
   plans_[key] = plan;
