@@ -163,8 +163,8 @@ int Main(int argc, char** argv) {
   std::printf("model: %s, %d layers, tp %d, %.2f GB of weights per rank (%s: %d linears in NVFP4), KV pool %d blocks of %d\n",
               c.name.c_str(), c.num_layers, tp, weight_bytes / 1e9, weights.c_str(), r.num_nvfp4_matrices(),
               spec.num_blocks, spec.block_size);
-  // One step through the executor: every sequence asks for its argmax only (greedy).
-  auto run_step = [&](const std::vector<SequenceStep>& steps) {
+  // One step through the executor: every row sampled on the GPU, as `sampling` says (null: greedy).
+  auto run_step = [&](const std::vector<SequenceStep>& steps, const RowSampling* sampling = nullptr) {
     engine::StepPlan plan;
     for (const SequenceStep& st : steps) {
       engine::ExecSequence e;
@@ -173,6 +173,7 @@ int Main(int argc, char** argv) {
       e.block_table = std::span<const kvcache::BlockId>(st.block_table.data(), st.block_table.size());
       e.needs_logits = st.needs_logits;
       e.needs_full_logits = false;
+      e.sampling = sampling;
       plan.num_tokens += static_cast<int32_t>(st.token_ids.size());
       plan.num_logit_rows += st.needs_logits ? 1 : 0;
       plan.seqs.push_back(e);
@@ -190,6 +191,9 @@ int Main(int argc, char** argv) {
   };
   std::vector<Row> rows;
   const int context = 1024;
+  // A typical chat request's draw (a radix select per row on the GPU, sample_rows.cu).
+  const RowSampling draw{.greedy = false, .temperature = 0.8f, .top_p = 0.95f, .uniform = 0.5};
+  const RowSampling* const samplings[] = {nullptr, &draw};
   const int blocks_per_seq = (context + spec.block_size) / spec.block_size;
   for (int batch : {1, 8, 64, 256}) {
     if (batch * blocks_per_seq > spec.num_blocks) continue;
@@ -200,28 +204,31 @@ int Main(int argc, char** argv) {
       st.start_position = context - 1;
       for (int b = 0; b < blocks_per_seq; ++b) st.block_table.push_back(s * blocks_per_seq + b);
       st.needs_logits = true;
-      st.needs_full_logits = false;  // greedy: only the argmax leaves the GPU
+      st.needs_full_logits = false;  // sampled on the GPU: only the token leaves it
     }
-    std::vector<double> times;
-    // TANDEM_BENCH_PROFILE_BATCH=N: the timed steps of batch N between cudaProfilerStart and Stop, for
-    // a profiler started with the capture off, e.g. the GPU time of whole replayed graphs:
-    //   ncu --profile-from-start off --graph-profiling graph --metrics gpu__time_duration.sum -c 3
-    const char* profile = std::getenv("TANDEM_BENCH_PROFILE_BATCH");
-    const bool profiled = profile != nullptr && std::atoi(profile) == batch;
-    for (int i = 0; i < 25; ++i) {
-      if (profiled && i == 3) cudaProfilerStart();
-      times.push_back(run_step(steps));
+    for (const RowSampling* sampling : samplings) {
+      std::vector<double> times;
+      // TANDEM_BENCH_PROFILE_BATCH=N: the timed steps of batch N between cudaProfilerStart and Stop, for
+      // a profiler started with the capture off, e.g. the GPU time of whole replayed graphs:
+      //   ncu --profile-from-start off --graph-profiling graph --metrics gpu__time_duration.sum -c 3
+      const char* profile = std::getenv("TANDEM_BENCH_PROFILE_BATCH");
+      const bool profiled = profile != nullptr && std::atoi(profile) == batch && sampling == nullptr;
+      for (int i = 0; i < 25; ++i) {
+        if (profiled && i == 3) cudaProfilerStart();
+        times.push_back(run_step(steps, sampling));
+      }
+      if (profiled) cudaProfilerStop();
+      times.erase(times.begin(), times.begin() + 3);  // graph capture and warm-up
+      const double kv_bytes =
+          static_cast<double>(batch) * context * spec.num_layers * 2.0 * spec.num_kv_heads * spec.head_dim * 2.0;
+      const double floor_s = (weight_bytes + kv_bytes) / copy_bw;
+      const double t = Median(times);
+      char extra[128];
+      std::snprintf(extra, sizeof extra, "%.0f%% of floor, %.0f tok/s, KV %.2f GB", 100.0 * floor_s / t, batch / t,
+                    kv_bytes / 1e9);
+      const std::string how = sampling == nullptr ? " greedy" : " T 0.8 top_p 0.95";
+      rows.push_back({"decode b=" + std::to_string(batch) + " ctx=1K" + how, t * 1e3, floor_s * 1e3, extra});
     }
-    if (profiled) cudaProfilerStop();
-    times.erase(times.begin(), times.begin() + 3);  // graph capture and warm-up
-    const double kv_bytes =
-        static_cast<double>(batch) * context * spec.num_layers * 2.0 * spec.num_kv_heads * spec.head_dim * 2.0;
-    const double floor_s = (weight_bytes + kv_bytes) / copy_bw;
-    const double t = Median(times);
-    char extra[128];
-    std::snprintf(extra, sizeof extra, "%.0f%% of floor, %.0f tok/s, KV %.2f GB", 100.0 * floor_s / t, batch / t,
-                  kv_bytes / 1e9);
-    rows.push_back({"decode b=" + std::to_string(batch) + " ctx=1K", t * 1e3, floor_s * 1e3, extra});
   }
   for (int tokens : {1024, 4096, 8192}) {
     if (tokens > options.max_num_tokens) continue;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """On a GPU machine: `tandem serve` aggregated (one CUDA engine in process) against `tandem serve -c
 configs/gpu-1gpu-1p1d.yaml` (a prefill and a decode worker sharing one GPU, KV over UCX cuda_ipc),
-greedy, on prompts of 10 to ~2000 tokens; prints whether each completion is the same, the KV bytes the
+greedy (and seeded sampling), on prompts of 10 to ~2000 tokens; prints whether each completion is the same, the KV bytes the
 workers moved (frontend /metrics) and TTFT side by side. Standard library only (the GPU machines have
 no `requests`). Usage: serve_disagg_check.py TANDEM_BINARY MODEL [CONFIG]
 $TANDEM_SERVE_SETS: "key=value ..." applied to both servers (e.g. dummy weights with a tokenizer
@@ -90,6 +90,22 @@ def main():
             print(f"{'same' if ok else 'DIFF'}  prompt {a['usage']['prompt_tokens']:5d} tokens: {td[:60]!r}"
                   + ("" if ok else f"  (aggregated: {ta[:60]!r})"))
         print(f"disaggregated == aggregated on {same} of {len(prompts)} prompts")
+        # Seeded sampling on the GPU: a request's draws depend on its seed only, so both servers (and a
+        # repeat) give the same text unless the logits themselves differ.
+        same = repeat = 0
+        sampled = prompts[:10]
+        for k, p in enumerate(sampled):
+            body = {"prompt": p, "max_tokens": 32, "temperature": 0.8, "top_p": 0.95, "top_k": 200, "seed": 1000 + k}
+            a = post("http://127.0.0.1:8100/v1/completions", dict(body, model=model_id("http://127.0.0.1:8100")))
+            d = post("http://127.0.0.1:8200/v1/completions", dict(body, model=model_id("http://127.0.0.1:8200")))
+            d2 = post("http://127.0.0.1:8200/v1/completions", dict(body, model=model_id("http://127.0.0.1:8200")))
+            ta, td, td2 = (r["choices"][0]["text"] for r in (a, d, d2))
+            same += ta == td
+            repeat += td == td2
+            print(f"{'same' if ta == td else 'DIFF'}  sampled, seed {1000 + k}: {td[:50]!r}"
+                  + ("" if ta == td else f"  (aggregated: {ta[:50]!r})"))
+        print(f"sampled (T 0.8, top_p 0.95, top_k 200, seeded): disaggregated == aggregated on {same} of "
+              f"{len(sampled)}, a repeat equal on {repeat} of {len(sampled)}")
         with urllib.request.urlopen("http://127.0.0.1:8200/metrics", timeout=10) as r:
             for line in r.read().decode().splitlines():
                 if re.match(r"tandem_worker_(kv_transfer_(bytes|blocks)_total|kv_transfer_bandwidth|kv_blocks_used)", line):

@@ -64,6 +64,7 @@ absl::StatusOr<BatchPlan> PlanBatch(const std::vector<SequenceStep>& steps, int 
       plan.logits_token_index.push_back(plan.num_tokens - 1);
       plan.logits_seq.push_back(static_cast<int32_t>(s));
       plan.logits_full.push_back(step.needs_full_logits ? 1 : 0);
+      plan.logits_sampling.push_back(step.needs_full_logits ? nullptr : step.sampling);
     }
   }
   plan.block_tables.assign(static_cast<size_t>(plan.num_seqs) * plan.max_blocks_per_seq, -1);

@@ -51,6 +51,7 @@ void FillSequenceSteps(const StepPlan& plan, std::vector<backend::SequenceStep>*
     step.block_table.assign(in.block_table.begin(), in.block_table.end());
     step.needs_logits = in.needs_logits;
     step.needs_full_logits = in.needs_full_logits;
+    step.sampling = in.sampling;
   }
 }
 

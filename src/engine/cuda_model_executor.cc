@@ -21,11 +21,11 @@ absl::StatusOr<std::span<const float>> CudaModelExecutor::Execute(const StepPlan
     return absl::InternalError(absl::StrCat("step plan asks for ", plan.num_logit_rows,
                                             " logits rows, the CUDA runner planned ", batch.num_logits()));
   }
-  argmax_ = {};
+  tokens_ = {};
   absl::StatusOr<backend::CudaStepOutput> out = runner_->Forward(batch, layer_hook_.Begin(plan));
   layer_hook_.End();
   if (!out.ok()) return out.status();
-  argmax_ = out->argmax;
+  tokens_ = out->tokens;
   return out->logits;
 }
 

@@ -12,15 +12,15 @@
 namespace tandem::engine {
 namespace {
 
-// Whether the sampler needs the sequence's whole logits row this step. Not when the token is the
-// plain argmax of the raw logits (sampler.h, steps 1-4 all no-ops): greedy (or top_k 1) with no
-// logit_bias, no penalties, no logprobs, and nothing masked by min_tokens any more.
-bool NeedsHostSampling(const Sequence& s) {
+// Whether the sequence's token this step is the plain argmax of the raw logits (sampler.h, steps 1-4
+// all no-ops): greedy (or top_k 1) with no logit_bias, no penalties, no logprobs, and nothing masked
+// by min_tokens any more.
+bool ArgmaxOnly(const Sequence& s) {
   const SamplingParams& p = *s.params;
   const bool argmax_only = (p.greedy() || p.top_k == 1) && p.logit_bias.empty() && p.repetition_penalty == 1.0f &&
                            p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f && !p.logprobs.has_value() &&
                            static_cast<int32_t>(s.output().size()) >= p.min_tokens;
-  return !argmax_only;
+  return argmax_only;
 }
 
 }  // namespace
@@ -206,6 +206,9 @@ absl::StatusOr<bool> Engine::Step() {
     return out.num_preempted > 0;
   }
   plan_.seqs.resize(out.seqs.size());
+  row_sampling_.resize(out.seqs.size());
+  const std::span<const int32_t> eos(config_.scheduler.eos_token_ids);
+  const bool device_sampling = executor_->samples_rows();
   for (size_t i = 0; i < out.seqs.size(); ++i) {
     const ScheduledSeq& e = out.seqs[i];
     ExecSequence& x = plan_.seqs[i];
@@ -214,7 +217,20 @@ absl::StatusOr<bool> Engine::Step() {
     x.start_position = e.start_pos;
     x.block_table = e.seq->blocks.blocks;
     x.needs_logits = e.needs_logits;
-    x.needs_full_logits = NeedsHostSampling(*e.seq);
+    // The executor samples a row unless it cannot (the engine then samples every row from the logits)
+    // or the request wants logprobs; the plain argmax needs no description.
+    const bool argmax_only = ArgmaxOnly(*e.seq);
+    x.needs_full_logits = !argmax_only && (!device_sampling || e.seq->params->logprobs.has_value());
+    x.sampling = nullptr;
+    if (e.needs_logits && !x.needs_full_logits && !argmax_only) {
+      sampler_.Describe(SamplerInput{.params = e.seq->params.get(),
+                                     .prompt = e.seq->prompt(),
+                                     .output = e.seq->output(),
+                                     .seed = e.seq->rng_seed,
+                                     .eos_token_ids = eos},
+                        vocab_size_, &row_sampling_[i]);
+      x.sampling = &row_sampling_[i];
+    }
     x.request_id = e.seq->request_id;
     x.kv_role = e.seq->kv_role;
   }
@@ -225,6 +241,10 @@ absl::StatusOr<bool> Engine::Step() {
   if (logits.ok() && logits->size() != static_cast<size_t>(out.num_logit_rows) * vocab_size_) {
     logits = absl::InternalError(absl::StrCat("executor returned ", logits->size(), " logits, expected ",
                                               out.num_logit_rows, " x ", vocab_size_));
+  }
+  if (logits.ok() && device_sampling && executor_->LastSampled().size() != static_cast<size_t>(out.num_logit_rows)) {
+    logits = absl::InternalError(absl::StrCat("executor sampled ", executor_->LastSampled().size(),
+                                              " rows, expected ", out.num_logit_rows));
   }
   if (!logits.ok()) {
     const absl::Status status = Annotate(logits.status(), absl::StrCat("engine step ", out.step));
@@ -244,13 +264,12 @@ absl::StatusOr<bool> Engine::Step() {
 
   sampled_.resize(static_cast<size_t>(out.num_logit_rows));
   results_.resize(static_cast<size_t>(out.num_logit_rows));
-  const std::span<const int32_t> eos(config_.scheduler.eos_token_ids);
-  const std::span<const int32_t> argmax = executor_->LastArgmax();
+  const std::span<const int32_t> device_tokens = executor_->LastSampled();
   for (const ScheduledSeq& e : out.seqs) {
     if (!e.needs_logits) continue;
     const Sequence& s = *e.seq;
-    if (!argmax.empty() && !plan_.seqs[static_cast<size_t>(&e - out.seqs.data())].needs_full_logits) {
-      results_[e.logit_row] = SampleResult{.token = argmax[static_cast<size_t>(e.logit_row)]};
+    if (device_sampling && !plan_.seqs[static_cast<size_t>(&e - out.seqs.data())].needs_full_logits) {
+      results_[e.logit_row] = SampleResult{.token = device_tokens[static_cast<size_t>(e.logit_row)]};
       sampled_[e.logit_row] = results_[e.logit_row].token;
       continue;
     }

@@ -43,48 +43,67 @@ double UniformDraw(uint64_t seed, uint64_t counter) {
 
 uint64_t DeriveSeed(uint64_t seed, uint64_t stream) { return SplitMix64(seed ^ SplitMix64(~stream)); }
 
+void Sampler::Describe(const SamplerInput& input, int32_t vocab, backend::RowSampling* out) {
+  const SamplingParams& p = *input.params;
+  out->greedy = p.greedy() || p.top_k == 1;
+  out->temperature = p.temperature;
+  out->top_k = p.top_k;
+  out->top_p = p.top_p;
+  out->min_p = p.min_p;
+  out->repetition_penalty = p.repetition_penalty;
+  out->presence_penalty = p.presence_penalty;
+  out->frequency_penalty = p.frequency_penalty;
+  out->uniform = out->greedy ? 0.0 : UniformDraw(input.seed, input.output.size());
+  out->edits.clear();
+  if (slot_.size() != static_cast<size_t>(vocab)) slot_.assign(static_cast<size_t>(vocab), -1);
+  std::vector<backend::LogitEdit>& edits = out->edits;
+  auto edit = [&](int32_t t) -> backend::LogitEdit* {
+    if (t < 0 || t >= vocab) return nullptr;
+    if (slot_[t] < 0) {
+      slot_[t] = static_cast<int32_t>(edits.size());
+      edits.push_back({.token = t});
+    }
+    return &edits[static_cast<size_t>(slot_[t])];
+  };
+  for (const auto& [token, bias] : p.logit_bias) {
+    if (backend::LogitEdit* e = edit(token)) e->bias += bias;
+  }
+  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    for (int32_t t : input.output) {
+      if (backend::LogitEdit* e = edit(t)) {
+        ++e->count;
+        e->repetition = true;
+      }
+    }
+    if (p.repetition_penalty != 1.0f) {
+      for (int32_t t : input.prompt) {
+        if (backend::LogitEdit* e = edit(t)) e->repetition = true;
+      }
+    }
+  }
+  if (static_cast<int32_t>(input.output.size()) < p.min_tokens) {
+    if (!p.ignore_eos) {
+      for (int32_t t : input.eos_token_ids) {
+        if (backend::LogitEdit* e = edit(t)) e->masked = true;
+      }
+    }
+    for (int32_t t : p.stop_token_ids) {
+      if (backend::LogitEdit* e = edit(t)) e->masked = true;
+    }
+  }
+  for (const backend::LogitEdit& e : edits) slot_[e.token] = -1;
+}
+
 SampleResult Sampler::Sample(std::span<const float> logits, const SamplerInput& input) {
   const SamplingParams& p = *input.params;
   const int32_t vocab = static_cast<int32_t>(logits.size());
   SampleResult result;
 
+  Describe(input, vocab, &row_);
   work_.assign(logits.begin(), logits.end());
-  for (const auto& [token, bias] : p.logit_bias) work_[token] += bias;
+  for (const backend::LogitEdit& e : row_.edits) work_[e.token] = row_.Edit(work_[e.token], e);
 
-  const bool penalties =
-      p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
-  if (penalties) {
-    counts_.assign(static_cast<size_t>(vocab), 0);
-    seen_.assign(static_cast<size_t>(vocab), 0);
-    for (int32_t t : input.output) {
-      if (t >= 0 && t < vocab) {
-        ++counts_[t];
-        seen_[t] = 1;
-      }
-    }
-    if (p.repetition_penalty != 1.0f) {
-      for (int32_t t : input.prompt) {
-        if (t >= 0 && t < vocab) seen_[t] = 1;
-      }
-    }
-    for (int32_t t = 0; t < vocab; ++t) {
-      if (!seen_[t]) continue;
-      float& x = work_[t];
-      if (p.repetition_penalty != 1.0f) x = x > 0.0f ? x / p.repetition_penalty : x * p.repetition_penalty;
-      if (counts_[t] > 0) x -= p.presence_penalty + p.frequency_penalty * static_cast<float>(counts_[t]);
-    }
-  }
-
-  if (static_cast<int32_t>(input.output.size()) < p.min_tokens) {
-    if (!p.ignore_eos) {
-      for (int32_t t : input.eos_token_ids) {
-        if (t >= 0 && t < vocab) work_[t] = kNegInf;
-      }
-    }
-    for (int32_t t : p.stop_token_ids) work_[t] = kNegInf;
-  }
-
-  if (p.greedy() || p.top_k == 1) {
+  if (row_.greedy) {
     result.token = Argmax(work_);
   } else {
     const float inv_t = 1.0f / p.temperature;
@@ -98,6 +117,7 @@ SampleResult Sampler::Sample(std::span<const float> logits, const SamplerInput& 
     if (p.top_k > 0 && p.top_k < vocab) {
       std::nth_element(candidates_.begin(), candidates_.begin() + p.top_k, candidates_.end(), before);
       candidates_.resize(static_cast<size_t>(p.top_k));
+      if (!need_sorted) std::sort(candidates_.begin(), candidates_.end());  // the draw walks ascending ids
     }
     if (need_sorted) std::sort(candidates_.begin(), candidates_.end(), before);
     float max_logit = kNegInf;
@@ -132,7 +152,7 @@ SampleResult Sampler::Sample(std::span<const float> logits, const SamplerInput& 
       total = 0.0;
       for (size_t j = 0; j < keep; ++j) total += probs_[j];
     }
-    const double u = UniformDraw(input.seed, input.output.size()) * total;
+    const double u = row_.uniform * total;
     double cum = 0.0;
     size_t chosen = keep;
     for (size_t i = 0; i < keep; ++i) {

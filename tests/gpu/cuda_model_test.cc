@@ -128,9 +128,9 @@ void RunAgainstCpu(const std::string& label, const model::LoadedModel& loaded, i
     auto got = (*gpu)->Forward(*gpu_plan);
     ASSERT_TRUE(got.ok()) << got.status();
     ASSERT_EQ(got->logits.size(), want->size());
-    ASSERT_EQ(got->argmax.size(), static_cast<size_t>(gpu_plan->num_logits()));
+    ASSERT_EQ(got->tokens.size(), static_cast<size_t>(gpu_plan->num_logits()));
     const std::vector<float> got_rows(got->logits.begin(), got->logits.end());
-    const std::vector<int32_t> got_argmax(got->argmax.begin(), got->argmax.end());
+    const std::vector<int32_t> got_argmax(got->tokens.begin(), got->tokens.end());
     for (size_t r = 0; r < got_argmax.size(); ++r) {  // the device argmax is the argmax of the row it returned
       const float* row = got_rows.data() + r * static_cast<size_t>(vocab);
       EXPECT_EQ(got_argmax[r], std::max_element(row, row + vocab) - row) << label << ": step " << step << ", row " << r;
@@ -141,7 +141,7 @@ void RunAgainstCpu(const std::string& label, const model::LoadedModel& loaded, i
       ASSERT_EQ(eager->logits.size(), got_rows.size());
       EXPECT_TRUE(std::equal(got_rows.begin(), got_rows.end(), eager->logits.begin()))
           << label << ": decode step " << step << " from the CUDA graph differs from the eager step";
-      EXPECT_TRUE(std::equal(got_argmax.begin(), got_argmax.end(), eager->argmax.begin()));
+      EXPECT_TRUE(std::equal(got_argmax.begin(), got_argmax.end(), eager->tokens.begin()));
     }
     int logit_row = 0;
     for (int s = 0; s < static_cast<int>(plan_steps.size()); ++s) {

@@ -16,7 +16,7 @@
 #include "gpu_test_util.h"
 #include "norm/rmsnorm.cuh"
 #include "rope/rope_kv.cuh"
-#include "sampling/argmax.cuh"
+#include "sampling/sample_rows.cuh"
 #include "tandem/backend/batch.h"
 #include "tandem/backend/cpu_backend.h"
 #include "tandem/backend/sequence_runner.h"
@@ -122,9 +122,13 @@ TEST_P(TokensTest, ArgmaxIsTheLowestIndexOfTheMaximum) {
     row[a] = row[b] = 31.f + static_cast<float>(r % 3);
   }
   DeviceBuffer d_x(x.size() * 4), d_out(static_cast<size_t>(rows) * 4);
+  DeviceBuffer d_params(static_cast<size_t>(rows) * sizeof(kernels::SampleRowParams));
   Upload(d_x, x);
+  Upload(d_params, std::vector<kernels::SampleRowParams>(static_cast<size_t>(rows)));  // the plain argmax
   Poison(d_out);
-  ASSERT_EQ(kernels::ArgmaxRows(d_x.as<float>(), rows, cols, d_out.as<int32_t>(), nullptr), cudaSuccess);
+  ASSERT_EQ(kernels::SampleRows(d_x.as<float>(), rows, cols, d_params.as<kernels::SampleRowParams>(),
+                                d_out.as<int32_t>(), nullptr),
+            cudaSuccess);
   const auto got = Download<int32_t>(d_out, static_cast<size_t>(rows));
   for (int r = 0; r < rows; ++r) {
     EXPECT_EQ(got[static_cast<size_t>(r)], backend::Argmax(&x[static_cast<size_t>(r) * cols], cols)) << "row " << r;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tandem/backend/row_sampling.h"
 
 namespace tandem::backend {
 
@@ -16,9 +17,10 @@ struct SequenceStep {
   int32_t start_position = 0;        // tokens of this sequence already in the KV cache
   std::vector<int32_t> block_table;  // physical block ids covering positions [0, start + new)
   bool needs_logits = true;          // logits for the last new token (end of prompt chunk, or decode)
-  // The whole logits row must reach the host (sampling there); false: its argmax is enough (greedy
-  // without penalties or logprobs), so a device backend need not copy the row out.
+  // The whole logits row must reach the host (sampling there); false: a device backend samples the
+  // row where it is, as `sampling` says (null: the plain argmax), and need not copy it out.
   bool needs_full_logits = true;
+  const RowSampling* sampling = nullptr;  // owned by the caller, valid during the step
 };
 
 // Everything the kernels need, flattened. num_tokens = sum of new tokens over the sequences.
@@ -39,6 +41,7 @@ struct BatchPlan {
   std::vector<int32_t> logits_token_index;  // [num_logits] token rows whose logits are returned
   std::vector<int32_t> logits_seq;          // [num_logits] sequence of each logits row
   std::vector<uint8_t> logits_full;         // [num_logits] 1: the row's full logits go to the host
+  std::vector<const RowSampling*> logits_sampling;  // [num_logits] SequenceStep::sampling of the row
 
   int num_logits() const { return static_cast<int>(logits_token_index.size()); }
 };

@@ -54,7 +54,9 @@ struct CudaModelRunnerOptions {
 // What one step returns, in pinned host memory valid until the next step.
 struct CudaStepOutput {
   std::span<const float> logits;    // [num_logits, vocab] fp32; rows whose plan.logits_full is 0 are stale
-  std::span<const int32_t> argmax;  // [num_logits] argmax of each row, lowest id on ties (computed on the GPU)
+  // [num_logits] each row's token, sampled on the GPU as plan.logits_sampling says (the plain argmax,
+  // lowest id on ties, for rows whose plan.logits_full is 1: the host samples those).
+  std::span<const int32_t> tokens;
 };
 
 class CudaModelRunner {
@@ -77,7 +79,7 @@ class CudaModelRunner {
   const model::ModelConfig& config() const;
   const CudaModelRunnerOptions& options() const;
   KvPool& kv_pool();
-  // False on tensor-parallel ranks other than 0: their steps return no logits and no argmax.
+  // False on tensor-parallel ranks other than 0: their steps return no logits and no tokens.
   bool computes_logits() const;
   // Bytes of weights on the device.
   size_t weight_bytes() const;
@@ -89,7 +91,7 @@ class CudaModelRunner {
   absl::StatusOr<BatchPlan> Plan(const std::vector<SequenceStep>& steps) const;
 
   // Runs one step: writes every new token's K/V and returns, for the logits rows the plan asked for
-  // (plan order), each row's argmax and, where plan.logits_full says so, the whole fp32 row.
+  // (plan order), each row's token sampled on the GPU and, where plan.logits_full says so, the whole fp32 row.
   // `on_layer_done` (optional) is called for each layer in order once that layer's K/V writes have
   // completed on the device; the launches of later layers are already queued, so the GPU never
   // waits for the host.

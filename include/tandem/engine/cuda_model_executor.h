@@ -23,7 +23,8 @@ class CudaModelExecutor final : public ModelExecutor {
   int32_t block_size() const override;
   absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
   absl::Status SetLayerDoneCallback(LayerDoneCallback callback, LayerStepFilter wants = nullptr) override;
-  std::span<const int32_t> LastArgmax() const override { return argmax_; }
+  bool samples_rows() const override { return true; }
+  std::span<const int32_t> LastSampled() const override { return tokens_; }
   backend::KvPool* kv_pool() override { return &runner_->kv_pool(); }
   int kv_device() const override { return runner_->options().device; }
   std::string model_name() const override { return runner_->config().name; }
@@ -33,7 +34,7 @@ class CudaModelExecutor final : public ModelExecutor {
  private:
   std::unique_ptr<backend::CudaModelRunner> runner_;
   std::vector<backend::SequenceStep> steps_;
-  std::span<const int32_t> argmax_;  // of the last Execute (the runner's pinned memory)
+  std::span<const int32_t> tokens_;  // of the last Execute (the runner's pinned memory)
   LayerHook layer_hook_;
 };
 

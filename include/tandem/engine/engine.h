@@ -137,6 +137,7 @@ class Engine {
   StepPlan plan_;
   std::vector<int32_t> sampled_;
   std::vector<SampleResult> results_;
+  std::vector<backend::RowSampling> row_sampling_;  // [step sequences] rows the executor samples
   std::vector<RequestOutput> outputs_;
   std::vector<RemoteKvRequest> remote_kv_requests_;
 };

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tandem/backend/row_sampling.h"
 #include "tandem/engine/sequence.h"
 #include "tandem/kvcache/block_pool.h"
 
@@ -27,9 +28,10 @@ struct ExecSequence {
   int32_t start_position = 0;                     // tokens of this sequence already in the KV cache
   std::span<const kvcache::BlockId> block_table;  // covers positions [0, start + new tokens)
   bool needs_logits = false;                      // logits for the last new token
-  // The engine samples this row on the host from the full logits (false: greedy with nothing that
-  // changes the argmax, so the executor's LastArgmax() is the token and the row may stay on the device).
+  // The engine samples this row on the host from the full logits. False: the executor samples it where
+  // the logits are, as `sampling` says (null: the plain argmax), and LastSampled() has the token.
   bool needs_full_logits = true;
+  const backend::RowSampling* sampling = nullptr;  // owned by the engine, valid during Execute
   std::string_view request_id;                    // the sequence's request (valid during Execute)
   KvRole kv_role = KvRole::kLocal;
 };
@@ -59,11 +61,14 @@ class ModelExecutor {
   // Runs `plan`, writing every new token's K/V into its blocks. Returns the logits
   // [plan.num_logit_rows, vocab_size] fp32 row-major, rows in the order of the sequences that need
   // them; the span stays valid until the next Execute.
-  // Rows of sequences with needs_full_logits false may hold stale values when LastArgmax() is not empty.
+  // Rows of sequences with needs_full_logits false may hold stale values when samples_rows() is true.
   virtual absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) = 0;
-  // The argmax (lowest id on ties) of every logits row of the last Execute, [num_logit_rows], computed
-  // where the logits are (on the GPU); empty when this executor leaves it to the engine.
-  virtual std::span<const int32_t> LastArgmax() const { return {}; }
+  // Whether Execute samples the rows whose needs_full_logits is false where the logits are (the CUDA
+  // executor, on the GPU); false: every row's logits come back and the engine samples them all.
+  virtual bool samples_rows() const { return false; }
+  // With samples_rows(): the last Execute's token of every logits row, [num_logit_rows] (meaningful
+  // for rows whose needs_full_logits was false).
+  virtual std::span<const int32_t> LastSampled() const { return {}; }
   // The KV pools Execute writes (a worker registers them with its KV transport), or null when the
   // executor exposes none.
   virtual backend::KvPool* kv_pool() { return nullptr; }

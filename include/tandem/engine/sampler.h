@@ -6,8 +6,13 @@
 //   outputs exist, EOS (unless ignore_eos) and stop_token_ids are masked to -inf;
 //   4. greedy: argmax (lowest id on ties); otherwise logits / temperature, top_k, softmax, min_p
 //   (drop p < min_p * p_max), top_p (smallest set, by descending p, whose mass reaches top_p),
-//   then one draw. Logprobs are the model's raw log-softmax (before steps 1-4), as vLLM returns
-//   by default.
+//   then one draw, walking the kept tokens by descending logit (ascending id on ties) when top_p < 1
+//   and by ascending id otherwise. Logprobs are the model's raw log-softmax (before steps 1-4), as
+//   vLLM returns by default.
+//
+// Steps 1-3 and the parameters of step 4 are data (backend::RowSampling, from Describe): the CPU
+// applies them here, the CUDA backend on the GPU (kernels/sampling/sample_rows.cuh) with the same
+// draw, so a seeded request gets the same tokens on both up to rounding at a boundary.
 //
 // Randomness is counter-based: draw k of a sequence uses SplitMix64(seed, k), where k is the
 // number of output tokens so far. The draw depends only on the seed and the sequence's own
@@ -19,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "tandem/backend/row_sampling.h"
 #include "tandem/engine/sampling_params.h"
 
 namespace tandem::engine {
@@ -51,13 +57,16 @@ class Sampler {
  public:
   // `logits`: [vocab] fp32, one sequence's row.
   SampleResult Sample(std::span<const float> logits, const SamplerInput& input);
+  // How to sample the input's next token from a row of `vocab` logits: its edits (steps 1-3, one per
+  // token they touch), the parameters of step 4 and the draw. Logprobs are not part of it.
+  void Describe(const SamplerInput& input, int32_t vocab, backend::RowSampling* out);
 
  private:
   std::vector<float> work_;          // [vocab] processed logits
   std::vector<int32_t> candidates_;  // token ids still in play
   std::vector<float> probs_;         // their probabilities, same order
-  std::vector<int32_t> counts_;      // [vocab] output-token counts (penalties)
-  std::vector<uint8_t> seen_;        // [vocab] prompt-or-output membership (repetition penalty)
+  std::vector<int32_t> slot_;        // [vocab] index of the token's edit, -1 for none (reset after use)
+  backend::RowSampling row_;         // the current Sample's description
 };
 
 }  // namespace tandem::engine

@@ -41,7 +41,8 @@ class TensorParallelExecutor final : public ModelExecutor {
   int32_t num_kv_blocks() const override { return num_kv_blocks_; }  // the fewest of any rank
   int32_t block_size() const override { return ranks_.front()->block_size(); }
   absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
-  std::span<const int32_t> LastArgmax() const override { return ranks_.front()->LastArgmax(); }
+  bool samples_rows() const override { return ranks_.front()->samples_rows(); }
+  std::span<const int32_t> LastSampled() const override { return ranks_.front()->LastSampled(); }
   std::string model_name() const override { return ranks_.front()->model_name(); }
   int kv_device() const override { return ranks_.front()->kv_device(); }
   int tensor_parallel_size() const override { return static_cast<int>(ranks_.size()); }

@@ -20,9 +20,9 @@
 #include "gemm/nvfp4_gemm.cuh"
 #include "norm/rmsnorm.cuh"
 #include "rope/rope_kv.cuh"
-#include "sampling/argmax.cuh"
 #include "step_attention.h"
 #include "tandem/backend/cuda_handles.h"
+#include "tandem/backend/device_sampler.h"
 #include "tandem/backend/rope.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
@@ -88,12 +88,12 @@ struct CudaModelRunner::Impl {
 
   // Step workspace, sized for the capacities at creation.
   std::unique_ptr<DeviceMemory> residual, normed, qkv, attn, proj, gate_up, act, logit_hidden, logit_mlp,
-      logit_normed, logits, argmax;
+      logit_normed, logits;
   // The step's batch: device and pinned staging with the same fixed layout (offsets below).
   std::unique_ptr<DeviceMemory> meta;
   cuda::PinnedMemory staging;
   cuda::PinnedMemory host_logits;  // [max_num_seqs, vocab] fp32
-  cuda::PinnedMemory host_argmax;  // [max_num_seqs] int32
+  std::unique_ptr<cuda::DeviceSampler> sampler;  // the logits rows' tokens (leader only)
   size_t off_slots = 0, off_ids = 0, off_pos = 0, off_seq = 0, off_tables = 0, off_logit_rows = 0, meta_bytes = 0;
 
   std::unique_ptr<KvPool> cache;
@@ -333,9 +333,8 @@ absl::Status CudaModelRunner::Impl::AllocateWorkspace() {
   TANDEM_RETURN_IF_ERROR(alloc(&logit_normed, m * c.hidden_size, 2));
   if (leader) {  // the logits rows, on rank 0 only under tensor parallelism
     TANDEM_RETURN_IF_ERROR(alloc(&logits, m * c.vocab_size, 4));
-    TANDEM_RETURN_IF_ERROR(alloc(&argmax, m, 4));
     TANDEM_RETURN_IF_ERROR(host_logits.Allocate(static_cast<size_t>(m * c.vocab_size) * sizeof(float)));
-    TANDEM_RETURN_IF_ERROR(host_argmax.Allocate(static_cast<size_t>(m) * sizeof(int32_t)));
+    TANDEM_ASSIGN_OR_RETURN(sampler, cuda::DeviceSampler::Create(m, c.vocab_size));
   }
 
   // Fixed layout of the step's batch (int64 first, every region 256-byte aligned).
@@ -562,8 +561,8 @@ absl::Status CudaModelRunner::Impl::CopyMeta(int tokens, int seqs, int logit_row
   return absl::OkStatus();
 }
 
-// Enqueues the forward pass of n token rows (the batch already in `meta`), the m logits rows' argmax
-// and its copy to host_argmax. No host synchronisation.
+// Enqueues the forward pass of n token rows (the batch already in `meta`), the m logits rows'
+// sampling (staged in `sampler`) and the tokens' copy to the host. No host synchronisation.
 absl::Status CudaModelRunner::Impl::Launch(int n, int m, const RunnerLayerCallback* on_layer_done) {
   const model::ModelConfig& c = config;
   cudaStream_t st = stream.get();
@@ -620,14 +619,11 @@ absl::Status CudaModelRunner::Impl::Launch(int n, int m, const RunnerLayerCallba
                                              logit_normed->as<bf16>(), m, hidden, eps, st));
   TANDEM_RETURN_IF_ERROR(gemm->Matmul(logit_normed->as<bf16>(), lm_head, logits->data(), true, m, c.vocab_size,
                                       hidden, st));
-  TANDEM_CUDA_CHECK(kernels::ArgmaxRows(logits->as<float>(), m, c.vocab_size, argmax->as<int32_t>(), st));
-  TANDEM_CUDA_CHECK(cudaMemcpyAsync(host_argmax.as<int32_t>(), argmax->data(), static_cast<size_t>(m) * sizeof(int32_t),
-                                    cudaMemcpyDeviceToHost, st));
-  return absl::OkStatus();
+  return sampler->Launch(logits->as<float>(), m, st);
 }
 
 // Copies the logits rows the host samples from: all of them in one copy when every row is wanted,
-// else row by row (greedy rows stay on the device).
+// else row by row (rows sampled on the device stay there).
 absl::Status CudaModelRunner::Impl::CopyLogitsOut(const BatchPlan& plan) {
   const size_t row_bytes = static_cast<size_t>(config.vocab_size) * sizeof(float);
   const int m = plan.num_logits();
@@ -711,6 +707,7 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
   const int seqs = bucket > 0 ? bucket : plan.num_seqs;
   const int logit_rows = bucket > 0 ? bucket : m;
   Stage(plan, rows, seqs, logit_rows);
+  if (leader) TANDEM_RETURN_IF_ERROR(sampler->Stage(plan.logits_full, plan.logits_sampling, logit_rows, st));
   TANDEM_RETURN_IF_ERROR(attention->Plan(plan, bucket, st));
   if (bucket > 0 && allow_graph) {  // the decode graph of the bucket: the batch's copies are part of it
     auto it = graphs.find(bucket);
@@ -747,7 +744,7 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
   CudaStepOutput out;
   if (!leader) return out;
   out.logits = std::span<const float>(host_logits.as<float>(), static_cast<size_t>(m) * config.vocab_size);
-  out.argmax = std::span<const int32_t>(host_argmax.as<int32_t>(), static_cast<size_t>(m));
+  out.tokens = sampler->tokens(m);
   return out;
 }
 
