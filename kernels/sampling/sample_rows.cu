@@ -1,18 +1,30 @@
 #include "sampling/sample_rows.cuh"
 
+#include <atomic>
+
 namespace tandem::kernels {
 namespace {
 
 constexpr int kThreads = 1024;
-constexpr int kDigitBits = 10;
-constexpr int kBuckets = 1 << kDigitBits;  // one per thread in the digit scan
-static_assert(kBuckets == kThreads);
+constexpr int kDigitBits = 10;  // every digit but the first of a rank key
 constexpr int kIdBits = 18;
+static_assert(kSampleMaxVocab == 1 << kIdBits);
 constexpr uint64_t kIdMask = (uint64_t{1} << kIdBits) - 1;
-constexpr int kRankKeyBits = 32 + kIdBits;  // (logit, id): 5 digits
-constexpr int kIdKeyBits = 2 * kDigitBits;  // id alone: 2 digits
-static_assert(kRankKeyBits % kDigitBits == 0 && kIdKeyBits >= kIdBits);
-constexpr float kFixedOne = 1099511627776.0f;  // 2^40: a probability of 1 in fixed point
+// (logit, id): five digits of 10 bits. (A 12-bit first digit measured slower: fewer lanes of a warp
+// share a bucket, so more atomics; kernels/sampling/NOTES.md.)
+constexpr int kRankKeyBits = 32 + kIdBits, kRankFirstBits = 10;
+constexpr int kIdKeyBits = 2 * kDigitBits, kIdFirstBits = 10;  // id alone: two digits of 10 bits
+static_assert(kRankKeyBits - kRankFirstBits == 4 * kDigitBits && kIdKeyBits - kIdFirstBits == kDigitBits &&
+              kIdKeyBits >= kIdBits);
+constexpr int kMaxBuckets = 1 << kRankFirstBits;
+static_assert(kMaxBuckets % kThreads == 0);
+constexpr float kFixedOne = 2147483648.0f;  // 2^31: a probability of 1 in fixed point (fits 32 bits)
+// A histogram bucket's weight is kept in three 32-bit counters of 11-bit parts (shared-memory atomics
+// are native in 32 bits; 64-bit ones are a compare-and-swap loop): each part's sum over a row stays
+// below 2^18 * 2^11.
+constexpr int kPartBits = 11;
+constexpr uint32_t kPartMask = (1u << kPartBits) - 1;
+static_assert(3 * kPartBits >= 32);
 
 constexpr uint64_t kNotFound = ~uint64_t{0};
 
@@ -34,6 +46,27 @@ __device__ __forceinline__ uint64_t RankKey(float x, int id) {
 }
 __device__ __forceinline__ int IdOfKey(uint64_t key) { return static_cast<int>(kIdMask - (key & kIdMask)); }
 
+// Calls f(i, valid, Clean(row[i])) for every index of the row the thread owns, all threads the same
+// number of times (valid false past the row), with kUnroll loads in flight before the calls: one SM
+// reads a whole row per pass, so the pass is bound by how many loads wait at once.
+constexpr int kUnroll = 8;
+template <typename F>
+__device__ __forceinline__ void ForEachInRow(const float* row, int vocab, F f) {
+  for (int base = 0; base < vocab; base += kThreads * kUnroll) {
+    float x[kUnroll];
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      const int i = base + k * kThreads + static_cast<int>(threadIdx.x);
+      x[k] = i < vocab ? row[i] : -INFINITY;
+    }
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      const int i = base + k * kThreads + static_cast<int>(threadIdx.x);
+      f(i, i < vocab, Clean(x[k]));
+    }
+  }
+}
+
 // (value, index) with the larger value first, the lower index on ties.
 __device__ __forceinline__ void Better(float& v, int& i, float ov, int oi) {
   if (ov > v || (ov == v && oi < i)) {
@@ -43,7 +76,7 @@ __device__ __forceinline__ void Better(float& v, int& i, float ov, int oi) {
 }
 
 struct Shared {
-  uint64_t hist[kBuckets];
+  uint32_t hist[3][kMaxBuckets];  // 11-bit parts of each bucket's weight
   uint64_t warp_total[kThreads / 32];
   float warp_best[kThreads / 32];
   int warp_index[kThreads / 32];
@@ -88,7 +121,9 @@ __device__ uint64_t BlockSum(uint64_t v, Shared& sh) {
 __device__ void BlockArgmax(const float* row, int vocab, Shared& sh, float* max_out, int* index_out) {
   float best = -INFINITY;
   int best_i = vocab;  // "none yet": loses every tie against a real index
-  for (int i = threadIdx.x; i < vocab; i += kThreads) Better(best, best_i, Clean(row[i]), i);
+  ForEachInRow(row, vocab, [&](int i, bool valid, float x) {
+    if (valid) Better(best, best_i, x, i);
+  });
   for (int o = 16; o > 0; o >>= 1) {
     Better(best, best_i, __shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, best_i, o));
   }
@@ -111,35 +146,69 @@ __device__ void BlockArgmax(const float* row, int vocab, Shared& sh, float* max_
 // Members in descending key order e1, e2, ... (weight(i, x, key) > 0; keys distinct): returns the key
 // of the first e_j whose cumulative weight W(e1..e_j) exceeds `target` (< the members' total) and
 // sets *above = W(e1..e_{j-1}). One pass over the row per 10-bit digit of the key.
-template <int kKeyBits, typename KeyFn, typename WeightFn>
+template <int kKeyBits, int kFirstBits, typename KeyFn, typename WeightFn>
 __device__ uint64_t RadixSelect(const float* row, int vocab, uint64_t target, Shared& sh, KeyFn key_of,
                                 WeightFn weight_of, uint64_t* above) {
   uint64_t prefix = 0, cum = 0;
-  for (int shift = kKeyBits - kDigitBits; shift >= 0; shift -= kDigitBits) {
-    sh.hist[threadIdx.x] = 0;
+  const int lane = threadIdx.x % 32;
+  int width = kFirstBits;
+  for (int shift = kKeyBits - kFirstBits; shift >= 0; shift -= kDigitBits, width = kDigitBits) {
+    const int buckets = 1 << width;
+    for (int b = threadIdx.x; b < buckets; b += kThreads) {
+      for (int part = 0; part < 3; ++part) sh.hist[part][b] = 0;
+    }
     if (threadIdx.x == 0) sh.digit = -1;
     __syncthreads();
-    for (int i = threadIdx.x; i < vocab; i += kThreads) {
-      const float x = Clean(row[i]);
-      const uint64_t k = key_of(i, x);
-      if ((k >> (shift + kDigitBits)) != prefix) continue;
-      const uint64_t w = weight_of(i, x, k);
-      if (w != 0) atomicAdd(reinterpret_cast<unsigned long long*>(&sh.hist[(k >> shift) & (kBuckets - 1)]), w);
-    }
+    // Whole warps go through the row together: lanes with the same bucket add their weights first
+    // (match + reduce), then one lane per bucket adds the sums.
+    ForEachInRow(row, vocab, [&](int i, bool valid, float x) {
+      int bucket = -1;
+      uint64_t w = 0;
+      if (valid) {
+        const uint64_t k = key_of(i, x);
+        if ((k >> (shift + width)) == prefix) {
+          w = weight_of(i, x, k);
+          if (w != 0) bucket = static_cast<int>((k >> shift) & static_cast<uint64_t>(buckets - 1));
+        }
+      }
+      if (!__any_sync(0xffffffffu, bucket >= 0)) return;  // later digits: most warps have nothing to add
+      const uint32_t peers = __match_any_sync(0xffffffffu, bucket);
+      const uint32_t p0 = __reduce_add_sync(peers, static_cast<uint32_t>(w) & kPartMask);
+      const uint32_t p1 = __reduce_add_sync(peers, static_cast<uint32_t>(w >> kPartBits) & kPartMask);
+      const uint32_t p2 = __reduce_add_sync(peers, static_cast<uint32_t>(w >> (2 * kPartBits)));
+      if (bucket >= 0 && lane == __ffs(peers) - 1) {
+        atomicAdd(&sh.hist[0][bucket], p0);
+        atomicAdd(&sh.hist[1][bucket], p1);
+        atomicAdd(&sh.hist[2][bucket], p2);
+      }
+    });
     __syncthreads();
-    const int digit = kBuckets - 1 - static_cast<int>(threadIdx.x);  // thread 0 takes the largest digit
-    const uint64_t v = sh.hist[digit];
-    const uint64_t incl = BlockInclusiveSum(v, sh);
-    if (v != 0 && cum + incl - v <= target && target < cum + incl) {
-      sh.digit = digit;
-      sh.above = cum + incl - v;
+    // Thread t takes `per` digits downwards from the largest: their sum, a scan over the threads,
+    // then the crossing digit within the thread's own.
+    const int per = buckets > kThreads ? buckets / kThreads : 1;
+    const int top = buckets - 1 - static_cast<int>(threadIdx.x) * per;
+    auto weight_at = [&](int d) {
+      return uint64_t{sh.hist[0][d]} + (uint64_t{sh.hist[1][d]} << kPartBits) +
+             (uint64_t{sh.hist[2][d]} << (2 * kPartBits));
+    };
+    uint64_t local = 0;
+    for (int j = 0; j < per; ++j) local += top - j >= 0 ? weight_at(top - j) : 0;
+    const uint64_t incl = BlockInclusiveSum(local, sh);
+    uint64_t running = cum + incl - local;
+    for (int j = 0; j < per && top - j >= 0; ++j) {
+      const uint64_t v = weight_at(top - j);
+      if (v != 0 && running <= target && target < running + v) {
+        sh.digit = top - j;
+        sh.above = running;
+      }
+      running += v;
     }
     __syncthreads();
     if (sh.digit < 0) {  // target past the total: cannot happen for a valid target
       *above = cum;
       return kNotFound;
     }
-    prefix = (prefix << kDigitBits) | static_cast<uint64_t>(sh.digit);
+    prefix = (prefix << width) | static_cast<uint64_t>(sh.digit);
     cum = sh.above;
     __syncthreads();
   }
@@ -150,7 +219,8 @@ __device__ uint64_t RadixSelect(const float* row, int vocab, uint64_t target, Sh
 __global__ void __launch_bounds__(kThreads)
     SampleRowsKernel(float* __restrict__ logits, int vocab, const SampleRowParams* __restrict__ params,
                      int32_t* __restrict__ out) {
-  __shared__ Shared sh;
+  extern __shared__ __align__(16) unsigned char smem[];
+  Shared& sh = *reinterpret_cast<Shared*>(smem);
   const SampleRowParams p = params[blockIdx.x];
   float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
   for (int e = threadIdx.x; e < p.num_edits; e += kThreads) {
@@ -176,7 +246,7 @@ __global__ void __launch_bounds__(kThreads)
 
   const float inv_t = p.inv_temperature, min_p = p.min_p;
   auto prob = [=](float x) { return x == -INFINITY ? 0.0f : expf((x - max_logit) * inv_t); };
-  auto fixed = [](float pr) { return static_cast<uint64_t>(__float2ull_rn(pr * kFixedOne)); };
+  auto fixed = [](float pr) { return uint64_t{__float2uint_rn(pr * kFixedOne)}; };
   auto rank_key = [](int i, float x) { return RankKey(x, i); };
   uint64_t above = 0;
 
@@ -184,7 +254,7 @@ __global__ void __launch_bounds__(kThreads)
   uint64_t lowest = 0;
   if (p.top_k > 0 && p.top_k < vocab) {
     auto one = [](int, float, uint64_t) { return uint64_t{1}; };
-    lowest = RadixSelect<kRankKeyBits>(row, vocab, static_cast<uint64_t>(p.top_k - 1), sh, rank_key, one, &above);
+    lowest = RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, static_cast<uint64_t>(p.top_k - 1), sh, rank_key, one, &above);
   }
   // min_p on top: a member's weight is its fixed-point probability.
   auto member = [=](int, float x, uint64_t k) {
@@ -193,10 +263,9 @@ __global__ void __launch_bounds__(kThreads)
     return pr < min_p ? uint64_t{0} : fixed(pr);
   };
   uint64_t local = 0;
-  for (int i = threadIdx.x; i < vocab; i += kThreads) {
-    const float x = Clean(row[i]);
-    local += member(i, x, RankKey(x, i));
-  }
+  ForEachInRow(row, vocab, [&](int i, bool valid, float x) {
+    if (valid) local += member(i, x, RankKey(x, i));
+  });
   const uint64_t total = BlockSum(local, sh);
   if (total == 0) {
     if (threadIdx.x == 0) out[blockIdx.x] = argmax;
@@ -208,14 +277,14 @@ __global__ void __launch_bounds__(kThreads)
     // The smallest prefix (descending logit) whose mass reaches top_p of the total, then a draw in it.
     const double reach = ::ceil(static_cast<double>(p.top_p) * static_cast<double>(total));
     const uint64_t target = reach < 1.0 ? 0 : Below(static_cast<uint64_t>(reach) - 1, total);
-    const uint64_t last = RadixSelect<kRankKeyBits>(row, vocab, target, sh, rank_key, member, &above);
+    const uint64_t last = RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, target, sh, rank_key, member, &above);
     if (last == kNotFound) {
       chosen = -1;
     } else {
       const int last_id = IdOfKey(last);
       const uint64_t kept = above + member(last_id, Clean(row[last_id]), last);
       auto kept_member = [=](int i, float x, uint64_t k) { return k < last ? uint64_t{0} : member(i, x, k); };
-      const uint64_t key = RadixSelect<kRankKeyBits>(row, vocab, Draw(p.uniform, kept), sh, rank_key, kept_member,
+      const uint64_t key = RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, Draw(p.uniform, kept), sh, rank_key, kept_member,
                                                      &above);
       chosen = key == kNotFound ? -1 : IdOfKey(key);
     }
@@ -223,7 +292,7 @@ __global__ void __launch_bounds__(kThreads)
     // A draw walking the members by ascending id.
     auto id_key = [](int i, float) { return kIdMask - static_cast<uint64_t>(i); };
     auto id_member = [=](int i, float x, uint64_t) { return member(i, x, RankKey(x, i)); };
-    const uint64_t key = RadixSelect<kIdKeyBits>(row, vocab, Draw(p.uniform, total), sh, id_key, id_member, &above);
+    const uint64_t key = RadixSelect<kIdKeyBits, kIdFirstBits>(row, vocab, Draw(p.uniform, total), sh, id_key, id_member, &above);
     chosen = key == kNotFound ? -1 : static_cast<int>(kIdMask - key);
   }
   if (threadIdx.x == 0) out[blockIdx.x] = chosen >= 0 && chosen < vocab ? chosen : argmax;
@@ -231,11 +300,27 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
+cudaError_t PrepareSampleRows() {
+  // Per device: the kernel's shared memory may exceed the 48 KB a launch gets without asking.
+  static std::atomic<uint64_t> prepared{0};
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  const uint64_t bit = uint64_t{1} << (device % 64);
+  if ((prepared.load(std::memory_order_acquire) & bit) != 0) return cudaSuccess;
+  err = cudaFuncSetAttribute(SampleRowsKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(sizeof(Shared)));
+  if (err == cudaSuccess) prepared.fetch_or(bit, std::memory_order_acq_rel);
+  return err;
+}
+
 cudaError_t SampleRows(float* logits, int rows, int vocab, const SampleRowParams* params, int32_t* out,
                        cudaStream_t stream) {
   if (rows < 0 || vocab <= 0 || vocab > kSampleMaxVocab) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
-  SampleRowsKernel<<<rows, kThreads, 0, stream>>>(logits, vocab, params, out);
+  const cudaError_t prepared = PrepareSampleRows();
+  if (prepared != cudaSuccess) return prepared;
+  SampleRowsKernel<<<rows, kThreads, sizeof(Shared), stream>>>(logits, vocab, params, out);
   return cudaGetLastError();
 }
 

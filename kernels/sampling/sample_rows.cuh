@@ -6,7 +6,7 @@
 // top_p, then the token whose cumulative probability first exceeds `uniform` times the kept mass,
 // walking the kept tokens by descending logit (ascending id on ties) when top_p < 1 and by ascending
 // id otherwise — the CPU sampler's orders, so the same uniform gives the same token up to rounding at
-// a boundary. No sort: each step is a radix select over (logit, id) keys with integer (2^-40
+// a boundary. No sort: each step is a radix select over (logit, id) keys with integer (2^-31
 // fixed-point) probability masses, so a row's result does not depend on thread timing.
 #pragma once
 
@@ -49,6 +49,10 @@ struct SampleRowParams {
 
 // Largest vocabulary SampleRows handles (the token id takes 18 bits of the sort key).
 inline constexpr int kSampleMaxVocab = 1 << 18;
+
+// Lets SampleRows' kernel use the shared memory it needs on the current device; SampleRows calls it
+// too, but call it before capturing a graph that samples (it is not a stream operation).
+cudaError_t PrepareSampleRows();
 
 // For r < rows: applies params[r]'s edits to logits[r, :] in place and writes the row's token to
 // out[r]. params and the edits are read when the kernel runs (a captured graph

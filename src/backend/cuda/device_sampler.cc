@@ -13,6 +13,7 @@ absl::StatusOr<std::unique_ptr<DeviceSampler>> DeviceSampler::Create(int max_row
                                                    "; expected >= 1 rows and a vocab in [1, ",
                                                    kernels::kSampleMaxVocab, "]"));
   }
+  TANDEM_CUDA_CHECK(kernels::PrepareSampleRows());
   std::unique_ptr<DeviceSampler> s(new DeviceSampler(max_rows, vocab));
   const size_t rows = static_cast<size_t>(max_rows);
   TANDEM_RETURN_IF_ERROR(s->host_params_.Allocate(rows * sizeof(kernels::SampleRowParams)));
