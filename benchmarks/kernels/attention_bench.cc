@@ -17,15 +17,8 @@
 #include <vector>
 
 #include "attention/paged_attention.cuh"
+#include "kernel_bench.h"
 
-#define CHECK(expr)                                                                             \
-  do {                                                                                          \
-    cudaError_t e = (expr);                                                                     \
-    if (e != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e)); \
-      return 1;                                                                                 \
-    }                                                                                           \
-  } while (0)
 #define CHECK_STR(expr)                                                             \
   do {                                                                              \
     const std::string e = (expr);                                                   \
@@ -39,28 +32,6 @@ namespace {
 
 using tandem::kernels::AttentionGeometry;
 using tandem::kernels::PagedAttention;
-
-template <typename F>
-float MedianMs(F&& fn, int reps) {
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  std::vector<float> times;
-  for (int i = 0; i < 3; ++i) fn();
-  for (int i = 0; i < reps; ++i) {
-    cudaEventRecord(a);
-    fn();
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, a, b);
-    times.push_back(ms);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 struct Case {
   const char* model;
@@ -114,7 +85,7 @@ int RunCase(const Case& c, double copy_gbs, double gemm_tflops) {
     std::sort(plan_us.begin(), plan_us.end());
     CHECK(cudaDeviceSynchronize());
     std::string err;
-    const float ms = MedianMs([&] { err = attn->Run(q, ld_q, pool, out, scale, nullptr); }, 30);
+    const float ms = tandem::bench::MedianMs([&] { err = attn->Run(q, ld_q, pool, out, scale, nullptr); }, 30);
     CHECK_STR(err);
     CHECK(cudaDeviceSynchronize());
     const char* kernel = tandem::kernels::AttentionKernelName(attn->planned_kernel());
@@ -156,7 +127,7 @@ double GemmCeiling(int n) {
   cudaMemset(b, 0x3C, bytes);
   const float alpha = 1.f, beta = 0.f;
   cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
-  const float ms = MedianMs(
+  const float ms = tandem::bench::MedianMs(
       [&] {
         status =
             cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b, CUDA_R_16BF,
@@ -181,16 +152,7 @@ int main() {
   }
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
-  const size_t copy_bytes = size_t{1} << 30;
-  void *src = nullptr, *dst = nullptr;
-  CHECK(cudaMalloc(&src, copy_bytes));
-  CHECK(cudaMalloc(&dst, copy_bytes));
-  CHECK(cudaMemset(src, 1, copy_bytes));
-  const float copy_ms =
-      MedianMs([&] { cudaMemcpyAsync(dst, src, copy_bytes, cudaMemcpyDeviceToDevice); }, 20);
-  const double copy_gbs = 2.0 * copy_bytes / (copy_ms * 1e-3) / 1e9;
-  CHECK(cudaFree(src));
-  CHECK(cudaFree(dst));
+  const double copy_gbs = tandem::bench::CopyBandwidth() / 1e9;
   const double gemm_tflops = GemmCeiling(8192);
   std::printf(
       "device: %s, copy ceiling %.0f GB/s (1 GiB D2D, read+write), bf16 GEMM ceiling %.1f TFLOP/s "

@@ -18,16 +18,9 @@
 #include <vector>
 
 #include "gemm/nvfp4_gemm.cuh"
+#include "kernel_bench.h"
 #include "tandem/backend/cuda_gemm.h"
 
-#define CHECK(expr)                                                                             \
-  do {                                                                                          \
-    cudaError_t e = (expr);                                                                     \
-    if (e != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e)); \
-      return 1;                                                                                 \
-    }                                                                                           \
-  } while (0)
 
 namespace {
 
@@ -83,20 +76,7 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
 
-  // Copy ceiling: 1 GiB device-to-device, bytes read + written.
-  double copy_gbs = 0;
-  {
-    const size_t bytes = size_t{1} << 30;
-    void *src = nullptr, *dst = nullptr;
-    CHECK(cudaMalloc(&src, bytes));
-    CHECK(cudaMalloc(&dst, bytes));
-    CHECK(cudaMemset(src, 1, bytes));
-    const double us =
-        MedianUs([&](int) { cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice); }, 1, 20);
-    copy_gbs = 2.0 * bytes / (us * 1e-6) / 1e9;
-    CHECK(cudaFree(src));
-    CHECK(cudaFree(dst));
-  }
+  const double copy_gbs = tandem::bench::CopyBandwidth() / 1e9;  // 1 GiB device to device, read + write
   auto lt = tandem::backend::cuda::CublasLtGemm::Create();
   if (!lt.ok()) {
     std::fprintf(stderr, "cuBLASLt: %s\n", std::string(lt.status().message()).c_str());

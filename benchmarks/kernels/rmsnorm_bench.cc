@@ -8,38 +8,9 @@
 #include <random>
 #include <vector>
 
+#include "kernel_bench.h"
 #include "norm/rmsnorm.cuh"
 
-#define CHECK(expr)                                                                                     \
-  do {                                                                                                  \
-    cudaError_t e = (expr);                                                                             \
-    if (e != cudaSuccess) {                                                                             \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e));         \
-      return 1;                                                                                         \
-    }                                                                                                   \
-  } while (0)
-
-template <typename F>
-static float MedianMs(F&& fn, int reps) {
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  std::vector<float> times;
-  for (int i = 0; i < 5; ++i) fn();
-  for (int i = 0; i < reps; ++i) {
-    cudaEventRecord(a);
-    fn();
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, a, b);
-    times.push_back(ms);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 int main() {
   int devices = 0;
@@ -50,15 +21,7 @@ int main() {
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
   // Copy ceiling: 1 GiB device-to-device, bytes read + written.
-  const size_t copy_bytes = size_t{1} << 30;
-  void *src = nullptr, *dst = nullptr;
-  CHECK(cudaMalloc(&src, copy_bytes));
-  CHECK(cudaMalloc(&dst, copy_bytes));
-  CHECK(cudaMemset(src, 1, copy_bytes));
-  const float copy_ms = MedianMs([&] { cudaMemcpyAsync(dst, src, copy_bytes, cudaMemcpyDeviceToDevice); }, 20);
-  const double ceiling = 2.0 * copy_bytes / (copy_ms * 1e-3) / 1e9;
-  CHECK(cudaFree(src));
-  CHECK(cudaFree(dst));
+  const double ceiling = tandem::bench::CopyBandwidth() / 1e9;
 
   std::printf("device: %s, copy ceiling %.0f GB/s\n", prop.name, ceiling);
   std::printf("%8s %7s %10s %10s %9s\n", "tokens", "hidden", "time_us", "GB/s", "%ceiling");
@@ -79,7 +42,8 @@ int main() {
     CHECK(cudaMemcpy(res, host.data(), n * 2, cudaMemcpyHostToDevice));
     CHECK(cudaMemcpy(w, host.data(), hidden * 2, cudaMemcpyHostToDevice));
     CHECK(tandem::kernels::FusedAddRmsNorm(x, res, w, out, tokens, hidden, 1e-5f, nullptr));
-    const float ms = MedianMs([&] { tandem::kernels::FusedAddRmsNorm(x, res, w, out, tokens, hidden, 1e-5f, nullptr); }, 50);
+    const float ms = tandem::bench::MedianMs(
+        [&] { tandem::kernels::FusedAddRmsNorm(x, res, w, out, tokens, hidden, 1e-5f, nullptr); }, 50);
     CHECK(cudaGetLastError());
     const double gbs = 4.0 * n * 2 / (ms * 1e-3) / 1e9;
     std::printf("%8d %7d %10.2f %10.0f %8.1f%%\n", tokens, hidden, ms * 1e3, gbs, 100.0 * gbs / ceiling);

@@ -10,38 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "kernel_bench.h"
 #include "sampling/sample_rows.cuh"
-
-#define CHECK(expr)                                                                             \
-  do {                                                                                          \
-    cudaError_t e = (expr);                                                                     \
-    if (e != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e)); \
-      return 1;                                                                                 \
-    }                                                                                           \
-  } while (0)
-
-template <typename F>
-static float MedianMs(F&& fn, int reps) {
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  std::vector<float> times;
-  for (int i = 0; i < 3; ++i) fn();
-  for (int i = 0; i < reps; ++i) {
-    cudaEventRecord(a);
-    fn();
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, a, b);
-    times.push_back(ms);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 namespace kernels = tandem::kernels;
 
@@ -51,14 +21,7 @@ int main() {
     std::printf("sampling_bench: no CUDA device, nothing to measure\n");
     return 0;
   }
-  const size_t copy_bytes = size_t{1} << 30;
-  void *src = nullptr, *dst = nullptr;
-  CHECK(cudaMalloc(&src, copy_bytes));
-  CHECK(cudaMalloc(&dst, copy_bytes));
-  const float copy_ms = MedianMs([&] { cudaMemcpyAsync(dst, src, copy_bytes, cudaMemcpyDeviceToDevice); }, 10);
-  const double bandwidth = 2.0 * copy_bytes / (copy_ms * 1e-3);
-  CHECK(cudaFree(src));
-  CHECK(cudaFree(dst));
+  const double bandwidth = tandem::bench::CopyBandwidth();
 
   constexpr int kVocab = 128256, kMaxRows = 256;
   std::vector<float> flat(static_cast<size_t>(kMaxRows) * kVocab), peaked;
@@ -93,16 +56,19 @@ int main() {
                                    {"T 1", draw(1.0f, 0, 1.0f)},
                                    {"T 0.8 top_p 0.95", draw(0.8f, 0, 0.95f)},
                                    {"T 0.7 top_k 50 top_p 0.9", draw(0.7f, 50, 0.9f)}};
-  std::printf("copy bandwidth %.0f GB/s; vocab %d\n\n| rows | logits | mode | median us | read floor us |\n"
-              "|---:|---|---|---:|---:|\n",
-              bandwidth / 1e9, kVocab);
-  for (const auto& [kind, host] : {std::pair<const char*, const std::vector<float>*>{"flat", &flat}, {"peaked", &peaked}}) {
+  std::printf(
+      "copy bandwidth %.0f GB/s; vocab %d\n\n| rows | logits | mode | median us | read floor us |\n"
+      "|---:|---|---|---:|---:|\n",
+      bandwidth / 1e9, kVocab);
+  for (const auto& [kind, host] :
+       {std::pair<const char*, const std::vector<float>*>{"flat", &flat}, {"peaked", &peaked}}) {
     CHECK(cudaMemcpy(logits, host->data(), host->size() * sizeof(float), cudaMemcpyHostToDevice));
     for (int rows : {1, 64, 256}) {
       for (const Mode& m : modes) {
         const std::vector<kernels::SampleRowParams> p(static_cast<size_t>(rows), m.p);
         CHECK(cudaMemcpy(params, p.data(), p.size() * sizeof(p[0]), cudaMemcpyHostToDevice));
-        const float ms = MedianMs([&] { kernels::SampleRows(logits, rows, kVocab, params, out, nullptr); }, 20);
+        const float ms = tandem::bench::MedianMs(
+            [&] { kernels::SampleRows(logits, rows, kVocab, params, out, nullptr); }, 20);
         CHECK(cudaGetLastError());
         const double floor_us = static_cast<double>(rows) * kVocab * 4 / bandwidth * 1e6;
         std::printf("| %d | %s | %s | %.1f | %.1f |\n", rows, kind, m.name.c_str(), ms * 1e3, floor_us);

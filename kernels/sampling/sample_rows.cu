@@ -1,6 +1,6 @@
-#include "sampling/sample_rows.cuh"
-
 #include <atomic>
+
+#include "sampling/sample_rows.cuh"
 
 namespace tandem::kernels {
 namespace {
@@ -254,7 +254,8 @@ __global__ void __launch_bounds__(kThreads)
   uint64_t lowest = 0;
   if (p.top_k > 0 && p.top_k < vocab) {
     auto one = [](int, float, uint64_t) { return uint64_t{1}; };
-    lowest = RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, static_cast<uint64_t>(p.top_k - 1), sh, rank_key, one, &above);
+    lowest = RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, static_cast<uint64_t>(p.top_k - 1), sh,
+                                                       rank_key, one, &above);
   }
   // min_p on top: a member's weight is its fixed-point probability.
   auto member = [=](int, float x, uint64_t k) {
@@ -277,22 +278,24 @@ __global__ void __launch_bounds__(kThreads)
     // The smallest prefix (descending logit) whose mass reaches top_p of the total, then a draw in it.
     const double reach = ::ceil(static_cast<double>(p.top_p) * static_cast<double>(total));
     const uint64_t target = reach < 1.0 ? 0 : Below(static_cast<uint64_t>(reach) - 1, total);
-    const uint64_t last = RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, target, sh, rank_key, member, &above);
+    const uint64_t last =
+        RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, target, sh, rank_key, member, &above);
     if (last == kNotFound) {
       chosen = -1;
     } else {
       const int last_id = IdOfKey(last);
       const uint64_t kept = above + member(last_id, Clean(row[last_id]), last);
       auto kept_member = [=](int i, float x, uint64_t k) { return k < last ? uint64_t{0} : member(i, x, k); };
-      const uint64_t key = RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, Draw(p.uniform, kept), sh, rank_key, kept_member,
-                                                     &above);
+      const uint64_t key = RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, Draw(p.uniform, kept), sh,
+                                                                     rank_key, kept_member, &above);
       chosen = key == kNotFound ? -1 : IdOfKey(key);
     }
   } else {
     // A draw walking the members by ascending id.
     auto id_key = [](int i, float) { return kIdMask - static_cast<uint64_t>(i); };
     auto id_member = [=](int i, float x, uint64_t) { return member(i, x, RankKey(x, i)); };
-    const uint64_t key = RadixSelect<kIdKeyBits, kIdFirstBits>(row, vocab, Draw(p.uniform, total), sh, id_key, id_member, &above);
+    const uint64_t key = RadixSelect<kIdKeyBits, kIdFirstBits>(row, vocab, Draw(p.uniform, total), sh, id_key,
+                                                               id_member, &above);
     chosen = key == kNotFound ? -1 : static_cast<int>(kIdMask - key);
   }
   if (threadIdx.x == 0) out[blockIdx.x] = chosen >= 0 && chosen < vocab ? chosen : argmax;

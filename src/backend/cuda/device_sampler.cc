@@ -35,10 +35,11 @@ absl::Status DeviceSampler::Reserve(size_t edits) {
 
 absl::Status DeviceSampler::Stage(std::span<const uint8_t> full, std::span<const RowSampling* const> sampling,
                                   int padded_rows, cudaStream_t stream) {
-  if (padded_rows > max_rows_ || full.size() != sampling.size() || full.size() > static_cast<size_t>(padded_rows)) {
-    return absl::InvalidArgumentError(absl::StrCat("device sampler: ", full.size(), " rows (", sampling.size(),
-                                                   " described) padded to ", padded_rows, ", expected at most ",
-                                                   max_rows_));
+  if (padded_rows > max_rows_ || full.size() != sampling.size() ||
+      full.size() > static_cast<size_t>(padded_rows)) {
+    return absl::InvalidArgumentError(absl::StrCat("device sampler: ", full.size(), " rows (",
+                                                   sampling.size(), " described) padded to ", padded_rows,
+                                                   ", expected at most ", max_rows_));
   }
   size_t num_edits = 0;
   for (size_t r = 0; r < full.size(); ++r) {
@@ -53,7 +54,8 @@ absl::Status DeviceSampler::Stage(std::span<const uint8_t> full, std::span<const
     kernels::SampleRowParams& p = params[r];
     p = kernels::SampleRowParams{};
     const bool real = static_cast<size_t>(r) < full.size();
-    const RowSampling* s = real && full[static_cast<size_t>(r)] == 0 ? sampling[static_cast<size_t>(r)] : nullptr;
+    const RowSampling* s =
+        real && full[static_cast<size_t>(r)] == 0 ? sampling[static_cast<size_t>(r)] : nullptr;
     if (s == nullptr) continue;  // the plain argmax (host rows too: the row stays as it is)
     p.mode = s->greedy ? kernels::SampleMode::kArgmax : kernels::SampleMode::kDraw;
     p.top_k = s->top_k;
@@ -67,32 +69,35 @@ absl::Status DeviceSampler::Stage(std::span<const uint8_t> full, std::span<const
     p.edits = device_edits + at;
     p.num_edits = static_cast<int32_t>(s->edits.size());
     for (const LogitEdit& e : s->edits) {
-      edits[at++] = kernels::LogitEdit{.token = e.token,
-                                       .bias = e.bias,
-                                       .count = e.count,
-                                       .flags = (e.repetition ? kernels::kEditRepetition : 0u) |
-                                                (e.masked ? kernels::kEditMasked : 0u)};
+      edits[at++] = kernels::LogitEdit{
+          .token = e.token,
+          .bias = e.bias,
+          .count = e.count,
+          .flags = (e.repetition ? kernels::kEditRepetition : 0u) | (e.masked ? kernels::kEditMasked : 0u)};
     }
   }
   if (at > 0) {
-    TANDEM_CUDA_CHECK(cudaMemcpyAsync(edits_->data(), edits, at * sizeof(kernels::LogitEdit), cudaMemcpyHostToDevice,
-                                      stream));
+    TANDEM_CUDA_CHECK(cudaMemcpyAsync(edits_->data(), edits, at * sizeof(kernels::LogitEdit),
+                                      cudaMemcpyHostToDevice, stream));
   }
   return absl::OkStatus();
 }
 
 absl::Status DeviceSampler::Launch(float* logits, int rows, cudaStream_t stream) {
   if (rows > max_rows_) {
-    return absl::InvalidArgumentError(absl::StrCat("device sampler: ", rows, " rows, expected at most ", max_rows_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("device sampler: ", rows, " rows, expected at most ", max_rows_));
   }
   if (rows <= 0) return absl::OkStatus();
   TANDEM_CUDA_CHECK(cudaMemcpyAsync(params_->data(), host_params_.as<void>(),
                                     static_cast<size_t>(rows) * sizeof(kernels::SampleRowParams),
                                     cudaMemcpyHostToDevice, stream));
-  TANDEM_CUDA_CHECK(kernels::SampleRows(logits, rows, vocab_, static_cast<const kernels::SampleRowParams*>(params_->data()),
+  TANDEM_CUDA_CHECK(kernels::SampleRows(logits, rows, vocab_,
+                                        static_cast<const kernels::SampleRowParams*>(params_->data()),
                                         tokens_->as<int32_t>(), stream));
-  TANDEM_CUDA_CHECK(cudaMemcpyAsync(host_tokens_.as<int32_t>(), tokens_->data(), static_cast<size_t>(rows) * sizeof(int32_t),
-                                    cudaMemcpyDeviceToHost, stream));
+  TANDEM_CUDA_CHECK(cudaMemcpyAsync(host_tokens_.as<int32_t>(), tokens_->data(),
+                                    static_cast<size_t>(rows) * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                    stream));
   return absl::OkStatus();
 }
 
