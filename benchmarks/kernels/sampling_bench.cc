@@ -1,5 +1,5 @@
 // Sampling on the device (kernels/sampling/sample_rows.cu): time per call of SampleRows for the argmax
-// and for draws (temperature, top_k, top_p) at 1, 64 and 256 rows of 128256 logits, next to the time
+// and for draws (temperature, top_k, top_p) at 1 to 256 rows of 128256 logits, next to the time
 // to read the rows once at the measured copy bandwidth. Two kinds of rows: flat (normal, sd 2: what
 // random weights give) and peaked (sd 2 plus 20 tokens 12 above: what a trained model gives).
 #include <cuda_runtime.h>
@@ -63,7 +63,7 @@ int main() {
   for (const auto& [kind, host] :
        {std::pair<const char*, const std::vector<float>*>{"flat", &flat}, {"peaked", &peaked}}) {
     CHECK(cudaMemcpy(logits, host->data(), host->size() * sizeof(float), cudaMemcpyHostToDevice));
-    for (int rows : {1, 64, 256}) {
+    for (int rows : {1, 16, 32, 64, 256}) {
       for (const Mode& m : modes) {
         const std::vector<kernels::SampleRowParams> p(static_cast<size_t>(rows), m.p);
         CHECK(cudaMemcpy(params, p.data(), p.size() * sizeof(p[0]), cudaMemcpyHostToDevice));

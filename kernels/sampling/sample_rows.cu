@@ -1,9 +1,13 @@
+#include <cooperative_groups.h>
+
 #include <atomic>
 
 #include "sampling/sample_rows.cuh"
 
 namespace tandem::kernels {
 namespace {
+
+namespace cg = cooperative_groups;
 
 constexpr int kThreads = 1024;
 constexpr int kDigitBits = 10;  // every digit but the first of a rank key
@@ -46,23 +50,31 @@ __device__ __forceinline__ uint64_t RankKey(float x, int id) {
 }
 __device__ __forceinline__ int IdOfKey(uint64_t key) { return static_cast<int>(kIdMask - (key & kIdMask)); }
 
-// Calls f(i, valid, Clean(row[i])) for every index of the row the thread owns, all threads the same
-// number of times (valid false past the row), with kUnroll loads in flight before the calls: one SM
-// reads a whole row per pass, so the pass is bound by how many loads wait at once.
+// A row is split over a cluster of CTAs (one SM each: 8 when the rows are few, down to 1 when they fill
+// the GPU): every pass over the row runs on that many SMs, each over its slice [begin, end), and the
+// CTAs combine their partial results through distributed shared memory. Every CTA then takes the same
+// decisions from the same combined figures.
+struct Slice {
+  int begin, end;  // token ids
+};
+
+// Calls f(i, valid, Clean(row[i])) for every index of the slice the thread owns, all threads of the
+// CTA the same number of times (valid false past the slice), with kUnroll loads in flight before the
+// calls: a pass is bound by how many loads wait at once.
 constexpr int kUnroll = 8;
 template <typename F>
-__device__ __forceinline__ void ForEachInRow(const float* row, int vocab, F f) {
-  for (int base = 0; base < vocab; base += kThreads * kUnroll) {
+__device__ __forceinline__ void ForEachInRow(const float* row, Slice slice, F f) {
+  for (int base = slice.begin; base < slice.end; base += kThreads * kUnroll) {
     float x[kUnroll];
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) {
       const int i = base + k * kThreads + static_cast<int>(threadIdx.x);
-      x[k] = i < vocab ? row[i] : -INFINITY;
+      x[k] = i < slice.end ? row[i] : -INFINITY;
     }
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) {
       const int i = base + k * kThreads + static_cast<int>(threadIdx.x);
-      f(i, i < vocab, Clean(x[k]));
+      f(i, i < slice.end, Clean(x[k]));
     }
   }
 }
@@ -82,6 +94,10 @@ struct Shared {
   int warp_index[kThreads / 32];
   int digit;
   uint64_t above;
+  // This CTA's partial result, read by the cluster's other CTAs, and the combined one.
+  uint64_t part_sum, cluster_sum;
+  float part_best, cluster_best;
+  int part_index, cluster_index;
 };
 
 // Inclusive prefix sum over the block's threads in thread order.
@@ -107,21 +123,26 @@ __device__ uint64_t BlockInclusiveSum(uint64_t v, Shared& sh) {
   return v;
 }
 
-__device__ uint64_t BlockSum(uint64_t v, Shared& sh) {
+// The sum of v over the threads of every CTA of the cluster, to every thread.
+__device__ uint64_t ClusterSum(uint64_t v, Shared& sh, cg::cluster_group& cluster) {
   const uint64_t incl = BlockInclusiveSum(v, sh);
-  __shared__ uint64_t total;
-  if (threadIdx.x == kThreads - 1) total = incl;
-  __syncthreads();
-  const uint64_t t = total;
-  __syncthreads();
-  return t;
+  if (threadIdx.x == kThreads - 1) sh.part_sum = incl;
+  cluster.sync();
+  if (threadIdx.x == 0) {
+    uint64_t total = 0;
+    for (unsigned r = 0; r < cluster.num_blocks(); ++r) total += *cluster.map_shared_rank(&sh.part_sum, r);
+    sh.cluster_sum = total;
+  }
+  cluster.sync();  // the remote reads are done before anyone writes part_sum again
+  return sh.cluster_sum;
 }
 
 // The argmax of the row: largest value, lowest index on ties; (max, index) to every thread.
-__device__ void BlockArgmax(const float* row, int vocab, Shared& sh, float* max_out, int* index_out) {
+__device__ void ClusterArgmax(const float* row, Slice slice, int vocab, Shared& sh, cg::cluster_group& cluster,
+                              float* max_out, int* index_out) {
   float best = -INFINITY;
   int best_i = vocab;  // "none yet": loses every tie against a real index
-  ForEachInRow(row, vocab, [&](int i, bool valid, float x) {
+  ForEachInRow(row, slice, [&](int i, bool valid, float x) {
     if (valid) Better(best, best_i, x, i);
   });
   for (int o = 16; o > 0; o >>= 1) {
@@ -138,17 +159,29 @@ __device__ void BlockArgmax(const float* row, int vocab, Shared& sh, float* max_
   for (int o = 16; o > 0; o >>= 1) {
     Better(best, best_i, __shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, best_i, o));
   }
-  __syncthreads();
-  *max_out = best;
-  *index_out = best_i < vocab ? best_i : 0;  // an all -inf row gives 0, as the CPU's
+  if (threadIdx.x == 0) {
+    sh.part_best = best;
+    sh.part_index = best_i;
+  }
+  cluster.sync();
+  if (threadIdx.x == 0) {
+    for (unsigned r = 0; r < cluster.num_blocks(); ++r) {
+      Better(best, best_i, *cluster.map_shared_rank(&sh.part_best, r), *cluster.map_shared_rank(&sh.part_index, r));
+    }
+    sh.cluster_best = best;
+    sh.cluster_index = best_i;
+  }
+  cluster.sync();
+  *max_out = sh.cluster_best;
+  *index_out = sh.cluster_index < vocab ? sh.cluster_index : 0;  // an all -inf row gives 0, as the CPU's
 }
 
 // Members in descending key order e1, e2, ... (weight(i, x, key) > 0; keys distinct): returns the key
 // of the first e_j whose cumulative weight W(e1..e_j) exceeds `target` (< the members' total) and
 // sets *above = W(e1..e_{j-1}). One pass over the row per 10-bit digit of the key.
 template <int kKeyBits, int kFirstBits, typename KeyFn, typename WeightFn>
-__device__ uint64_t RadixSelect(const float* row, int vocab, uint64_t target, Shared& sh, KeyFn key_of,
-                                WeightFn weight_of, uint64_t* above) {
+__device__ uint64_t RadixSelect(const float* row, Slice slice, uint64_t target, Shared& sh,
+                                cg::cluster_group& cluster, KeyFn key_of, WeightFn weight_of, uint64_t* above) {
   uint64_t prefix = 0, cum = 0;
   const int lane = threadIdx.x % 32;
   int width = kFirstBits;
@@ -161,7 +194,7 @@ __device__ uint64_t RadixSelect(const float* row, int vocab, uint64_t target, Sh
     __syncthreads();
     // Whole warps go through the row together: lanes with the same bucket add their weights first
     // (match + reduce), then one lane per bucket adds the sums.
-    ForEachInRow(row, vocab, [&](int i, bool valid, float x) {
+    ForEachInRow(row, slice, [&](int i, bool valid, float x) {
       int bucket = -1;
       uint64_t w = 0;
       if (valid) {
@@ -182,14 +215,19 @@ __device__ uint64_t RadixSelect(const float* row, int vocab, uint64_t target, Sh
         atomicAdd(&sh.hist[2][bucket], p2);
       }
     });
-    __syncthreads();
-    // Thread t takes `per` digits downwards from the largest: their sum, a scan over the threads,
-    // then the crossing digit within the thread's own.
+    cluster.sync();  // every CTA's histogram of its slice is complete
+    // Thread t takes `per` digits downwards from the largest: their sum over the cluster's CTAs, a
+    // scan over the threads, then the crossing digit within the thread's own.
     const int per = buckets > kThreads ? buckets / kThreads : 1;
     const int top = buckets - 1 - static_cast<int>(threadIdx.x) * per;
     auto weight_at = [&](int d) {
-      return uint64_t{sh.hist[0][d]} + (uint64_t{sh.hist[1][d]} << kPartBits) +
-             (uint64_t{sh.hist[2][d]} << (2 * kPartBits));
+      uint64_t w = 0;
+      for (unsigned r = 0; r < cluster.num_blocks(); ++r) {
+        const Shared& remote = *cluster.map_shared_rank(&sh, r);
+        w += uint64_t{remote.hist[0][d]} + (uint64_t{remote.hist[1][d]} << kPartBits) +
+             (uint64_t{remote.hist[2][d]} << (2 * kPartBits));
+      }
+      return w;
     };
     uint64_t local = 0;
     for (int j = 0; j < per; ++j) local += top - j >= 0 ? weight_at(top - j) : 0;
@@ -205,27 +243,35 @@ __device__ uint64_t RadixSelect(const float* row, int vocab, uint64_t target, Sh
     }
     __syncthreads();
     if (sh.digit < 0) {  // target past the total: cannot happen for a valid target
+      cluster.sync();
       *above = cum;
       return kNotFound;
     }
     prefix = (prefix << width) | static_cast<uint64_t>(sh.digit);
     cum = sh.above;
-    __syncthreads();
+    cluster.sync();  // the remote histogram reads are done before anyone zeroes theirs
   }
   *above = cum;
   return prefix;
 }
 
-__global__ void __launch_bounds__(kThreads)
+template <int kSlices>
+__global__ void __cluster_dims__(kSlices, 1, 1) __launch_bounds__(kThreads)
     SampleRowsKernel(float* __restrict__ logits, int vocab, const SampleRowParams* __restrict__ params,
                      int32_t* __restrict__ out) {
   extern __shared__ __align__(16) unsigned char smem[];
   Shared& sh = *reinterpret_cast<Shared*>(smem);
-  const SampleRowParams p = params[blockIdx.x];
-  float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
-  for (int e = threadIdx.x; e < p.num_edits; e += kThreads) {
+  cg::cluster_group cluster = cg::this_cluster();
+  const int r = static_cast<int>(blockIdx.x) / kSlices;
+  const int per_slice = (vocab + kSlices * 32 - 1) / (kSlices * 32) * 32;  // whole 128-byte lines
+  const int rank = static_cast<int>(cluster.block_rank());
+  const Slice slice{min(vocab, rank * per_slice), min(vocab, (rank + 1) * per_slice)};
+  const bool writer = rank == 0 && threadIdx.x == 0;
+  const SampleRowParams p = params[r];
+  float* row = logits + static_cast<int64_t>(r) * vocab;
+  for (int e = threadIdx.x; e < p.num_edits; e += kThreads) {  // each CTA edits its own slice
     const LogitEdit edit = p.edits[e];
-    if (edit.token < 0 || edit.token >= vocab) continue;
+    if (edit.token < slice.begin || edit.token >= slice.end) continue;
     float x = row[edit.token] + edit.bias;
     if ((edit.flags & kEditRepetition) != 0 && p.repetition_penalty != 1.0f) {
       x = x > 0.0f ? x / p.repetition_penalty : x * p.repetition_penalty;
@@ -234,13 +280,13 @@ __global__ void __launch_bounds__(kThreads)
     if ((edit.flags & kEditMasked) != 0) x = -INFINITY;
     row[edit.token] = x;
   }
-  __syncthreads();  // the block's global writes are visible to the block after the barrier
+  __syncthreads();  // the CTA's global writes are visible to the CTA (the cluster: at its next sync)
 
   float max_logit;
   int argmax;
-  BlockArgmax(row, vocab, sh, &max_logit, &argmax);
+  ClusterArgmax(row, slice, vocab, sh, cluster, &max_logit, &argmax);
   if (p.mode == SampleMode::kArgmax || max_logit == -INFINITY) {
-    if (threadIdx.x == 0) out[blockIdx.x] = argmax;
+    if (writer) out[r] = argmax;
     return;
   }
 
@@ -254,7 +300,7 @@ __global__ void __launch_bounds__(kThreads)
   uint64_t lowest = 0;
   if (p.top_k > 0 && p.top_k < vocab) {
     auto one = [](int, float, uint64_t) { return uint64_t{1}; };
-    lowest = RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, static_cast<uint64_t>(p.top_k - 1), sh,
+    lowest = RadixSelect<kRankKeyBits, kRankFirstBits>(row, slice, static_cast<uint64_t>(p.top_k - 1), sh, cluster,
                                                        rank_key, one, &above);
   }
   // min_p on top: a member's weight is its fixed-point probability.
@@ -264,12 +310,12 @@ __global__ void __launch_bounds__(kThreads)
     return pr < min_p ? uint64_t{0} : fixed(pr);
   };
   uint64_t local = 0;
-  ForEachInRow(row, vocab, [&](int i, bool valid, float x) {
+  ForEachInRow(row, slice, [&](int i, bool valid, float x) {
     if (valid) local += member(i, x, RankKey(x, i));
   });
-  const uint64_t total = BlockSum(local, sh);
+  const uint64_t total = ClusterSum(local, sh, cluster);
   if (total == 0) {
-    if (threadIdx.x == 0) out[blockIdx.x] = argmax;
+    if (writer) out[r] = argmax;
     return;
   }
 
@@ -279,42 +325,53 @@ __global__ void __launch_bounds__(kThreads)
     const double reach = ::ceil(static_cast<double>(p.top_p) * static_cast<double>(total));
     const uint64_t target = reach < 1.0 ? 0 : Below(static_cast<uint64_t>(reach) - 1, total);
     const uint64_t last =
-        RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, target, sh, rank_key, member, &above);
+        RadixSelect<kRankKeyBits, kRankFirstBits>(row, slice, target, sh, cluster, rank_key, member, &above);
     if (last == kNotFound) {
       chosen = -1;
     } else {
       const int last_id = IdOfKey(last);
       const uint64_t kept = above + member(last_id, Clean(row[last_id]), last);
       auto kept_member = [=](int i, float x, uint64_t k) { return k < last ? uint64_t{0} : member(i, x, k); };
-      const uint64_t key = RadixSelect<kRankKeyBits, kRankFirstBits>(row, vocab, Draw(p.uniform, kept), sh,
-                                                                     rank_key, kept_member, &above);
+      const uint64_t key = RadixSelect<kRankKeyBits, kRankFirstBits>(row, slice, Draw(p.uniform, kept), sh,
+                                                                     cluster, rank_key, kept_member, &above);
       chosen = key == kNotFound ? -1 : IdOfKey(key);
     }
   } else {
     // A draw walking the members by ascending id.
     auto id_key = [](int i, float) { return kIdMask - static_cast<uint64_t>(i); };
     auto id_member = [=](int i, float x, uint64_t) { return member(i, x, RankKey(x, i)); };
-    const uint64_t key = RadixSelect<kIdKeyBits, kIdFirstBits>(row, vocab, Draw(p.uniform, total), sh, id_key,
-                                                               id_member, &above);
+    const uint64_t key = RadixSelect<kIdKeyBits, kIdFirstBits>(row, slice, Draw(p.uniform, total), sh, cluster,
+                                                               id_key, id_member, &above);
     chosen = key == kNotFound ? -1 : static_cast<int>(kIdMask - key);
   }
-  if (threadIdx.x == 0) out[blockIdx.x] = chosen >= 0 && chosen < vocab ? chosen : argmax;
+  if (writer) out[r] = chosen >= 0 && chosen < vocab ? chosen : argmax;
+}
+
+constexpr int kMaxDevices = 64;
+std::atomic<int> g_sms[kMaxDevices];  // per device once prepared: its SM count
+
+template <int kSlices>
+cudaError_t Prepare() {
+  return cudaFuncSetAttribute(SampleRowsKernel<kSlices>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              static_cast<int>(sizeof(Shared)));
 }
 
 }  // namespace
 
 cudaError_t PrepareSampleRows() {
-  // Per device: the kernel's shared memory may exceed the 48 KB a launch gets without asking.
-  static std::atomic<uint64_t> prepared{0};
+  // Per device: the kernels' shared memory may exceed the 48 KB a launch gets without asking.
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
-  const uint64_t bit = uint64_t{1} << (device % 64);
-  if ((prepared.load(std::memory_order_acquire) & bit) != 0) return cudaSuccess;
-  err = cudaFuncSetAttribute(SampleRowsKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(sizeof(Shared)));
-  if (err == cudaSuccess) prepared.fetch_or(bit, std::memory_order_acq_rel);
-  return err;
+  if (device >= kMaxDevices) return cudaErrorInvalidDevice;
+  if (g_sms[device].load(std::memory_order_acquire) > 0) return cudaSuccess;
+  int sms = 0;
+  for (cudaError_t e : {Prepare<1>(), Prepare<2>(), Prepare<4>(), Prepare<8>(),
+                        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)}) {
+    if (e != cudaSuccess) return e;
+  }
+  g_sms[device].store(sms > 0 ? sms : 1, std::memory_order_release);
+  return cudaSuccess;
 }
 
 cudaError_t SampleRows(float* logits, int rows, int vocab, const SampleRowParams* params, int32_t* out,
@@ -323,7 +380,21 @@ cudaError_t SampleRows(float* logits, int rows, int vocab, const SampleRowParams
   if (rows == 0) return cudaSuccess;
   const cudaError_t prepared = PrepareSampleRows();
   if (prepared != cudaSuccess) return prepared;
-  SampleRowsKernel<<<rows, kThreads, sizeof(Shared), stream>>>(logits, vocab, params, out);
+  int device = 0;
+  const cudaError_t got = cudaGetDevice(&device);
+  if (got != cudaSuccess) return got;
+  // As many SMs per row as keep the rows within one wave (8 at 16 rows or fewer on an H200).
+  const int sms = g_sms[device].load(std::memory_order_acquire);
+  const size_t smem = sizeof(Shared);
+  if (rows * 8 <= sms) {
+    SampleRowsKernel<8><<<rows * 8, kThreads, smem, stream>>>(logits, vocab, params, out);
+  } else if (rows * 4 <= sms) {
+    SampleRowsKernel<4><<<rows * 4, kThreads, smem, stream>>>(logits, vocab, params, out);
+  } else if (rows * 2 <= sms) {
+    SampleRowsKernel<2><<<rows * 2, kThreads, smem, stream>>>(logits, vocab, params, out);
+  } else {
+    SampleRowsKernel<1><<<rows, kThreads, smem, stream>>>(logits, vocab, params, out);
+  }
   return cudaGetLastError();
 }
 
