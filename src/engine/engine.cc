@@ -220,7 +220,7 @@ absl::StatusOr<bool> Engine::Step() {
     // The executor samples a row unless it cannot (the engine then samples every row from the logits)
     // or the request wants logprobs; the plain argmax needs no description.
     const bool argmax_only = ArgmaxOnly(*e.seq);
-    x.needs_full_logits = !argmax_only && (!device_sampling || e.seq->params->logprobs.has_value());
+    x.needs_full_logits = !device_sampling || (!argmax_only && e.seq->params->logprobs.has_value());
     x.sampling = nullptr;
     if (e.needs_logits && !x.needs_full_logits && !argmax_only) {
       sampler_.Describe(SamplerInput{.params = e.seq->params.get(),

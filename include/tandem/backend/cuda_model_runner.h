@@ -81,6 +81,9 @@ class CudaModelRunner {
   KvPool& kv_pool();
   // False on tensor-parallel ranks other than 0: their steps return no logits and no tokens.
   bool computes_logits() const;
+  // Whether Forward samples the rows not marked logits_full on the GPU (CudaStepOutput::tokens); false
+  // on non-leader ranks and for vocabularies over kernels::kSampleMaxVocab, whose rows all go to the host.
+  bool samples_rows() const;
   // Bytes of weights on the device.
   size_t weight_bytes() const;
   // Linear weight matrices (after fusing q/k/v and gate/up) kept in NVFP4 on the device.

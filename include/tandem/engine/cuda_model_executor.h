@@ -23,7 +23,7 @@ class CudaModelExecutor final : public ModelExecutor {
   int32_t block_size() const override;
   absl::StatusOr<std::span<const float>> Execute(const StepPlan& plan) override;
   absl::Status SetLayerDoneCallback(LayerDoneCallback callback, LayerStepFilter wants = nullptr) override;
-  bool samples_rows() const override { return true; }
+  bool samples_rows() const override { return runner_->samples_rows(); }
   std::span<const int32_t> LastSampled() const override { return tokens_; }
   backend::KvPool* kv_pool() override { return &runner_->kv_pool(); }
   int kv_device() const override { return runner_->options().device; }

@@ -334,7 +334,12 @@ absl::Status CudaModelRunner::Impl::AllocateWorkspace() {
   if (leader) {  // the logits rows, on rank 0 only under tensor parallelism
     TANDEM_RETURN_IF_ERROR(alloc(&logits, m * c.vocab_size, 4));
     TANDEM_RETURN_IF_ERROR(host_logits.Allocate(static_cast<size_t>(m * c.vocab_size) * sizeof(float)));
-    TANDEM_ASSIGN_OR_RETURN(sampler, cuda::DeviceSampler::Create(m, c.vocab_size));
+    if (c.vocab_size <= kernels::kSampleMaxVocab) {  // else every row's logits go to the host
+      TANDEM_ASSIGN_OR_RETURN(sampler, cuda::DeviceSampler::Create(m, c.vocab_size));
+    } else {
+      TLOG_WARN("cuda model runner: vocabulary of {} is over the {} the GPU sampler handles; sampling on the host",
+                c.vocab_size, kernels::kSampleMaxVocab);
+    }
   }
 
   // Fixed layout of the step's batch (int64 first, every region 256-byte aligned).
@@ -487,6 +492,7 @@ KvPool& CudaModelRunner::kv_pool() { return *impl_->cache; }
 size_t CudaModelRunner::weight_bytes() const { return impl_->weight_bytes; }
 int CudaModelRunner::num_nvfp4_matrices() const { return impl_->num_nvfp4; }
 bool CudaModelRunner::computes_logits() const { return impl_->leader; }
+bool CudaModelRunner::samples_rows() const { return impl_->sampler != nullptr; }
 
 absl::StatusOr<BatchPlan> CudaModelRunner::Plan(const std::vector<SequenceStep>& steps) const {
   const Impl& s = *impl_;
@@ -619,7 +625,7 @@ absl::Status CudaModelRunner::Impl::Launch(int n, int m, const RunnerLayerCallba
                                              logit_normed->as<bf16>(), m, hidden, eps, st));
   TANDEM_RETURN_IF_ERROR(gemm->Matmul(logit_normed->as<bf16>(), lm_head, logits->data(), true, m, c.vocab_size,
                                       hidden, st));
-  return sampler->Launch(logits->as<float>(), m, st);
+  return sampler != nullptr ? sampler->Launch(logits->as<float>(), m, st) : absl::OkStatus();
 }
 
 // Copies the logits rows the host samples from: all of them in one copy when every row is wanted,
@@ -707,7 +713,7 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
   const int seqs = bucket > 0 ? bucket : plan.num_seqs;
   const int logit_rows = bucket > 0 ? bucket : m;
   Stage(plan, rows, seqs, logit_rows);
-  if (leader) TANDEM_RETURN_IF_ERROR(sampler->Stage(plan.logits_full, plan.logits_sampling, logit_rows, st));
+  if (sampler != nullptr) TANDEM_RETURN_IF_ERROR(sampler->Stage(plan.logits_full, plan.logits_sampling, logit_rows, st));
   TANDEM_RETURN_IF_ERROR(attention->Plan(plan, bucket, st));
   if (bucket > 0 && allow_graph) {  // the decode graph of the bucket: the batch's copies are part of it
     auto it = graphs.find(bucket);
@@ -744,7 +750,7 @@ absl::StatusOr<CudaStepOutput> CudaModelRunner::Impl::Run(const BatchPlan& plan,
   CudaStepOutput out;
   if (!leader) return out;
   out.logits = std::span<const float>(host_logits.as<float>(), static_cast<size_t>(m) * config.vocab_size);
-  out.tokens = sampler->tokens(m);
+  if (sampler != nullptr) out.tokens = sampler->tokens(m);
   return out;
 }
 
