@@ -118,6 +118,10 @@ int Main(int argc, char** argv) {
   options.max_num_tokens = 8192;
   options.max_num_seqs = 256;
   options.max_model_len = 8192;
+  // TANDEM_BENCH_BATCH_INVARIANT=1: engine.batch_invariant (its cost next to the default's figures).
+  const char* invariant = std::getenv("TANDEM_BENCH_BATCH_INVARIANT");
+  options.batch_invariant = invariant != nullptr && std::string(invariant) == "1";
+  if (options.batch_invariant) std::printf("engine.batch_invariant: on\n");
   const double params = static_cast<double>(model::NumParameters(loaded->weights));
   std::unique_ptr<engine::ModelExecutor> executor;
   std::vector<CudaModelRunner*> runners;  // one per rank

@@ -81,6 +81,7 @@ struct PagedAttention::State {
   // The current plan.
   AttentionKernel kernel = AttentionKernel::kNone;
   int num_seqs = 0, num_tokens = 0;
+  bool prefill_only = false;  // set_prefill_only: decode steps run the prefill kernel too
   std::vector<int32_t> kv_len;  // [num_seqs], tokens
   std::vector<int64_t> plan_info;
 
@@ -132,6 +133,8 @@ const char* AttentionKernelName(AttentionKernel kernel) {
 
 PagedAttention::PagedAttention(std::unique_ptr<State> state) : state_(std::move(state)) {}
 PagedAttention::~PagedAttention() = default;
+
+void PagedAttention::set_prefill_only(bool prefill_only) { state_->prefill_only = prefill_only; }
 
 AttentionKernel PagedAttention::planned_kernel() const { return state_->kernel; }
 int PagedAttention::planned_num_seqs() const { return state_->num_seqs; }
@@ -310,6 +313,7 @@ std::string PagedAttention::Plan(const int32_t* qo_indptr, const int32_t* kv_ind
     s.kv_len[static_cast<size_t>(i)] = static_cast<int32_t>(kv_len);
     decode = decode && qo_len == 1;
   }
+  decode = decode && !s.prefill_only;
   const int num_blocks = kv_indptr[num_seqs];
   for (int j = 0; j < num_blocks; ++j) {
     if (kv_indices[j] < 0)

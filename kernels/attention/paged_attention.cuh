@@ -95,6 +95,11 @@ class PagedAttention {
   [[nodiscard]] std::string Run(const __nv_bfloat16* q, int ld_q, const __nv_bfloat16* kv, __nv_bfloat16* out,
                                 float sm_scale, cudaStream_t stream);
 
+  // Every later Plan picks the sm90 prefill kernel, decode steps too (not for_graph): it splits no
+  // sequence's KV and a query row's result does not depend on the other rows of the step, so a
+  // sequence's attention is bitwise the same in any batch (engine.batch_invariant).
+  void set_prefill_only(bool prefill_only);
+
   AttentionKernel planned_kernel() const;
   int planned_num_seqs() const;
   int planned_num_tokens() const;

@@ -302,6 +302,11 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
                      absl::StrCat("expected a power of two, found ", bs));
   }
 
+  MapReader engine = top.Child("engine");
+  TANDEM_RETURN_IF_ERROR(engine.Validate());
+  TANDEM_RETURN_IF_ERROR(engine.Bool("batch_invariant", &config.engine.batch_invariant));
+  TANDEM_RETURN_IF_ERROR(engine.Finish());
+
   MapReader transfer = top.Child("transfer");
   TANDEM_RETURN_IF_ERROR(transfer.Validate());
   TANDEM_RETURN_IF_ERROR(transfer.Enum("backend", &config.transfer.backend, kTransfers));
@@ -411,6 +416,7 @@ std::string DescribeDeployment(const DeploymentConfig& c) {
   absl::StrAppend(&out, "kv_cache: {block_size: ", c.kv_cache.block_size, ", gpu_memory_utilization: ",
                   c.kv_cache.gpu_memory_utilization, ", cpu_memory_mib: ", c.kv_cache.cpu_memory_mib,
                   ", prefix_caching: ", c.kv_cache.prefix_caching ? "true" : "false", "}\n");
+  absl::StrAppend(&out, "engine: {batch_invariant: ", c.engine.batch_invariant ? "true" : "false", "}\n");
   absl::StrAppend(&out, "transfer: {backend: ", Name(c.transfer.backend),
                   ", layerwise: ", c.transfer.layerwise ? "true" : "false", "}\n");
   absl::StrAppend(&out, "discovery:\n  type: ", Name(c.discovery.type), "\n  token_env: \"", c.discovery.token_env,

@@ -70,6 +70,7 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateCudaEngine(const DeploymentConfig&
   options.max_model_len = ClampToInt32(config.model.max_model_len);
   options.block_size = config.kv_cache.block_size;
   options.gpu_memory_utilization = config.kv_cache.gpu_memory_utilization;
+  options.batch_invariant = config.engine.batch_invariant;
   const int tp = pool.tensor_parallel;
   if (tp == 1) {
     TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::CudaModelRunner> runner,

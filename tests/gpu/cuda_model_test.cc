@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -231,6 +232,79 @@ TEST(DummyModelOnGpu, Nvfp4Llama3_8bShapeMatchesCpuBackend) {
   auto loaded = model::LoadModel(options);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   RunAgainstCpu("llama-3-8b x2 layers nvfp4", *loaded, 16, 3e-2);
+}
+
+// engine.batch_invariant: a sequence's logits (and device token) are bitwise the same whatever else
+// is in its steps. Sequence A (a 37-token prompt, then 3 decode tokens) runs alone, then again as A'
+// (its own blocks, same tokens) prefilled beside two other prompts, decoded beside them, in a mixed
+// step beside a new prompt's prefill and in a decode step of two.
+TEST(DummyModelOnGpu, BatchInvariantModeGivesASequenceTheSameLogitsInAnyBatch) {
+  TANDEM_REQUIRE_GPU();
+  model::LoadOptions load;
+  load.format = model::LoadFormat::kDummy;
+  load.dummy_config = "llama-3-8b";
+  load.num_layers = 2;
+  load.show_progress = false;
+  auto loaded = model::LoadModel(load);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const int vocab = loaded->config.vocab_size, block = 16, per_seq = 8;  // 128 positions per sequence
+  CudaModelRunnerOptions options;
+  options.max_num_tokens = 256;
+  options.max_num_seqs = 8;
+  options.max_model_len = per_seq * block;
+  options.block_size = block;
+  options.num_blocks = 6 * per_seq;
+  options.batch_invariant = true;
+  auto runner = CudaModelRunner::Create(loaded->config, loaded->weights, options);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  CudaModelRunner& gpu = **runner;
+
+  uint32_t rng = 777;
+  auto tokens = [&](int n) {
+    std::vector<int32_t> t;
+    for (int i = 0; i < n; ++i) {
+      rng = rng * 1664525u + 1013904223u;
+      t.push_back(static_cast<int32_t>((rng >> 8) % static_cast<uint32_t>(vocab)));
+    }
+    return t;
+  };
+  const std::vector<int32_t> a = tokens(40), b = tokens(50), c = tokens(9), d = tokens(20);
+  // Slot `slot`'s blocks; positions [start, start + count) of `t`, logits for the last one.
+  auto step = [&](int slot, const std::vector<int32_t>& t, int start, int count) {
+    SequenceStep s;
+    s.token_ids.assign(t.begin() + start, t.begin() + start + count);
+    s.start_position = start;
+    for (int i = 0; i < per_seq; ++i) s.block_table.push_back(slot * per_seq + i);
+    return s;
+  };
+  // Runs one step; returns row `row`'s logits followed by its device token (as a float's bits).
+  auto run = [&](const std::vector<SequenceStep>& steps, int row) {
+    auto plan = gpu.Plan(steps);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    auto out = gpu.Forward(*plan);
+    EXPECT_TRUE(out.ok()) << out.status();
+    std::vector<float> r(out->logits.begin() + static_cast<int64_t>(row) * vocab,
+                         out->logits.begin() + static_cast<int64_t>(row + 1) * vocab);
+    r.push_back(static_cast<float>(out->tokens[static_cast<size_t>(row)]));
+    return r;
+  };
+  // Alone: slot 0.
+  std::vector<std::vector<float>> alone;
+  alone.push_back(run({step(0, a, 0, 37)}, 0));
+  for (int p = 37; p < 40; ++p) alone.push_back(run({step(0, a, p, 1)}, 0));
+  // In company: A' in slot 1.
+  std::vector<std::vector<float>> batched;
+  batched.push_back(run({step(2, b, 0, 50), step(1, a, 0, 37), step(3, c, 0, 9)}, 1));
+  batched.push_back(run({step(2, b, 50 - 1, 1), step(3, c, 8, 1), step(1, a, 37, 1)}, 2));
+  batched.push_back(run({step(4, d, 0, 20), step(1, a, 38, 1)}, 1));
+  batched.push_back(run({step(1, a, 39, 1), step(3, c, 8, 1)}, 0));
+  const char* what[] = {"prefill", "decode beside two", "decode beside a prefill", "decode beside one"};
+  for (size_t i = 0; i < alone.size(); ++i) {
+    ASSERT_EQ(alone[i].size(), batched[i].size());
+    size_t differ = 0;
+    for (size_t j = 0; j < alone[i].size(); ++j) differ += std::memcmp(&alone[i][j], &batched[i][j], 4) != 0;
+    EXPECT_EQ(differ, 0u) << what[i] << ": " << differ << " of " << alone[i].size() << " logits differ";
+  }
 }
 
 }  // namespace

@@ -42,6 +42,13 @@ class CublasLtGemm {
   absl::Status Tune(const __nv_bfloat16* x, std::span<const __nv_bfloat16* const> ws, void* out, bool out_fp32,
                     int m, int n, int k, cudaStream_t stream);
 
+  // Batch-invariant mode (engine.batch_invariant): every Matmul of a shape (n, k, output type) runs
+  // one cuBLASLt algorithm whatever m, without split-K, checked at the shape's first Matmul to give
+  // each row the same bits at m = 1 and 17 as within one GEMM of 128 rows (x = rows of the weights);
+  // no GEMV, and Tune does nothing. Set it before the first Matmul.
+  void SetBatchInvariant(bool on) { batch_invariant_ = on; }
+  bool batch_invariant() const { return batch_invariant_; }
+
  private:
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;
@@ -54,12 +61,19 @@ class CublasLtGemm {
   absl::StatusOr<Plan> NewPlan(int m, int n, int k, bool out_fp32, int count,
                                std::vector<cublasLtMatmulHeuristicResult_t>* candidates);
   static void Destroy(Plan& plan);
+  // The descriptor and layouts of a shape (no algorithm).
+  absl::StatusOr<Plan> Layouts(int m, int n, int k, bool out_fp32);
+  // The batch-invariant algorithm of a shape (see SetBatchInvariant), checked on `w` [n, k].
+  absl::StatusOr<cublasLtMatmulAlgo_t> InvariantAlgo(const __nv_bfloat16* w, bool out_fp32, int n, int k,
+                                                     cudaStream_t stream);
 
   cublasLtHandle_t handle_ = nullptr;
   std::unique_ptr<DeviceMemory> workspace_;
   absl::flat_hash_map<std::tuple<int, int, int, bool>, Plan> plans_;
   absl::flat_hash_set<std::tuple<int, int, int, bool>> tuned_;
   absl::flat_hash_set<std::tuple<int, int, int, bool>> gemv_;  // shapes where Tune found the GEMV faster
+  bool batch_invariant_ = false;
+  absl::flat_hash_map<std::tuple<int, int, bool>, cublasLtMatmulAlgo_t> invariant_;  // (n, k, fp32 out)
 };
 
 }  // namespace tandem::backend::cuda

@@ -42,6 +42,10 @@ struct CudaModelRunnerOptions {
   double gpu_memory_utilization = 0.90;
   bool cuda_graphs = true;        // replay decode steps from CUDA graphs
   bool tune_gemms = true;         // time cuBLASLt's candidates per decode-graph shape before capture
+  // engine.batch_invariant: a sequence's logits bitwise the same in any batch (one GEMM algorithm per
+  // shape, the prefill attention kernel for every step, NVFP4 linears dequantized for every step);
+  // turns cuda_graphs and tune_gemms off. Not with tensor parallelism (InvalidArgument).
+  bool batch_invariant = false;
   // Tensor parallelism: this runner is rank collective->rank() of collective->size() on `device` (not
   // owned; an NcclCollectiveGroup's rank). It keeps its shard of the weights (model/tensor_parallel.h)
   // and a KV pool of its KV heads, all-reduces the bf16 outputs of o_proj and down_proj on its stream

@@ -95,6 +95,14 @@ struct KvCacheSection {
   bool prefix_caching = true;
 };
 
+struct EngineSection {
+  // Every step's kernels split their work the same way whatever else is in the batch (one GEMM
+  // algorithm per shape, one attention kernel, no split-K or split-KV chosen by size), so a sequence's
+  // logits are bitwise the same in any batch: disaggregated output equals aggregated output on the
+  // GPU as it does on the CPU (which is so always). Costs decode speed (no CUDA graphs, no GEMV).
+  bool batch_invariant = false;
+};
+
 struct TransferSection {
   TransferBackend backend = TransferBackend::kAuto;
   bool layerwise = true;
@@ -139,6 +147,7 @@ struct DeploymentConfig {
   DisaggregationSection disaggregation;
   PoolsSection pools;
   KvCacheSection kv_cache;
+  EngineSection engine;
   TransferSection transfer;
   DiscoverySection discovery;
   LoggingSection logging;

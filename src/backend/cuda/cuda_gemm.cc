@@ -60,8 +60,7 @@ CublasLtGemm::~CublasLtGemm() {
   if (handle_ != nullptr) cublasLtDestroy(handle_);
 }
 
-absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::NewPlan(int m, int n, int k, bool out_fp32, int count,
-                                                         std::vector<cublasLtMatmulHeuristicResult_t>* candidates) {
+absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::Layouts(int m, int n, int k, bool out_fp32) {
   // Column-major view: C^T [n, m] = op(A) [n, k] * B [k, m] with A = W stored [k, n] (ld k), transposed,
   // and B = x stored [k, m] (ld k); C = out stored [n, m] (ld n), i.e. row-major [m, n].
   Plan plan;
@@ -75,6 +74,19 @@ absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::NewPlan(int m, int n, int k, bo
     TANDEM_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_16BF, k, n, k));
     TANDEM_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_16BF, k, m, k));
     TANDEM_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.c, out_fp32 ? CUDA_R_32F : CUDA_R_16BF, n, m, n));
+    return absl::OkStatus();
+  }();
+  if (!made.ok()) {
+    Destroy(plan);
+    return made;
+  }
+  return plan;
+}
+
+absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::NewPlan(int m, int n, int k, bool out_fp32, int count,
+                                                         std::vector<cublasLtMatmulHeuristicResult_t>* candidates) {
+  TANDEM_ASSIGN_OR_RETURN(Plan plan, Layouts(m, n, k, out_fp32));
+  absl::Status made = [&]() -> absl::Status {
     cublasLtMatmulPreference_t pref = nullptr;
     TANDEM_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     const size_t ws = workspace_->size();
@@ -99,6 +111,62 @@ absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::NewPlan(int m, int n, int k, bo
   return plan;
 }
 
+absl::StatusOr<cublasLtMatmulAlgo_t> CublasLtGemm::InvariantAlgo(const __nv_bfloat16* w, bool out_fp32, int n, int k,
+                                                                 cudaStream_t stream) {
+  // Candidates as cuBLASLt ranks them for a prefill-sized m; the first without split-K whose rows come
+  // out the same at m = 1 and 17 as inside one GEMM of `rows` rows is the shape's algorithm.
+  constexpr int kLargeM = 4096, kCandidates = 16, kPart = 17;
+  const int rows = std::min(n, 128);
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
+  TANDEM_ASSIGN_OR_RETURN(Plan probe, NewPlan(kLargeM, n, k, out_fp32, kCandidates, &candidates));
+  Destroy(probe);
+  const size_t row_bytes = static_cast<size_t>(n) * (out_fp32 ? 4 : 2);
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<DeviceMemory> out, DeviceMemory::Allocate(row_bytes * rows));
+  std::vector<uint8_t> whole(row_bytes * rows), part(row_bytes * kPart);
+  const float alpha = 1.0f, beta = 0.0f;
+  // Runs m rows of x = w's rows from `first` into `out` and copies them to `host`; false when the
+  // algorithm cannot run the shape.
+  auto run = [&](const cublasLtMatmulAlgo_t& algo, int m, int first, std::vector<uint8_t>* host) -> absl::StatusOr<bool> {
+    TANDEM_ASSIGN_OR_RETURN(Plan plan, Layouts(m, n, k, out_fp32));
+    cublasLtMatmulHeuristicResult_t check{};
+    bool ran = cublasLtMatmulAlgoCheck(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, &algo, &check) ==
+                   CUBLAS_STATUS_SUCCESS &&
+               check.workspaceSize <= workspace_->size() &&
+               cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, w + static_cast<int64_t>(first) * k, plan.b,
+                              &beta, out->data(), plan.c, out->data(), plan.c, &algo, workspace_->data(),
+                              workspace_->size(), stream) == CUBLAS_STATUS_SUCCESS;
+    Destroy(plan);
+    if (!ran) return false;
+    TANDEM_CUDA_CHECK(cudaMemcpyAsync(host->data(), out->data(), row_bytes * m, cudaMemcpyDeviceToHost, stream));
+    TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return true;
+  };
+  for (const cublasLtMatmulHeuristicResult_t& candidate : candidates) {
+    int32_t split_k = 1;
+    size_t written = 0;
+    cublasLtMatmulAlgoConfigGetAttribute(&candidate.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split_k,
+                                         sizeof(split_k), &written);
+    if (split_k > 1) continue;
+    TANDEM_ASSIGN_OR_RETURN(bool ran, run(candidate.algo, rows, 0, &whole));
+    bool same = ran;
+    for (const auto& [m, first] : {std::pair{1, 0}, std::pair{1, rows / 2}, std::pair{1, rows - 1},
+                                   std::pair{std::min(kPart, rows - 3), std::min(3, rows - 1)}}) {
+      if (!same || m < 1) continue;
+      TANDEM_ASSIGN_OR_RETURN(ran, run(candidate.algo, m, first, &part));
+      same = ran && std::equal(part.begin(), part.begin() + static_cast<int64_t>(row_bytes) * m,
+                               whole.begin() + static_cast<int64_t>(row_bytes) * first);
+    }
+    if (same) {
+      TLOG_INFO("GEMM n={} k={}{}: batch-invariant cuBLASLt algorithm chosen (candidate {} of {})", n, k,
+                out_fp32 ? " (fp32 out)" : "", &candidate - candidates.data() + 1, candidates.size());
+      return candidate.algo;
+    }
+  }
+  return absl::InternalError(absl::StrCat("cuBLASLt: none of ", candidates.size(),
+                                          " candidate algorithms gives rows that do not depend on m for bf16 GEMM n=",
+                                          n, " k=", k, "; engine.batch_invariant cannot run this model"));
+}
+
 absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int m, int n, int k, bool out_fp32) {
   const auto key = std::make_tuple(m, n, k, out_fp32);
   auto it = plans_.find(key);
@@ -111,7 +179,7 @@ absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int m, int n, in
 absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfloat16* const> ws, void* out,
                                 bool out_fp32, int m, int n, int k, cudaStream_t stream) {
   const auto key = std::make_tuple(m, n, k, out_fp32);
-  if (m == 0 || ws.empty() || tuned_.contains(key)) return absl::OkStatus();
+  if (m == 0 || ws.empty() || tuned_.contains(key) || batch_invariant_) return absl::OkStatus();
   std::vector<cublasLtMatmulHeuristicResult_t> candidates;
   TANDEM_ASSIGN_OR_RETURN(Plan plan, NewPlan(m, n, k, out_fp32, 8, &candidates));
   Event start, stop;
@@ -185,6 +253,26 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
 absl::Status CublasLtGemm::Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m,
                                   int n, int k, cudaStream_t stream) {
   if (m == 0) return absl::OkStatus();
+  if (batch_invariant_) {
+    const auto key = std::make_tuple(m, n, k, out_fp32);
+    auto it = plans_.find(key);
+    if (it == plans_.end()) {
+      const auto shape = std::make_tuple(n, k, out_fp32);
+      auto algo = invariant_.find(shape);
+      if (algo == invariant_.end()) {
+        TANDEM_ASSIGN_OR_RETURN(const cublasLtMatmulAlgo_t chosen, InvariantAlgo(w, out_fp32, n, k, stream));
+        algo = invariant_.emplace(shape, chosen).first;
+      }
+      TANDEM_ASSIGN_OR_RETURN(Plan plan, Layouts(m, n, k, out_fp32));
+      plan.algo = algo->second;
+      it = plans_.emplace(key, plan).first;
+    }
+    const float alpha = 1.0f, beta = 0.0f;
+    const Plan& p = it->second;
+    TANDEM_LT_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo,
+                                   workspace_->data(), workspace_->size(), stream));
+    return absl::OkStatus();
+  }
   if (!gemv_.empty() && gemv_.contains(std::make_tuple(m, n, k, out_fp32))) {
     const cudaError_t e = kernels::Bf16Gemv(x, w, out, out_fp32, m, n, k, stream);
     if (e != cudaSuccess) return CudaStatus(e, "bf16 GEMV", __FILE__, __LINE__);

@@ -302,7 +302,7 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
 absl::Status CudaModelRunner::Impl::Gemm(const Linear& w, const bf16* x, bf16* out, int m, int n, int k,
                                          cudaStream_t st) {
   if (!w.nvfp4.has_value()) return gemm->Matmul(x, w.dense, out, false, m, n, k, st);
-  if (m <= kNvfp4GemmMaxRows) {
+  if (m <= kNvfp4GemmMaxRows && !options.batch_invariant) {
     TANDEM_CUDA_CHECK(kernels::Nvfp4Gemm(x, *w.nvfp4, out, m, w.workspace ? w.workspace->data() : nullptr,
                                          w.workspace ? w.workspace->size() : 0, st));
     return absl::OkStatus();
@@ -439,9 +439,17 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
                                                    "), found ", options.device));
   }
   TANDEM_CUDA_CHECK(cudaSetDevice(options.device));
+  if (options.batch_invariant && options.collective != nullptr && options.collective->size() > 1) {
+    return absl::InvalidArgumentError(
+        "engine.batch_invariant: not with tensor parallelism yet (the all-reduce's order depends on the batch)");
+  }
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->options = options;
+  if (options.batch_invariant) {  // eager steps, one GEMM algorithm per shape (CublasLtGemm), one attention kernel
+    impl->options.cuda_graphs = false;
+    impl->options.tune_gemms = false;
+  }
   // Tensor parallelism: this rank's shard of the weights (host fp32 copies of its rows and columns).
   model::ModelWeights shard;
   const model::ModelWeights* rank_weights = &weights;
@@ -463,6 +471,7 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   impl->max_blocks_per_seq = static_cast<int>(CeilDiv(options.max_model_len, options.block_size));
   TANDEM_RETURN_IF_ERROR(impl->stream.Create());
   TANDEM_ASSIGN_OR_RETURN(impl->gemm, cuda::CublasLtGemm::Create());
+  impl->gemm->SetBatchInvariant(options.batch_invariant);
   TANDEM_RETURN_IF_ERROR(impl->UploadWeights(*rank_weights, nvfp4));
   shard = model::ModelWeights();
   nvfp4_shard.clear();
@@ -476,13 +485,15 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   setup.max_num_tokens = options.max_num_tokens;
   setup.max_num_seqs = options.max_num_seqs;
   setup.max_blocks_per_seq = impl->max_blocks_per_seq;
+  setup.batch_invariant = options.batch_invariant;
   setup.batch.positions = impl->Meta<int32_t>(impl->off_pos);
   setup.batch.token_seq = impl->Meta<int32_t>(impl->off_seq);
   setup.batch.block_tables = impl->Meta<int32_t>(impl->off_tables);
   setup.batch.max_blocks_per_seq = impl->max_blocks_per_seq;
   TANDEM_ASSIGN_OR_RETURN(impl->attention, cuda::CreateStepAttention(setup));
-  TLOG_INFO("cuda model runner: {} on GPU {}: attention {}, CUDA graphs {}", config.name, options.device,
-            impl->attention->name(), options.cuda_graphs ? "on" : "off");
+  TLOG_INFO("cuda model runner: {} on GPU {}: attention {}, CUDA graphs {}{}", config.name, options.device,
+            impl->attention->name(), impl->options.cuda_graphs ? "on" : "off",
+            options.batch_invariant ? ", batch-invariant" : "");
   return std::unique_ptr<CudaModelRunner>(new CudaModelRunner(std::move(impl)));
 }
 

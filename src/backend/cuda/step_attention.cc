@@ -110,6 +110,7 @@ absl::StatusOr<std::unique_ptr<StepAttention>> CreateStepAttention(const Attenti
   const std::string err = kernels::PagedAttention::Create(geometry, setup.max_num_tokens, setup.max_num_seqs,
                                                           setup.max_num_seqs * setup.max_blocks_per_seq, &kernel);
   if (!err.empty()) return absl::InternalError(absl::StrCat("attention: ", err));
+  kernel->set_prefill_only(setup.batch_invariant);
   return std::unique_ptr<StepAttention>(new FlashInferAttention(setup, std::move(kernel)));
 }
 

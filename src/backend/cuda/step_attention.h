@@ -25,6 +25,7 @@ struct AttentionSetup {
   int max_num_tokens = 0;
   int max_num_seqs = 0;
   int max_blocks_per_seq = 0;
+  bool batch_invariant = false;  // one kernel for every step (FlashInfer: the sm90 prefill kernel)
   // The step's batch on the device, at fixed addresses (the reference kernel reads it).
   kernels::PagedBatchDevice batch;
 };
