@@ -47,6 +47,7 @@ TEST(ConfigTest, DefaultsFillEverythingMissing) {
   EXPECT_EQ(config->disaggregation.on_prefill_failure, PrefillFailurePolicy::kFail);
   EXPECT_EQ(config->discovery.token_env, "TANDEM_CLUSTER_TOKEN");
   EXPECT_EQ(config->shutdown.drain_timeout_s, 30.0);
+  EXPECT_FALSE(config->engine.batch_invariant);
   const auto plan = PlanWorkers(*config);
   ASSERT_EQ(plan.size(), 5u);
   EXPECT_EQ(plan[0].role, "prefill");
@@ -217,6 +218,8 @@ const BadCase kBadCases[] = {
      "bad.yaml:4: frontend.http.port: expected an integer in [0, 65535], found 70000"},
     {"bool_wrong", "model: {path: /m}\nbackend: cpu\nkv_cache: {prefix_caching: maybe}\n", {},
      "bad.yaml:3: kv_cache.prefix_caching: expected true or false, found 'maybe'"},
+    {"engine_key_typo", "model: {path: /m}\nbackend: cuda\nengine: {batch_invariance: true}\n", {},
+     "bad.yaml:3: engine.batch_invariance: unknown key"},
     {"block_size_not_pow2", "model: {path: /m}\nbackend: cpu\nkv_cache: {block_size: 12}\n", {},
      "bad.yaml:3: kv_cache.block_size: expected a power of two, found 12"},
     {"utilization_range", "model: {path: /m}\nbackend: cuda\nkv_cache: {gpu_memory_utilization: 1.5}\n", {},
