@@ -30,7 +30,8 @@ const char* StatusName(cublasStatus_t s) {
 
 absl::Status LtStatus(cublasStatus_t s, const char* what) {
   if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat("cuBLASLt: ", what, ": ", StatusName(s), " (", static_cast<int>(s), ")"));
+  return absl::InternalError(
+      absl::StrCat("cuBLASLt: ", what, ": ", StatusName(s), " (", static_cast<int>(s), ")"));
 }
 
 // How much faster than cuBLASLt's best the GEMV must be to replace it (Tune).
@@ -83,8 +84,8 @@ absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::Layouts(int m, int n, int k, bo
   return plan;
 }
 
-absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::NewPlan(int m, int n, int k, bool out_fp32, int count,
-                                                         std::vector<cublasLtMatmulHeuristicResult_t>* candidates) {
+absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::NewPlan(
+    int m, int n, int k, bool out_fp32, int count, std::vector<cublasLtMatmulHeuristicResult_t>* candidates) {
   TANDEM_ASSIGN_OR_RETURN(Plan plan, Layouts(m, n, k, out_fp32));
   absl::Status made = [&]() -> absl::Status {
     cublasLtMatmulPreference_t pref = nullptr;
@@ -93,12 +94,13 @@ absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::NewPlan(int m, int n, int k, bo
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
     candidates->assign(static_cast<size_t>(count), cublasLtMatmulHeuristicResult_t{});
     int found = 0;
-    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref,
-                                                             count, candidates->data(), &found);
+    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c,
+                                                             plan.c, pref, count, candidates->data(), &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (hs != CUBLAS_STATUS_SUCCESS || found == 0) {
-      return absl::InternalError(absl::StrCat("cuBLASLt: no algorithm for bf16 GEMM m=", m, " n=", n, " k=", k,
-                                              out_fp32 ? " (fp32 out)" : " (bf16 out)", ": ", StatusName(hs)));
+      return absl::InternalError(absl::StrCat("cuBLASLt: no algorithm for bf16 GEMM m=", m, " n=", n,
+                                              " k=", k, out_fp32 ? " (fp32 out)" : " (bf16 out)", ": ",
+                                              StatusName(hs)));
     }
     candidates->resize(static_cast<size_t>(found));
     plan.algo = candidates->front().algo;
@@ -111,60 +113,109 @@ absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::NewPlan(int m, int n, int k, bo
   return plan;
 }
 
-absl::StatusOr<cublasLtMatmulAlgo_t> CublasLtGemm::InvariantAlgo(const __nv_bfloat16* w, bool out_fp32, int n, int k,
-                                                                 cudaStream_t stream) {
-  // Candidates as cuBLASLt ranks them for a prefill-sized m; the first without split-K whose rows come
-  // out the same at m = 1 and 17 as inside one GEMM of `rows` rows is the shape's algorithm.
-  constexpr int kLargeM = 4096, kCandidates = 16, kPart = 17;
+absl::StatusOr<cublasLtMatmulAlgo_t> CublasLtGemm::InvariantAlgo(const __nv_bfloat16* w, bool out_fp32, int n,
+                                                                 int k, cudaStream_t stream) {
+  // cuBLASLt's candidates for a prefill-sized m and for m = 1, those without split-K whose rows come out
+  // the same at m = 1 and 17 as inside one GEMM of `rows` rows; of those, the fastest at m = 1 (decode)
+  // among the ones within kLargeMargin of the fastest at `large` rows (prefill).
+  constexpr int kCandidates = 16, kPart = 17, kReps = 5;
+  constexpr float kLargeMargin = 1.15f;
   const int rows = std::min(n, 128);
-  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
-  TANDEM_ASSIGN_OR_RETURN(Plan probe, NewPlan(kLargeM, n, k, out_fp32, kCandidates, &candidates));
-  Destroy(probe);
   const size_t row_bytes = static_cast<size_t>(n) * (out_fp32 ? 4 : 2);
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<DeviceMemory> out, DeviceMemory::Allocate(row_bytes * rows));
+  const int large = static_cast<int>(
+      std::clamp<size_t>((size_t{256} << 20) / row_bytes, size_t{1}, static_cast<size_t>(std::min(n, 2048))));
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
+  for (int m : {4096, 1}) {
+    std::vector<cublasLtMatmulHeuristicResult_t> found;
+    TANDEM_ASSIGN_OR_RETURN(Plan probe, NewPlan(m, n, k, out_fp32, kCandidates, &found));
+    Destroy(probe);
+    candidates.insert(candidates.end(), found.begin(), found.end());
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<DeviceMemory> out,
+                          DeviceMemory::Allocate(row_bytes * static_cast<size_t>(std::max(rows, large))));
   std::vector<uint8_t> whole(row_bytes * rows), part(row_bytes * kPart);
+  Event start, stop;
+  TANDEM_RETURN_IF_ERROR(start.Create(true));
+  TANDEM_RETURN_IF_ERROR(stop.Create(true));
   const float alpha = 1.0f, beta = 0.0f;
-  // Runs m rows of x = w's rows from `first` into `out` and copies them to `host`; false when the
-  // algorithm cannot run the shape.
-  auto run = [&](const cublasLtMatmulAlgo_t& algo, int m, int first, std::vector<uint8_t>* host) -> absl::StatusOr<bool> {
+  // Runs m rows of x = w's rows from `first` into `out` (reps times, timed, when ms is not null) and
+  // copies them to `host` (when not null); false when the algorithm cannot run the shape.
+  auto run = [&](const cublasLtMatmulAlgo_t& algo, int m, int first, std::vector<uint8_t>* host,
+                 float* ms) -> absl::StatusOr<bool> {
     TANDEM_ASSIGN_OR_RETURN(Plan plan, Layouts(m, n, k, out_fp32));
     cublasLtMatmulHeuristicResult_t check{};
+    auto matmul = [&] {
+      return cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, w + static_cast<int64_t>(first) * k,
+                            plan.b, &beta, out->data(), plan.c, out->data(), plan.c, &algo,
+                            workspace_->data(), workspace_->size(), stream) == CUBLAS_STATUS_SUCCESS;
+    };
     bool ran = cublasLtMatmulAlgoCheck(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, &algo, &check) ==
                    CUBLAS_STATUS_SUCCESS &&
-               check.workspaceSize <= workspace_->size() &&
-               cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, w + static_cast<int64_t>(first) * k, plan.b,
-                              &beta, out->data(), plan.c, out->data(), plan.c, &algo, workspace_->data(),
-                              workspace_->size(), stream) == CUBLAS_STATUS_SUCCESS;
+               check.workspaceSize <= workspace_->size() && matmul();
+    if (ran && ms != nullptr) {
+      cudaEventRecord(start.get(), stream);
+      for (int r = 0; r < kReps && ran; ++r) ran = matmul();
+      cudaEventRecord(stop.get(), stream);
+    }
     Destroy(plan);
     if (!ran) return false;
-    TANDEM_CUDA_CHECK(cudaMemcpyAsync(host->data(), out->data(), row_bytes * m, cudaMemcpyDeviceToHost, stream));
+    if (ms != nullptr) {
+      TANDEM_CUDA_CHECK(cudaEventSynchronize(stop.get()));
+      TANDEM_CUDA_CHECK(cudaEventElapsedTime(ms, start.get(), stop.get()));
+    }
+    if (host != nullptr) {
+      TANDEM_CUDA_CHECK(
+          cudaMemcpyAsync(host->data(), out->data(), row_bytes * m, cudaMemcpyDeviceToHost, stream));
+    }
     TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream));
     return true;
   };
+  struct Passed {
+    cublasLtMatmulAlgo_t algo;
+    float one_ms, large_ms;
+  };
+  std::vector<Passed> passed;
   for (const cublasLtMatmulHeuristicResult_t& candidate : candidates) {
     int32_t split_k = 1;
     size_t written = 0;
     cublasLtMatmulAlgoConfigGetAttribute(&candidate.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split_k,
                                          sizeof(split_k), &written);
     if (split_k > 1) continue;
-    TANDEM_ASSIGN_OR_RETURN(bool ran, run(candidate.algo, rows, 0, &whole));
+    TANDEM_ASSIGN_OR_RETURN(bool ran, run(candidate.algo, rows, 0, &whole, nullptr));
     bool same = ran;
     for (const auto& [m, first] : {std::pair{1, 0}, std::pair{1, rows / 2}, std::pair{1, rows - 1},
                                    std::pair{std::min(kPart, rows - 3), std::min(3, rows - 1)}}) {
       if (!same || m < 1) continue;
-      TANDEM_ASSIGN_OR_RETURN(ran, run(candidate.algo, m, first, &part));
+      TANDEM_ASSIGN_OR_RETURN(ran, run(candidate.algo, m, first, &part, nullptr));
       same = ran && std::equal(part.begin(), part.begin() + static_cast<int64_t>(row_bytes) * m,
                                whole.begin() + static_cast<int64_t>(row_bytes) * first);
     }
-    if (same) {
-      TLOG_INFO("GEMM n={} k={}{}: batch-invariant cuBLASLt algorithm chosen (candidate {} of {})", n, k,
-                out_fp32 ? " (fp32 out)" : "", &candidate - candidates.data() + 1, candidates.size());
-      return candidate.algo;
-    }
+    if (!same) continue;
+    Passed p{candidate.algo, 0, 0};
+    TANDEM_ASSIGN_OR_RETURN(bool timed_one, run(candidate.algo, 1, 0, nullptr, &p.one_ms));
+    TANDEM_ASSIGN_OR_RETURN(bool timed_large, run(candidate.algo, large, 0, nullptr, &p.large_ms));
+    if (timed_one && timed_large) passed.push_back(p);
   }
-  return absl::InternalError(absl::StrCat("cuBLASLt: none of ", candidates.size(),
-                                          " candidate algorithms gives rows that do not depend on m for bf16 GEMM n=",
-                                          n, " k=", k, "; engine.batch_invariant cannot run this model"));
+  if (passed.empty()) {
+    return absl::InternalError(
+        absl::StrCat("cuBLASLt: none of ", candidates.size(),
+                     " candidate algorithms gives rows that do not depend on m for bf16 GEMM n=", n, " k=", k,
+                     "; engine.batch_invariant cannot run this model"));
+  }
+  float best_large = passed.front().large_ms;
+  for (const Passed& p : passed) best_large = std::min(best_large, p.large_ms);
+  const Passed* chosen = nullptr;
+  for (const Passed& p : passed) {
+    if (p.large_ms <= best_large * kLargeMargin && (chosen == nullptr || p.one_ms < chosen->one_ms))
+      chosen = &p;
+  }
+  TLOG_INFO(
+      "GEMM n={} k={}{}: batch-invariant cuBLASLt algorithm: {} of {} candidates pass; chosen {:.1f} us at "
+      "m=1, "
+      "{:.1f} us at m={} (fastest there {:.1f} us)",
+      n, k, out_fp32 ? " (fp32 out)" : "", passed.size(), candidates.size(), chosen->one_ms * 1000 / kReps,
+      chosen->large_ms * 1000 / kReps, large, best_large * 1000 / kReps);
+  return chosen->algo;
 }
 
 absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int m, int n, int k, bool out_fp32) {
@@ -206,8 +257,9 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
   for (size_t i = 0; timed.ok() && i < candidates.size(); ++i) {
     const cublasLtMatmulAlgo_t* algo = &candidates[i].algo;
     absl::StatusOr<std::optional<float>> ms = time_runs([&](size_t r) {
-      return cublasLtMatmul(handle_, plan.desc, &alpha, ws[r % ws.size()], plan.a, x, plan.b, &beta, out, plan.c,
-                            out, plan.c, algo, workspace_->data(), workspace_->size(), stream) == CUBLAS_STATUS_SUCCESS;
+      return cublasLtMatmul(handle_, plan.desc, &alpha, ws[r % ws.size()], plan.a, x, plan.b, &beta, out,
+                            plan.c, out, plan.c, algo, workspace_->data(), workspace_->size(),
+                            stream) == CUBLAS_STATUS_SUCCESS;
     });
     if (!ms.ok()) {
       timed = ms.status();
@@ -224,7 +276,8 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
   if (timed.ok() && have_best && kernels::Bf16GemvSupported(m, n, k)) {
     cudaError_t launched = cudaSuccess;
     absl::StatusOr<std::optional<float>> gemv_ms = time_runs([&](size_t r) {
-      if (launched == cudaSuccess) launched = kernels::Bf16Gemv(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
+      if (launched == cudaSuccess)
+        launched = kernels::Bf16Gemv(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
       return launched == cudaSuccess;
     });
     if (!gemv_ms.ok()) {
@@ -234,8 +287,8 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
     } else {
       const double us = 1000.0 / static_cast<double>(reps);
       const bool faster = **gemv_ms * kGemvMargin < best_ms;
-      TLOG_INFO("GEMM m={} n={} k={}{}: cuBLASLt {:.1f} us, GEMV {:.1f} us per call ({:.2f} TB/s): {}", m, n, k,
-                out_fp32 ? " (fp32 out)" : "", best_ms * us, **gemv_ms * us,
+      TLOG_INFO("GEMM m={} n={} k={}{}: cuBLASLt {:.1f} us, GEMV {:.1f} us per call ({:.2f} TB/s): {}", m, n,
+                k, out_fp32 ? " (fp32 out)" : "", best_ms * us, **gemv_ms * us,
                 2.0 * n * k / (**gemv_ms * us * 1e-6) / 1e12, faster ? "GEMV" : "cuBLASLt");
       if (faster) gemv_.insert(key);
     }
@@ -250,8 +303,8 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
   return absl::OkStatus();
 }
 
-absl::Status CublasLtGemm::Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m,
-                                  int n, int k, cudaStream_t stream) {
+absl::Status CublasLtGemm::Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32,
+                                  int m, int n, int k, cudaStream_t stream) {
   if (m == 0) return absl::OkStatus();
   if (batch_invariant_) {
     const auto key = std::make_tuple(m, n, k, out_fp32);
@@ -269,8 +322,8 @@ absl::Status CublasLtGemm::Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w
     }
     const float alpha = 1.0f, beta = 0.0f;
     const Plan& p = it->second;
-    TANDEM_LT_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo,
-                                   workspace_->data(), workspace_->size(), stream));
+    TANDEM_LT_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c,
+                                   &p.algo, workspace_->data(), workspace_->size(), stream));
     return absl::OkStatus();
   }
   if (!gemv_.empty() && gemv_.contains(std::make_tuple(m, n, k, out_fp32))) {
