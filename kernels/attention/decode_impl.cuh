@@ -13,6 +13,7 @@
 
 #include "attention/flashinfer_units.h"
 #include "common/cuda_check.cuh"
+#include "common/pdl.cuh"
 
 namespace tandem::kernels::attention_units {
 namespace decode_detail {
@@ -93,7 +94,7 @@ std::string DecodeRun(const Workspaces& ws, const std::vector<int64_t>& plan_inf
     }
     const cudaError_t err =
         flashinfer::BatchDecodeWithPagedKVCacheDispatched<kHeadDim, kPosEncoding, Variant>(
-            params, tmp_v, tmp_s, /*enable_pdl=*/false, stream);
+            params, tmp_v, tmp_s, /*enable_pdl=*/PdlEnabled(), stream);
     return CudaErrorText(err, "flashinfer::BatchDecodeWithPagedKVCacheDispatched");
   } catch (const std::exception& e) {
     return std::string("flashinfer::BatchDecodeWithPagedKVCacheDispatched: ") + e.what();

@@ -1,5 +1,7 @@
 #include "elementwise/elementwise.cuh"
 
+#include "common/pdl.cuh"
+
 namespace tandem::kernels {
 namespace {
 
@@ -12,6 +14,8 @@ struct alignas(16) Bf16x8 {
 // One block per output row, 16-byte accesses.
 __global__ void GatherRowsKernel(const __nv_bfloat16* __restrict__ src, int vecs, const int32_t* __restrict__ rows,
                                  __nv_bfloat16* __restrict__ out) {
+  PdlTrigger();
+  PdlWait();
   const int64_t i = blockIdx.x;
   const Bf16x8* s = reinterpret_cast<const Bf16x8*>(src) + static_cast<int64_t>(rows[i]) * vecs;
   Bf16x8* o = reinterpret_cast<Bf16x8*>(out) + i * vecs;
@@ -19,6 +23,8 @@ __global__ void GatherRowsKernel(const __nv_bfloat16* __restrict__ src, int vecs
 }
 
 __global__ void SiluMulKernel(const __nv_bfloat16* __restrict__ gate_up, int inter, __nv_bfloat16* __restrict__ out) {
+  PdlTrigger();
+  PdlWait();  // gate/up come from the GEMM before
   const int64_t t = blockIdx.y;
   const int vecs = inter / 8;
   const Bf16x8* g = reinterpret_cast<const Bf16x8*>(gate_up + t * 2 * inter);
@@ -67,8 +73,8 @@ cudaError_t GatherRows(const __nv_bfloat16* src, int dim, const int32_t* rows, i
   if (dim % 8 != 0 || m < 0) return cudaErrorInvalidValue;
   if (m == 0) return cudaSuccess;
   const int vecs = dim / 8;
-  GatherRowsKernel<<<m, vecs < kThreads ? ((vecs + 31) / 32) * 32 : kThreads, 0, stream>>>(src, vecs, rows, out);
-  return cudaGetLastError();
+  return LaunchPdl(GatherRowsKernel, dim3(m), dim3(vecs < kThreads ? ((vecs + 31) / 32) * 32 : kThreads), 0, stream,
+                   src, vecs, rows, out);
 }
 
 cudaError_t SiluMul(const __nv_bfloat16* gate_up, int n, int inter, __nv_bfloat16* out, cudaStream_t stream) {
@@ -78,10 +84,12 @@ cudaError_t SiluMul(const __nv_bfloat16* gate_up, int n, int inter, __nv_bfloat1
   for (int begin = 0; begin < n; begin += 65535) {
     const int rows = n - begin < 65535 ? n - begin : 65535;
     const dim3 grid(BlocksFor(inter / 8, kThreads, 64), rows);
-    SiluMulKernel<<<grid, kThreads, 0, stream>>>(gate_up + static_cast<int64_t>(begin) * 2 * inter, inter,
-                                                 out + static_cast<int64_t>(begin) * inter);
+    const cudaError_t e = LaunchPdl(SiluMulKernel, grid, dim3(kThreads), 0, stream,
+                                    gate_up + static_cast<int64_t>(begin) * 2 * inter, inter,
+                                    out + static_cast<int64_t>(begin) * inter);
+    if (e != cudaSuccess) return e;
   }
-  return cudaGetLastError();
+  return cudaSuccess;
 }
 
 cudaError_t AddBias(__nv_bfloat16* x, int n, int ld, int dim, const __nv_bfloat16* bias, cudaStream_t stream) {

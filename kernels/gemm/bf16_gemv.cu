@@ -1,6 +1,7 @@
 #include <cstdint>
 
 #include "gemm/bf16_gemv.cuh"
+#include "common/pdl.cuh"
 
 namespace tandem::kernels {
 namespace {
@@ -28,6 +29,7 @@ template <int M, bool kFp32Out>
 __global__ void __launch_bounds__(kWarps * 32) Bf16GemvKernel(const __nv_bfloat16* __restrict__ x,
                                                               const __nv_bfloat16* __restrict__ w,
                                                               void* __restrict__ out, int n, int k) {
+  PdlTrigger();
   const int warp = static_cast<int>(threadIdx.x) >> 5;
   const int lane = static_cast<int>(threadIdx.x) & 31;
   const int row0 = static_cast<int>(blockIdx.x) * kRows;
@@ -42,6 +44,7 @@ __global__ void __launch_bounds__(kWarps * 32) Bf16GemvKernel(const __nv_bfloat1
   for (int r = 0; r < kRows; ++r) rows[r] = w + static_cast<size_t>(min(row0 + r, n - 1)) * k;
 
   constexpr int kStride = kWarps * kChunk;
+  bool waited = false;
   for (int base = warp * kChunk + lane * 8; base < k; base += kUnroll * kStride) {
     uint4 wv[kUnroll][kRows];
 #pragma unroll
@@ -49,6 +52,10 @@ __global__ void __launch_bounds__(kWarps * 32) Bf16GemvKernel(const __nv_bfloat1
       const int c = base + u * kStride;
 #pragma unroll
       for (int r = 0; r < kRows; ++r) wv[u][r] = c < k ? LoadStreaming(rows[r] + c) : make_uint4(0, 0, 0, 0);
+    }
+    if (!waited) {  // the first weights are on their way while the kernel before finishes; x is its output
+      PdlWait();
+      waited = true;
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -70,6 +77,7 @@ __global__ void __launch_bounds__(kWarps * 32) Bf16GemvKernel(const __nv_bfloat1
     }
   }
 
+  PdlWait();  // before any write (a thread with no chunk of k has not waited yet)
   __shared__ float partial[kWarps][M * kRows];
 #pragma unroll
   for (int m = 0; m < M; ++m) {
@@ -103,12 +111,8 @@ template <int M>
 cudaError_t Launch(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int n, int k,
                    cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((n + kRows - 1) / kRows));
-  if (out_fp32) {
-    Bf16GemvKernel<M, true><<<grid, kWarps * 32, 0, stream>>>(x, w, out, n, k);
-  } else {
-    Bf16GemvKernel<M, false><<<grid, kWarps * 32, 0, stream>>>(x, w, out, n, k);
-  }
-  return cudaGetLastError();
+  if (out_fp32) return LaunchPdl(Bf16GemvKernel<M, true>, grid, dim3(kWarps * 32), 0, stream, x, w, out, n, k);
+  return LaunchPdl(Bf16GemvKernel<M, false>, grid, dim3(kWarps * 32), 0, stream, x, w, out, n, k);
 }
 
 bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

@@ -2,6 +2,8 @@
 
 #include <cstdint>
 
+#include "common/pdl.cuh"
+
 namespace tandem::kernels {
 namespace {
 
@@ -36,6 +38,8 @@ template <bool kAdd>
 __global__ void __launch_bounds__(kThreads)
     RmsNormKernel(const __nv_bfloat16* __restrict__ x, __nv_bfloat16* __restrict__ residual,
                   const __nv_bfloat16* __restrict__ weight, __nv_bfloat16* __restrict__ out, int hidden, float eps) {
+  PdlTrigger();
+  PdlWait();  // x and residual come from the kernel before
   const int64_t row = blockIdx.x;
   const int vecs = hidden / kVec;
   const Bf16x8* x_row = reinterpret_cast<const Bf16x8*>(x + row * hidden);
@@ -92,8 +96,8 @@ cudaError_t RmsNorm(const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bf
     return cudaErrorInvalidValue;
   }
   if (num_tokens == 0) return cudaSuccess;
-  RmsNormKernel<false><<<num_tokens, kThreads, 0, stream>>>(x, nullptr, weight, out, hidden, eps);
-  return cudaGetLastError();
+  return LaunchPdl(RmsNormKernel<false>, dim3(num_tokens), dim3(kThreads), 0, stream, x,
+                   static_cast<__nv_bfloat16*>(nullptr), weight, out, hidden, eps);
 }
 
 cudaError_t FusedAddRmsNorm(const __nv_bfloat16* x, __nv_bfloat16* residual, const __nv_bfloat16* weight,
@@ -103,8 +107,8 @@ cudaError_t FusedAddRmsNorm(const __nv_bfloat16* x, __nv_bfloat16* residual, con
     return cudaErrorInvalidValue;
   }
   if (num_tokens == 0) return cudaSuccess;
-  RmsNormKernel<true><<<num_tokens, kThreads, 0, stream>>>(x, residual, weight, out, hidden, eps);
-  return cudaGetLastError();
+  return LaunchPdl(RmsNormKernel<true>, dim3(num_tokens), dim3(kThreads), 0, stream, x, residual, weight, out,
+                   hidden, eps);
 }
 
 }  // namespace tandem::kernels

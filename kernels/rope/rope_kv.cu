@@ -1,5 +1,7 @@
 #include "rope/rope_kv.cuh"
 
+#include "common/pdl.cuh"
+
 namespace tandem::kernels {
 namespace {
 
@@ -15,6 +17,8 @@ __global__ void __launch_bounds__(kThreads)
     RopeKvKernel(__nv_bfloat16* __restrict__ qkv, int ld, int nq, int nkv, int hd, const int32_t* __restrict__ positions,
                  const float* __restrict__ inv_freq, const int64_t* __restrict__ slot_mapping, int block_size,
                  __nv_bfloat16* __restrict__ kv) {
+  PdlTrigger();
+  PdlWait();  // q/k/v come from the GEMM before
   const int64_t t = blockIdx.x;
   const int half = hd / 2;
   const int rot_items = (nq + nkv) * half;
@@ -66,9 +70,8 @@ cudaError_t RopeAndWriteKv(__nv_bfloat16* qkv, int n, int ld, int num_q_heads, c
   const int items = (num_q_heads + layout.num_kv_heads) * (hd / 2) + layout.num_kv_heads * hd;
   if ((items + kThreads - 1) / kThreads > 65535) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>((items + kThreads - 1) / kThreads));
-  RopeKvKernel<<<grid, kThreads, 0, stream>>>(qkv, ld, num_q_heads, layout.num_kv_heads, hd, positions, inv_freq,
-                                            slot_mapping, layout.block_size, kv_layer);
-  return cudaGetLastError();
+  return LaunchPdl(RopeKvKernel, grid, dim3(kThreads), 0, stream, qkv, ld, num_q_heads, layout.num_kv_heads, hd,
+                   positions, inv_freq, slot_mapping, layout.block_size, kv_layer);
 }
 
 }  // namespace tandem::kernels

@@ -1,0 +1,58 @@
+// Programmatic dependent launch (Hopper): a kernel launched with LaunchPdl may start while the kernel
+// before it on the stream is still running — its blocks are scheduled, and run their prologue (e.g.
+// loads of weights, which no kernel writes), as soon as every block of the previous kernel has called
+// PdlTrigger — and must call PdlWait before it reads what the previous kernel wrote or writes anything
+// (PdlWait returns once that kernel has completed and its writes are visible). Without a programmatic
+// dependency (a plain launch, or a previous kernel that never triggers) both are no-ops, so the
+// kernels stay correct launched either way. In a captured CUDA graph the dependency becomes a
+// programmatic edge. kernels/gemm/NOTES.md has what it gains.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace tandem::kernels {
+
+__device__ __forceinline__ void PdlWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void PdlTrigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether launches allow programmatic dependencies: yes unless TANDEM_PDL=0 (to compare the two in
+// one run; read once per process).
+inline bool PdlEnabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("TANDEM_PDL");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization allowed.
+template <typename... Params, typename... Args>
+cudaError_t LaunchPdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                      Args&&... args) {
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = PdlEnabled() ? 1 : 0;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+}  // namespace tandem::kernels
