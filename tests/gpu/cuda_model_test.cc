@@ -197,41 +197,31 @@ TEST_P(GoldenNvfp4ModelOnGpu, MatchesCpuBackend) {
 INSTANTIATE_TEST_SUITE_P(Architectures, GoldenNvfp4ModelOnGpu, ::testing::Values("llama", "qwen2", "qwen3"));
 
 // Real geometries with dummy weights, a few layers (the CPU reference must stay quick).
-TEST(DummyModelOnGpu, SmolLm2ShapeMatchesCpuBackend) {
-  TANDEM_REQUIRE_GPU();
+model::LoadedModel LoadDummy(const std::string& preset, int layers, bool nvfp4 = false) {
   model::LoadOptions options;
   options.format = model::LoadFormat::kDummy;
-  options.dummy_config = "smollm2-135m";
-  options.num_layers = 4;
+  options.dummy_config = preset;
+  options.num_layers = layers;
   options.show_progress = false;
+  options.quantize_nvfp4 = nvfp4;
   auto loaded = model::LoadModel(options);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  RunAgainstCpu("smollm2-135m x4 layers", *loaded, 16, 3e-2);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  return loaded.ok() ? std::move(loaded).value() : model::LoadedModel{};
+}
+
+TEST(DummyModelOnGpu, SmolLm2ShapeMatchesCpuBackend) {
+  TANDEM_REQUIRE_GPU();
+  RunAgainstCpu("smollm2-135m x4 layers", LoadDummy("smollm2-135m", 4), 16, 3e-2);
 }
 
 TEST(DummyModelOnGpu, Llama3_8bShapeMatchesCpuBackend) {
   TANDEM_REQUIRE_GPU();
-  model::LoadOptions options;
-  options.format = model::LoadFormat::kDummy;
-  options.dummy_config = "llama-3-8b";
-  options.num_layers = 2;
-  options.show_progress = false;
-  auto loaded = model::LoadModel(options);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  RunAgainstCpu("llama-3-8b x2 layers", *loaded, 16, 3e-2);
+  RunAgainstCpu("llama-3-8b x2 layers", LoadDummy("llama-3-8b", 2), 16, 3e-2);
 }
 
 TEST(DummyModelOnGpu, Nvfp4Llama3_8bShapeMatchesCpuBackend) {
   TANDEM_REQUIRE_GPU();
-  model::LoadOptions options;
-  options.format = model::LoadFormat::kDummy;
-  options.dummy_config = "llama-3-8b";
-  options.num_layers = 2;
-  options.show_progress = false;
-  options.quantize_nvfp4 = true;
-  auto loaded = model::LoadModel(options);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  RunAgainstCpu("llama-3-8b x2 layers nvfp4", *loaded, 16, 3e-2);
+  RunAgainstCpu("llama-3-8b x2 layers nvfp4", LoadDummy("llama-3-8b", 2, /*nvfp4=*/true), 16, 3e-2);
 }
 
 // engine.batch_invariant: a sequence's logits (and device token) are bitwise the same whatever else
@@ -240,14 +230,9 @@ TEST(DummyModelOnGpu, Nvfp4Llama3_8bShapeMatchesCpuBackend) {
 // step beside a new prompt's prefill and in a decode step of two.
 TEST(DummyModelOnGpu, BatchInvariantModeGivesASequenceTheSameLogitsInAnyBatch) {
   TANDEM_REQUIRE_GPU();
-  model::LoadOptions load;
-  load.format = model::LoadFormat::kDummy;
-  load.dummy_config = "llama-3-8b";
-  load.num_layers = 2;
-  load.show_progress = false;
-  auto loaded = model::LoadModel(load);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  const int vocab = loaded->config.vocab_size, block = 16, per_seq = 8;  // 128 positions per sequence
+  const model::LoadedModel loaded = LoadDummy("llama-3-8b", 2);
+  ASSERT_GT(loaded.config.vocab_size, 0);
+  const int vocab = loaded.config.vocab_size, block = 16, per_seq = 8;  // 128 positions per sequence
   CudaModelRunnerOptions options;
   options.max_num_tokens = 256;
   options.max_num_seqs = 8;
@@ -255,7 +240,7 @@ TEST(DummyModelOnGpu, BatchInvariantModeGivesASequenceTheSameLogitsInAnyBatch) {
   options.block_size = block;
   options.num_blocks = 6 * per_seq;
   options.batch_invariant = true;
-  auto runner = CudaModelRunner::Create(loaded->config, loaded->weights, options);
+  auto runner = CudaModelRunner::Create(loaded.config, loaded.weights, options);
   ASSERT_TRUE(runner.ok()) << runner.status();
   CudaModelRunner& gpu = **runner;
 
