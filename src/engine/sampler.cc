@@ -1,6 +1,8 @@
 #include "tandem/engine/sampler.h"
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -117,34 +119,65 @@ SampleResult Sampler::Sample(std::span<const float> logits, const SamplerInput& 
     if (p.top_k > 0 && p.top_k < vocab) {
       std::nth_element(candidates_.begin(), candidates_.begin() + p.top_k, candidates_.end(), before);
       candidates_.resize(static_cast<size_t>(p.top_k));
-      if (!need_sorted) std::sort(candidates_.begin(), candidates_.end());  // the draw walks ascending ids
+      std::sort(candidates_.begin(), candidates_.end());  // ascending ids: the draw's order without top_p
     }
-    if (need_sorted) std::sort(candidates_.begin(), candidates_.end(), before);
     float max_logit = kNegInf;
     for (int32_t t : candidates_) max_logit = std::max(max_logit, work_[t]);
-    probs_.resize(candidates_.size());
-    double total = 0.0;
-    for (size_t i = 0; i < candidates_.size(); ++i) {
-      const float x = work_[candidates_[i]];
-      probs_[i] =
+    // min_p drops p < min_p (the largest probability is exp(0) = 1 before normalisation).
+    auto prob = [&](int32_t t) {
+      const float x = work_[t];
+      const float pr =
           x == kNegInf ? 0.0f : static_cast<float>(std::exp(static_cast<double>(x - max_logit) * inv_t));
+      return pr < p.min_p ? 0.0f : pr;
+    };
+    // Every candidate's probability once, and their total in ascending id order (the candidates'
+    // order here), whatever order the walk takes.
+    double total = 0.0;
+    probs_.resize(candidates_.size());
+    for (size_t i = 0; i < candidates_.size(); ++i) {
+      probs_[i] = prob(candidates_[i]);
       total += probs_[i];
     }
     size_t keep = candidates_.size();
-    if (p.min_p > 0.0f) {
-      // The largest probability is exp(0) = 1 before normalisation.
-      const float floor = p.min_p;
-      total = 0.0;
-      for (size_t i = 0; i < keep; ++i) {
-        if (probs_[i] < floor) probs_[i] = 0.0f;
-        total += probs_[i];
-      }
-    }
     if (need_sorted) {
+      // The walk by descending logit needs the order only as far as the nucleus reaches: first the
+      // candidates in the probability octaves (by float exponent) whose mass reaches top_p, sorted;
+      // the rest only if rounding carries the walk past them. A peaked row sorts a handful, a flat
+      // one about all of it (as a full sort would).
       const double target = p.top_p * total;
+      std::array<double, 256> octave_mass{};
+      std::array<size_t, 256> octave_count{};
+      for (float pr : probs_) {
+        if (pr <= 0.0f) continue;
+        const size_t octave = 255 - ((std::bit_cast<uint32_t>(pr) >> 23) & 0xFFu);  // larger p first
+        octave_mass[octave] += pr;
+        ++octave_count[octave];
+      }
+      size_t head = 0;
+      double mass = 0.0;
+      for (size_t o = 0; o < octave_mass.size() && mass < target; ++o) {
+        mass += octave_mass[o];
+        head += octave_count[o];
+      }
+      head = std::clamp<size_t>(head, 1, candidates_.size());
+      by_token_.resize(static_cast<size_t>(vocab));
+      for (size_t i = 0; i < candidates_.size(); ++i) by_token_[static_cast<size_t>(candidates_[i])] = probs_[i];
+      auto sort_range = [&](size_t from, size_t to) {  // the best of [from, end) into [from, to), in order
+        const auto first = candidates_.begin() + static_cast<int64_t>(from);
+        const auto last = candidates_.begin() + static_cast<int64_t>(to);
+        if (last != candidates_.end()) std::nth_element(first, last, candidates_.end(), before);
+        std::sort(first, last, before);
+        for (size_t i = from; i < to; ++i) probs_[i] = by_token_[static_cast<size_t>(candidates_[i])];
+      };
+      sort_range(0, head);
+      size_t sorted = head;
       double cum = 0.0;
       size_t i = 0;
       for (; i < keep; ++i) {
+        if (i == sorted) {
+          sort_range(sorted, candidates_.size());
+          sorted = candidates_.size();
+        }
         cum += probs_[i];
         if (cum >= target) break;
       }

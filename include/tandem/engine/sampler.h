@@ -65,6 +65,7 @@ class Sampler {
   std::vector<float> work_;          // [vocab] processed logits
   std::vector<int32_t> candidates_;  // token ids still in play
   std::vector<float> probs_;         // their probabilities, same order
+  std::vector<float> by_token_;      // [vocab] probabilities by token id (the top_p walk)
   std::vector<int32_t> slot_;        // [vocab] index of the token's edit, -1 for none (reset after use)
   backend::RowSampling row_;         // the current Sample's description
 };
