@@ -87,15 +87,20 @@ __device__ __forceinline__ void Better(float& v, int& i, float ov, int oi) {
   }
 }
 
+// Elements of the slice a select's second digit counts, kept (their ids) for the digits after it,
+// which then read these instead of the whole slice; a slice with more goes on reading all of it.
+constexpr int kListed = 4096;
+
 struct Shared {
   uint32_t hist[3][kMaxBuckets];  // 11-bit parts of each bucket's weight
+  int32_t listed[kListed];
+  int num_listed;
   uint64_t warp_total[kThreads / 32];
   float warp_best[kThreads / 32];
   int warp_index[kThreads / 32];
   int digit;
   uint64_t above;
   // This CTA's partial result, read by the cluster's other CTAs, and the combined one.
-  uint64_t part_sum, cluster_sum;
   float part_best, cluster_best;
   int part_index, cluster_index;
 };
@@ -121,20 +126,6 @@ __device__ uint64_t BlockInclusiveSum(uint64_t v, Shared& sh) {
   if (warp > 0) v += sh.warp_total[warp - 1];
   __syncthreads();  // warp_total is reused by the next call
   return v;
-}
-
-// The sum of v over the threads of every CTA of the cluster, to every thread.
-__device__ uint64_t ClusterSum(uint64_t v, Shared& sh, cg::cluster_group& cluster) {
-  const uint64_t incl = BlockInclusiveSum(v, sh);
-  if (threadIdx.x == kThreads - 1) sh.part_sum = incl;
-  cluster.sync();
-  if (threadIdx.x == 0) {
-    uint64_t total = 0;
-    for (unsigned r = 0; r < cluster.num_blocks(); ++r) total += *cluster.map_shared_rank(&sh.part_sum, r);
-    sh.cluster_sum = total;
-  }
-  cluster.sync();  // the remote reads are done before anyone writes part_sum again
-  return sh.cluster_sum;
 }
 
 // The argmax of the row: largest value, lowest index on ties; (max, index) to every thread.
@@ -177,24 +168,30 @@ __device__ void ClusterArgmax(const float* row, Slice slice, int vocab, Shared& 
 }
 
 // Members in descending key order e1, e2, ... (weight(i, x, key) > 0; keys distinct): returns the key
-// of the first e_j whose cumulative weight W(e1..e_j) exceeds `target` (< the members' total) and
+// of the first e_j whose cumulative weight W(e1..e_j) exceeds target_of(the members' total W) (a target
+// below that total; the first digit's histogram gives the total, so no pass of its own) and
 // sets *above = W(e1..e_{j-1}). One pass over the row per 10-bit digit of the key.
-template <int kKeyBits, int kFirstBits, typename KeyFn, typename WeightFn>
-__device__ uint64_t RadixSelect(const float* row, Slice slice, uint64_t target, Shared& sh,
+template <int kKeyBits, int kFirstBits, typename TargetFn, typename KeyFn, typename WeightFn>
+__device__ uint64_t RadixSelect(const float* row, Slice slice, TargetFn target_of, Shared& sh,
                                 cg::cluster_group& cluster, KeyFn key_of, WeightFn weight_of, uint64_t* above) {
-  uint64_t prefix = 0, cum = 0;
+  uint64_t prefix = 0, cum = 0, target = 0;
   const int lane = threadIdx.x % 32;
   int width = kFirstBits;
-  for (int shift = kKeyBits - kFirstBits; shift >= 0; shift -= kDigitBits, width = kDigitBits) {
+  bool use_list = false;  // this CTA's later digits read sh.listed
+  for (int shift = kKeyBits - kFirstBits, pass = 0; shift >= 0; shift -= kDigitBits, width = kDigitBits, ++pass) {
     const int buckets = 1 << width;
     for (int b = threadIdx.x; b < buckets; b += kThreads) {
       for (int part = 0; part < 3; ++part) sh.hist[part][b] = 0;
     }
-    if (threadIdx.x == 0) sh.digit = -1;
+    const bool make_list = pass == 1 && shift >= kDigitBits;  // the second digit, with digits after it
+    if (threadIdx.x == 0) {
+      sh.digit = -1;
+      if (make_list) sh.num_listed = 0;
+    }
     __syncthreads();
     // Whole warps go through the row together: lanes with the same bucket add their weights first
     // (match + reduce), then one lane per bucket adds the sums.
-    ForEachInRow(row, slice, [&](int i, bool valid, float x) {
+    auto visit = [&](int i, bool valid, float x) {
       int bucket = -1;
       uint64_t w = 0;
       if (valid) {
@@ -205,6 +202,14 @@ __device__ uint64_t RadixSelect(const float* row, Slice slice, uint64_t target, 
         }
       }
       if (!__any_sync(0xffffffffu, bucket >= 0)) return;  // later digits: most warps have nothing to add
+      if (make_list) {  // a warp's counted elements take consecutive slots
+        const uint32_t counted = __ballot_sync(0xffffffffu, bucket >= 0);
+        int base = 0;
+        if (lane == 0) base = atomicAdd(&sh.num_listed, __popc(counted));
+        base = __shfl_sync(0xffffffffu, base, 0);
+        const int slot = base + __popc(counted & ((1u << lane) - 1u));
+        if (bucket >= 0 && slot < kListed) sh.listed[slot] = i;
+      }
       const uint32_t peers = __match_any_sync(0xffffffffu, bucket);
       const uint32_t p0 = __reduce_add_sync(peers, static_cast<uint32_t>(w) & kPartMask);
       const uint32_t p1 = __reduce_add_sync(peers, static_cast<uint32_t>(w >> kPartBits) & kPartMask);
@@ -214,8 +219,19 @@ __device__ uint64_t RadixSelect(const float* row, Slice slice, uint64_t target, 
         atomicAdd(&sh.hist[1][bucket], p1);
         atomicAdd(&sh.hist[2][bucket], p2);
       }
-    });
+    };
+    if (use_list) {
+      const int listed = sh.num_listed;
+      for (int base = 0; base < listed; base += kThreads) {
+        const int j = base + static_cast<int>(threadIdx.x);
+        const int i = j < listed ? sh.listed[j] : slice.begin;
+        visit(i, j < listed, Clean(row[i]));
+      }
+    } else {
+      ForEachInRow(row, slice, visit);
+    }
     cluster.sync();  // every CTA's histogram of its slice is complete
+    if (make_list) use_list = sh.num_listed <= kListed;
     // Thread t takes `per` digits downwards from the largest: their sum over the cluster's CTAs, a
     // scan over the threads, then the crossing digit within the thread's own.
     const int per = buckets > kThreads ? buckets / kThreads : 1;
@@ -232,6 +248,7 @@ __device__ uint64_t RadixSelect(const float* row, Slice slice, uint64_t target, 
     uint64_t local = 0;
     for (int j = 0; j < per; ++j) local += top - j >= 0 ? weight_at(top - j) : 0;
     const uint64_t incl = BlockInclusiveSum(local, sh);
+    if (pass == 0) target = target_of(sh.warp_total[kThreads / 32 - 1]);  // the whole histogram's total
     uint64_t running = cum + incl - local;
     for (int j = 0; j < per && top - j >= 0; ++j) {
       const uint64_t v = weight_at(top - j);
@@ -300,8 +317,8 @@ __global__ void __cluster_dims__(kSlices, 1, 1) __launch_bounds__(kThreads)
   uint64_t lowest = 0;
   if (p.top_k > 0 && p.top_k < vocab) {
     auto one = [](int, float, uint64_t) { return uint64_t{1}; };
-    lowest = RadixSelect<kRankKeyBits, kRankFirstBits>(row, slice, static_cast<uint64_t>(p.top_k - 1), sh, cluster,
-                                                       rank_key, one, &above);
+    auto kth = [&](uint64_t) { return static_cast<uint64_t>(p.top_k - 1); };
+    lowest = RadixSelect<kRankKeyBits, kRankFirstBits>(row, slice, kth, sh, cluster, rank_key, one, &above);
   }
   // min_p on top: a member's weight is its fixed-point probability.
   auto member = [=](int, float x, uint64_t k) {
@@ -309,39 +326,34 @@ __global__ void __cluster_dims__(kSlices, 1, 1) __launch_bounds__(kThreads)
     const float pr = prob(x);
     return pr < min_p ? uint64_t{0} : fixed(pr);
   };
-  uint64_t local = 0;
-  ForEachInRow(row, slice, [&](int i, bool valid, float x) {
-    if (valid) local += member(i, x, RankKey(x, i));
-  });
-  const uint64_t total = ClusterSum(local, sh, cluster);
-  if (total == 0) {
-    if (writer) out[r] = argmax;
-    return;
-  }
-
+  // A total of 0 (every member's weight rounds to 0) finds no digit: the argmax, as the CPU's.
   int chosen;
   if (p.top_p < 1.0f) {
     // The smallest prefix (descending logit) whose mass reaches top_p of the total, then a draw in it.
-    const double reach = ::ceil(static_cast<double>(p.top_p) * static_cast<double>(total));
-    const uint64_t target = reach < 1.0 ? 0 : Below(static_cast<uint64_t>(reach) - 1, total);
+    auto nucleus = [&](uint64_t total) {
+      const double reach = ::ceil(static_cast<double>(p.top_p) * static_cast<double>(total));
+      return reach < 1.0 || total == 0 ? uint64_t{0} : Below(static_cast<uint64_t>(reach) - 1, total);
+    };
     const uint64_t last =
-        RadixSelect<kRankKeyBits, kRankFirstBits>(row, slice, target, sh, cluster, rank_key, member, &above);
+        RadixSelect<kRankKeyBits, kRankFirstBits>(row, slice, nucleus, sh, cluster, rank_key, member, &above);
     if (last == kNotFound) {
       chosen = -1;
     } else {
       const int last_id = IdOfKey(last);
       const uint64_t kept = above + member(last_id, Clean(row[last_id]), last);
       auto kept_member = [=](int i, float x, uint64_t k) { return k < last ? uint64_t{0} : member(i, x, k); };
-      const uint64_t key = RadixSelect<kRankKeyBits, kRankFirstBits>(row, slice, Draw(p.uniform, kept), sh,
-                                                                     cluster, rank_key, kept_member, &above);
+      auto draw = [&](uint64_t) { return Draw(p.uniform, kept); };
+      const uint64_t key = RadixSelect<kRankKeyBits, kRankFirstBits>(row, slice, draw, sh, cluster, rank_key,
+                                                                     kept_member, &above);
       chosen = key == kNotFound ? -1 : IdOfKey(key);
     }
   } else {
     // A draw walking the members by ascending id.
     auto id_key = [](int i, float) { return kIdMask - static_cast<uint64_t>(i); };
     auto id_member = [=](int i, float x, uint64_t) { return member(i, x, RankKey(x, i)); };
-    const uint64_t key = RadixSelect<kIdKeyBits, kIdFirstBits>(row, slice, Draw(p.uniform, total), sh, cluster,
-                                                               id_key, id_member, &above);
+    auto draw = [&](uint64_t total) { return total == 0 ? uint64_t{0} : Draw(p.uniform, total); };
+    const uint64_t key =
+        RadixSelect<kIdKeyBits, kIdFirstBits>(row, slice, draw, sh, cluster, id_key, id_member, &above);
     chosen = key == kNotFound ? -1 : static_cast<int>(kIdMask - key);
   }
   if (writer) out[r] = chosen >= 0 && chosen < vocab ? chosen : argmax;
