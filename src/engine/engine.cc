@@ -158,6 +158,7 @@ RequestOutput Engine::MakeOutput(const Sequence& seq) const {
 
 void Engine::Reap() {
   for (Sequence* s : scheduler_.newly_finished()) {
+    sampling_caches_.erase(s->seq_id);
     if (s->state != SequenceState::kFinished) continue;
     auto it = requests_.find(s->request_id);
     if (it == requests_.end()) continue;
@@ -223,13 +224,18 @@ absl::StatusOr<bool> Engine::Step() {
     x.needs_full_logits = !device_sampling || (!argmax_only && e.seq->params->logprobs.has_value());
     x.sampling = nullptr;
     if (e.needs_logits && !x.needs_full_logits && !argmax_only) {
-      sampler_.Describe(SamplerInput{.params = e.seq->params.get(),
-                                     .prompt = e.seq->prompt(),
-                                     .output = e.seq->output(),
-                                     .seed = e.seq->rng_seed,
-                                     .eos_token_ids = eos},
-                        vocab_size_, &row_sampling_[i]);
-      x.sampling = &row_sampling_[i];
+      const SamplingParams& p = *e.seq->params;
+      const SamplerInput in{.params = &p,
+                            .prompt = e.seq->prompt(),
+                            .output = e.seq->output(),
+                            .seed = e.seq->rng_seed,
+                            .eos_token_ids = eos};
+      if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+        x.sampling = &sampling_caches_[e.seq->seq_id].Update(in, vocab_size_);  // node map: stable
+      } else {
+        sampler_.Describe(in, vocab_size_, &row_sampling_[i]);
+        x.sampling = &row_sampling_[i];
+      }
     }
     x.request_id = e.seq->request_id;
     x.kv_role = e.seq->kv_role;

@@ -96,6 +96,43 @@ void Sampler::Describe(const SamplerInput& input, int32_t vocab, backend::RowSam
   for (const backend::LogitEdit& e : edits) slot_[e.token] = -1;
 }
 
+backend::LogitEdit* RowSamplingCache::Edit(int32_t token, int32_t vocab) {
+  if (token < 0 || token >= vocab) return nullptr;
+  auto [it, inserted] = slot_.try_emplace(token, static_cast<int32_t>(row_.edits.size()));
+  if (inserted) row_.edits.push_back({.token = token});
+  return &row_.edits[static_cast<size_t>(it->second)];
+}
+
+void RowSamplingCache::Build(const SamplerInput& input, int32_t vocab) {
+  Sampler describer;
+  describer.Describe(input, vocab, &row_);
+  slot_.clear();
+  for (size_t i = 0; i < row_.edits.size(); ++i) slot_[row_.edits[i].token] = static_cast<int32_t>(i);
+  counted_ = input.output.size();
+  masked_ = static_cast<int32_t>(input.output.size()) < input.params->min_tokens;
+  built_ = true;
+}
+
+const backend::RowSampling& RowSamplingCache::Update(const SamplerInput& input, int32_t vocab) {
+  const SamplingParams& p = *input.params;
+  const bool unmask = masked_ && static_cast<int32_t>(input.output.size()) >= p.min_tokens;
+  if (!built_ || unmask || input.output.size() < counted_) {
+    Build(input, vocab);
+    return row_;
+  }
+  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    for (size_t i = counted_; i < input.output.size(); ++i) {
+      if (backend::LogitEdit* e = Edit(input.output[i], vocab)) {
+        ++e->count;
+        e->repetition = true;
+      }
+    }
+  }
+  counted_ = input.output.size();
+  row_.uniform = row_.greedy ? 0.0 : UniformDraw(input.seed, input.output.size());
+  return row_;
+}
+
 SampleResult Sampler::Sample(std::span<const float> logits, const SamplerInput& input) {
   const SamplingParams& p = *input.params;
   const int32_t vocab = static_cast<int32_t>(logits.size());

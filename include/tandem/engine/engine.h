@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tandem/engine/model_executor.h"
@@ -138,6 +139,8 @@ class Engine {
   std::vector<int32_t> sampled_;
   std::vector<SampleResult> results_;
   std::vector<backend::RowSampling> row_sampling_;  // [step sequences] rows the executor samples
+  // Sequences with penalties: their descriptions kept across steps (erased when they finish).
+  absl::node_hash_map<SeqId, RowSamplingCache> sampling_caches_;
   std::vector<RequestOutput> outputs_;
   std::vector<RemoteKvRequest> remote_kv_requests_;
 };

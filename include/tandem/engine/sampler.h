@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "tandem/backend/row_sampling.h"
 #include "tandem/engine/sampling_params.h"
 
@@ -52,6 +53,25 @@ struct SamplerInput {
 double UniformDraw(uint64_t seed, uint64_t counter);
 // An independent seed for stream `stream` of `seed` (sequence i > 0 of a request with n > 1).
 uint64_t DeriveSeed(uint64_t seed, uint64_t stream);
+
+// A sequence's description (Sampler::Describe) kept from step to step: each Update counts only the
+// output tokens since the last one, so a request with penalties costs O(new tokens) a step instead of
+// a walk over its prompt and output. Same edits as Describe gives for the same input (in another
+// order); rebuilt when min_tokens is reached (its masks go) or the history is not the one it grew from.
+class RowSamplingCache {
+ public:
+  const backend::RowSampling& Update(const SamplerInput& input, int32_t vocab);
+
+ private:
+  backend::LogitEdit* Edit(int32_t token, int32_t vocab);
+  void Build(const SamplerInput& input, int32_t vocab);
+
+  backend::RowSampling row_;
+  absl::flat_hash_map<int32_t, int32_t> slot_;  // token -> index in row_.edits
+  size_t counted_ = 0;                          // output tokens counted
+  bool masked_ = false;                         // row_ holds min_tokens masks
+  bool built_ = false;
+};
 
 class Sampler {
  public:

@@ -1,5 +1,6 @@
 #include "tandem/engine/sampler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -201,6 +202,46 @@ TEST(SamplingParamsTest, ValidateNamesFieldAndValue) {
   p = {};
   p.n = 0;
   invalid(p.Validate(100), "n: expected >= 1, found 0");
+}
+
+// The kept description grows with the output and stays what Describe would give, through the
+// moment min_tokens is reached (its masks go).
+TEST(RowSamplingCacheTest, UpdateEqualsAFreshDescriptionAtEveryStep) {
+  SamplingParams params;
+  params.temperature = 0.9f;
+  params.repetition_penalty = 1.3f;
+  params.presence_penalty = 0.4f;
+  params.frequency_penalty = 0.2f;
+  params.logit_bias = {{3, 1.5f}, {40, -2.0f}};
+  params.min_tokens = 5;
+  params.stop_token_ids = {7};
+  const std::vector<int32_t> prompt = {1, 2, 3, 2, 9, 40, 9};
+  const std::vector<int32_t> eos = {0};
+  std::vector<int32_t> output;
+  RowSamplingCache cache;
+  Sampler describer;
+  backend::RowSampling fresh;
+  auto sorted = [](std::vector<backend::LogitEdit> e) {
+    std::sort(e.begin(), e.end(), [](const auto& a, const auto& b) { return a.token < b.token; });
+    return e;
+  };
+  for (int step = 0; step < 12; ++step) {
+    const SamplerInput in{.params = &params, .prompt = prompt, .output = output, .seed = 99, .eos_token_ids = eos};
+    const backend::RowSampling& kept = cache.Update(in, 64);
+    describer.Describe(in, 64, &fresh);
+    EXPECT_EQ(kept.uniform, fresh.uniform) << "step " << step;
+    EXPECT_EQ(kept.greedy, fresh.greedy);
+    const auto a = sorted(kept.edits), b = sorted(fresh.edits);
+    ASSERT_EQ(a.size(), b.size()) << "step " << step;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].token, b[i].token) << "step " << step;
+      EXPECT_EQ(a[i].bias, b[i].bias) << "step " << step << " token " << a[i].token;
+      EXPECT_EQ(a[i].count, b[i].count) << "step " << step << " token " << a[i].token;
+      EXPECT_EQ(a[i].repetition, b[i].repetition) << "step " << step << " token " << a[i].token;
+      EXPECT_EQ(a[i].masked, b[i].masked) << "step " << step << " token " << a[i].token;
+    }
+    output.push_back((step * 7) % 11 + 1);  // repeats some tokens, some from the prompt
+  }
 }
 
 }  // namespace
