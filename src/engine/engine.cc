@@ -17,9 +17,8 @@ namespace {
 // by min_tokens any more.
 bool ArgmaxOnly(const Sequence& s) {
   const SamplingParams& p = *s.params;
-  const bool argmax_only = (p.greedy() || p.top_k == 1) && p.logit_bias.empty() && p.repetition_penalty == 1.0f &&
-                           p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f && !p.logprobs.has_value() &&
-                           static_cast<int32_t>(s.output().size()) >= p.min_tokens;
+  const bool argmax_only = (p.greedy() || p.top_k == 1) && p.logit_bias.empty() && !p.penalized() &&
+                           !p.logprobs.has_value() && static_cast<int32_t>(s.output().size()) >= p.min_tokens;
   return argmax_only;
 }
 
@@ -207,7 +206,6 @@ absl::StatusOr<bool> Engine::Step() {
     return out.num_preempted > 0;
   }
   plan_.seqs.resize(out.seqs.size());
-  row_sampling_.resize(out.seqs.size());
   const std::span<const int32_t> eos(config_.scheduler.eos_token_ids);
   const bool device_sampling = executor_->samples_rows();
   for (size_t i = 0; i < out.seqs.size(); ++i) {
@@ -224,18 +222,12 @@ absl::StatusOr<bool> Engine::Step() {
     x.needs_full_logits = !device_sampling || (!argmax_only && e.seq->params->logprobs.has_value());
     x.sampling = nullptr;
     if (e.needs_logits && !x.needs_full_logits && !argmax_only) {
-      const SamplingParams& p = *e.seq->params;
-      const SamplerInput in{.params = &p,
+      const SamplerInput in{.params = e.seq->params.get(),
                             .prompt = e.seq->prompt(),
                             .output = e.seq->output(),
                             .seed = e.seq->rng_seed,
                             .eos_token_ids = eos};
-      if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
-        x.sampling = &sampling_caches_[e.seq->seq_id].Update(in, vocab_size_);  // node map: stable
-      } else {
-        sampler_.Describe(in, vocab_size_, &row_sampling_[i]);
-        x.sampling = &row_sampling_[i];
-      }
+      x.sampling = &sampling_caches_[e.seq->seq_id].Update(in, vocab_size_);  // node map: stable addresses
     }
     x.request_id = e.seq->request_id;
     x.kv_role = e.seq->kv_role;

@@ -45,6 +45,22 @@ double UniformDraw(uint64_t seed, uint64_t counter) {
 
 uint64_t DeriveSeed(uint64_t seed, uint64_t stream) { return SplitMix64(seed ^ SplitMix64(~stream)); }
 
+namespace {
+
+// Output tokens into the penalties' edits (edit(token): the token's edit, null outside the vocabulary):
+// counted for presence and frequency, under the repetition penalty.
+template <typename EditFn>
+void CountOutput(std::span<const int32_t> tokens, EditFn edit) {
+  for (int32_t t : tokens) {
+    if (backend::LogitEdit* e = edit(t)) {
+      ++e->count;
+      e->repetition = true;
+    }
+  }
+}
+
+}  // namespace
+
 void Sampler::Describe(const SamplerInput& input, int32_t vocab, backend::RowSampling* out) {
   const SamplingParams& p = *input.params;
   out->greedy = p.greedy() || p.top_k == 1;
@@ -70,13 +86,8 @@ void Sampler::Describe(const SamplerInput& input, int32_t vocab, backend::RowSam
   for (const auto& [token, bias] : p.logit_bias) {
     if (backend::LogitEdit* e = edit(token)) e->bias += bias;
   }
-  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
-    for (int32_t t : input.output) {
-      if (backend::LogitEdit* e = edit(t)) {
-        ++e->count;
-        e->repetition = true;
-      }
-    }
+  if (p.penalized()) {
+    CountOutput(input.output, edit);
     if (p.repetition_penalty != 1.0f) {
       for (int32_t t : input.prompt) {
         if (backend::LogitEdit* e = edit(t)) e->repetition = true;
@@ -120,13 +131,8 @@ const backend::RowSampling& RowSamplingCache::Update(const SamplerInput& input, 
     Build(input, vocab);
     return row_;
   }
-  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
-    for (size_t i = counted_; i < input.output.size(); ++i) {
-      if (backend::LogitEdit* e = Edit(input.output[i], vocab)) {
-        ++e->count;
-        e->repetition = true;
-      }
-    }
+  if (p.penalized()) {
+    CountOutput(input.output.subspan(counted_), [&](int32_t t) { return Edit(t, vocab); });
   }
   counted_ = input.output.size();
   row_.uniform = row_.greedy ? 0.0 : UniformDraw(input.seed, input.output.size());

@@ -138,8 +138,7 @@ class Engine {
   StepPlan plan_;
   std::vector<int32_t> sampled_;
   std::vector<SampleResult> results_;
-  std::vector<backend::RowSampling> row_sampling_;  // [step sequences] rows the executor samples
-  // Sequences with penalties: their descriptions kept across steps (erased when they finish).
+  // The description of each sequence the executor samples, kept across steps (erased when it finishes).
   absl::node_hash_map<SeqId, RowSamplingCache> sampling_caches_;
   std::vector<RequestOutput> outputs_;
   std::vector<RemoteKvRequest> remote_kv_requests_;

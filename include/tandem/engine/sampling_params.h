@@ -28,6 +28,10 @@ struct SamplingParams {
   std::optional<int32_t> logprobs;  // set: return the chosen token's logprob and this many top ones
 
   bool greedy() const { return temperature < 1e-5f; }
+  // Whether any of the repetition, presence and frequency penalties is on.
+  bool penalized() const {
+    return repetition_penalty != 1.0f || presence_penalty != 0.0f || frequency_penalty != 0.0f;
+  }
 
   // Checks ranges and token ids against `vocab_size`; the message names the field, the expected
   // range and the value found.
