@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <tuple>
 #include <vector>
@@ -63,12 +64,17 @@ class CublasLtGemm {
   static void Destroy(Plan& plan);
   // The descriptor and layouts of a shape (no algorithm).
   absl::StatusOr<Plan> Layouts(int m, int n, int k, bool out_fp32);
+  // Milliseconds of run(1..reps) on `stream` after an untimed run(0); nullopt when run(0) reports it
+  // cannot run the shape. Tune's and InvariantAlgo's timings.
+  template <typename Run>
+  absl::StatusOr<std::optional<float>> TimeRuns(Run&& run, size_t reps, cudaStream_t stream);
   // The batch-invariant algorithm of a shape (see SetBatchInvariant), checked on `w` [n, k].
   absl::StatusOr<cublasLtMatmulAlgo_t> InvariantAlgo(const __nv_bfloat16* w, bool out_fp32, int n, int k,
                                                      cudaStream_t stream);
 
   cublasLtHandle_t handle_ = nullptr;
   std::unique_ptr<DeviceMemory> workspace_;
+  Event timing_start_, timing_stop_;  // TimeRuns'
   absl::flat_hash_map<std::tuple<int, int, int, bool>, Plan> plans_;
   absl::flat_hash_set<std::tuple<int, int, int, bool>> tuned_;
   absl::flat_hash_set<std::tuple<int, int, int, bool>> gemv_;  // shapes where Tune found the GEMV faster

@@ -45,6 +45,8 @@ absl::StatusOr<std::unique_ptr<CublasLtGemm>> CublasLtGemm::Create(size_t worksp
   std::unique_ptr<CublasLtGemm> gemm(new CublasLtGemm());
   TANDEM_LT_CHECK(cublasLtCreate(&gemm->handle_));
   TANDEM_ASSIGN_OR_RETURN(gemm->workspace_, DeviceMemory::Allocate(workspace_bytes));
+  TANDEM_RETURN_IF_ERROR(gemm->timing_start_.Create(/*timing=*/true));
+  TANDEM_RETURN_IF_ERROR(gemm->timing_stop_.Create(/*timing=*/true));
   return gemm;
 }
 
@@ -113,6 +115,20 @@ absl::StatusOr<CublasLtGemm::Plan> CublasLtGemm::NewPlan(
   return plan;
 }
 
+template <typename Run>
+absl::StatusOr<std::optional<float>> CublasLtGemm::TimeRuns(Run&& run, size_t reps, cudaStream_t stream) {
+  if (!run(size_t{0})) return std::optional<float>();
+  cudaEventRecord(timing_start_.get(), stream);
+  for (size_t r = 1; r <= reps; ++r) run(r);
+  cudaEventRecord(timing_stop_.get(), stream);
+  if (const cudaError_t e = cudaEventSynchronize(timing_stop_.get()); e != cudaSuccess) {
+    return CudaStatus(e, "cudaEventSynchronize (GEMM timing)", __FILE__, __LINE__);
+  }
+  float ms = 0;
+  cudaEventElapsedTime(&ms, timing_start_.get(), timing_stop_.get());
+  return std::optional<float>(ms);
+}
+
 absl::StatusOr<cublasLtMatmulAlgo_t> CublasLtGemm::InvariantAlgo(const __nv_bfloat16* w, bool out_fp32, int n,
                                                                  int k, cudaStream_t stream) {
   // cuBLASLt's candidates for a prefill-sized m and for m = 1, those without split-K whose rows come out
@@ -134,41 +150,39 @@ absl::StatusOr<cublasLtMatmulAlgo_t> CublasLtGemm::InvariantAlgo(const __nv_bflo
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<DeviceMemory> out,
                           DeviceMemory::Allocate(row_bytes * static_cast<size_t>(std::max(rows, large))));
   std::vector<uint8_t> whole(row_bytes * rows), part(row_bytes * kPart);
-  Event start, stop;
-  TANDEM_RETURN_IF_ERROR(start.Create(true));
-  TANDEM_RETURN_IF_ERROR(stop.Create(true));
   const float alpha = 1.0f, beta = 0.0f;
-  // Runs m rows of x = w's rows from `first` into `out` (reps times, timed, when ms is not null) and
-  // copies them to `host` (when not null); false when the algorithm cannot run the shape.
-  auto run = [&](const cublasLtMatmulAlgo_t& algo, int m, int first, std::vector<uint8_t>* host,
-                 float* ms) -> absl::StatusOr<bool> {
+  // Whether the algorithm runs the plan's shape with this GEMM's workspace.
+  auto supported = [&](const Plan& plan, const cublasLtMatmulAlgo_t& algo) {
+    cublasLtMatmulHeuristicResult_t result{};
+    return cublasLtMatmulAlgoCheck(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, &algo, &result) ==
+               CUBLAS_STATUS_SUCCESS &&
+           result.workspaceSize <= workspace_->size();
+  };
+  // The plan's m rows of x = w's rows from `first` into `out`; false when cuBLASLt refuses.
+  auto matmul = [&](const Plan& plan, const cublasLtMatmulAlgo_t& algo, int first) {
+    return cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, w + static_cast<int64_t>(first) * k, plan.b,
+                          &beta, out->data(), plan.c, out->data(), plan.c, &algo, workspace_->data(),
+                          workspace_->size(), stream) == CUBLAS_STATUS_SUCCESS;
+  };
+  // One run of m rows from `first`, copied to `host`; false when the algorithm cannot run the shape.
+  auto run = [&](const cublasLtMatmulAlgo_t& algo, int m, int first,
+                 std::vector<uint8_t>* host) -> absl::StatusOr<bool> {
     TANDEM_ASSIGN_OR_RETURN(Plan plan, Layouts(m, n, k, out_fp32));
-    cublasLtMatmulHeuristicResult_t check{};
-    auto matmul = [&] {
-      return cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, w + static_cast<int64_t>(first) * k,
-                            plan.b, &beta, out->data(), plan.c, out->data(), plan.c, &algo,
-                            workspace_->data(), workspace_->size(), stream) == CUBLAS_STATUS_SUCCESS;
-    };
-    bool ran = cublasLtMatmulAlgoCheck(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, &algo, &check) ==
-                   CUBLAS_STATUS_SUCCESS &&
-               check.workspaceSize <= workspace_->size() && matmul();
-    if (ran && ms != nullptr) {
-      cudaEventRecord(start.get(), stream);
-      for (int r = 0; r < kReps && ran; ++r) ran = matmul();
-      cudaEventRecord(stop.get(), stream);
-    }
+    const bool ran = supported(plan, algo) && matmul(plan, algo, first);
     Destroy(plan);
     if (!ran) return false;
-    if (ms != nullptr) {
-      TANDEM_CUDA_CHECK(cudaEventSynchronize(stop.get()));
-      TANDEM_CUDA_CHECK(cudaEventElapsedTime(ms, start.get(), stop.get()));
-    }
-    if (host != nullptr) {
-      TANDEM_CUDA_CHECK(
-          cudaMemcpyAsync(host->data(), out->data(), row_bytes * m, cudaMemcpyDeviceToHost, stream));
-    }
+    TANDEM_CUDA_CHECK(
+        cudaMemcpyAsync(host->data(), out->data(), row_bytes * m, cudaMemcpyDeviceToHost, stream));
     TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream));
     return true;
+  };
+  // Milliseconds of kReps runs of m rows (nullopt: the algorithm cannot run the shape).
+  auto time_at = [&](const cublasLtMatmulAlgo_t& algo, int m) -> absl::StatusOr<std::optional<float>> {
+    TANDEM_ASSIGN_OR_RETURN(Plan plan, Layouts(m, n, k, out_fp32));
+    absl::StatusOr<std::optional<float>> ms =
+        TimeRuns([&](size_t r) { return (r > 0 || supported(plan, algo)) && matmul(plan, algo, 0); }, kReps, stream);
+    Destroy(plan);
+    return ms;
   };
   struct Passed {
     cublasLtMatmulAlgo_t algo;
@@ -181,20 +195,19 @@ absl::StatusOr<cublasLtMatmulAlgo_t> CublasLtGemm::InvariantAlgo(const __nv_bflo
     cublasLtMatmulAlgoConfigGetAttribute(&candidate.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split_k,
                                          sizeof(split_k), &written);
     if (split_k > 1) continue;
-    TANDEM_ASSIGN_OR_RETURN(bool ran, run(candidate.algo, rows, 0, &whole, nullptr));
+    TANDEM_ASSIGN_OR_RETURN(bool ran, run(candidate.algo, rows, 0, &whole));
     bool same = ran;
     for (const auto& [m, first] : {std::pair{1, 0}, std::pair{1, rows / 2}, std::pair{1, rows - 1},
                                    std::pair{std::min(kPart, rows - 3), std::min(3, rows - 1)}}) {
       if (!same || m < 1) continue;
-      TANDEM_ASSIGN_OR_RETURN(ran, run(candidate.algo, m, first, &part, nullptr));
+      TANDEM_ASSIGN_OR_RETURN(ran, run(candidate.algo, m, first, &part));
       same = ran && std::equal(part.begin(), part.begin() + static_cast<int64_t>(row_bytes) * m,
                                whole.begin() + static_cast<int64_t>(row_bytes) * first);
     }
     if (!same) continue;
-    Passed p{candidate.algo, 0, 0};
-    TANDEM_ASSIGN_OR_RETURN(bool timed_one, run(candidate.algo, 1, 0, nullptr, &p.one_ms));
-    TANDEM_ASSIGN_OR_RETURN(bool timed_large, run(candidate.algo, large, 0, nullptr, &p.large_ms));
-    if (timed_one && timed_large) passed.push_back(p);
+    TANDEM_ASSIGN_OR_RETURN(const std::optional<float> one_ms, time_at(candidate.algo, 1));
+    TANDEM_ASSIGN_OR_RETURN(const std::optional<float> large_ms, time_at(candidate.algo, large));
+    if (one_ms.has_value() && large_ms.has_value()) passed.push_back({candidate.algo, *one_ms, *large_ms});
   }
   if (passed.empty()) {
     return absl::InternalError(
@@ -211,8 +224,7 @@ absl::StatusOr<cublasLtMatmulAlgo_t> CublasLtGemm::InvariantAlgo(const __nv_bflo
   }
   TLOG_INFO(
       "GEMM n={} k={}{}: batch-invariant cuBLASLt algorithm: {} of {} candidates pass; chosen {:.1f} us at "
-      "m=1, "
-      "{:.1f} us at m={} (fastest there {:.1f} us)",
+      "m=1, {:.1f} us at m={} (fastest there {:.1f} us)",
       n, k, out_fp32 ? " (fp32 out)" : "", passed.size(), candidates.size(), chosen->one_ms * 1000 / kReps,
       chosen->large_ms * 1000 / kReps, large, best_large * 1000 / kReps);
   return chosen->algo;
@@ -233,34 +245,20 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
   if (m == 0 || ws.empty() || tuned_.contains(key) || batch_invariant_) return absl::OkStatus();
   std::vector<cublasLtMatmulHeuristicResult_t> candidates;
   TANDEM_ASSIGN_OR_RETURN(Plan plan, NewPlan(m, n, k, out_fp32, 8, &candidates));
-  Event start, stop;
-  absl::Status timed = start.Create(true);
-  if (timed.ok()) timed = stop.Create(true);
-  const size_t reps = std::max<size_t>(ws.size(), 10);
-  // Milliseconds for run(1..reps) after an untimed run(0) (the weights cycle through `ws`); nullopt
-  // when run(0) reports it cannot run the shape.
-  auto time_runs = [&](auto&& run) -> absl::StatusOr<std::optional<float>> {
-    if (!run(size_t{0})) return std::optional<float>();
-    cudaEventRecord(start.get(), stream);
-    for (size_t r = 1; r <= reps; ++r) run(r);
-    cudaEventRecord(stop.get(), stream);
-    if (const cudaError_t e = cudaEventSynchronize(stop.get()); e != cudaSuccess) {
-      return CudaStatus(e, "cudaEventSynchronize (GEMM tuning)", __FILE__, __LINE__);
-    }
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start.get(), stop.get());
-    return std::optional<float>(ms);
-  };
+  absl::Status timed = absl::OkStatus();
+  const size_t reps = std::max<size_t>(ws.size(), 10);  // the weights cycle through `ws`
   float best_ms = 0;
   bool have_best = false;
   const float alpha = 1.0f, beta = 0.0f;
   for (size_t i = 0; timed.ok() && i < candidates.size(); ++i) {
     const cublasLtMatmulAlgo_t* algo = &candidates[i].algo;
-    absl::StatusOr<std::optional<float>> ms = time_runs([&](size_t r) {
-      return cublasLtMatmul(handle_, plan.desc, &alpha, ws[r % ws.size()], plan.a, x, plan.b, &beta, out,
-                            plan.c, out, plan.c, algo, workspace_->data(), workspace_->size(),
-                            stream) == CUBLAS_STATUS_SUCCESS;
-    });
+    absl::StatusOr<std::optional<float>> ms = TimeRuns(
+        [&](size_t r) {
+          return cublasLtMatmul(handle_, plan.desc, &alpha, ws[r % ws.size()], plan.a, x, plan.b, &beta, out,
+                                plan.c, out, plan.c, algo, workspace_->data(), workspace_->size(),
+                                stream) == CUBLAS_STATUS_SUCCESS;
+        },
+        reps, stream);
     if (!ms.ok()) {
       timed = ms.status();
     } else if (ms->has_value() && (!have_best || **ms < best_ms)) {  // a candidate that cannot run is skipped
@@ -275,11 +273,14 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
   gemv_.erase(key);
   if (timed.ok() && have_best && kernels::Bf16GemvSupported(m, n, k)) {
     cudaError_t launched = cudaSuccess;
-    absl::StatusOr<std::optional<float>> gemv_ms = time_runs([&](size_t r) {
-      if (launched == cudaSuccess)
-        launched = kernels::Bf16Gemv(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
-      return launched == cudaSuccess;
-    });
+    absl::StatusOr<std::optional<float>> gemv_ms = TimeRuns(
+        [&](size_t r) {
+          if (launched == cudaSuccess) {
+            launched = kernels::Bf16Gemv(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
+          }
+          return launched == cudaSuccess;
+        },
+        reps, stream);
     if (!gemv_ms.ok()) {
       timed = gemv_ms.status();
     } else if (launched != cudaSuccess) {
