@@ -21,13 +21,15 @@ namespace tandem::backend::cuda {
 
 class DeviceSampler {
  public:
-  // Up to `max_rows` rows of `vocab` logits (at most kernels::kSampleMaxVocab).
+  // Whether the kernel takes rows of `vocab` logits (at most kernels::kSampleMaxVocab).
+  static bool Supports(int vocab) { return vocab >= 1 && vocab <= kernels::kSampleMaxVocab; }
+  // Up to `max_rows` rows of `vocab` logits (Supports(vocab)).
   static absl::StatusOr<std::unique_ptr<DeviceSampler>> Create(int max_rows, int vocab);
 
   // Stages rows [0, padded_rows): row r < full.size() is sampled as sampling[r] says where full[r] is
   // 0 (null: the plain argmax); rows the host samples (full[r] 1) and padding rows get the plain
-  // argmax and keep their logits unchanged. The
-  // rows' edits are copied to the device on `stream` now; the parameters when Launch's copy runs.
+  // argmax and keep their logits unchanged. The rows' edits are copied to the device on `stream`
+  // now; the parameters when Launch's copy runs.
   // The staging must not change until the step has run: call it once per step, after the last one
   // finished.
   absl::Status Stage(std::span<const uint8_t> full, std::span<const RowSampling* const> sampling, int padded_rows,

@@ -334,7 +334,7 @@ absl::Status CudaModelRunner::Impl::AllocateWorkspace() {
   if (leader) {  // the logits rows, on rank 0 only under tensor parallelism
     TANDEM_RETURN_IF_ERROR(alloc(&logits, m * c.vocab_size, 4));
     TANDEM_RETURN_IF_ERROR(host_logits.Allocate(static_cast<size_t>(m * c.vocab_size) * sizeof(float)));
-    if (c.vocab_size <= kernels::kSampleMaxVocab) {  // else every row's logits go to the host
+    if (cuda::DeviceSampler::Supports(c.vocab_size)) {  // else every row's logits go to the host
       TANDEM_ASSIGN_OR_RETURN(sampler, cuda::DeviceSampler::Create(m, c.vocab_size));
     } else {
       TLOG_WARN("cuda model runner: vocabulary of {} is over the {} the GPU sampler handles; sampling on the host",

@@ -8,7 +8,7 @@
 namespace tandem::backend::cuda {
 
 absl::StatusOr<std::unique_ptr<DeviceSampler>> DeviceSampler::Create(int max_rows, int vocab) {
-  if (max_rows < 1 || vocab < 1 || vocab > kernels::kSampleMaxVocab) {
+  if (max_rows < 1 || !Supports(vocab)) {
     return absl::InvalidArgumentError(absl::StrCat("device sampler: ", max_rows, " rows of vocab ", vocab,
                                                    "; expected >= 1 rows and a vocab in [1, ",
                                                    kernels::kSampleMaxVocab, "]"));
