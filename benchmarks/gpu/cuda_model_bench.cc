@@ -105,6 +105,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   load.quantize_nvfp4 = weights == "nvfp4";
+  load.keep_16bit = true;  // as the engine loads for backend: cuda
   const double copy_bw = CopyBandwidth();
   const double gemm_rate = GemmRate();
   std::printf("floors: copy %.2f TB/s (1 GiB D2D, read+write), bf16 GEMM %.0f TFLOP/s (8192^3 cuBLASLt)\n",

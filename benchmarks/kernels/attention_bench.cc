@@ -72,13 +72,18 @@ int RunCase(const Case& c, double copy_gbs, double gemm_tflops) {
   CHECK_STR(PagedAttention::Create(g, std::max(num_tokens, 1), c.batch, num_blocks, &attn));
   const float scale = 1.f / std::sqrt(static_cast<float>(g.head_dim));
   const bool decode = c.qo_len == 1;
-  for (int graph_mode = 0; graph_mode < (decode ? 2 : 1); ++graph_mode) {
+  // Decode shapes run five ways: tandem's decode kernel and FlashInfer's, each with the eager plan and
+  // the graph plan, and the sm90 prefill kernel (what engine.batch_invariant uses for decode steps).
+  for (int mode = 0; mode < (decode ? 5 : 1); ++mode) {
+    const bool graph_mode = mode == 1 || mode == 3;
+    attn->set_flashinfer_decode(mode == 2 || mode == 3);
+    attn->set_prefill_only(mode == 4);
     // Host time of Plan (validation, copies, FlashInfer's scheduler), median of 20.
     std::vector<double> plan_us;
     for (int i = 0; i < 20; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
       CHECK_STR(attn->Plan(qo_indptr.data(), kv_indptr.data(), kv_indices.data(), last_page_len.data(),
-                           c.batch, graph_mode == 1, nullptr));
+                           c.batch, graph_mode, nullptr));
       plan_us.push_back(
           std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     }
@@ -165,7 +170,9 @@ int main() {
   const Case cases[] = {
       {"llama3-8b", llama, 64, 1, 4096},  // the decode yardstick: 1 GiB of KV per layer
       {"llama3-8b", llama, 1, 1, 4096},    {"llama3-8b", llama, 8, 1, 32768},
-      {"llama3-8b", llama, 256, 1, 1024},  {"smollm2", smollm, 64, 1, 4096},
+      {"llama3-8b", llama, 256, 1, 1024},  {"llama3-8b", llama, 64, 1, 1024},
+      {"llama3-8b", llama, 8, 1, 1024},    {"llama3-8b", llama, 1, 1, 1024},
+      {"smollm2", smollm, 64, 1, 4096},
       {"llama3-8b", llama, 1, 8192, 8192},  // the prefill yardstick: causal 8K
       {"llama3-8b", llama, 4, 2048, 2048}, {"llama3-8b", llama, 1, 512, 8192},  // a chunk on a long cache
       {"smollm2", smollm, 1, 8192, 8192},

@@ -2,12 +2,14 @@
 // decode_hd<D>.cu and prefill_sm90_hd<D>.cu (flashinfer_units.h), so this unit compiles quickly.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "attention/decode_mma.cuh"
 #include "attention/flashinfer_units.h"
 #include "attention/paged_attention.cuh"
 #include "common/cuda_check.cuh"
@@ -82,6 +84,10 @@ struct PagedAttention::State {
   AttentionKernel kernel = AttentionKernel::kNone;
   int num_seqs = 0, num_tokens = 0;
   bool prefill_only = false;  // set_prefill_only: decode steps run the prefill kernel too
+  bool flashinfer_decode = false;  // set_flashinfer_decode
+  int num_sms = 0;
+  int decode_splits = 1;  // kDecodeMma's KV splits per sequence
+  DevicePtr decode_counters;  // kDecodeMma's split counters [max_seqs * num_kv_heads], zero between runs
   std::vector<int32_t> kv_len;  // [num_seqs], tokens
   std::vector<int64_t> plan_info;
 
@@ -125,6 +131,8 @@ const char* AttentionKernelName(AttentionKernel kernel) {
       return "none";
     case AttentionKernel::kDecode:
       return "decode";
+    case AttentionKernel::kDecodeMma:
+      return "decode_mma";
     case AttentionKernel::kPrefillSm90:
       return "prefill_sm90";
   }
@@ -135,13 +143,17 @@ PagedAttention::PagedAttention(std::unique_ptr<State> state) : state_(std::move(
 PagedAttention::~PagedAttention() = default;
 
 void PagedAttention::set_prefill_only(bool prefill_only) { state_->prefill_only = prefill_only; }
+void PagedAttention::set_flashinfer_decode(bool flashinfer_decode) {
+  state_->flashinfer_decode = flashinfer_decode;
+}
 
 AttentionKernel PagedAttention::planned_kernel() const { return state_->kernel; }
 int PagedAttention::planned_num_seqs() const { return state_->num_seqs; }
 int PagedAttention::planned_num_tokens() const { return state_->num_tokens; }
 const AttentionGeometry& PagedAttention::geometry() const { return state_->geometry; }
 size_t PagedAttention::device_bytes() const {
-  return state_->float_bytes + state_->int_bytes + state_->layout.total * sizeof(int32_t);
+  return state_->float_bytes + state_->int_bytes + state_->layout.total * sizeof(int32_t) +
+         sizeof(int) * static_cast<size_t>(state_->max_seqs) * state_->geometry.num_kv_heads;
 }
 size_t PagedAttention::pinned_bytes() const {
   return state_->int_bytes + state_->layout.total * sizeof(int32_t);
@@ -212,6 +224,10 @@ std::string PagedAttention::Create(const AttentionGeometry& g, int max_tokens, i
   s->max_seqs = max_seqs;
   s->max_blocks = max_blocks;
   s->layout = StepLayout(max_seqs, max_blocks);
+  s->num_sms = num_sm;
+  // TANDEM_FLASHINFER_DECODE=1: FlashInfer's decode kernel by default, to compare whole steps.
+  const char* flashinfer_decode = std::getenv("TANDEM_FLASHINFER_DECODE");
+  s->flashinfer_decode = flashinfer_decode != nullptr && std::strcmp(flashinfer_decode, "1") == 0;
 
   // Decode (scheduler.cuh DecodePlanImpl): padded_batch_size is the batch size, or with split-KV at
   // most max_grid_size / num_kv_heads, where max_grid_size = occupancy * SMs <= max blocks per SM * SMs.
@@ -254,6 +270,10 @@ std::string PagedAttention::Create(const AttentionGeometry& g, int max_tokens, i
   err = device_alloc(&s->float_ws, s->float_bytes, "cudaMalloc(float workspace)");
   if (err.empty()) err = device_alloc(&s->int_ws, s->int_bytes, "cudaMalloc(int workspace)");
   if (err.empty()) err = device_alloc(&s->step_d, step_bytes, "cudaMalloc(step arrays)");
+  if (err.empty()) {
+    err = device_alloc(&s->decode_counters, sizeof(int) * static_cast<size_t>(max_seqs) * g.num_kv_heads,
+                       "cudaMalloc(decode split counters)");
+  }
   if (err.empty()) err = pinned_alloc(&s->int_ws_pinned, s->int_bytes, "cudaHostAlloc(int workspace)");
   if (err.empty()) err = pinned_alloc(&s->step_h, step_bytes, "cudaHostAlloc(step arrays)");
   if (err.empty()) {
@@ -347,8 +367,25 @@ std::string PagedAttention::Plan(const int32_t* qo_indptr, const int32_t* kv_ind
   const units::StepCsr csr = s.Csr(qo_indptr, kv_indptr);
   const units::Workspaces ws = s.Workspaces();
   const AttentionGeometry& g = s.geometry;
-  const AttentionKernel kernel = decode ? AttentionKernel::kDecode : AttentionKernel::kPrefillSm90;
+  const AttentionKernel kernel = !decode                ? AttentionKernel::kPrefillSm90
+                                 : s.flashinfer_decode ? AttentionKernel::kDecode
+                                                       : AttentionKernel::kDecodeMma;
   switch (kernel) {
+    case AttentionKernel::kDecodeMma: {
+      // A graph is replayed with other lengths: its split count may depend on num_seqs only.
+      int max_tiles = INT32_MAX;
+      if (!for_graph) {
+        max_tiles = 1;
+        for (const int32_t len : s.kv_len) max_tiles = std::max(max_tiles, (len + 63) / 64);
+      }
+      s.decode_splits = units::DecodeMmaSplits(num_seqs, g.num_kv_heads, s.num_sms, max_tiles);
+      while (s.decode_splits > 1 &&
+             units::DecodeMmaPartialFloats(num_seqs, s.decode_splits, g.num_qo_heads, g.head_dim) * sizeof(float) >
+                 s.float_bytes) {
+        --s.decode_splits;  // not reached with the workspace Create sizes; kept as a bound
+      }
+      break;
+    }
     case AttentionKernel::kDecode:
       err = DispatchHeadDim(g.head_dim, [&](auto d) {
         return units::DecodePlan<decltype(d)::value>(ws, csr, g.num_qo_heads, g.num_kv_heads, bs, for_graph,
@@ -411,6 +448,28 @@ std::string PagedAttention::Run(const __nv_bfloat16* q, int ld_q, const __nv_bfl
         return units::DecodeRun<decltype(d)::value>(ws, s.plan_info, csr, args, stream);
       });
       break;
+    case AttentionKernel::kDecodeMma: {
+      units::DecodeMmaArgs m;
+      m.q = q;
+      m.ld_q = ld_q;
+      m.kv = kv;
+      m.out = out;
+      m.kv_indptr = csr.kv_indptr_d;
+      m.kv_indices = csr.kv_indices_d;
+      m.kv_last_page_len = csr.kv_last_page_len_d;
+      m.num_seqs = s.num_seqs;
+      m.num_qo_heads = g.num_qo_heads;
+      m.num_kv_heads = g.num_kv_heads;
+      m.block_size = g.block_size;
+      m.num_splits = s.decode_splits;
+      m.partial = static_cast<float*>(ws.float_ws);
+      m.counters = static_cast<int*>(s.decode_counters.get());
+      m.sm_scale = sm_scale;
+      err = DispatchHeadDim(g.head_dim, [&](auto d) {
+        return CudaErrorText(units::DecodeMma<decltype(d)::value>(m, stream), "DecodeMma");
+      });
+      break;
+    }
     case AttentionKernel::kPrefillSm90:
       err = DispatchHeadDim(g.head_dim, [&](auto d) {
         return units::PrefillSm90Run<decltype(d)::value>(ws, s.plan_info, csr, args, stream);

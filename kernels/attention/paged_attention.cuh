@@ -1,7 +1,8 @@
-// Causal paged attention over tandem's KV pools, bf16, on FlashInfer's kernels: the batch-decode
-// kernel when every sequence of the step has one query row, else the Hopper (sm90, "FA3") paged
-// prefill kernel; both read the pools in place. Plain C++ interface (this header is included from
-// .cc files compiled by g++): no FlashInfer type appears here.
+// Causal paged attention over tandem's KV pools, bf16: tandem's tensor-core decode kernel
+// (decode_mma.cuh; FlashInfer's batch decode on request) when every sequence of the step has one
+// query row, else FlashInfer's Hopper (sm90, "FA3") paged prefill kernel; all read the pools in
+// place. Plain C++ interface (this header is included from .cc files compiled by g++): no FlashInfer
+// type appears here.
 //
 // One PagedAttention per model: Plan once per step (host work: copies the step's block tables to
 // the device and runs FlashInfer's scheduler), then Run once per layer with that layer's pool.
@@ -49,7 +50,8 @@ struct AttentionGeometry {
 // Which FlashInfer kernel the current plan runs.
 enum class AttentionKernel {
   kNone,         // not planned yet
-  kDecode,       // BatchDecodeWithPagedKVCache (one query row per sequence), split-KV when it helps
+  kDecode,       // FlashInfer's BatchDecodeWithPagedKVCache (set_flashinfer_decode), split-KV when it helps
+  kDecodeMma,    // tandem's tensor-core GQA decode (decode_mma.cuh), split-KV when the batch is small
   kPrefillSm90,  // Hopper paged prefill (FA3), causal
 };
 
@@ -100,6 +102,10 @@ class PagedAttention {
   // sequence's attention is bitwise the same in any batch (engine.batch_invariant).
   void set_prefill_only(bool prefill_only);
 
+  // Decode steps run FlashInfer's CUDA-core decode kernel instead of tandem's tensor-core one (the
+  // default, unless TANDEM_FLASHINFER_DECODE=1 is set when Create runs); for side-by-side benchmarks.
+  void set_flashinfer_decode(bool flashinfer_decode);
+
   AttentionKernel planned_kernel() const;
   int planned_num_seqs() const;
   int planned_num_tokens() const;
@@ -116,7 +122,7 @@ class PagedAttention {
   std::unique_ptr<State> state_;
 };
 
-// "decode", "prefill_sm90" or "none".
+// "decode", "decode_mma", "prefill_sm90" or "none".
 const char* AttentionKernelName(AttentionKernel kernel);
 
 }  // namespace tandem::kernels

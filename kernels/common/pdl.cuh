@@ -10,6 +10,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -26,6 +27,22 @@ __device__ __forceinline__ void PdlTrigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+// Loads of what the kernel before wrote, after PdlWait. Not __ldg, nor plain loads through
+// `const __restrict__` pointers: those become non-coherent loads (SASS LDG.CONSTANT), which ptxas
+// treats as reading memory that never changes and moves above griddepcontrol.wait — seen in the
+// tensor-core GEMV's SASS on sm_90a, where the loads of x ran before the kernel writing x had finished.
+// asm volatile keeps these coherent loads after the (asm volatile) wait.
+__device__ __forceinline__ uint4 LoadAfterWait(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint32_t LoadAfterWait32(const void* p) {
+  uint32_t v;
+  asm volatile("ld.global.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
 }
 
 // Whether launches allow programmatic dependencies: yes unless TANDEM_PDL=0 (to compare the two in

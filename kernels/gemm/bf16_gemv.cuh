@@ -25,4 +25,12 @@ bool Bf16GemvSupported(int m, int n, int k);
 cudaError_t Bf16Gemv(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m, int n, int k,
                      cudaStream_t stream);
 
+// The tensor-core variant (mma.sync with W as the A operand), m <= kBf16GemvTcMaxM; same contract.
+inline constexpr int kBf16GemvTcMaxM = 16;
+
+bool Bf16GemvTcSupported(int m, int n, int k);
+
+cudaError_t Bf16GemvTc(const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m, int n,
+                       int k, cudaStream_t stream);
+
 }  // namespace tandem::kernels

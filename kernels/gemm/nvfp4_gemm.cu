@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/cuda_check.cuh"
+#include "common/mma.cuh"
 #include "gemm/nvfp4_gemm.cuh"
 #include "gemm/nvfp4_layout.cuh"
 
@@ -159,14 +160,6 @@ __device__ __forceinline__ void LdMatrixX4(uint32_t a[4], uint32_t smem_addr) {
                : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
                : "r"(smem_addr)
                : "memory");
-}
-
-// c += a [16 x 16, row] * b [16 x 8, col], bf16 in, fp32 accumulate.
-__device__ __forceinline__ void MmaBf16(float c[4], const uint32_t a[4], uint32_t b01, uint32_t b23) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b01), "r"(b23));
 }
 
 // Both halves of a times the low (kHigh = false) or high half of s, as bf16 (exact here: see

@@ -73,6 +73,12 @@ int ModelRunner::num_matrices(WeightFormat format) const {
 }
 
 absl::Status ModelRunner::Upload(const model::ModelWeights& weights, const ModelRunnerOptions& options) {
+  // The CPU backend computes in fp32: 16-bit weights (LoadOptions::keep_16bit) are for the CUDA runner.
+  if (weights.embed_tokens.defined() && weights.embed_tokens.dtype() != DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat("model runner: the CPU backend needs fp32 weights, found ",
+                                                   weights.embed_tokens.DebugString(),
+                                                   " (loaded with keep_16bit, which is for backend: cuda)"));
+  }
   auto upload = [this](const float* host, size_t count) -> absl::StatusOr<const float*> {
     TANDEM_ASSIGN_OR_RETURN(auto buffer, backend_->Allocate(count * sizeof(float)));
     TANDEM_RETURN_IF_ERROR(backend_->CopyFromHost(buffer->data(), host, count * sizeof(float)));

@@ -224,6 +224,7 @@ int RunGenerate(const Args& args) {
     return Usage(absl::StrCat("--quantization: expected none or nvfp4, found '", quantization, "'"));
   }
   load.quantize_nvfp4 = quantization == "nvfp4";
+  load.keep_16bit = backend_name == "cuda";  // streamed to the GPU as it is; no fp32 host copy
   auto loaded = model::LoadModel(load);
   if (!loaded.ok()) return Fail(loaded.status());
   const model::ModelConfig& config = loaded->config;

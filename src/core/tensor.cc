@@ -184,6 +184,29 @@ std::string Tensor::DebugString() const {
   return absl::StrCat(std::string(DTypeName(dtype_)), "[", absl::StrJoin(shape_, ", "), "]");
 }
 
+void ToFloat32(const Tensor& t, int64_t begin, int64_t count, float* out) {
+  switch (t.dtype()) {
+    case DType::kF32:
+      std::memcpy(out, t.data<float>() + begin, static_cast<size_t>(count) * sizeof(float));
+      return;
+    case DType::kBF16:
+      for (int64_t i = 0; i < count; ++i) out[i] = Bf16ToFloat(t.data<uint16_t>()[begin + i]);
+      return;
+    case DType::kF16:
+      for (int64_t i = 0; i < count; ++i) out[i] = HalfToFloat(t.data<uint16_t>()[begin + i]);
+      return;
+    default:
+      std::fprintf(stderr, "tandem::ToFloat32: tensor %s is not f32, bf16 or f16\n", t.DebugString().c_str());
+      std::abort();
+  }
+}
+
+std::vector<float> ToFloat32(const Tensor& t) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  ToFloat32(t, 0, t.numel(), out.data());
+  return out;
+}
+
 void Tensor::TypeMismatch(size_t requested_size) const {
   std::fprintf(stderr, "tandem::Tensor::data<T>(): element type of size %zu does not match tensor %s\n",
                requested_size, DebugString().c_str());

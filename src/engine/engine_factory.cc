@@ -134,6 +134,8 @@ absl::StatusOr<model::LoadedModel> LoadDeploymentModel(const DeploymentConfig& c
   options.format = ToModelFormat(config.model.load_format);
   options.dummy_config = config.model.dummy_config;
   options.seed = config.model.seed;
+  // The CUDA runner streams 16-bit checkpoints to the device as they are (no fp32 host copy).
+  options.keep_16bit = config.backend == BackendKind::kCuda;
   switch (config.model.quantization) {
     case Quantization::kNone:
       break;

@@ -71,9 +71,11 @@ absl::StatusOr<LoadedModel> LoadDummyModel(const LoadOptions& options) {
   out.config.name = absl::StrCat(out.config.name, " (dummy weights, seed ", options.seed, ")");
 
   const std::vector<WeightSlot> slots = ListWeightSlots(out.config, &out.weights);
-  const std::vector<RowChunk> chunks = AllocateAndChunk(slots);
+  // keep_16bit: the same values rounded to bf16 (as the CUDA runner's upload would), half the memory.
+  const DType dtype = options.keep_16bit ? DType::kBF16 : DType::kF32;
+  const std::vector<RowChunk> chunks = AllocateAndChunk(slots, dtype);
   uint64_t total_bytes = 0;
-  for (const WeightSlot& s : slots) total_bytes += static_cast<uint64_t>(s.dst->numel()) * 4;
+  for (const WeightSlot& s : slots) total_bytes += static_cast<uint64_t>(s.dst->numel()) * DTypeSize(dtype);
   std::vector<uint64_t> name_hash(slots.size());
   for (size_t s = 0; s < slots.size(); ++s) name_hash[s] = Fnv1a(slots[s].hf_name);
 
@@ -85,18 +87,27 @@ absl::StatusOr<LoadedModel> LoadDummyModel(const LoadOptions& options) {
     uint64_t state = options.seed;
     state = SplitMix64(state) ^ name_hash[c.slot];
     state = SplitMix64(state) ^ static_cast<uint64_t>(c.row_begin);
-    float* dst = slot.dst->data<float>() + c.row_begin * cols;
+    const int64_t first = c.row_begin * cols;
     const int64_t n = (c.row_end - c.row_begin) * cols;
+    const auto fill = [&](auto value) {
+      if (dtype == DType::kF32) {
+        float* dst = slot.dst->data<float>() + first;
+        for (int64_t k = 0; k < n; ++k) dst[k] = value();
+      } else {
+        uint16_t* dst = slot.dst->data<uint16_t>() + first;
+        for (int64_t k = 0; k < n; ++k) dst[k] = FloatToBf16(value());
+      }
+    };
     if (slot.is_norm) {
-      for (int64_t k = 0; k < n; ++k) dst[k] = 1.0f + 0.125f * UniformPm1(state);
+      fill([&] { return 1.0f + 0.125f * UniformPm1(state); });
     } else if (slot.shape.size() == 1) {  // biases
-      for (int64_t k = 0; k < n; ++k) dst[k] = 0.03125f * UniformPm1(state);
+      fill([&] { return 0.03125f * UniformPm1(state); });
     } else {
       // Variance-preserving for y = x W^T: uniform(-a, a) with a = sqrt(3 / in_features).
       const float a = std::sqrt(3.0f / static_cast<float>(cols));
-      for (int64_t k = 0; k < n; ++k) dst[k] = a * UniformPm1(state);
+      fill([&] { return a * UniformPm1(state); });
     }
-    progress.Advance(static_cast<uint64_t>(n) * 4);
+    progress.Advance(static_cast<uint64_t>(n) * DTypeSize(dtype));
   });
   progress.Finish();
   TieEmbeddings(out.config, &out.weights);

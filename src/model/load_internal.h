@@ -25,9 +25,11 @@ struct RowChunk {
   int64_t row_end = 0;
 };
 
-// Allocates every slot's fp32 destination and splits the work into row chunks of about 256K
-// elements each (deterministic: depends only on the shapes).
-std::vector<RowChunk> AllocateAndChunk(const std::vector<WeightSlot>& slots);
+// Allocates the destination of every slot not marked in `skip` (empty: none skipped) in `dtype` and
+// splits the work into row chunks of about 256K elements each (deterministic: depends only on the
+// shapes).
+std::vector<RowChunk> AllocateAndChunk(const std::vector<WeightSlot>& slots, DType dtype = DType::kF32,
+                                       const std::vector<bool>& skip = {});
 
 // Elements per row of a slot (product of all dimensions but the first; 1 for vectors).
 int64_t SlotCols(const WeightSlot& slot);

@@ -187,10 +187,13 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
   TANDEM_ASSIGN_OR_RETURN(std::optional<Nvfp4CheckpointConfig> quant, ReadNvfp4CheckpointConfig(dir));
   if (quant.has_value()) out.nvfp4_exclude_modules = quant->exclude_modules;
 
-  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  // Shared: with keep_16bit, weight tensors view the mapped files and keep them open.
+  std::vector<std::shared_ptr<SafetensorsFile>> files;
+  std::map<const SafetensorsFile*, std::shared_ptr<SafetensorsFile>> file_of;
   TensorIndex all;
   for (const std::string& p : shard_paths) {
-    TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> f, SafetensorsFile::Open(p));
+    TANDEM_ASSIGN_OR_RETURN(std::shared_ptr<SafetensorsFile> f, SafetensorsFile::Open(p));
+    file_of[f.get()] = f;
     for (const auto& [name, info] : f->tensors()) {
       auto [it, inserted] = all.emplace(name, std::pair{&info, f.get()});
       if (!inserted) {
@@ -210,6 +213,7 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
   std::vector<WeightSlot> slots = ListWeightSlots(out.config, &out.weights);
   std::vector<const SafetensorsTensorInfo*> sources(slots.size());
   std::vector<const Nvfp4Tensor*> nvfp4_sources(slots.size(), nullptr);
+  std::vector<bool> viewed(slots.size(), false);  // keep_16bit: the tensor views the mapped file
   std::set<std::string, std::less<>> used;
   uint64_t total_bytes = 0;
   for (size_t s = 0; s < slots.size(); ++s) {
@@ -244,6 +248,14 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
     }
     sources[s] = &info;
     used.insert(slot.hf_name);
+    if (options.keep_16bit && (info.dtype == DType::kBF16 || info.dtype == DType::kF16)) {
+      // The mapping is read-only; nothing writes weights after loading except QuantizeAtLoad, which
+      // replaces a 16-bit tensor instead of writing into it.
+      std::shared_ptr<void> owner = file_of[it->second.second];
+      *slot.dst = Tensor::Wrap(info.dtype, slot.shape, const_cast<uint8_t*>(info.data), std::move(owner));
+      viewed[s] = true;
+      continue;
+    }
     total_bytes += info.nbytes;
   }
   for (const auto& [name, src] : all) {
@@ -253,7 +265,7 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
                      ArchitectureName(out.config.architecture), ") has no use for it"));
   }
 
-  const std::vector<RowChunk> chunks = AllocateAndChunk(slots);
+  const std::vector<RowChunk> chunks = AllocateAndChunk(slots, DType::kF32, viewed);
   LoadProgress progress(out.config.name, total_bytes, options.show_progress);
   ParallelFor(static_cast<int64_t>(chunks.size()), [&](int64_t i) {
     const RowChunk& c = chunks[static_cast<size_t>(i)];

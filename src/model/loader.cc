@@ -55,11 +55,13 @@ int64_t SlotCols(const WeightSlot& slot) {
   return cols;
 }
 
-std::vector<RowChunk> AllocateAndChunk(const std::vector<WeightSlot>& slots) {
+std::vector<RowChunk> AllocateAndChunk(const std::vector<WeightSlot>& slots, DType dtype,
+                                       const std::vector<bool>& skip) {
   constexpr int64_t kChunkElements = 1 << 18;
   std::vector<RowChunk> chunks;
   for (size_t s = 0; s < slots.size(); ++s) {
-    *slots[s].dst = Tensor::Empty(DType::kF32, slots[s].shape);
+    if (!skip.empty() && skip[s]) continue;
+    *slots[s].dst = Tensor::Empty(dtype, slots[s].shape);
     const int64_t rows = slots[s].shape.empty() ? 1 : slots[s].shape[0];
     const int64_t cols = SlotCols(slots[s]);
     const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(cols, 1));
@@ -90,9 +92,26 @@ absl::Status QuantizeAtLoad(const LoadOptions& options, LoadedModel* model) {
   ParallelFor(static_cast<int64_t>(targets.size()), [&](int64_t i) {
     const WeightSlot& slot = targets[static_cast<size_t>(i)];
     absl::StatusOr<Nvfp4Tensor>& q = quantized[static_cast<size_t>(i)];
-    q = QuantizeNvfp4(slot.dst->data<float>(), slot.shape[0], slot.shape[1]);
+    if (slot.dst->dtype() == DType::kF32) {
+      q = QuantizeNvfp4(slot.dst->data<float>(), slot.shape[0], slot.shape[1]);
+      if (q.ok()) {
+        if (absl::Status s = DequantizeNvfp4(*q, slot.dst->data<float>()); !s.ok()) q = s;
+      }
+      return;
+    }
+    // 16-bit weights (keep_16bit) may view a read-only mapped file: quantize an fp32 copy and keep
+    // the dequantization as a new bf16 tensor (a backend with an NVFP4 GEMM reads `nvfp4` instead).
+    const std::vector<float> values = ToFloat32(*slot.dst);
+    q = QuantizeNvfp4(values.data(), slot.shape[0], slot.shape[1]);
     if (!q.ok()) return;
-    if (absl::Status s = DequantizeNvfp4(*q, slot.dst->data<float>()); !s.ok()) q = s;
+    std::vector<float> dequantized(values.size());
+    if (absl::Status s = DequantizeNvfp4(*q, dequantized.data()); !s.ok()) {
+      q = s;
+      return;
+    }
+    Tensor t = Tensor::Empty(DType::kBF16, slot.shape);
+    for (size_t k = 0; k < dequantized.size(); ++k) t.data<uint16_t>()[k] = FloatToBf16(dequantized[k]);
+    *slot.dst = std::move(t);
   });
   for (size_t i = 0; i < targets.size(); ++i) {
     if (!quantized[i].ok()) {

@@ -20,44 +20,50 @@ std::pair<int, int> BalancedRange(int count, int rank, int size) {
   return {begin, begin + base + (rank < extra ? 1 : 0)};
 }
 
-// Rows [row0, row0 + rows) of a 2-D or 1-D fp32 tensor, appended to `out`.
-void AppendRows(const Tensor& t, int64_t row0, int64_t rows, std::vector<float>* out) {
+// Weights are fp32, or bf16/fp16 (LoadOptions::keep_16bit): the helpers below copy bytes.
+
+// Rows [row0, row0 + rows) of a 2-D or 1-D tensor, appended to `out` as bytes.
+void AppendRows(const Tensor& t, int64_t row0, int64_t rows, std::vector<uint8_t>* out) {
   const int64_t cols = t.ndim() == 2 ? t.dim(1) : 1;
-  const float* src = t.data<float>() + row0 * cols;
-  out->insert(out->end(), src, src + rows * cols);
+  const size_t esize = DTypeSize(t.dtype());
+  const uint8_t* src = static_cast<const uint8_t*>(t.raw_data()) + static_cast<size_t>(row0 * cols) * esize;
+  out->insert(out->end(), src, src + static_cast<size_t>(rows * cols) * esize);
 }
 
-Tensor FromVector(std::vector<float> data, std::vector<int64_t> shape) {
-  Tensor t = Tensor::Empty(DType::kF32, std::move(shape));
-  std::memcpy(t.data<float>(), data.data(), data.size() * sizeof(float));
+Tensor FromBytes(DType dtype, const std::vector<uint8_t>& data, std::vector<int64_t> shape) {
+  Tensor t = Tensor::Empty(dtype, std::move(shape));
+  std::memcpy(t.raw_data(), data.data(), data.size());
   return t;
 }
 
 // The rows of head `heads[i]` (head_dim rows each) of a [heads * hd, ...] tensor, in order.
 Tensor HeadRows(const Tensor& t, const std::vector<int>& heads, int hd) {
   if (!t.defined()) return t;
-  std::vector<float> out;
+  std::vector<uint8_t> out;
   for (int h : heads) AppendRows(t, int64_t{h} * hd, hd, &out);
   std::vector<int64_t> shape = t.shape();
   shape[0] = static_cast<int64_t>(heads.size()) * hd;
-  return FromVector(std::move(out), std::move(shape));
+  return FromBytes(t.dtype(), out, std::move(shape));
 }
 
 Tensor RowRange(const Tensor& t, int64_t begin, int64_t end) {
-  std::vector<float> out;
+  std::vector<uint8_t> out;
   AppendRows(t, begin, end - begin, &out);
   std::vector<int64_t> shape = t.shape();
   shape[0] = end - begin;
-  return FromVector(std::move(out), std::move(shape));
+  return FromBytes(t.dtype(), out, std::move(shape));
 }
 
 // Columns [begin, end) of a 2-D tensor.
 Tensor ColumnRange(const Tensor& t, int64_t begin, int64_t end) {
   const int64_t rows = t.dim(0), cols = t.dim(1), width = end - begin;
-  Tensor out = Tensor::Empty(DType::kF32, {rows, width});
+  const size_t esize = DTypeSize(t.dtype());
+  Tensor out = Tensor::Empty(t.dtype(), {rows, width});
+  auto* dst = static_cast<uint8_t*>(out.raw_data());
+  const auto* src = static_cast<const uint8_t*>(t.raw_data());
   for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(out.data<float>() + r * width, t.data<float>() + r * cols + begin,
-                static_cast<size_t>(width) * sizeof(float));
+    std::memcpy(dst + static_cast<size_t>(r * width) * esize, src + static_cast<size_t>(r * cols + begin) * esize,
+                static_cast<size_t>(width) * esize);
   }
   return out;
 }

@@ -17,9 +17,10 @@ absl::Status ValidateWeights(const ModelConfig& config, const ModelWeights& weig
     const Tensor& t = *slot.dst;
     if (!t.defined())
       return absl::InvalidArgumentError(absl::StrCat(source_name, ": ", slot.hf_name, " is missing"));
-    if (t.dtype() != DType::kF32 || t.shape() != slot.shape) {
+    const bool float_type = t.dtype() == DType::kF32 || t.dtype() == DType::kBF16 || t.dtype() == DType::kF16;
+    if (!float_type || t.shape() != slot.shape) {
       return absl::InvalidArgumentError(absl::StrCat(source_name, ": ", slot.hf_name, " is ", t.DebugString(),
-                                                     ", expected f32[", absl::StrJoin(slot.shape, ", "),
+                                                     ", expected f32, bf16 or f16 [", absl::StrJoin(slot.shape, ", "),
                                                      "]"));
     }
   }

@@ -180,6 +180,65 @@ TEST_P(GoldenModelOnGpu, MatchesCpuBackend) {
   for (int block_size : {1, 16}) RunAgainstCpu(GetParam(), *loaded, block_size, 2e-2);
 }
 
+// The logits of a 17-token prompt and 3 greedy decode steps on the CUDA runner.
+std::vector<float> GpuLogits(const model::LoadedModel& loaded) {
+  CudaModelRunnerOptions options;
+  options.max_num_tokens = 64;
+  options.max_num_seqs = 2;
+  options.max_model_len = 32;
+  options.block_size = 16;
+  options.num_blocks = 2;
+  auto gpu = CudaModelRunner::Create(loaded.config, loaded.weights, options,
+                                     loaded.nvfp4.empty() ? nullptr : &loaded.nvfp4);
+  EXPECT_TRUE(gpu.ok()) << gpu.status();
+  if (!gpu.ok()) return {};
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 17; ++i) tokens.push_back((i * 37 + 5) % loaded.config.vocab_size);
+  std::vector<float> all;
+  for (int step = 0; step < 4; ++step) {
+    SequenceStep s;
+    s.start_position = step == 0 ? 0 : static_cast<int>(tokens.size()) - 1;
+    s.token_ids.assign(tokens.begin() + s.start_position, tokens.end());
+    s.block_table = {0, 1};
+    s.needs_logits = true;
+    auto plan = (*gpu)->Plan({s});
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    if (!plan.ok()) return {};
+    auto out = (*gpu)->Forward(*plan);
+    EXPECT_TRUE(out.ok()) << out.status();
+    if (!out.ok()) return {};
+    all.insert(all.end(), out->logits.begin(), out->logits.end());
+    tokens.push_back(out->tokens.front());
+  }
+  return all;
+}
+
+// LoadOptions::keep_16bit (what backend: cuda loads with): the bf16 checkpoint's tensors, viewed in
+// the mapped file and streamed to the device as they are, give the logits of the fp32 load — bitwise
+// when both runners' GEMM tuners pick the same kernels (they time candidates, so they may not: then
+// within bf16 rounding of the activations; a misread weight would be off by its whole size).
+TEST_P(GoldenModelOnGpu, SixteenBitHostWeightsGiveTheSameLogits) {
+  TANDEM_REQUIRE_GPU();
+  const std::string dir = std::string(TANDEM_SOURCE_DIR) + "/tests/golden/models/" + GetParam();
+  auto fp32 = model::LoadModel({.path = dir, .show_progress = false});
+  auto bf16 = model::LoadModel({.path = dir, .show_progress = false, .keep_16bit = true});
+  ASSERT_TRUE(fp32.ok()) << fp32.status();
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  ASSERT_EQ(bf16->weights.layers[0].q_proj.dtype(), DType::kBF16);
+  const std::vector<float> want = GpuLogits(*fp32), got = GpuLogits(*bf16);
+  ASSERT_FALSE(want.empty());
+  ASSERT_EQ(want.size(), got.size());
+  double err2 = 0, ref2 = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    err2 += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
+    ref2 += double{want[i]} * want[i];
+  }
+  const double rel = std::sqrt(err2 / ref2);
+  std::printf("%s: 16-bit vs fp32 host weights: logits %s (relative L2 %.3g)\n", GetParam().c_str(),
+              want == got ? "bitwise equal" : "differ", rel);
+  EXPECT_LE(rel, 1e-2) << GetParam();
+}
+
 INSTANTIATE_TEST_SUITE_P(Architectures, GoldenModelOnGpu,
                          ::testing::Values("llama", "llama32", "mistral", "qwen2", "qwen3"));
 

@@ -246,50 +246,72 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionPathTest,
                                            std::make_tuple(97, 64, 8, 1), std::make_tuple(97, 128, 1, 16),
                                            std::make_tuple(4099, 128, 4, 16), std::make_tuple(17, 16, 2, 16)));
 
-// The decode GEMV against the CPU backend's MatMul on the same bf16 values: every m it takes, widths
-// that leave a partial block of rows (n % 4) and depths that leave partial 256-input chunks, both
-// output types; a misaligned or unsupported call is refused, not run.
+// Both decode GEMVs (CUDA-core, m <= 8; tensor-core, m <= 16) against the CPU backend's MatMul on the
+// same bf16 values: every m they take, widths that leave a partial block of rows (n % 4, n % 16) and
+// depths that leave partial chunks, both output types; a misaligned or unsupported call is refused,
+// not run. The tensor-core one gives a row of x the same bits whatever m is.
 TEST(Bf16GemvTest, MatchesTheCpuMatMul) {
   TANDEM_REQUIRE_GPU();
   std::mt19937 rng(11);
   auto cpu = Cpu();
+  auto gemv = [](bool tc, const DeviceBuffer& x, const DeviceBuffer& w, DeviceBuffer& out, bool fp32, int m, int n,
+                 int k) {
+    return tc ? kernels::Bf16GemvTc(x.as<bf16>(), w.as<bf16>(), out.as<void>(), fp32, m, n, k, nullptr)
+              : kernels::Bf16Gemv(x.as<bf16>(), w.as<bf16>(), out.as<void>(), fp32, m, n, k, nullptr);
+  };
   for (const auto& [n, k] : {std::make_pair(5, 8), std::make_pair(4099, 264), std::make_pair(1024, 4096),
-                             std::make_pair(96, 14336)}) {
+                             std::make_pair(96, 14336), std::make_pair(23, 4104)}) {
     const std::vector<bf16> w = RandomBf16(static_cast<size_t>(n) * k, rng, 0.05f);
     const std::vector<float> wf = ToFloat(w);
     DeviceBuffer d_w(w.size() * sizeof(bf16));
     Upload(d_w, w);
-    for (int m = 1; m <= kernels::kBf16GemvMaxM; ++m) {
-      SCOPED_TRACE(::testing::Message() << "m=" << m << " n=" << n << " k=" << k);
-      const std::vector<bf16> x = RandomBf16(static_cast<size_t>(m) * k, rng);
-      std::vector<float> want(static_cast<size_t>(m) * n);
-      cpu->MatMul(ToFloat(x).data(), m, backend::Matrix{.data = wf.data(), .rows = n, .cols = k}, want.data());
-      DeviceBuffer d_x(x.size() * sizeof(bf16)), d_out(want.size() * sizeof(float));
-      Upload(d_x, x);
-      Poison(d_out);
-      ASSERT_EQ(kernels::Bf16Gemv(d_x.as<bf16>(), d_w.as<bf16>(), d_out.as<void>(), false, m, n, k, nullptr),
-                cudaSuccess);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      EXPECT_LE(RelError(Download<bf16>(d_out, want.size()), want), 1e-2) << "bf16 out";
-      Poison(d_out);
-      ASSERT_EQ(kernels::Bf16Gemv(d_x.as<bf16>(), d_w.as<bf16>(), d_out.as<void>(), true, m, n, k, nullptr),
-                cudaSuccess);
-      const std::vector<float> got = Download<float>(d_out, want.size());
-      double diff = 0, norm = 0;
-      for (size_t i = 0; i < want.size(); ++i) {
-        diff += (got[i] - want[i]) * (got[i] - want[i]);
-        norm += double{want[i]} * want[i];
+    for (const bool tc : {false, true}) {
+      std::vector<float> first_row;  // the tensor-core GEMV's fp32 row 0 at m = 1
+      for (int m = 1; m <= (tc ? kernels::kBf16GemvTcMaxM : kernels::kBf16GemvMaxM); ++m) {
+        SCOPED_TRACE(::testing::Message() << (tc ? "tensor-core" : "CUDA-core") << " m=" << m << " n=" << n
+                                          << " k=" << k);
+        std::mt19937 x_rng(static_cast<uint32_t>(m * 7919 + k));
+        std::vector<bf16> x = RandomBf16(static_cast<size_t>(m) * k, x_rng);
+        if (!first_row.empty()) {  // row 0 of x as at m = 1
+          std::mt19937 row_rng(static_cast<uint32_t>(7919 + k));
+          const std::vector<bf16> row = RandomBf16(static_cast<size_t>(k), row_rng);
+          std::copy(row.begin(), row.end(), x.begin());
+        }
+        std::vector<float> want(static_cast<size_t>(m) * n);
+        cpu->MatMul(ToFloat(x).data(), m, backend::Matrix{.data = wf.data(), .rows = n, .cols = k}, want.data());
+        DeviceBuffer d_x(x.size() * sizeof(bf16)), d_out(want.size() * sizeof(float));
+        Upload(d_x, x);
+        Poison(d_out);
+        ASSERT_EQ(gemv(tc, d_x, d_w, d_out, false, m, n, k), cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        EXPECT_LE(RelError(Download<bf16>(d_out, want.size()), want), 1e-2) << "bf16 out";
+        Poison(d_out);
+        ASSERT_EQ(gemv(tc, d_x, d_w, d_out, true, m, n, k), cudaSuccess);
+        const std::vector<float> got = Download<float>(d_out, want.size());
+        double diff = 0, norm = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+          diff += (got[i] - want[i]) * (got[i] - want[i]);
+          norm += double{want[i]} * want[i];
+        }
+        EXPECT_LE(std::sqrt(diff / norm), 1e-5) << "fp32 out (same products, another summation order)";
+        if (tc && m == 1) {
+          first_row = got;
+        } else if (tc) {
+          EXPECT_TRUE(std::equal(first_row.begin(), first_row.end(), got.begin())) << "row 0 differs from m = 1";
+        }
       }
-      EXPECT_LE(std::sqrt(diff / norm), 1e-5) << "fp32 out (same products, another summation order)";
     }
   }
   DeviceBuffer d(4096);
-  EXPECT_EQ(kernels::Bf16Gemv(d.as<bf16>() + 1, d.as<bf16>(), d.as<void>(), false, 1, 4, 8, nullptr),
-            cudaErrorInvalidValue);  // x not 16-byte aligned
-  EXPECT_EQ(kernels::Bf16Gemv(d.as<bf16>(), d.as<bf16>(), d.as<void>(), false, 9, 4, 8, nullptr),
-            cudaErrorInvalidValue);  // m above kBf16GemvMaxM
-  EXPECT_EQ(kernels::Bf16Gemv(d.as<bf16>(), d.as<bf16>(), d.as<void>(), false, 1, 4, 12, nullptr),
-            cudaErrorInvalidValue);  // k not a multiple of 8
+  for (const bool tc : {false, true}) {
+    SCOPED_TRACE(tc ? "tensor-core" : "CUDA-core");
+    EXPECT_EQ(tc ? kernels::Bf16GemvTc(d.as<bf16>() + 1, d.as<bf16>(), d.as<void>(), false, 1, 4, 8, nullptr)
+                 : kernels::Bf16Gemv(d.as<bf16>() + 1, d.as<bf16>(), d.as<void>(), false, 1, 4, 8, nullptr),
+              cudaErrorInvalidValue);  // x not 16-byte aligned
+    const int above = (tc ? kernels::kBf16GemvTcMaxM : kernels::kBf16GemvMaxM) + 1;
+    EXPECT_EQ(gemv(tc, d, d, d, false, above, 4, 8), cudaErrorInvalidValue);  // m above the maximum
+    EXPECT_EQ(gemv(tc, d, d, d, false, 1, 4, 12), cudaErrorInvalidValue);     // k not a multiple of 8
+  }
 }
 
 }  // namespace

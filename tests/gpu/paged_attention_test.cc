@@ -256,6 +256,7 @@ std::string GeometryName(const ::testing::TestParamInfo<GeometryParam>& info) {
 class PagedAttentionGpuTest : public ::testing::TestWithParam<GeometryParam> {
  protected:
   // Plans and runs `seqs` on `layers` pools with one plan, checking each layer against the reference.
+  // Decode steps run tandem's kernel, or FlashInfer's with expect_kernel kDecode.
   void CheckStep(const std::vector<SeqSpec>& seqs, int num_layers, AttentionKernel expect_kernel) {
     TANDEM_REQUIRE_GPU();
     const AttentionGeometry g = GetParam().g;
@@ -266,6 +267,7 @@ class PagedAttentionGpuTest : public ::testing::TestWithParam<GeometryParam> {
 
     std::unique_ptr<PagedAttention> attn;
     ASSERT_EQ(PagedAttention::Create(g, kMaxTokens, kMaxSeqs, num_blocks, &attn), "");
+    attn->set_flashinfer_decode(expect_kernel == AttentionKernel::kDecode);
     cudaStream_t stream = nullptr;
     TANDEM_CUDA_ASSERT(cudaStreamCreate(&stream));
     ASSERT_EQ(
@@ -289,10 +291,21 @@ class PagedAttentionGpuTest : public ::testing::TestWithParam<GeometryParam> {
     }
     TANDEM_CUDA_ASSERT(cudaStreamDestroy(stream));
   }
+
+  // A decode step through both decode kernels.
+  void CheckDecode(const std::vector<SeqSpec>& seqs, int num_layers) {
+    for (const AttentionKernel kernel : {AttentionKernel::kDecodeMma, AttentionKernel::kDecode}) {
+      SCOPED_TRACE(kernels::AttentionKernelName(kernel));
+      CheckStep(seqs, num_layers, kernel);
+    }
+  }
 };
 
-TEST_P(PagedAttentionGpuTest, DecodeBatch) {
-  CheckStep({{0, 1}, {16, 1}, {96, 1}, {4098, 1}, {31, 1}}, 1, AttentionKernel::kDecode);
+TEST_P(PagedAttentionGpuTest, DecodeBatch) { CheckDecode({{0, 1}, {16, 1}, {96, 1}, {4098, 1}, {31, 1}}, 1); }
+
+TEST_P(PagedAttentionGpuTest, DecodeOneLongSequence) {
+  // Split over many CTAs (tandem's kernel: one wave of them), ending mid-tile and mid-block.
+  CheckDecode({{9000, 1}}, 1);
 }
 
 TEST_P(PagedAttentionGpuTest, DecodeLargeBatch) {
@@ -301,7 +314,7 @@ TEST_P(PagedAttentionGpuTest, DecodeLargeBatch) {
   std::uniform_int_distribution<int> len(0, 700);
   std::vector<SeqSpec> seqs;
   for (int i = 0; i < kMaxSeqs; ++i) seqs.push_back({len(rng), 1});
-  CheckStep(seqs, 1, AttentionKernel::kDecode);
+  CheckDecode(seqs, 1);
 }
 
 TEST_P(PagedAttentionGpuTest, PrefillChunkOnCachedTokens) {
@@ -318,63 +331,70 @@ TEST_P(PagedAttentionGpuTest, PrefillAndDecodeMixed) {
 
 TEST_P(PagedAttentionGpuTest, OnePlanTwoLayers) {
   CheckStep({{0, 97}, {80, 17}, {4098, 1}}, 2, AttentionKernel::kPrefillSm90);
-  CheckStep({{0, 1}, {16, 1}, {96, 1}, {4098, 1}}, 2, AttentionKernel::kDecode);
+  CheckDecode({{0, 1}, {16, 1}, {96, 1}, {4098, 1}}, 2);
 }
 
 // A for_graph decode plan: capture Run once, then replay after re-planning the same number of
-// sequences with other context lengths and other block tables.
+// sequences with other context lengths and other block tables; both decode kernels.
 TEST_P(PagedAttentionGpuTest, DecodeCapturedInCudaGraphAndReplayedAfterReplan) {
   TANDEM_REQUIRE_GPU();
-  const AttentionGeometry g = GetParam().g;
-  const std::vector<SeqSpec> first = {{0, 1}, {16, 1}, {96, 1}, {4098, 1}};
-  const std::vector<SeqSpec> second = {{4000, 1}, {1, 1}, {299, 1}, {15, 1}};
-  const int num_blocks = std::max(BlocksNeeded(first, g.block_size), BlocksNeeded(second, g.block_size)) + 7;
-  Problem problem(g, 1, num_blocks, kMaxTokens, 4321u);
-  ASSERT_NO_FATAL_FAILURE(problem.Setup());
-  const Step step1 = MakeStep(first, g.block_size, num_blocks, problem.rng());
-  const Step step2 = MakeStep(second, g.block_size, num_blocks, problem.rng());
-  const int n = static_cast<int>(first.size());
-  const size_t out_elems = static_cast<size_t>(n) * g.num_qo_heads * g.head_dim;
+  const auto check = [&](bool flashinfer) {
+    const AttentionGeometry g = GetParam().g;
+    const std::vector<SeqSpec> first = {{0, 1}, {16, 1}, {96, 1}, {4098, 1}};
+    const std::vector<SeqSpec> second = {{4000, 1}, {1, 1}, {299, 1}, {15, 1}};
+    const int num_blocks = std::max(BlocksNeeded(first, g.block_size), BlocksNeeded(second, g.block_size)) + 7;
+    Problem problem(g, 1, num_blocks, kMaxTokens, 4321u);
+    ASSERT_NO_FATAL_FAILURE(problem.Setup());
+    const Step step1 = MakeStep(first, g.block_size, num_blocks, problem.rng());
+    const Step step2 = MakeStep(second, g.block_size, num_blocks, problem.rng());
+    const int n = static_cast<int>(first.size());
+    const size_t out_elems = static_cast<size_t>(n) * g.num_qo_heads * g.head_dim;
 
-  std::unique_ptr<PagedAttention> attn;
-  ASSERT_EQ(PagedAttention::Create(g, kMaxTokens, kMaxSeqs, num_blocks, &attn), "");
-  cudaStream_t stream = nullptr;
-  TANDEM_CUDA_ASSERT(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  DeviceBuffer out(out_elems * 2);
-  ASSERT_TRUE(out.ok());
+    std::unique_ptr<PagedAttention> attn;
+    ASSERT_EQ(PagedAttention::Create(g, kMaxTokens, kMaxSeqs, num_blocks, &attn), "");
+    attn->set_flashinfer_decode(flashinfer);
+    cudaStream_t stream = nullptr;
+    TANDEM_CUDA_ASSERT(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    DeviceBuffer out(out_elems * 2);
+    ASSERT_TRUE(out.ok());
 
-  ASSERT_EQ(attn->Plan(step1.qo_indptr.data(), step1.kv_indptr.data(), step1.kv_indices.data(),
-                       step1.last_page_len.data(), n, /*for_graph=*/true, stream),
-            "");
-  ASSERT_EQ(attn->planned_kernel(), AttentionKernel::kDecode);
-  TANDEM_CUDA_ASSERT(cudaStreamSynchronize(stream));
+    ASSERT_EQ(attn->Plan(step1.qo_indptr.data(), step1.kv_indptr.data(), step1.kv_indices.data(),
+                         step1.last_page_len.data(), n, /*for_graph=*/true, stream),
+              "");
+    ASSERT_EQ(attn->planned_kernel(), flashinfer ? AttentionKernel::kDecode : AttentionKernel::kDecodeMma);
+    TANDEM_CUDA_ASSERT(cudaStreamSynchronize(stream));
 
-  cudaGraph_t graph = nullptr;
-  TANDEM_CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  const std::string run_err = attn->Run(problem.q(), problem.ld_q(), problem.pool(0), out.as<__nv_bfloat16>(),
-                                        problem.SmScale(), stream);
-  TANDEM_CUDA_ASSERT(cudaStreamEndCapture(stream, &graph));
-  ASSERT_EQ(run_err, "");
-  cudaGraphExec_t exec = nullptr;
-  TANDEM_CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+    cudaGraph_t graph = nullptr;
+    TANDEM_CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    const std::string run_err = attn->Run(problem.q(), problem.ld_q(), problem.pool(0), out.as<__nv_bfloat16>(),
+                                          problem.SmScale(), stream);
+    TANDEM_CUDA_ASSERT(cudaStreamEndCapture(stream, &graph));
+    ASSERT_EQ(run_err, "");
+    cudaGraphExec_t exec = nullptr;
+    TANDEM_CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
 
-  TANDEM_CUDA_ASSERT(cudaMemsetAsync(out.as<void>(), 0xFF, out_elems * 2, stream));
-  TANDEM_CUDA_ASSERT(cudaGraphLaunch(exec, stream));
-  TANDEM_CUDA_ASSERT(cudaStreamSynchronize(stream));
-  EXPECT_TRUE(MatchesReference(out.as<__nv_bfloat16>(), problem.Reference(step1, 0), g, "first plan"));
+    TANDEM_CUDA_ASSERT(cudaMemsetAsync(out.as<void>(), 0xFF, out_elems * 2, stream));
+    TANDEM_CUDA_ASSERT(cudaGraphLaunch(exec, stream));
+    TANDEM_CUDA_ASSERT(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(MatchesReference(out.as<__nv_bfloat16>(), problem.Reference(step1, 0), g, "first plan"));
 
-  ASSERT_EQ(attn->Plan(step2.qo_indptr.data(), step2.kv_indptr.data(), step2.kv_indices.data(),
-                       step2.last_page_len.data(), n, /*for_graph=*/true, stream),
-            "");
-  TANDEM_CUDA_ASSERT(cudaMemsetAsync(out.as<void>(), 0xFF, out_elems * 2, stream));
-  TANDEM_CUDA_ASSERT(cudaGraphLaunch(exec, stream));
-  TANDEM_CUDA_ASSERT(cudaStreamSynchronize(stream));
-  EXPECT_TRUE(
-      MatchesReference(out.as<__nv_bfloat16>(), problem.Reference(step2, 0), g, "replayed after re-plan"));
+    ASSERT_EQ(attn->Plan(step2.qo_indptr.data(), step2.kv_indptr.data(), step2.kv_indices.data(),
+                         step2.last_page_len.data(), n, /*for_graph=*/true, stream),
+              "");
+    TANDEM_CUDA_ASSERT(cudaMemsetAsync(out.as<void>(), 0xFF, out_elems * 2, stream));
+    TANDEM_CUDA_ASSERT(cudaGraphLaunch(exec, stream));
+    TANDEM_CUDA_ASSERT(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(
+        MatchesReference(out.as<__nv_bfloat16>(), problem.Reference(step2, 0), g, "replayed after re-plan"));
 
-  TANDEM_CUDA_ASSERT(cudaGraphExecDestroy(exec));
-  TANDEM_CUDA_ASSERT(cudaGraphDestroy(graph));
-  TANDEM_CUDA_ASSERT(cudaStreamDestroy(stream));
+    TANDEM_CUDA_ASSERT(cudaGraphExecDestroy(exec));
+    TANDEM_CUDA_ASSERT(cudaGraphDestroy(graph));
+    TANDEM_CUDA_ASSERT(cudaStreamDestroy(stream));
+  };
+  for (const bool flashinfer : {false, true}) {
+    SCOPED_TRACE(flashinfer ? "FlashInfer" : "tandem");
+    check(flashinfer);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Geometries, PagedAttentionGpuTest,

@@ -77,7 +77,8 @@ class CublasLtGemm {
   Event timing_start_, timing_stop_;  // TimeRuns'
   absl::flat_hash_map<std::tuple<int, int, int, bool>, Plan> plans_;
   absl::flat_hash_set<std::tuple<int, int, int, bool>> tuned_;
-  absl::flat_hash_set<std::tuple<int, int, int, bool>> gemv_;  // shapes where Tune found the GEMV faster
+  // Shapes where Tune found one of tandem's GEMVs faster: true for the tensor-core one.
+  absl::flat_hash_map<std::tuple<int, int, int, bool>, bool> gemv_;
   bool batch_invariant_ = false;
   absl::flat_hash_map<std::tuple<int, int, bool>, cublasLtMatmulAlgo_t> invariant_;  // (n, k, fp32 out)
 };

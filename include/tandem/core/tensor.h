@@ -117,4 +117,10 @@ class Tensor {
   std::shared_ptr<void> storage_;
 };
 
+// Elements [begin, begin + count) of an f32, bf16 or f16 tensor as fp32, into out[0, count); aborts
+// for other dtypes.
+void ToFloat32(const Tensor& t, int64_t begin, int64_t count, float* out);
+// The whole tensor.
+std::vector<float> ToFloat32(const Tensor& t);
+
 }  // namespace tandem

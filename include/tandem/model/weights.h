@@ -1,4 +1,5 @@
-// Model weights as the forward pass consumes them: every tensor fp32, row-major, [out, in] exactly as
+// Model weights as the forward pass consumes them: every tensor fp32 (or, loaded with
+// LoadOptions::keep_16bit, the checkpoint's bf16/fp16), row-major, [out, in] exactly as
 // Hugging Face stores nn.Linear weights (y = x W^T), with HF's rotary convention (rotate_half: the
 // pairs rotated together are (i, i + head_dim/2) within each head). Loaders convert whatever they
 // read (bf16/fp16 safetensors, quantized GGUF with its Q/K row permutation) to this one form.
@@ -39,7 +40,8 @@ struct ModelWeights {
   Tensor lm_head;     // [vocab, hidden]   lm_head.weight; same storage as embed_tokens when tied
 };
 
-// Checks that every tensor the config calls for is present, fp32, and has the shape above, and that
+// Checks that every tensor the config calls for is present, fp32, bf16 or fp16, and has the shape
+// above, and that
 // the optional ones are empty when the config does not call for them. Errors name the tensor.
 absl::Status ValidateWeights(const ModelConfig& config, const ModelWeights& weights,
                              absl::string_view source_name);

@@ -267,16 +267,21 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
       plan.algo = *algo;
     }
   }
-  // At m <= 8 the GEMV kernel (kernels/gemm/bf16_gemv.cuh) is timed the same way and runs when it is
-  // at least kGemvMargin faster: close calls stay with cuBLASLt, so that two processes (an aggregated
-  // and a disaggregated worker) rarely choose differently for the same shape by timing noise.
+  // At small m tandem's GEMV kernels (kernels/gemm/bf16_gemv.cuh) are timed the same way; the faster
+  // runs when it is at least kGemvMargin faster than cuBLASLt: close calls stay with cuBLASLt, so that
+  // two processes (an aggregated and a disaggregated worker) rarely choose differently for the same
+  // shape by timing noise.
   gemv_.erase(key);
-  if (timed.ok() && have_best && kernels::Bf16GemvSupported(m, n, k)) {
+  std::optional<std::pair<float, bool>> best_gemv;  // (ms, tensor-core variant)
+  for (const bool tc : {false, true}) {
+    if (!timed.ok() || !have_best) break;
+    if (!(tc ? kernels::Bf16GemvTcSupported(m, n, k) : kernels::Bf16GemvSupported(m, n, k))) continue;
     cudaError_t launched = cudaSuccess;
     absl::StatusOr<std::optional<float>> gemv_ms = TimeRuns(
         [&](size_t r) {
           if (launched == cudaSuccess) {
-            launched = kernels::Bf16Gemv(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
+            launched = tc ? kernels::Bf16GemvTc(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream)
+                          : kernels::Bf16Gemv(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
           }
           return launched == cudaSuccess;
         },
@@ -287,12 +292,14 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
       timed = CudaStatus(launched, "bf16 GEMV (GEMM tuning)", __FILE__, __LINE__);
     } else {
       const double us = 1000.0 / static_cast<double>(reps);
-      const bool faster = **gemv_ms * kGemvMargin < best_ms;
-      TLOG_INFO("GEMM m={} n={} k={}{}: cuBLASLt {:.1f} us, GEMV {:.1f} us per call ({:.2f} TB/s): {}", m, n,
-                k, out_fp32 ? " (fp32 out)" : "", best_ms * us, **gemv_ms * us,
-                2.0 * n * k / (**gemv_ms * us * 1e-6) / 1e12, faster ? "GEMV" : "cuBLASLt");
-      if (faster) gemv_.insert(key);
+      TLOG_INFO("GEMM m={} n={} k={}{}: cuBLASLt {:.1f} us, {} GEMV {:.1f} us per call ({:.2f} TB/s)", m, n, k,
+                out_fp32 ? " (fp32 out)" : "", best_ms * us, tc ? "tensor-core" : "CUDA-core", **gemv_ms * us,
+                2.0 * n * k / (**gemv_ms * us * 1e-6) / 1e12);
+      if (!best_gemv.has_value() || **gemv_ms < best_gemv->first) best_gemv = std::pair{**gemv_ms, tc};
     }
+  }
+  if (timed.ok() && best_gemv.has_value() && best_gemv->first * kGemvMargin < best_ms) {
+    gemv_[key] = best_gemv->second;
   }
   if (!timed.ok()) {
     Destroy(plan);
@@ -327,8 +334,9 @@ absl::Status CublasLtGemm::Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w
                                    &p.algo, workspace_->data(), workspace_->size(), stream));
     return absl::OkStatus();
   }
-  if (!gemv_.empty() && gemv_.contains(std::make_tuple(m, n, k, out_fp32))) {
-    const cudaError_t e = kernels::Bf16Gemv(x, w, out, out_fp32, m, n, k, stream);
+  if (auto it = gemv_.find(std::make_tuple(m, n, k, out_fp32)); it != gemv_.end()) {
+    const cudaError_t e = it->second ? kernels::Bf16GemvTc(x, w, out, out_fp32, m, n, k, stream)
+                                     : kernels::Bf16Gemv(x, w, out, out_fp32, m, n, k, stream);
     if (e != cudaSuccess) return CudaStatus(e, "bf16 GEMV", __FILE__, __LINE__);
     return absl::OkStatus();
   }

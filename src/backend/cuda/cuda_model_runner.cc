@@ -133,23 +133,42 @@ absl::StatusOr<const bf16*> CudaModelRunner::Impl::Upload(const std::vector<cons
                                                           DeviceMemory* staging_f32) {
   int64_t total = 0;
   for (const Tensor* t : parts) {
-    if (t->dtype() != DType::kF32) {
+    if (t->dtype() != DType::kF32 && t->dtype() != DType::kBF16 && t->dtype() != DType::kF16) {
       return absl::InvalidArgumentError(
-          absl::StrCat("cuda model runner: expected fp32 host weights, found ", DTypeName(t->dtype())));
+          absl::StrCat("cuda model runner: expected f32, bf16 or f16 host weights, found ", DTypeName(t->dtype())));
     }
     total += t->numel();
   }
   TANDEM_ASSIGN_OR_RETURN(auto buffer, DeviceMemory::Allocate(static_cast<size_t>(total) * sizeof(bf16)));
   bf16* dst = buffer->as<bf16>();
+  // Tensor by tensor, a chunk at a time: bf16 as it is (a view of the mapped checkpoint streams
+  // straight to the device), fp32 converted on the device, fp16 rounded to bf16 on the host.
   const int64_t chunk = static_cast<int64_t>(staging_f32->size() / sizeof(float));
+  std::vector<uint16_t> rounded;
   for (const Tensor* t : parts) {
-    const float* src = t->data<float>();
     for (int64_t done = 0; done < t->numel(); done += chunk) {
       const int64_t count = std::min(chunk, t->numel() - done);
-      TANDEM_CUDA_CHECK(cudaMemcpyAsync(staging_f32->data(), src + done, static_cast<size_t>(count) * sizeof(float),
-                                        cudaMemcpyHostToDevice, stream.get()));
-      TANDEM_CUDA_CHECK(kernels::F32ToBf16(staging_f32->as<float>(), count, dst + done, stream.get()));
-      TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream.get()));  // the staging buffer is reused
+      switch (t->dtype()) {
+        case DType::kBF16:
+          TANDEM_CUDA_CHECK(cudaMemcpy(dst + done, t->data<uint16_t>() + done, static_cast<size_t>(count) * 2,
+                                       cudaMemcpyHostToDevice));
+          break;
+        case DType::kF16: {
+          rounded.resize(static_cast<size_t>(count));
+          for (int64_t i = 0; i < count; ++i) {
+            rounded[static_cast<size_t>(i)] = FloatToBf16(HalfToFloat(t->data<uint16_t>()[done + i]));
+          }
+          TANDEM_CUDA_CHECK(
+              cudaMemcpy(dst + done, rounded.data(), static_cast<size_t>(count) * 2, cudaMemcpyHostToDevice));
+          break;
+        }
+        default:
+          TANDEM_CUDA_CHECK(cudaMemcpyAsync(staging_f32->data(), t->data<float>() + done,
+                                            static_cast<size_t>(count) * sizeof(float), cudaMemcpyHostToDevice,
+                                            stream.get()));
+          TANDEM_CUDA_CHECK(kernels::F32ToBf16(staging_f32->as<float>(), count, dst + done, stream.get()));
+          TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream.get()));  // the staging buffer is reused
+      }
     }
     dst += t->numel();
   }

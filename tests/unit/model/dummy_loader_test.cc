@@ -32,6 +32,31 @@ TEST(DummyLoaderTest, DeterministicPerSeedAndDifferentAcrossSeeds) {
   EXPECT_FALSE(SameValues(a->weights.layers[0].q_proj, a->weights.layers[1].q_proj));
 }
 
+// keep_16bit: bf16 weights holding the fp32 values rounded to nearest even (what the CUDA runner's
+// upload of the fp32 weights computes), half the host memory.
+TEST(DummyLoaderTest, Keep16BitIsTheFp32ValuesRoundedToBf16) {
+  LoadOptions o;
+  o.format = LoadFormat::kDummy;
+  o.dummy_config = "tiny-llama";
+  o.seed = 3;
+  o.show_progress = false;
+  auto fp32 = LoadModel(o);
+  o.keep_16bit = true;
+  auto bf16 = LoadModel(o);
+  ASSERT_TRUE(fp32.ok() && bf16.ok()) << fp32.status() << bf16.status();
+  for (const auto& [a, b] : {std::pair{&fp32->weights.embed_tokens, &bf16->weights.embed_tokens},
+                             std::pair{&fp32->weights.layers[1].down_proj, &bf16->weights.layers[1].down_proj},
+                             std::pair{&fp32->weights.layers[0].input_norm, &bf16->weights.layers[0].input_norm}}) {
+    ASSERT_EQ(b->dtype(), DType::kBF16);
+    ASSERT_EQ(a->shape(), b->shape());
+    for (int64_t i = 0; i < a->numel(); ++i) {
+      ASSERT_EQ(b->data<uint16_t>()[i], FloatToBf16(a->data<float>()[i])) << b->DebugString() << " element " << i;
+    }
+  }
+  EXPECT_TRUE(bf16->weights.lm_head.SharesStorageWith(bf16->weights.embed_tokens) ==
+              fp32->weights.lm_head.SharesStorageWith(fp32->weights.embed_tokens));
+}
+
 TEST(DummyLoaderTest, FixedValuesAcrossMachines) {
   // splitmix64 stream values are fixed by the algorithm: pin a few so a change to the generator (or
   // a platform difference) shows up.

@@ -187,6 +187,80 @@ TEST(SafetensorsLoaderTest, F16Qwen2BiasesAndQwen3QkNorm) {
   }
 }
 
+// Every defined tensor of `w` with its Hugging Face name.
+std::vector<std::pair<std::string, const Tensor*>> NamedTensors(const ModelWeights& w) {
+  std::vector<std::pair<std::string, const Tensor*>> out = {
+      {"model.embed_tokens.weight", &w.embed_tokens},
+      {"model.norm.weight", &w.final_norm},
+      {"lm_head.weight", &w.lm_head}};
+  for (size_t i = 0; i < w.layers.size(); ++i) {
+    const LayerWeights& l = w.layers[i];
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    for (const auto& [name, t] : std::vector<std::pair<std::string, const Tensor*>>{
+             {"input_layernorm.weight", &l.input_norm}, {"self_attn.q_proj.weight", &l.q_proj},
+             {"self_attn.k_proj.weight", &l.k_proj}, {"self_attn.v_proj.weight", &l.v_proj},
+             {"self_attn.o_proj.weight", &l.o_proj}, {"self_attn.q_proj.bias", &l.q_bias},
+             {"self_attn.k_proj.bias", &l.k_bias}, {"self_attn.v_proj.bias", &l.v_bias},
+             {"post_attention_layernorm.weight", &l.post_attention_norm}, {"mlp.gate_proj.weight", &l.gate_proj},
+             {"mlp.up_proj.weight", &l.up_proj}, {"mlp.down_proj.weight", &l.down_proj}}) {
+      out.emplace_back(p + name, t);
+    }
+  }
+  std::erase_if(out, [](const auto& e) { return !e.second->defined(); });
+  return out;
+}
+
+// keep_16bit (backend: cuda): bf16 and fp16 tensors stay 16-bit, as views of the mapped file that
+// outlive the loader, with the values of the fp32 load; fp32 tensors load as before; quantizing at
+// load gives the same NVFP4 tensors from either.
+TEST(SafetensorsLoaderTest, Keep16BitViewsTheCheckpointWithTheSameValues) {
+  // The tiny checkpoints in three dtypes; NVFP4 needs 16-multiple widths: the golden Qwen2 (bf16).
+  const std::string golden = std::string(TANDEM_SOURCE_DIR) + "/tests/golden/models/qwen2";
+  for (const char* dtype : {"BF16", "F16", "F32", "golden BF16"}) {
+    SCOPED_TRACE(dtype);
+    ScratchDir dir;
+    json cfg = TinyConfig("Qwen2ForCausalLM", false);
+    auto t = TinyTensors(cfg, std::string(dtype) == "golden BF16" ? "BF16" : dtype, 4);
+    WriteModel(dir, cfg, t, true);
+    for (const bool nvfp4 : {false, true}) {
+      if (nvfp4 != (std::string(dtype) == "golden BF16")) continue;
+      LoadOptions o;
+      o.path = nvfp4 ? golden : dir.Path();
+      o.show_progress = false;
+      o.quantize_nvfp4 = nvfp4;
+      auto fp32 = LoadModel(o);
+      o.keep_16bit = true;
+      auto kept = LoadModel(o);
+      ASSERT_TRUE(fp32.ok()) << fp32.status();
+      ASSERT_TRUE(kept.ok()) << kept.status();
+      const DType want = std::string(dtype) == "F16" ? DType::kF16 : std::string(dtype) == "F32" ? DType::kF32
+                                                                                                  : DType::kBF16;
+      const auto named_a = NamedTensors(fp32->weights), named_b = NamedTensors(kept->weights);
+      ASSERT_EQ(named_a.size(), named_b.size());
+      for (size_t i = 0; i < named_a.size(); ++i) {
+        const std::string& name = named_b[i].first;
+        const Tensor& tb = *named_b[i].second;
+        // Quantized linears hold their dequantization: fp32 in the fp32 load, rounded to bf16 in a
+        // 16-bit load (an fp32 checkpoint stays fp32 throughout).
+        const bool rounded = nvfp4 && kept->nvfp4.count(name) != 0 && want != DType::kF32;
+        EXPECT_EQ(tb.dtype(), rounded ? DType::kBF16 : want) << name;
+        std::vector<float> va = ToFloat32(*named_a[i].second);
+        if (rounded) {
+          for (float& v : va) v = Bf16ToFloat(FloatToBf16(v));
+        }
+        EXPECT_EQ(va, ToFloat32(tb)) << name;
+      }
+      EXPECT_EQ(fp32->nvfp4.size(), kept->nvfp4.size());
+      for (const auto& [name, q] : fp32->nvfp4) {
+        ASSERT_EQ(kept->nvfp4.count(name), 1u) << name;
+        EXPECT_EQ(q.packed, kept->nvfp4.at(name).packed) << name;
+        EXPECT_EQ(q.scales, kept->nvfp4.at(name).scales) << name;
+        EXPECT_EQ(q.scale2, kept->nvfp4.at(name).scale2) << name;
+      }
+    }
+  }
+}
+
 TEST(SafetensorsLoaderTest, LayerOverrideLoadsAPrefix) {
   ScratchDir dir;
   json cfg = TinyConfig("LlamaForCausalLM", true);
