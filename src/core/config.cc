@@ -271,6 +271,8 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
   TANDEM_RETURN_IF_ERROR(disagg.Double("remote_prefill_timeout_s", &config.disaggregation.remote_prefill_timeout_s,
                                       0.1, 3600.0));
   TANDEM_RETURN_IF_ERROR(
+      disagg.Double("kv_transfer_timeout_s", &config.disaggregation.kv_transfer_timeout_s, 0.1, 3600.0));
+  TANDEM_RETURN_IF_ERROR(
       disagg.Enum("on_prefill_failure", &config.disaggregation.on_prefill_failure, kPrefillFailures));
   TANDEM_RETURN_IF_ERROR(disagg.Finish());
 
@@ -409,7 +411,8 @@ std::string DescribeDeployment(const DeploymentConfig& c) {
   absl::StrAppend(&out, "disaggregation:\n  mode: ", Name(c.disaggregation.mode), "\n  max_local_prefill_tokens: ",
                   c.disaggregation.max_local_prefill_tokens, "\n  max_prefill_queue: ",
                   c.disaggregation.max_prefill_queue, "\n  remote_prefill_timeout_s: ",
-                  c.disaggregation.remote_prefill_timeout_s, "\n  on_prefill_failure: ",
+                  c.disaggregation.remote_prefill_timeout_s, "\n  kv_transfer_timeout_s: ",
+                  c.disaggregation.kv_transfer_timeout_s, "\n  on_prefill_failure: ",
                   Name(c.disaggregation.on_prefill_failure), "\n");
   absl::StrAppend(&out, "pools:\n  prefill: ", pool(c.pools.prefill), "\n  decode: ", pool(c.pools.decode),
                   "\n  both: ", pool(c.pools.both), "\n");

@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tandem/core/status.h"
+#include "tandem/transfer/fault_transport.h"
 #include "tandem/transfer/kv_transport.h"
 #include "tandem/transfer/local_transport.h"
 #include "tandem/transfer/ucx_transport.h"
@@ -22,7 +23,9 @@ absl::Status KvTransport::FreeMemory(void* /*base*/) {
   return absl::UnimplementedError(absl::StrCat("transport ", name(), " allocates no memory"));
 }
 
-absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend backend, const std::string& bind_host) {
+namespace {
+
+absl::StatusOr<std::unique_ptr<KvTransport>> CreateUnwrapped(TransferBackend backend, const std::string& bind_host) {
   switch (backend) {
     case TransferBackend::kAuto:
     case TransferBackend::kUcx: {
@@ -42,6 +45,13 @@ absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend bac
     }
   }
   return absl::InvalidArgumentError("unknown transfer backend");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KvTransport>> CreateTransport(TransferBackend backend, const std::string& bind_host) {
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<KvTransport> transport, CreateUnwrapped(backend, bind_host));
+  return MaybeInjectTransferFaults(std::move(transport));  // tests only: TANDEM_TEST_TRANSFER_FAULT
 }
 
 absl::Status WaitForTransfer(KvTransport& transport, TransferId transfer, int timeout_ms) {

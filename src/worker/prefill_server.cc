@@ -15,7 +15,6 @@ namespace tandem::worker {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kTransferTimeoutMs = 60000;
 // How often a request's handler looks for its caller's cancellation between engine outputs (gRPC's
 // synchronous API tells of it only when asked).
 constexpr auto kCancelCheck = std::chrono::milliseconds(20);
@@ -95,7 +94,7 @@ absl::Status PrefillServer::Serve(grpc::ServerContext* context, const v1::Remote
   if (absl::Status s =
           loop_.Submit(std::move(er), [outputs](engine::RequestOutput o) { outputs->Push(std::move(o)); });
       !s.ok()) {
-    if (sender_ != nullptr) (void)sender_->Finish(request.request_id(), kTransferTimeoutMs);
+    if (sender_ != nullptr) (void)sender_->Finish(request.request_id(), TransferTimeoutMs());
     return s;
   }
   std::vector<int32_t> tokens;
@@ -117,7 +116,7 @@ absl::Status PrefillServer::Serve(grpc::ServerContext* context, const v1::Remote
   // Layer-wise: the writes posted while the prompt ran; wait for them before the blocks are freed.
   const auto start = Clock::now();
   LayerwiseKvSender::Result streamed;
-  if (sender_ != nullptr) streamed = sender_->Finish(request.request_id(), kTransferTimeoutMs);
+  if (sender_ != nullptr) streamed = sender_->Finish(request.request_id(), TransferTimeoutMs());
   if (!streamed.status.ok()) ForgetPool(dest.instance_id(), pool, streamed.status);
   const bool pinned = last.finish_reason == engine::FinishReason::kPrefillHandoff;
   cancelled = cancelled || context->IsCancelled() || stopping_;  // no new transfers once stopping
@@ -247,7 +246,7 @@ absl::Status PrefillServer::WriteBlocks(const ImportedPool& pool, const transfer
     posted.push_back(*t);
   }
   for (transfer::TransferId t : posted) {
-    const absl::Status s = transfer::WaitForTransfer(transport_, t, kTransferTimeoutMs);
+    const absl::Status s = transfer::WaitForTransfer(transport_, t, TransferTimeoutMs());
     // A timed-out write keeps its code (DeadlineExceeded): the caller closes the endpoint for it.
     if (!s.ok() && (status.ok() || s.code() == absl::StatusCode::kDeadlineExceeded))
       status = Annotate(s, absl::StrCat("KV transfer of request ", request.request_id()));

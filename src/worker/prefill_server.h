@@ -82,6 +82,11 @@ class PrefillServer {
   absl::Status WriteBlocks(const ImportedPool& pool, const transfer::KvRankHeads& dest_heads,
                            const std::vector<kvcache::BlockId>& src_blocks, const v1::RemotePrefillRequest& request);
 
+  // disaggregation.kv_transfer_timeout_s: how long one request's KV writes may take to land.
+  int TransferTimeoutMs() const {
+    return static_cast<int>(options_.disaggregation.kv_transfer_timeout_s * 1000.0);
+  }
+
   const WorkerOptions& options_;
   const v1::WorkerInfo& info_;
   const LocalKvRegions local_;

@@ -67,6 +67,9 @@ struct DisaggregationSection {
   // Decode: how long a remote prefill (the prompt computed and its KV written) may take before the
   // request fails.
   double remote_prefill_timeout_s = 30;
+  // Prefill: how long the KV writes of one request may take to land on the decode worker before
+  // the prefill fails (its blocks are freed and the endpoint closed).
+  double kv_transfer_timeout_s = 60;
   // A remote prefill that fails (its prefill worker died, hung past the timeout, or the KV transfer
   // failed): fail ends the request with an error; recompute prefills it on the decode worker instead
   // (its prompt blocks freed and taken again, as a preemption by recompute does), so the client sees

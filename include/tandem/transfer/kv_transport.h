@@ -88,7 +88,8 @@ class KvTransport {
   static constexpr std::size_t kMaxNotificationBytes = 4096;
 };
 
-// Creates the transport for `backend` (kAuto picks ucx). kNccl binds to the calling thread's current
+// Creates the transport for `backend` (kAuto picks ucx), wrapped for fault injection when the test
+// variable TANDEM_TEST_TRANSFER_FAULT is set (fault_transport.h). kNccl binds to the calling thread's current
 // CUDA device; without a CUDA build it is an Unimplemented error saying so, and without a device a
 // FailedPrecondition error. `bind_host`: ucx listens only on this address's interface (see
 // UcxTransport::Create); "" for all.

@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tandem/transfer/block_runs.h"
+#include "tandem/transfer/fault_transport.h"
 #include "tandem/transfer/kv_transport.h"
 #include "tandem/transfer/local_transport.h"
 #include "tandem/transfer/ucx_transport.h"
@@ -211,6 +212,53 @@ TEST(UcxTransportTest, CrossProcessWrite) {
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "child exit codes: 13 no notification, 14 wrong bytes";
+}
+
+// The tests' fault injection (TANDEM_TEST_TRANSFER_FAULT): writes before the N-th go through and
+// land; from it on they fail, stall or are refused, move nothing and send no notification.
+TEST(FaultInjectingTransportTest, FaultsWritesFromTheNthOn) {
+  EXPECT_FALSE(ParseTransferFault("explode").ok());
+  EXPECT_FALSE(ParseTransferFault("fail:0").ok());
+  EXPECT_FALSE(ParseTransferFault("stall:x").ok());
+  for (const std::string mode : {"fail", "stall", "post"}) {
+    SCOPED_TRACE(mode);
+    auto spec = ParseTransferFault(mode + ":2");
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_EQ(spec->from_write, 2);
+    FaultInjectingTransport src_t(std::make_unique<LocalTransport>(), *spec);
+    LocalTransport dst_t;
+    std::vector<uint8_t> src(64, 7), dst(64, 0);
+    auto src_region = src_t.RegisterMemory({src.data(), src.size(), backend::MemoryKind::kHost, -1});
+    auto dst_region = dst_t.RegisterMemory({dst.data(), dst.size(), backend::MemoryKind::kHost, -1});
+    ASSERT_TRUE(src_region.ok() && dst_region.ok());
+    auto peer = src_t.Connect(*dst_t.LocalAddress());
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    auto remote = src_t.ImportRegion(*peer, *dst_t.ExportRegion(*dst_region));
+    ASSERT_TRUE(remote.ok()) << remote.status();
+    const WriteOp first{*src_region, 0, *remote, 0, 32}, second{*src_region, 32, *remote, 32, 32};
+    auto ok = src_t.PostWrite(*peer, {&first, 1}, "first");
+    ASSERT_TRUE(ok.ok()) << ok.status();
+    ASSERT_TRUE(WaitForTransfer(src_t, *ok, 5000).ok());
+    src_t.Release(*ok);
+    EXPECT_EQ(dst[0], 7);
+    auto faulted = src_t.PostWrite(*peer, {&second, 1}, "second");
+    EXPECT_EQ(src_t.faulted(), 1);
+    if (mode == "post") {
+      EXPECT_EQ(faulted.status().code(), absl::StatusCode::kUnavailable);
+    } else {
+      ASSERT_TRUE(faulted.ok()) << faulted.status();
+      auto state = src_t.Poll(*faulted);
+      ASSERT_TRUE(state.ok()) << state.status();
+      EXPECT_EQ(*state, mode == "fail" ? TransferState::kFailed : TransferState::kPending);
+      const absl::Status waited = WaitForTransfer(src_t, *faulted, 50);
+      EXPECT_EQ(waited.code(), mode == "fail" ? absl::StatusCode::kUnavailable : absl::StatusCode::kDeadlineExceeded);
+      src_t.Release(*faulted);  // a stalled write is dropped, not waited for
+      EXPECT_EQ(src_t.Poll(*faulted).status().code(), absl::StatusCode::kNotFound);
+    }
+    EXPECT_EQ(dst[32], 0) << "a faulted write moved bytes";
+    std::vector<std::string> notes = dst_t.TakeNotifications();
+    EXPECT_EQ(notes, std::vector<std::string>{"first"});
+  }
 }
 
 TEST(TransportFactoryTest, NcclNeedsCuda) {
