@@ -187,8 +187,7 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
   TANDEM_ASSIGN_OR_RETURN(std::optional<Nvfp4CheckpointConfig> quant, ReadNvfp4CheckpointConfig(dir));
   if (quant.has_value()) out.nvfp4_exclude_modules = quant->exclude_modules;
 
-  // Shared: with keep_16bit, weight tensors view the mapped files and keep them open.
-  std::vector<std::shared_ptr<SafetensorsFile>> files;
+  // The open shards, shared: with keep_16bit, weight tensors view the mapped files and keep them open.
   std::map<const SafetensorsFile*, std::shared_ptr<SafetensorsFile>> file_of;
   TensorIndex all;
   for (const std::string& p : shard_paths) {
@@ -201,7 +200,6 @@ absl::StatusOr<LoadedModel> LoadSafetensorsModel(const LoadOptions& options) {
             absl::StrCat("tensor '", name, "' appears in both ", it->second.second->path(), " and ", p));
       }
     }
-    files.push_back(std::move(f));
   }
 
   // The last layer must exist before anything is sized by num_hidden_layers.
