@@ -155,23 +155,35 @@ absl::StatusOr<LoadedModel> LoadGgufModel(const LoadOptions& options) {
   }
 
   // Dequantize row chunks in parallel. Every GGUF row (ne[0] elements) is a whole number of blocks,
-  // so a chunk of rows starts at a block boundary.
-  const std::vector<RowChunk> chunks = AllocateAndChunk(slots);
+  // so a chunk of rows starts at a block boundary. keep_16bit: rounded to bf16 chunk by chunk (the
+  // values the CUDA runner's upload of the fp32 weights would give; half the host memory).
+  const DType dtype = options.keep_16bit ? DType::kBF16 : DType::kF32;
+  const std::vector<RowChunk> chunks = AllocateAndChunk(slots, dtype);
   LoadProgress progress(out.config.name, total_bytes, options.show_progress);
   ParallelFor(static_cast<int64_t>(chunks.size()), [&](int64_t i) {
     const RowChunk& c = chunks[static_cast<size_t>(i)];
     const GgufTensorInfo& t = *sources[c.slot];
     const int64_t cols = SlotCols(slots[c.slot]);
     const size_t row_bytes = GgmlRowBytes(t.type, cols);
-    float* dst = slots[c.slot].dst->data<float>() + c.row_begin * cols;
-    DequantizeRow(t.type, t.data + static_cast<size_t>(c.row_begin) * row_bytes, dst,
-                  (c.row_end - c.row_begin) * cols);
+    const uint8_t* src = t.data + static_cast<size_t>(c.row_begin) * row_bytes;
+    const int64_t n = (c.row_end - c.row_begin) * cols;
+    if (dtype == DType::kF32) {
+      DequantizeRow(t.type, src, slots[c.slot].dst->data<float>() + c.row_begin * cols, n);
+    } else {
+      std::vector<float> values(static_cast<size_t>(n));
+      DequantizeRow(t.type, src, values.data(), n);
+      uint16_t* dst = slots[c.slot].dst->data<uint16_t>() + c.row_begin * cols;
+      for (int64_t k = 0; k < n; ++k) dst[k] = FloatToBf16(values[static_cast<size_t>(k)]);
+    }
     progress.Advance(static_cast<uint64_t>(c.row_end - c.row_begin) * row_bytes);
   });
   ParallelFor(static_cast<int64_t>(slots.size()), [&](int64_t s) {
     const WeightSlot& slot = slots[static_cast<size_t>(s)];
-    if (slot.gguf_permute_heads > 0) {
+    if (slot.gguf_permute_heads == 0) return;
+    if (dtype == DType::kF32) {
       UnpermuteQkRows(slot.dst->data<float>(), slot.shape[0], SlotCols(slot), slot.gguf_permute_heads);
+    } else {
+      UnpermuteQkRows(slot.dst->data<uint16_t>(), slot.shape[0], SlotCols(slot), slot.gguf_permute_heads);
     }
   });
   progress.Finish();

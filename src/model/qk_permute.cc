@@ -8,13 +8,14 @@ namespace tandem::model {
 namespace {
 
 // Within each head of hd rows: hf row a*hd/2 + j  <->  gguf row 2*j + a.
-void Reorder(float* w, int64_t rows, int64_t cols, int64_t n_head, bool to_gguf) {
+template <typename T>
+void Reorder(T* w, int64_t rows, int64_t cols, int64_t n_head, bool to_gguf) {
   const int64_t hd = rows / n_head;
   const int64_t half = hd / 2;
-  const size_t row_bytes = static_cast<size_t>(cols) * sizeof(float);
-  std::vector<float> tmp(static_cast<size_t>(hd * cols));
+  const size_t row_bytes = static_cast<size_t>(cols) * sizeof(T);
+  std::vector<T> tmp(static_cast<size_t>(hd * cols));
   for (int64_t h = 0; h < n_head; ++h) {
-    float* head = w + h * hd * cols;
+    T* head = w + h * hd * cols;
     std::memcpy(tmp.data(), head, static_cast<size_t>(hd) * row_bytes);
     for (int64_t a = 0; a < 2; ++a) {
       for (int64_t j = 0; j < half; ++j) {
@@ -35,6 +36,10 @@ void PermuteQkRows(float* w, int64_t rows, int64_t cols, int64_t n_head) {
 }
 
 void UnpermuteQkRows(float* w, int64_t rows, int64_t cols, int64_t n_head) {
+  Reorder(w, rows, cols, n_head, false);
+}
+
+void UnpermuteQkRows(uint16_t* w, int64_t rows, int64_t cols, int64_t n_head) {
   Reorder(w, rows, cols, n_head, false);
 }
 

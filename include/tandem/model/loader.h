@@ -50,8 +50,8 @@ struct LoadOptions {
   // Weights stay 16-bit on the host, for a backend that converts them on upload (the CUDA runner):
   // a bf16/fp16 safetensors tensor becomes a view of the mapped file (no copy: the runner streams it
   // to the device tensor by tensor, so a 70B checkpoint needs no 280 GB of fp32 host memory), dummy
-  // weights are generated in bf16 (the same values rounded as the upload would). GGUF weights are
-  // dequantized to fp32 as before. The CPU backend needs fp32: leave false for it.
+  // weights are generated in bf16 and GGUF weights dequantized to bf16 (the same values rounded as
+  // the upload would). The CPU backend needs fp32: leave false for it.
   bool keep_16bit = false;
 };
 

@@ -14,5 +14,7 @@ namespace tandem::model {
 void PermuteQkRows(float* w, int64_t rows, int64_t cols, int64_t n_head);
 // GGUF layout → HF layout (what the GGUF loader does). Works on biases too (cols = 1).
 void UnpermuteQkRows(float* w, int64_t rows, int64_t cols, int64_t n_head);
+// The same on 16-bit elements (bf16 bits: weights loaded with LoadOptions::keep_16bit).
+void UnpermuteQkRows(uint16_t* w, int64_t rows, int64_t cols, int64_t n_head);
 
 }  // namespace tandem::model

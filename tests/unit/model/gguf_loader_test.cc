@@ -183,6 +183,37 @@ TEST(GgufLoaderTest, TinyLlamaLoadsInHfLayoutWithMetadata) {
   }
 }
 
+// keep_16bit (backend: cuda): the dequantized weights rounded to bf16, Q/K rows back in HF order,
+// exactly the fp32 load's values rounded to nearest even.
+TEST(GgufLoaderTest, Keep16BitIsTheFp32LoadRoundedToBf16) {
+  ScratchDir dir;
+  TinyGguf t = BuildTinyGguf(false);
+  const std::string path = dir.Path("untied.gguf");
+  WriteFile(path, t.bytes);
+  LoadOptions o;
+  o.path = path;
+  o.show_progress = false;
+  auto fp32 = LoadModel(o);
+  o.keep_16bit = true;
+  auto bf16 = LoadModel(o);
+  ASSERT_TRUE(fp32.ok() && bf16.ok()) << fp32.status() << bf16.status();
+  const auto check = [](const Tensor& a, const Tensor& b, const char* what) {
+    ASSERT_EQ(b.dtype(), DType::kBF16) << what;
+    ASSERT_EQ(a.shape(), b.shape()) << what;
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      ASSERT_EQ(b.data<uint16_t>()[i], FloatToBf16(a.data<float>()[i])) << what << " element " << i;
+    }
+  };
+  check(fp32->weights.embed_tokens, bf16->weights.embed_tokens, "embed_tokens");
+  check(fp32->weights.lm_head, bf16->weights.lm_head, "lm_head");
+  for (size_t l = 0; l < fp32->weights.layers.size(); ++l) {
+    check(fp32->weights.layers[l].q_proj, bf16->weights.layers[l].q_proj, "q_proj (permuted in the file)");
+    check(fp32->weights.layers[l].k_proj, bf16->weights.layers[l].k_proj, "k_proj (permuted in the file)");
+    check(fp32->weights.layers[l].down_proj, bf16->weights.layers[l].down_proj, "down_proj");
+    check(fp32->weights.layers[l].input_norm, bf16->weights.layers[l].input_norm, "input_norm");
+  }
+}
+
 TEST(GgufLoaderTest, UnexpectedTensorAndWrongArchitectureAreErrors) {
   ScratchDir dir;
   WriteFile(dir.Path("extra.gguf"), BuildTinyGguf(true, /*with_extra=*/true).bytes);
