@@ -37,8 +37,8 @@ absl::StatusOr<TransferFaultSpec> ParseTransferFault(const std::string& text) {
   } else if (mode == "post") {
     spec.fault = TransferFault::kPost;
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kVariable, "='", text, "': expected fail, stall or post, optionally with :N (from the N-th write)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        kVariable, "='", text, "': expected fail, stall or post, optionally with :N (from the N-th write)"));
   }
   if (colon != std::string::npos &&
       (!absl::SimpleAtoi(text.substr(colon + 1), &spec.from_write) || spec.from_write < 1)) {
