@@ -37,6 +37,13 @@ absl::Status LtStatus(cublasStatus_t s, const char* what) {
 // How much faster than cuBLASLt's best the GEMV must be to replace it (Tune).
 constexpr float kGemvMargin = 1.05f;
 
+// One of tandem's GEMVs (kernels/gemm/bf16_gemv.cuh): the tensor-core one or the CUDA-core one.
+cudaError_t Gemv(bool tensor_core, const __nv_bfloat16* x, const __nv_bfloat16* w, void* out, bool out_fp32, int m,
+                 int n, int k, cudaStream_t stream) {
+  return tensor_core ? kernels::Bf16GemvTc(x, w, out, out_fp32, m, n, k, stream)
+                     : kernels::Bf16Gemv(x, w, out, out_fp32, m, n, k, stream);
+}
+
 }  // namespace
 
 #define TANDEM_LT_CHECK(expr) TANDEM_RETURN_IF_ERROR(LtStatus((expr), #expr))
@@ -280,8 +287,7 @@ absl::Status CublasLtGemm::Tune(const __nv_bfloat16* x, std::span<const __nv_bfl
     absl::StatusOr<std::optional<float>> gemv_ms = TimeRuns(
         [&](size_t r) {
           if (launched == cudaSuccess) {
-            launched = tc ? kernels::Bf16GemvTc(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream)
-                          : kernels::Bf16Gemv(x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
+            launched = Gemv(tc, x, ws[r % ws.size()], out, out_fp32, m, n, k, stream);
           }
           return launched == cudaSuccess;
         },
@@ -335,8 +341,7 @@ absl::Status CublasLtGemm::Matmul(const __nv_bfloat16* x, const __nv_bfloat16* w
     return absl::OkStatus();
   }
   if (auto it = gemv_.find(std::make_tuple(m, n, k, out_fp32)); it != gemv_.end()) {
-    const cudaError_t e = it->second ? kernels::Bf16GemvTc(x, w, out, out_fp32, m, n, k, stream)
-                                     : kernels::Bf16Gemv(x, w, out, out_fp32, m, n, k, stream);
+    const cudaError_t e = Gemv(it->second, x, w, out, out_fp32, m, n, k, stream);
     if (e != cudaSuccess) return CudaStatus(e, "bf16 GEMV", __FILE__, __LINE__);
     return absl::OkStatus();
   }
