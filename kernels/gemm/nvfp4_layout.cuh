@@ -1,35 +1,40 @@
-// The order in which the NVFP4 GEMM streams weights, shared by the host repack (Nvfp4RepackForGpu),
+// The order in which the NVFP4 GEMV streams weights, shared by the host repack (Nvfp4RepackForGpu),
 // the kernels and the tests (the __host__ __device__ functions compile for both, so the CPU tests run
 // the very bit tricks the GPU runs). Plain C++ plus CUDA's function qualifiers.
 //
-// Tiles. The weight W [n, k] is cut into tiles of 64 output columns x 16 inputs: one k-step of
-// mma.m16n8k16 (16 inputs = exactly one E4M3 scale group) for 8 n8 tiles. Tiles are stored
-// column-tile-major, k-steps contiguous, so a block that owns column tile nt streams one contiguous
-// range:
-//   codes  [n_tiles = ceil(n / 64)][k / 16][512 bytes]   (32 lanes x 16 bytes)
-//   scales [n_tiles][k / 16][64 bytes]                    (8 lane groups x 8 bytes)
-// Columns past n in the last tile are zero codes with scale code 0 (they compute zeros).
+// The kernel multiplies W [n, k] as the A operand of mma.sync m16n8k16 (16 rows of W per tile, x as
+// B), so the weight is cut into row tiles of 16 output rows and, along k, chunks of 64 inputs (four
+// 16-input scale groups); chunks of a tile are contiguous, so a block streams one range per tile:
+//   codes  [ceil(n / 16)][ceil(k / 64)][512 bytes]   (32 lanes x 16 bytes)
+//   scales [ceil(n / 16)][ceil(k / 256)][256 bytes]  (32 lanes x 8 bytes: four chunks per record)
+// Rows past n and inputs past k are zero codes with scale code 0 (they compute zeros; the kernel also
+// zeroes x past k, so garbage there cannot make NaN).
 //
-// Codes. Lane l = 4g + t of a warp (g = l / 4, t = l % 4) reads the 16 bytes at l * 16: four 32-bit
-// words. Word a holds the mma B fragments of n8 tiles j = 2a and 2a + 1 for column 8j + g, i.e.
-// k = 2t, 2t + 1 (register b01) and k = 2t + 8, 2t + 9 (register b23): 8 codes. ExpandCodes turns it
-// into four bf16x2 registers {j=2a: b01, b23; j=2a+1: b01, b23}, each half (the low half is the even
-// k) holding e2m1 * 2^-126 as bf16 bits: the code's sign at bit 15 and its 3 magnitude bits e1 e0 m
-// at bits 8..6 (exponent field e1 e0, mantissa m; e = 0 gives the bf16 subnormal 0.5 * 2^-126, so the
-// map is exact for all 16 codes). The codes are placed in the word so that three of the four
-// registers are one rotate and one AND (kCodeBit below; 11 integer instructions for 8 codes, against
-// 15 for the plain nibble order).
+// Codes. Lane l = 4g + t of a warp (g = l / 4, t = l % 4) reads the 16 bytes at l * 16 of a chunk: the
+// codes of rows g and g + 8 of the tile for scale group t of the chunk (inputs 16t .. 16t + 15), so a
+// lane's 32 weights share one scale per row. Word i holds the A fragment of k-step i, inputs
+// 16t + 4i .. 16t + 4i + 3: ExpandCodes gives {a0, a1, a2, a3} = {row g inputs +0 +1, row g+8 +0 +1,
+// row g +2 +3, row g+8 +2 +3}, the low half the even input. The matching B fragment is x at the same
+// inputs: {b0, b1} = {x[+0, +1], x[+2, +3]}, so a lane loads x[16t .. 16t + 15] as two 16-byte loads
+// (the k order inside a k-step is permuted the same way for A and B; a dot product does not care).
+// Each half of an ExpandCodes register is e2m1 * 2^-126 as bf16 bits: the code's sign at bit 15 and
+// its 3 magnitude bits e1 e0 m at bits 8..6 (exponent field e1 e0, mantissa m; e = 0 gives the bf16
+// subnormal 0.5 * 2^-126, so the map is exact for all 16 codes). The codes are placed in the word so
+// that three of the four registers are one rotate and one AND (kCodeBit below; 11 integer
+// instructions for 8 codes, against 15 for the plain nibble order). A block whose scale is zero keeps
+// only its sign bits (its weights are -0 or +0, as the CPU's dequantization gives).
 //
-// Scales. Lane group g reads the 8 bytes at g * 8 of the scale tile: the scales of its columns 8j + g,
-// j = 0..7, as one byte each in an unsigned E5M3 code u (exponent bias 22, no subnormals: every E4M3
-// value from 2^-9 to 448 is exact in it; 0 = zero scale, whose block's codes the repack also clears).
-// ExpandScales turns a word of four into two bf16x2 registers: bf16 bits 0x7000 | u << 4 in each half,
-// i.e. the value scale * 2^119. code * scale = e2m1 * 2^-126 * scale * 2^119 = e2m1 * scale * 2^-7,
-// exact in bf16 (at most 6 significant bits, from 2^-17 to 21), so the kernel's weights are the
-// checkpoint's values times 2^-7 / scale2, and the epilogue multiplies by scale2 * 2^7.
-// The bytes of a word are not in j order: word h (h = 0, 1) holds j = 4h .. 4h + 3 with u(4h) at bits
-// 4..11, u(4h + 1) at 20..27, u(4h + 2) at 12..19 and u(4h + 3) at 28..31 (low nibble) and 0..3 (high
-// nibble), so that (word & 0x0FF00FF0) and (rotr(word, 8) & 0x0FF00FF0) are both in place.
+// Scales. Lane l reads the 8 bytes at l * 8 of a scale record (four chunks): the scales of rows g and
+// g + 8 for group t of each chunk, one byte each in an unsigned E5M3 code u (exponent bias 22, no
+// subnormals: every E4M3 value from 2^-9 to 448 is exact in it; 0 = zero scale). Word h (0, 1) holds
+// chunks 2h and 2h + 1: ExpandScales(word) gives two bf16x2 registers, lo = chunk 2h and hi = chunk
+// 2h + 1, each {row g, row g + 8}, with bf16 bits 0x7000 | u << 4 in each half, i.e. the value
+// scale * 2^119. code * scale = e2m1 * 2^-126 * scale * 2^119 = e2m1 * scale * 2^-7, exact in bf16
+// (at most 6 significant bits, from 2^-17 to 21), so the kernel's weights are the checkpoint's values
+// times 2^-7 / scale2, and the epilogue multiplies by scale2 * 2^7. The bytes of a word are not in
+// order: u(j = 0..3) at bits 4..11, 20..27, 12..19 and 28..31 (low nibble) + 0..3 (high nibble), with
+// j = 2 * (chunk % 2) + (row g + 8 ? 1 : 0), so that (word & 0x0FF00FF0) and (rotr(word, 8) &
+// 0x0FF00FF0) are both in place (PlaceScaleCode).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -38,10 +43,12 @@
 
 namespace tandem::kernels::nvfp4 {
 
-inline constexpr int kTileN = 64;             // output columns per tile
-inline constexpr int kStepK = 16;             // inputs per k-step (one scale group, one mma k)
-inline constexpr int kCodeTileBytes = 512;    // codes of one 64 x 16 tile
-inline constexpr int kScaleTileBytes = 64;    // scale codes of one 64 x 16 tile
+inline constexpr int kTileRows = 16;          // output rows per tile (the mma's M)
+inline constexpr int kChunkK = 64;            // inputs per chunk: 4 scale groups, one per lane quad
+inline constexpr int kGroupK = 16;            // inputs per E4M3 scale
+inline constexpr int kRecordChunks = 4;       // chunks per scale record
+inline constexpr int kCodeChunkBytes = 512;   // codes of one 16 x 64 chunk
+inline constexpr int kScaleRecordBytes = 256;  // scale codes of four chunks
 inline constexpr float kKernelScale = 128.f;  // the kernel's weights are W * 2^-7 / scale2
 
 // Bit positions of {sign, e1, e0, m} of the code that lands in half h of register i of ExpandCodes.
@@ -109,7 +116,8 @@ inline uint8_t ScaleCode(uint8_t e4m3) {
   return static_cast<uint8_t>(((e + 22) << 3) | mant);
 }
 
-// Adds the scale code u of n8 tile j (0..7) to the two words of its lane group.
+// Adds scale code u to slot j (0..7) of a lane's two scale words: word j / 4, and within it
+// ExpandScales' lo.lo, lo.hi, hi.lo, hi.hi for j % 4 = 0, 1, 2, 3.
 inline void PlaceScaleCode(uint32_t words[2], int j, uint8_t u) {
   uint32_t& w = words[j / 4];
   switch (j % 4) {
@@ -128,18 +136,20 @@ inline void PlaceScaleCode(uint32_t words[2], int j, uint8_t u) {
   }
 }
 
-// Where the code of column c (0..63) and input kl (0..15) of a tile goes: lane, word, register, half.
+// Where the code of tile row r (0..15) and chunk input kl (0..63) goes: lane, word, register, half.
 struct CodeSlot {
   int lane;  // 0..31: the 16 bytes at lane * 16
-  int word;  // 0..3 within them
+  int word;  // 0..3 within them (the k-step)
   int reg;   // 0..3: which ExpandCodes output
-  int half;  // 0 = low (even k), 1 = high
+  int half;  // 0 = low (even input), 1 = high
 };
-inline CodeSlot CodeSlotOf(int c, int kl) {
-  const int j = c / 8, g = c % 8;
-  const int t = (kl % 8) / 2;
-  return CodeSlot{4 * g + t, j / 2, (j % 2) * 2 + kl / 8, kl % 2};
+inline CodeSlot CodeSlotOf(int r, int kl) {
+  const int g = r % 8, t = kl / 16, o = kl % 16;
+  return CodeSlot{4 * g + t, o / 4, (r / 8) + 2 * ((o % 4) / 2), o % 2};
 }
+
+// Which of the lane's scale-word slots j (PlaceScaleCode) holds tile row r's scale for chunk c of a record.
+inline int ScaleSlotOf(int r, int chunk) { return 4 * (chunk / 2) + 2 * (chunk % 2) + r / 8; }
 
 // The 32-bit pattern of one E2M1 code placed in (reg, half) of a word.
 inline uint32_t PlaceCode(int reg, int half, uint8_t code) {

@@ -73,9 +73,9 @@ class CudaModelRunner {
   static absl::StatusOr<std::unique_ptr<CudaModelRunner>> Create(
       const model::ModelConfig& config, const model::ModelWeights& weights, const CudaModelRunnerOptions& options,
       const std::map<std::string, model::Nvfp4Tensor>* nvfp4 = nullptr);
-  // Most rows for which a step runs an NVFP4 linear through the NVFP4 GEMM (kernels/gemm/NOTES.md:
-  // it beats bf16 cuBLASLt at m <= 8 and loses from m = 64).
-  static constexpr int kNvfp4GemmMaxRows = 16;
+  // Most rows for which a step runs an NVFP4 linear through the NVFP4 GEMV (kernels/gemm/NOTES.md, v2:
+  // faster than dequantize + cuBLASLt up to m = 64 on every Llama-3-8B shape, slower from m = 128).
+  static constexpr int kNvfp4GemmMaxRows = 64;
   ~CudaModelRunner();
   CudaModelRunner(const CudaModelRunner&) = delete;
   CudaModelRunner& operator=(const CudaModelRunner&) = delete;

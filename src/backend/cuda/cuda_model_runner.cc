@@ -47,9 +47,6 @@ struct CudaModelRunner::Impl {
   struct Linear {
     const bf16* dense = nullptr;
     std::optional<kernels::Nvfp4Weight> nvfp4;
-    // The NVFP4 GEMM's split-K workspace, one per linear shape: its counters and partial sums are
-    // laid out by shape, so another shape's partial sums would land on this one's counters.
-    DeviceMemory* workspace = nullptr;
   };
   struct Layer {
     const bf16* input_norm = nullptr;  // [hidden]
@@ -83,7 +80,6 @@ struct CudaModelRunner::Impl {
   const bf16* lm_head = nullptr;     // [vocab, hidden] (the embedding when tied)
   std::unique_ptr<DeviceMemory> inv_freq;  // [hd / 2] fp32
   int num_nvfp4 = 0;                               // linears kept in NVFP4
-  std::vector<std::unique_ptr<DeviceMemory>> nvfp4_workspaces;  // split-K counters (zeroed) per shape
   std::unique_ptr<DeviceMemory> nvfp4_scratch;     // bf16 [n, k] of the largest NVFP4 linear (m > kNvfp4GemmMaxRows)
 
   // Step workspace, sized for the capacities at creation.
@@ -259,25 +255,6 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
     }));
   }
   int64_t nvfp4_scratch_elems = 0;
-  std::map<std::pair<int, int>, DeviceMemory*> workspace_of_shape;  // (n, k) -> its split-K workspace
-  auto add_workspace = [&](Linear& l) -> absl::Status {
-    if (!l.nvfp4.has_value()) return absl::OkStatus();
-    nvfp4_scratch_elems = std::max(nvfp4_scratch_elems, static_cast<int64_t>(l.nvfp4->n) * l.nvfp4->k);
-    auto [it, fresh] = workspace_of_shape.emplace(std::pair{l.nvfp4->n, l.nvfp4->k}, nullptr);
-    if (fresh) {
-      size_t bytes = 0;
-      TANDEM_CUDA_CHECK(kernels::Nvfp4GemmWorkspaceSize(kNvfp4GemmMaxRows, l.nvfp4->n, l.nvfp4->k, &bytes));
-      if (bytes > 0) {
-        TANDEM_ASSIGN_OR_RETURN(auto ws, DeviceMemory::Allocate(bytes));
-        TANDEM_CUDA_CHECK(cudaMemset(ws->data(), 0, bytes));
-        workspace_bytes += bytes;
-        it->second = ws.get();
-        nvfp4_workspaces.push_back(std::move(ws));
-      }
-    }
-    l.workspace = it->second;
-    return absl::OkStatus();
-  };
   for (size_t li = 0; li < weights.layers.size(); ++li) {
     const model::LayerWeights& w = weights.layers[li];
     LayerRepack repack;
@@ -298,7 +275,11 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
     TANDEM_ASSIGN_OR_RETURN(layer.o, UploadLinear(repack.o, {&w.o_proj}, s));
     TANDEM_ASSIGN_OR_RETURN(layer.gate_up, UploadLinear(repack.gate_up, {&w.gate_proj, &w.up_proj}, s));
     TANDEM_ASSIGN_OR_RETURN(layer.down, UploadLinear(repack.down, {&w.down_proj}, s));
-    for (Linear* l : {&layer.qkv, &layer.o, &layer.gate_up, &layer.down}) TANDEM_RETURN_IF_ERROR(add_workspace(*l));
+    for (const Linear* l : {&layer.qkv, &layer.o, &layer.gate_up, &layer.down}) {
+      if (l->nvfp4.has_value()) {
+        nvfp4_scratch_elems = std::max(nvfp4_scratch_elems, static_cast<int64_t>(l->nvfp4->n) * l->nvfp4->k);
+      }
+    }
     layers.push_back(layer);
     if ((li + 1) % 8 == 0 || li + 1 == weights.layers.size()) {
       TLOG_INFO("cuda model runner: {} of {} layers on GPU {} ({:.2f} GB of weights, {} linears in NVFP4)", li + 1,
@@ -322,8 +303,7 @@ absl::Status CudaModelRunner::Impl::Gemm(const Linear& w, const bf16* x, bf16* o
                                          cudaStream_t st) {
   if (!w.nvfp4.has_value()) return gemm->Matmul(x, w.dense, out, false, m, n, k, st);
   if (m <= kNvfp4GemmMaxRows && !options.batch_invariant) {
-    TANDEM_CUDA_CHECK(kernels::Nvfp4Gemm(x, *w.nvfp4, out, m, w.workspace ? w.workspace->data() : nullptr,
-                                         w.workspace ? w.workspace->size() : 0, st));
+    TANDEM_CUDA_CHECK(kernels::Nvfp4Gemm(x, *w.nvfp4, out, m, st));
     return absl::OkStatus();
   }
   TANDEM_CUDA_CHECK(kernels::Nvfp4DequantizeToBf16(*w.nvfp4, nvfp4_scratch->as<bf16>(), st));
