@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
 
   const Shape shapes[] = {
       {"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}};
-  const int ms[] = {1, 8, 16, 32, 64, 128, 512, 4096};
+  const int ms[] = {1, 2, 4, 8, 16, 32, 64, 128, 512, 4096};
   constexpr int kGemvMaxM = 128;  // timed up to here
   const int max_m = 4096;
   std::mt19937 rng(7);
