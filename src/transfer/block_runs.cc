@@ -1,6 +1,7 @@
 #include "tandem/transfer/block_runs.h"
 
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -63,12 +64,24 @@ absl::Status CheckHandOff(const KvRankHeads& src, const KvRankHeads& dst) {
                                                    dst.head_bytes, " at the destination"));
   }
   const std::map<int, std::pair<size_t, size_t>> where = HeadLocations(src);
+  std::set<int> covered;
   for (size_t d = 0; d < dst.heads.size(); ++d) {
+    if (dst.heads[d].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("KV hand-off: destination rank ", d, " holds no KV head"));
+    }
     for (int head : dst.heads[d]) {
       if (!where.contains(head)) {
         return absl::InvalidArgumentError(absl::StrCat("KV hand-off: destination rank ", d, " needs KV head ", head,
                                                        ", which no source rank holds"));
       }
+      covered.insert(head);
+    }
+  }
+  // A head no destination rank takes would be left unwritten there: the decode side would attend to
+  // stale KV (a KV head may be on several ranks, as tensor parallelism replicates them; not on none).
+  for (const auto& [head, location] : where) {
+    if (!covered.contains(head)) {
+      return absl::InvalidArgumentError(absl::StrCat("KV hand-off: no destination rank holds KV head ", head));
     }
   }
   return absl::OkStatus();

@@ -218,4 +218,35 @@ transfer::KvRankHeads KvRankHeadsOf(const v1::KvLayout& layout) {
   return out;
 }
 
+absl::Status CheckRemotePrefillRequest(int block_size, int num_layers, const transfer::KvRankHeads& local_heads,
+                                       const v1::RemotePrefillRequest& request,
+                                       const transfer::KvRankHeads& dest_heads) {
+  const v1::WorkerInfo& dest = request.destination();
+  const int64_t n = request.prompt_token_ids_size();
+  const int64_t num_blocks = (n + block_size - 1) / block_size;
+  if (n == 0 || request.dst_block_ids_size() != num_blocks) {
+    return absl::InvalidArgumentError(absl::StrCat("dst_block_ids: expected ", num_blocks, " blocks for a ", n,
+                                                   "-token prompt, found ", request.dst_block_ids_size()));
+  }
+  for (int32_t b : request.dst_block_ids()) {
+    if (b < 0 || b >= dest.num_kv_blocks()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dst_block_ids: block ", b, " outside the decode pool of ", dest.num_kv_blocks(), " blocks"));
+    }
+  }
+  if (request.num_cached_tokens() < 0 || request.num_cached_tokens() > n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_cached_tokens: expected 0..", n, ", found ", request.num_cached_tokens()));
+  }
+  const int64_t dest_regions = int64_t{num_layers} * static_cast<int64_t>(dest_heads.heads.size());
+  if (dest.layer_regions_size() != dest_regions) {
+    return absl::InvalidArgumentError(absl::StrCat("destination: expected ", dest_regions, " layer regions (",
+                                                   dest_heads.heads.size(), " ranks x ", num_layers,
+                                                   " layers), found ", dest.layer_regions_size()));
+  }
+  // Pools of different tensor-parallel widths: checked now, before any work (a layout this worker's
+  // ranks cannot fill is refused), and written head slab by head slab.
+  return transfer::CheckHandOff(local_heads, dest_heads);
+}
+
 }  // namespace tandem::wire

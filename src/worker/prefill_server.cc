@@ -39,36 +39,6 @@ PrefillServer::PrefillServer(const WorkerOptions& options, const v1::WorkerInfo&
       counters_(counters),
       stopping_(stopping) {}
 
-absl::Status PrefillServer::CheckRequest(const v1::RemotePrefillRequest& request,
-                                         const transfer::KvRankHeads& dest_heads) const {
-  const v1::WorkerInfo& dest = request.destination();
-  const int64_t n = request.prompt_token_ids_size();
-  const int64_t num_blocks = (n + local_.spec.block_size - 1) / local_.spec.block_size;
-  if (n == 0 || request.dst_block_ids_size() != num_blocks) {
-    return absl::InvalidArgumentError(absl::StrCat("dst_block_ids: expected ", num_blocks, " blocks for a ", n,
-                                                   "-token prompt, found ", request.dst_block_ids_size()));
-  }
-  for (int32_t b : request.dst_block_ids()) {
-    if (b < 0 || b >= dest.num_kv_blocks()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("dst_block_ids: block ", b, " outside the decode pool of ", dest.num_kv_blocks(), " blocks"));
-    }
-  }
-  if (request.num_cached_tokens() < 0 || request.num_cached_tokens() > n) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_cached_tokens: expected 0..", n, ", found ", request.num_cached_tokens()));
-  }
-  const int64_t dest_regions = int64_t{local_.spec.num_layers} * static_cast<int64_t>(dest_heads.heads.size());
-  if (dest.layer_regions_size() != dest_regions) {
-    return absl::InvalidArgumentError(absl::StrCat("destination: expected ", dest_regions, " layer regions (",
-                                                   dest_heads.heads.size(), " ranks x ", local_.spec.num_layers,
-                                                   " layers), found ", dest.layer_regions_size()));
-  }
-  // Pools of different tensor-parallel widths: checked now, before any work (a layout this worker's
-  // ranks cannot fill is refused), and written head slab by head slab.
-  return transfer::CheckHandOff(local_.heads, dest_heads);
-}
-
 absl::Status PrefillServer::Serve(grpc::ServerContext* context, const v1::RemotePrefillRequest& request,
                                   v1::RemotePrefillResponse& response) {
   if (stopping_) return absl::UnavailableError("prefill worker is shutting down");
@@ -78,7 +48,8 @@ absl::Status PrefillServer::Serve(grpc::ServerContext* context, const v1::Remote
   const v1::WorkerInfo& dest = request.destination();
   TANDEM_RETURN_IF_ERROR(wire::CheckPeerCompatible(info_, dest, dest.instance_id()));
   const transfer::KvRankHeads dest_heads = wire::KvRankHeadsOf(dest.layout());
-  TANDEM_RETURN_IF_ERROR(CheckRequest(request, dest_heads));
+  TANDEM_RETURN_IF_ERROR(wire::CheckRemotePrefillRequest(local_.spec.block_size, local_.spec.num_layers,
+                                                         local_.heads, request, dest_heads));
   TANDEM_ASSIGN_OR_RETURN(std::shared_ptr<ImportedPool> pool, ImportPool(dest));
 
   engine::EngineRequest er;

@@ -70,7 +70,6 @@ class PrefillServer {
   // instances that restarted or left would otherwise keep their endpoints here forever).
   static constexpr size_t kMaxImportedPools = 64;
 
-  absl::Status CheckRequest(const v1::RemotePrefillRequest& request, const transfer::KvRankHeads& dest_heads) const;
   absl::StatusOr<std::shared_ptr<ImportedPool>> ImportPool(const v1::WorkerInfo& dest);
   // After a failed transfer: the next request to `instance_id` imports its pool again; `in_flight`
   // (a write timed out) closes this one now.

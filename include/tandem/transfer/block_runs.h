@@ -36,8 +36,10 @@ struct KvRankHeads {
   std::size_t head_bytes = 0;
 };
 
-// OK when `dst`'s ranks can be filled from `src`'s: the same head slab size, and every head a
-// destination rank lists held by some source rank (InvalidArgument naming the first that is not).
+// OK when `dst`'s ranks can be filled from `src`'s: the same head slab size; every destination rank
+// lists at least one head, each held by some source rank (a rank may list one twice: an expanded pool
+// with one KV head per query head); and every head the source holds goes to some destination rank,
+// so none is left unwritten there (InvalidArgument naming the first violation).
 absl::Status CheckHandOff(const KvRankHeads& src, const KvRankHeads& dst);
 
 // The writes that move `runs` of one layer between pools whose ranks hold different heads (prefill

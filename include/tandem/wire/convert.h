@@ -55,4 +55,14 @@ absl::Status CheckPeerCompatible(const v1::WorkerInfo& mine, const v1::WorkerInf
 // tensor_parallel 1), for planning writes between pools of different tensor-parallel widths.
 transfer::KvRankHeads KvRankHeadsOf(const v1::KvLayout& layout);
 
+// What a prefill worker (pools of `block_size` tokens, `num_layers` layers, its ranks holding
+// `local_heads`) checks of a RemotePrefillRequest before any work, after CheckPeerCompatible: the
+// destination block ids cover the prompt and lie in the decode pool, num_cached_tokens is in range,
+// the destination lists one KV region per layer and rank of `dest_heads` (KvRankHeadsOf of its
+// layout), and this worker's ranks can fill those (transfer::CheckHandOff). InvalidArgument naming
+// the field otherwise.
+absl::Status CheckRemotePrefillRequest(int block_size, int num_layers, const transfer::KvRankHeads& local_heads,
+                                       const v1::RemotePrefillRequest& request,
+                                       const transfer::KvRankHeads& dest_heads);
+
 }  // namespace tandem::wire

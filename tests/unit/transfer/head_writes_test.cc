@@ -110,6 +110,15 @@ TEST(HeadWrites, MissingHeadIsRefused) {
                "KV hand-off: 4-byte head slabs here, 8 at the destination");  // slab sizes differ
 }
 
+// A destination layout that would leave a head unwritten, or a rank with nothing to receive, is refused
+// before any write (what a decode worker's malformed or hostile RemotePrefill request could declare).
+TEST(HeadWrites, DestinationMustTakeEveryHead) {
+  EXPECT_ERROR(HeadWrites({}, {{{0, 1, 2}}, kHeadBytes}, {1}, {{{0}, {1}}, kHeadBytes}, {2, 3}),
+               absl::StatusCode::kInvalidArgument, "KV hand-off: no destination rank holds KV head 2");
+  EXPECT_ERROR(HeadWrites({}, {{{0, 1}}, kHeadBytes}, {1}, {{{0, 1}, {}}, kHeadBytes}, {2, 3}),
+               absl::StatusCode::kInvalidArgument, "KV hand-off: destination rank 1 holds no KV head");
+}
+
 TEST(HeadWrites, LayerWritesPickEachRanksRegionOfTheLayer) {
   // Three layers, rank-major region lists as workers export them: [rank * num_layers + layer].
   const KvRankHeads src = {{{0, 1}, {2}}, kHeadBytes}, dst = {{{0, 1, 2}}, kHeadBytes};

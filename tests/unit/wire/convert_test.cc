@@ -1,5 +1,6 @@
 // The wire conversions (worker.proto): sampling parameters round-trip, outputs carry errors and
-// logprobs, KV events keep their hashes, and the layout check names every differing field.
+// logprobs, KV events keep their hashes, the layout check names every differing field, and a
+// RemotePrefill request is checked against the pools before any work.
 #include "tandem/wire/convert.h"
 
 #include "gtest/gtest.h"
@@ -159,6 +160,36 @@ TEST(WireConvertTest, LayoutCheckNamesEveryDifference) {
   tp.add_ranks()->add_kv_heads(1);
   tp.add_ranks()->add_kv_heads(0);
   EXPECT_EQ(KvRankHeadsOf(tp).heads, (std::vector<std::vector<int>>{{1}, {0}}));
+}
+
+// What a prefill worker checks of a RemotePrefill request (the fuzz target fuzz_worker_messages runs
+// the same checks on arbitrary messages): a valid one passes; each bad field is named.
+TEST(WireConvertTest, RemotePrefillRequestIsCheckedAgainstThePools) {
+  const transfer::KvRankHeads local{{{0, 1, 2}}, 2048};
+  v1::RemotePrefillRequest r;
+  for (int t = 0; t < 20; ++t) r.add_prompt_token_ids(t + 1);
+  r.add_dst_block_ids(5);
+  r.add_dst_block_ids(9);
+  v1::WorkerInfo* dest = r.mutable_destination();
+  dest->set_num_kv_blocks(10);
+  for (int l = 0; l < 2 * 2; ++l) dest->add_layer_regions("region");  // 2 layers x 2 ranks
+  const transfer::KvRankHeads tp2{{{0, 1}, {2}}, 2048};
+  EXPECT_TRUE(CheckRemotePrefillRequest(16, 2, local, r, tp2).ok());
+
+  const auto message = [&](const v1::RemotePrefillRequest& req, const transfer::KvRankHeads& heads) {
+    return std::string(CheckRemotePrefillRequest(16, 2, local, req, heads).message());
+  };
+  v1::RemotePrefillRequest bad = r;
+  bad.add_dst_block_ids(1);
+  EXPECT_EQ(message(bad, tp2), "dst_block_ids: expected 2 blocks for a 20-token prompt, found 3");
+  bad = r;
+  bad.set_dst_block_ids(1, 10);
+  EXPECT_EQ(message(bad, tp2), "dst_block_ids: block 10 outside the decode pool of 10 blocks");
+  bad = r;
+  bad.set_num_cached_tokens(21);
+  EXPECT_EQ(message(bad, tp2), "num_cached_tokens: expected 0..20, found 21");
+  EXPECT_EQ(message(r, {{{0, 1, 2}}, 2048}), "destination: expected 2 layer regions (1 ranks x 2 layers), found 4");
+  EXPECT_EQ(message(r, {{{0, 1}, {1}}, 2048}), "KV hand-off: no destination rank holds KV head 2");
 }
 
 }  // namespace
