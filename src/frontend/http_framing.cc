@@ -4,6 +4,19 @@ namespace tandem::frontend {
 
 namespace http = boost::beast::http;
 
+void LimitRequestParser(RequestParser& parser, int64_t max_request_bytes) {
+  parser.body_limit(static_cast<uint64_t>(max_request_bytes));
+  parser.header_limit(kMaxRequestHeaderBytes);
+}
+
+size_t LeadingEmptyLineBytes(std::string_view bytes) {
+  size_t n = 0;
+  while (n < bytes.size() && (bytes[n] == '\r' || bytes[n] == '\n')) ++n;
+  return n;
+}
+
+std::string RequestPath(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
+
 // What the HTTP parser rejected, as the 400 a client gets; nullopt for errors that are not about the
 // request's bytes (end of stream, timeouts, resets: the connection is just closed).
 std::optional<ApiError> FramingError(const boost::system::error_code& ec) {

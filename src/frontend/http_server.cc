@@ -118,11 +118,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // RFC 9112 §2.2: empty lines before a request line are ignored (clients may send a CRLF after a
   // POST body); the parser would reject them, so they are dropped here, reading more if that was all.
   void ReadRequest() {
-    while (buffer_.size() > 0) {
-      const char c = *static_cast<const char*>(buffer_.data().data());
-      if (c != '\r' && c != '\n') break;
-      buffer_.consume(1);
-    }
+    buffer_.consume(LeadingEmptyLineBytes(
+        std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size())));
     if (buffer_.size() == 0) {
       // After an end of stream nothing more comes (and Asio would wait for a readiness event that
       // was already delivered): the connection is done.
@@ -138,8 +135,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // incomplete, the read for the rest fails at once.
     if (peer_eof_) stream_.expires_after(std::chrono::milliseconds(1));
     parser_.emplace();
-    parser_->body_limit(static_cast<uint64_t>(options_.max_request_bytes));
-    parser_->header_limit(64 * 1024);
+    LimitRequestParser(*parser_, options_.max_request_bytes);
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
@@ -215,8 +211,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Route(http::request<http::string_body> req) {
-    std::string target(req.target());
-    if (size_t q = target.find('?'); q != std::string::npos) target.resize(q);
+    const std::string target = RequestPath(std::string_view(req.target().data(), req.target().size()));
     endpoint_ = target;
     const http::verb method = req.method();
     const bool is_get = method == http::verb::get;
@@ -516,7 +511,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const int64_t refuse_limit_;
   std::chrono::steady_clock::duration linger_ = kLingerTimeout;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<RequestParser> parser_;
   unsigned version_ = 11;
   bool keep_alive_ = true;
   std::string endpoint_;

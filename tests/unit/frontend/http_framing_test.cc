@@ -1,4 +1,4 @@
-// What the HTTP server answers to bytes its parser rejects.
+// What the HTTP server answers to bytes its parser rejects, and how it frames what it accepts.
 #include "http_framing.h"
 
 #include "boost/asio/error.hpp"
@@ -35,6 +35,34 @@ TEST(HttpFramingTest, RequestLineVersion) {
   EXPECT_FALSE(RequestLineVersion("HELLO THERE\r\n").has_value());
   EXPECT_FALSE(RequestLineVersion("GET / HTTP/1.1").has_value());  // no line end yet
   EXPECT_FALSE(RequestLineVersion(" / HTTP/2.0\r\n").has_value());
+}
+
+TEST(HttpFramingTest, EmptyLinesBeforeARequestAndTheRoutedPath) {
+  EXPECT_EQ(LeadingEmptyLineBytes("\r\n\r\nGET / HTTP/1.1\r\n"), 4u);
+  EXPECT_EQ(LeadingEmptyLineBytes("\n\rGET"), 2u);
+  EXPECT_EQ(LeadingEmptyLineBytes("GET /\r\n"), 0u);
+  EXPECT_EQ(LeadingEmptyLineBytes("\r\n"), 2u);
+  EXPECT_EQ(LeadingEmptyLineBytes(""), 0u);
+  EXPECT_EQ(RequestPath("/v1/models?limit=2"), "/v1/models");
+  EXPECT_EQ(RequestPath("/health"), "/health");
+  EXPECT_EQ(RequestPath("?"), "");
+}
+
+// The server's limits: a body over max_request_bytes is body_limit (its 413), headers over 64 KiB
+// header_limit (a 400).
+TEST(HttpFramingTest, ParserLimits) {
+  const auto parse = [](const std::string& bytes, int64_t max_body) {
+    RequestParser parser;
+    LimitRequestParser(parser, max_body);
+    boost::system::error_code ec;
+    parser.eager(true);
+    parser.put(boost::asio::buffer(bytes), ec);
+    return ec;
+  };
+  EXPECT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", 10), http::error::body_limit);
+  EXPECT_FALSE(parse("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789", 10));
+  const std::string big_header = "GET / HTTP/1.1\r\nX: " + std::string(kMaxRequestHeaderBytes, 'a') + "\r\n\r\n";
+  EXPECT_EQ(parse(big_header, 10), http::error::header_limit);
 }
 
 }  // namespace
