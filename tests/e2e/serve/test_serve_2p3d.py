@@ -44,11 +44,13 @@ CLUSTER_TOKEN = "e2e-2p3d-cluster-token"
 
 @pytest.fixture(scope="module")
 def server():
-    # The remote-prefill deadline is raised from its 30 s default: this test is about routing under load,
-    # and on a loaded 2-core machine (another e2e test beside it) 24 long prompts through two CPU prefill
-    # workers once took longer (a 504 in CI); deadlines have their own tests (test_serve_transfer_faults).
+    # The remote-prefill deadline and the admission limit are raised from their 30 s defaults: this test
+    # is about routing under load, and on a loaded 2-core machine (another e2e test beside it) 24 long
+    # prompts through two CPU prefill workers once passed the first (a 504 in CI) and once the second (a
+    # 429); deadlines and admission have their own tests (test_serve_transfer_faults, test_serve_overload).
     s = Server(extra_args=["-c", CONFIG, "--set", "kv_cache.cpu_memory_mib=128",
-                           "--set", "disaggregation.remote_prefill_timeout_s=120"],
+                           "--set", "disaggregation.remote_prefill_timeout_s=300",
+                           "--set", "frontend.max_queue_wait_s=300"],
                env={"TANDEM_CLUSTER_TOKEN": CLUSTER_TOKEN})
     yield s
     s.stop()
