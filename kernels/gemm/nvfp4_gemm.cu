@@ -30,7 +30,7 @@ bool ShapeSupported(int n, int k) { return n > 0 && k > 0 && k % kGroupK == 0; }
 
 int KChunks(int k) { return (k + kChunkK - 1) / kChunkK; }
 int KRecords(int k) { return (KChunks(k) + kRecordChunks - 1) / kRecordChunks; }
-__host__ __device__ inline long RowTiles(int n) { return (static_cast<long>(n) + kTileRows - 1) / kTileRows; }
+long RowTiles(int n) { return (static_cast<long>(n) + kTileRows - 1) / kTileRows; }
 
 // Everything a launch needs, by value in the kernel's parameter space.
 struct GemvParams {
@@ -78,8 +78,6 @@ __device__ __forceinline__ void ChunkFragments(const uint4& q, uint32_t sc, uint
     a[i][3] = MulByHalf<true>(e[3], sc);
   }
 }
-
-__device__ __forceinline__ uint4 LoadStreaming(const uint4* p) { return __ldcs(p); }
 
 // The mma steps of one scale record (four chunks) of a lane: its codes q and scales s, against kTiles
 // n8 tiles of x. x is loaded for kGroup chunks at a time before any of their mma steps, so a warp
@@ -163,7 +161,7 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles <= 2 ? 2 : 1) Nvfp4GemvKer
 #pragma unroll
     for (int c = 0; c < kRecordChunks; ++c) {
       const int chunk = rec * kRecordChunks + c;
-      r.q[c] = live && chunk < p.k_chunks ? LoadStreaming(codes + chunk * 32) : make_uint4(0, 0, 0, 0);
+      r.q[c] = live && chunk < p.k_chunks ? __ldcs(codes + chunk * 32) : make_uint4(0, 0, 0, 0);
     }
     return r;
   };
