@@ -3,7 +3,8 @@
 //   copy      cudaMemcpy device-to-device of 1 GiB (read + write bytes / time): the HBM ceiling
 //   gemm      cuBLASLt bf16 8192 x 8192 x 8192: the tensor-core ceiling
 //   decode    one decode step at batch 1, 8, 64, 256, every sequence with 1K tokens of context
-//             (CUDA graphs), against (weight bytes + KV bytes read) / copy bandwidth
+//             (CUDA graphs), against (weight bytes read: all but an untied embedding table, + KV bytes
+//             read) / copy bandwidth
 //   prefill   one prompt of 1K, 4K and 8K tokens, in TFLOP/s counted as gpt-fast counts
 //             (2 * parameters * tokens, attention excluded), against the GEMM ceiling
 // Medians of repeated runs. Usage: cuda_model_bench [preset=llama-3-8b] [layers=all|N] [bf16|nvfp4] [tp=1]
@@ -164,10 +165,13 @@ int Main(int argc, char** argv) {
     cudaDeviceSynchronize();
   }
   const KvCacheSpec& spec = r.kv_pool().spec();
-  const double weight_bytes = static_cast<double>(r.weight_bytes());
-  std::printf("model: %s, %d layers, tp %d, %.2f GB of weights per rank (%s: %d linears in NVFP4), KV pool %d blocks of %d\n",
-              c.name.c_str(), c.num_layers, tp, weight_bytes / 1e9, weights.c_str(), r.num_nvfp4_matrices(),
-              spec.num_blocks, spec.block_size);
+  // What a decode step streams: every weight but an untied embedding table (only its batch rows are read).
+  const double embedding_bytes = c.tie_word_embeddings ? 0.0 : 2.0 * c.vocab_size * c.hidden_size;
+  const double weight_bytes = static_cast<double>(r.weight_bytes()) - embedding_bytes;
+  std::printf("model: %s, %d layers, tp %d, %.2f GB of weights per rank, %.2f GB read per decode step (%s: %d "
+              "linears in NVFP4), KV pool %d blocks of %d\n",
+              c.name.c_str(), c.num_layers, tp, static_cast<double>(r.weight_bytes()) / 1e9, weight_bytes / 1e9,
+              weights.c_str(), r.num_nvfp4_matrices(), spec.num_blocks, spec.block_size);
   // One step through the executor: every row sampled on the GPU, as `sampling` says (null: greedy).
   auto run_step = [&](const std::vector<SequenceStep>& steps, const RowSampling* sampling = nullptr) {
     engine::StepPlan plan;

@@ -3,6 +3,7 @@
 // dequantization to bf16 for prefill-sized m, and the host-side repacking of a checkpoint's tensors
 // into the order both read (nvfp4_layout.cuh).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -82,12 +83,12 @@ __device__ __forceinline__ void ChunkFragments(const uint4& q, uint32_t sc, uint
 // The mma steps of one scale record (four chunks) of a lane: its codes q and scales s, against kTiles
 // n8 tiles of x. x is loaded for kGroup chunks at a time before any of their mma steps, so a warp
 // waits for one L1/L2 round trip per group rather than per chunk (the loads are asm volatile: the
-// compiler keeps them where they are written).
-template <int kTiles>
+// compiler keeps them where they are written). kGroup only moves loads: the mma order, so the result's
+// bits, are the same for every kGroup.
+template <int kTiles, int kGroup>
 __device__ __forceinline__ void RecordMma(const uint4 (&q)[kRecordChunks], uint2 s, int rec, const GemvParams& p,
                                           int t, const __nv_bfloat16* const (&x_rows)[kTiles],
                                           const bool (&x_valid)[kTiles], float (&acc)[kTiles][4]) {
-  constexpr int kGroup = kTiles >= 4 ? 1 : 4 / kTiles;
   uint32_t sc[4];
   nvfp4::ExpandScales(s.x, &sc[0], &sc[1]);
   nvfp4::ExpandScales(s.y, &sc[2], &sc[3]);
@@ -127,8 +128,10 @@ __device__ __forceinline__ void RecordMma(const uint4 (&q)[kRecordChunks], uint2
 // the scale records w, w + 8, ... (256 inputs each), kUnroll of them in flight; the warps' partial sums
 // meet in shared memory in a fixed order, so a row of x gets the same bits whatever m is. Every byte
 // of W is loaded once, by one 16-byte streaming load; the weights are on their way before PdlWait.
-template <int kTiles>
-__global__ void __launch_bounds__(kWarps * 32, kTiles <= 2 ? 2 : 1) Nvfp4GemvKernel(const GemvParams p) {
+// kBlocksPerSm 3 (m <= 8 only): x two chunks at a time instead of a record, 80 registers (NOTES.md v2.1).
+template <int kTiles, int kBlocksPerSm>
+__global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) Nvfp4GemvKernel(const GemvParams p) {
+  constexpr int kGroup = kBlocksPerSm == 3 ? 2 : (kTiles >= 4 ? 1 : 4 / kTiles);
   PdlTrigger();
   const int warp = static_cast<int>(threadIdx.x) >> 5;
   const int lane = static_cast<int>(threadIdx.x) & 31;
@@ -177,7 +180,7 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles <= 2 ? 2 : 1) Nvfp4GemvKer
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       if (r0 + u * kWarps >= p.k_records) break;
-      RecordMma<kTiles>(r[u].q, r[u].s, r0 + u * kWarps, p, t, x_rows, x_valid, acc);
+      RecordMma<kTiles, kGroup>(r[u].q, r[u].s, r0 + u * kWarps, p, t, x_rows, x_valid, acc);
     }
   }
 
@@ -205,11 +208,24 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles <= 2 ? 2 : 1) Nvfp4GemvKer
   }
 }
 
-template <int kTiles>
+template <int kTiles, int kBlocksPerSm>
 cudaError_t LaunchGemv(const GemvParams& params, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(RowTiles(params.n)),
                   static_cast<unsigned>((params.m + kTiles * 8 - 1) / (kTiles * 8)));
-  return LaunchPdl(Nvfp4GemvKernel<kTiles>, grid, dim3(kWarps * 32), 0, stream, params);
+  return LaunchPdl(Nvfp4GemvKernel<kTiles, kBlocksPerSm>, grid, dim3(kWarps * 32), 0, stream, params);
+}
+
+// Multiprocessors of the current device (cached per ordinal; 0 if it cannot be read).
+int MultiprocessorCount() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> counts[kMaxDevices] = {};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return 0;
+  int count = counts[device].load(std::memory_order_relaxed);
+  if (count == 0 && cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) == cudaSuccess) {
+    counts[device].store(count, std::memory_order_relaxed);
+  }
+  return count;
 }
 
 // One thread per lane of a (row tile, chunk): its 32 weights as e2m1 * scale (exact in fp32) times
@@ -427,10 +443,15 @@ cudaError_t Nvfp4Gemm(const __nv_bfloat16* x, const Nvfp4Weight& w, __nv_bfloat1
   params.x = x;
   params.out = out;
   params.m = m;
-  if (m <= 8) return LaunchGemv<1>(params, stream);
-  if (m <= 16) return LaunchGemv<2>(params, stream);
-  if (m <= 32) return LaunchGemv<4>(params, stream);
-  return LaunchGemv<8>(params, stream);
+  if (m <= 8) {
+    // Three blocks per SM win where two leave more than one wave of row tiles (qkv, gate_up), two where
+    // the grid fits in one wave and each warp walks many records (o, down): NOTES.md v2.1.
+    if (RowTiles(params.n) > 2L * MultiprocessorCount()) return LaunchGemv<1, 3>(params, stream);
+    return LaunchGemv<1, 2>(params, stream);
+  }
+  if (m <= 16) return LaunchGemv<2, 2>(params, stream);
+  if (m <= 32) return LaunchGemv<4, 1>(params, stream);
+  return LaunchGemv<8, 1>(params, stream);
 }
 
 cudaError_t Nvfp4DequantizeToBf16(const Nvfp4Weight& w, __nv_bfloat16* out, cudaStream_t stream) {
