@@ -107,12 +107,13 @@ int Main(int argc, char** argv) {
   }
   load.quantize_nvfp4 = weights == "nvfp4";
   load.keep_16bit = true;  // as the engine loads for backend: cuda
+  const int tp = argc > 4 ? std::atoi(argv[4]) : 1;
+  load.dummy_on_device = !load.quantize_nvfp4 && tp == 1;  // generated on the GPU, as the engine does
   const double copy_bw = CopyBandwidth();
   const double gemm_rate = GemmRate();
   std::printf("floors: copy %.2f TB/s (1 GiB D2D, read+write), bf16 GEMM %.0f TFLOP/s (8192^3 cuBLASLt)\n",
               copy_bw / 1e12, gemm_rate / 1e12);
 
-  const int tp = argc > 4 ? std::atoi(argv[4]) : 1;
   auto loaded = model::LoadModel(load);
   CHECK_OK(loaded);
   const model::ModelConfig c = loaded->config;
@@ -129,7 +130,8 @@ int Main(int argc, char** argv) {
   std::vector<CudaModelRunner*> runners;  // one per rank
   std::shared_ptr<NcclCollectiveGroup> group;
   if (tp == 1) {
-    auto runner = CudaModelRunner::Create(c, loaded->weights, options, load.quantize_nvfp4 ? &loaded->nvfp4 : nullptr);
+    auto runner = CudaModelRunner::Create(c, loaded->weights, options, load.quantize_nvfp4 ? &loaded->nvfp4 : nullptr,
+                                          &loaded->dummy);
     CHECK_OK(runner);
     runners.push_back(runner->get());
     executor = std::make_unique<engine::CudaModelExecutor>(std::move(runner).value());

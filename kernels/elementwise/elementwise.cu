@@ -61,6 +61,27 @@ __global__ void F32ToBf16Kernel(const float* __restrict__ src, int64_t count, __
   }
 }
 
+__device__ __forceinline__ uint64_t SplitMixFinalize(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+__global__ void DummyUniformKernel(__nv_bfloat16* __restrict__ dst, int64_t count, uint64_t name_state, int64_t cols,
+                                   int64_t rows_per_chunk, float scale, float offset) {
+  constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ull;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / cols;
+    const int64_t row_begin = row - row % rows_per_chunk;
+    const uint64_t chunk_state = SplitMixFinalize(name_state + kGamma) ^ static_cast<uint64_t>(row_begin);
+    const uint64_t k = static_cast<uint64_t>(i - row_begin * cols);
+    const uint64_t z = SplitMixFinalize(chunk_state + (k + 1) * kGamma);
+    const float u = static_cast<float>(static_cast<int32_t>(z >> 40) - (1 << 23)) * (1.0f / (1 << 23));
+    dst[i] = __float2bfloat16_rn(__fadd_rn(offset, __fmul_rn(scale, u)));  // no FMA: the host's two roundings
+  }
+}
+
 int BlocksFor(int64_t work, int per_block, int cap) {
   const int64_t b = (work + per_block - 1) / per_block;
   return static_cast<int>(b < 1 ? 1 : (b > cap ? cap : b));
@@ -99,6 +120,15 @@ cudaError_t AddBias(__nv_bfloat16* x, int n, int ld, int dim, const __nv_bfloat1
     const dim3 grid(BlocksFor(dim, kThreads, 64), rows);
     AddBiasKernel<<<grid, kThreads, 0, stream>>>(x + static_cast<int64_t>(begin) * ld, ld, dim, bias);
   }
+  return cudaGetLastError();
+}
+
+cudaError_t DummyUniformBf16(__nv_bfloat16* dst, int64_t count, uint64_t name_state, int64_t cols,
+                             int64_t rows_per_chunk, float scale, float offset, cudaStream_t stream) {
+  if (count < 0 || cols <= 0 || rows_per_chunk <= 0 || (count > 0 && dst == nullptr)) return cudaErrorInvalidValue;
+  if (count == 0) return cudaSuccess;
+  DummyUniformKernel<<<BlocksFor(count, kThreads, 65536), kThreads, 0, stream>>>(dst, count, name_state, cols,
+                                                                               rows_per_chunk, scale, offset);
   return cudaGetLastError();
 }
 

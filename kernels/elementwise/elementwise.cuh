@@ -24,4 +24,10 @@ cudaError_t AddBias(__nv_bfloat16* x, int n, int ld, int dim, const __nv_bfloat1
 // dst[i] = bf16(src[i]) for i < count (fp32 weights uploaded from the loaders).
 cudaError_t F32ToBf16(const float* src, int64_t count, __nv_bfloat16* dst, cudaStream_t stream);
 
+// load_format dummy on the device: dst[i] = bf16(offset + scale * u(i)) for i < count, u(i) the
+// splitmix64 uniform that include/tandem/model/dummy_weights.h defines (rows of `cols` elements, a
+// stream per rows_per_chunk rows seeded from name_state): bit for bit the host generator's values.
+cudaError_t DummyUniformBf16(__nv_bfloat16* dst, int64_t count, uint64_t name_state, int64_t cols,
+                             int64_t rows_per_chunk, float scale, float offset, cudaStream_t stream);
+
 }  // namespace tandem::kernels

@@ -150,7 +150,8 @@ class CudaSequence final : public OneSequence {
     options.max_model_len = max_len;
     options.num_blocks = (max_len + options.block_size - 1) / options.block_size;
     TANDEM_ASSIGN_OR_RETURN(s->runner_,
-                            backend::CudaModelRunner::Create(loaded.config, loaded.weights, options, &loaded.nvfp4));
+                            backend::CudaModelRunner::Create(loaded.config, loaded.weights, options, &loaded.nvfp4,
+                                                             &loaded.dummy));
     for (int b = 0; b < options.num_blocks; ++b) s->step_.block_table.push_back(b);
     s->step_.token_ids = prompt;
     s->device_ = device;
@@ -225,6 +226,7 @@ int RunGenerate(const Args& args) {
   }
   load.quantize_nvfp4 = quantization == "nvfp4";
   load.keep_16bit = backend_name == "cuda";  // streamed to the GPU as it is; no fp32 host copy
+  load.dummy_on_device = backend_name == "cuda" && !load.quantize_nvfp4;  // dummy weights generated there
   auto loaded = model::LoadModel(load);
   if (!loaded.ok()) return Fail(loaded.status());
   const model::ModelConfig& config = loaded->config;

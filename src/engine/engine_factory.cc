@@ -74,7 +74,8 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateCudaEngine(const DeploymentConfig&
   const int tp = pool.tensor_parallel;
   if (tp == 1) {
     TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<backend::CudaModelRunner> runner,
-                            backend::CudaModelRunner::Create(loaded.config, loaded.weights, options, &loaded.nvfp4));
+                            backend::CudaModelRunner::Create(loaded.config, loaded.weights, options, &loaded.nvfp4,
+                                                             &loaded.dummy));
     return Engine::Create(ec, std::make_unique<CudaModelExecutor>(std::move(runner)));
   }
   // Tensor parallelism: this worker's tensor_parallel devices are the run of the pool's list that
@@ -134,8 +135,12 @@ absl::StatusOr<model::LoadedModel> LoadDeploymentModel(const DeploymentConfig& c
   options.format = ToModelFormat(config.model.load_format);
   options.dummy_config = config.model.dummy_config;
   options.seed = config.model.seed;
-  // The CUDA runner streams 16-bit checkpoints to the device as they are (no fp32 host copy).
+  // The CUDA runner streams 16-bit checkpoints to the device as they are (no fp32 host copy), and
+  // generates dummy weights there (no host copy at all) unless a pool shards them over GPUs.
   options.keep_16bit = config.backend == BackendKind::kCuda;
+  options.dummy_on_device = config.backend == BackendKind::kCuda &&
+                            config.model.quantization == Quantization::kNone && config.pools.prefill.tensor_parallel <= 1 &&
+                            config.pools.decode.tensor_parallel <= 1 && config.pools.both.tensor_parallel <= 1;
   switch (config.model.quantization) {
     case Quantization::kNone:
       break;

@@ -3,8 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
-#include <optional>
 #include <ctime>
+#include <optional>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -185,8 +186,15 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
 
   // A worker that drains refuses requests routed to it just before it left discovery (and a decode
   // worker fails a prompt whose prefill worker drains); such a request never started, so it is
-  // routed again, after discovery has had a moment to drop the worker.
+  // routed again, after discovery has had a moment to drop the worker. A request whose decode worker
+  // could not be reached, or whose remote prefill failed (both Unavailable: a dead or unreachable
+  // worker, a broken transfer), before anything reached the client is routed again away from that
+  // worker: another decode worker, or another prefill worker (never to a local prefill, which is
+  // disaggregation.on_prefill_failure's choice); with none left it fails with the first error. The
+  // router only notices a dead worker once its load reports stop (router.load_report_timeout_s).
   constexpr int kMaxDrainingRetries = 5;
+  std::set<std::string> avoid;        // workers that failed this request
+  absl::Status first_failure;         // the error reported when routing again finds no worker
   struct Choice {
     ChoiceText text;
     bool finished = false;
@@ -200,11 +208,18 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
   absl::Status stream;
   std::optional<router::RoutePlan> plan;
   for (int attempt = 0;; ++attempt) {
-    auto routed = router_->Route(req.prompt_token_ids, req.n);
+    auto routed = router_->Route(req.prompt_token_ids, req.n, avoid);
+    const bool needs_prefill_worker = !first_failure.ok() && avoid.size() > 0 && plan.has_value() &&
+                                      plan->prefill.has_value() && avoid.contains(plan->prefill->worker_id);
+    if (routed.ok() && needs_prefill_worker && !routed->prefill.has_value()) {  // would prefill locally
+      router_->ReleaseRequest(routed->decode.worker_id, routed->decode.prompt_blocks);
+      routed = absl::UnavailableError("no other prefill worker");
+    }
     if (!routed.ok()) {
       GenerateEvent event;
       TLOG_WARN("[{}] not routed: {}", req.request_id, std::string(routed.status().message()));
-      event.status = absl::UnavailableError("No worker can serve the request now; retry later.");
+      event.status = first_failure.ok() ? absl::UnavailableError("No worker can serve the request now; retry later.")
+                                        : first_failure;
       event.final = true;
       finish(std::move(event));
       return;
@@ -216,6 +231,9 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
       if (plan->prefill.has_value()) call->prefill_id = plan->prefill->worker_id;
     }
     v1::WorkerGenerateRequest wreq = ToWorkerRequest(req);
+    // A request routed again gets its own id on the workers: a prefill worker may still be computing
+    // the failed attempt's prompt under the first id (its decode worker died), and refuses a second one.
+    if (attempt > 0) wreq.set_request_id(absl::StrCat(req.request_id, "-retry", attempt));
     if (plan->prefill.has_value()) {
       wreq.set_prefill_mode(v1::PREFILL_MODE_REMOTE);
       wreq.set_prefill_worker(plan->prefill->address);
@@ -290,9 +308,25 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
         (!stream.ok() && stream.code() == absl::StatusCode::kUnavailable &&
          absl::StrContains(stream.message(), cluster::kWorkerDrainingMessage)) ||
         absl::StrContains(worker_error.message(), cluster::kWorkerDrainingMessage);
-    if (!refused_draining || delivered || last.has_value() || call->cancelled || call->worker_down ||
-        attempt == kMaxDrainingRetries) {
+    const bool decode_unreachable = !stream.ok() && stream.code() == absl::StatusCode::kUnavailable;
+    const bool prefill_failed = plan->prefill.has_value() && worker_error.code() == absl::StatusCode::kUnavailable;
+    const bool failed_elsewhere = !refused_draining && (decode_unreachable || prefill_failed);
+    if ((!refused_draining && !failed_elsewhere) || delivered || last.has_value() || call->cancelled ||
+        call->worker_down || attempt == kMaxDrainingRetries) {
       break;
+    }
+    if (failed_elsewhere) {
+      const std::string& failed = decode_unreachable ? plan->decode.worker_id : plan->prefill->worker_id;
+      TLOG_WARN("[{}] {} worker {} failed the request before its first token ({}); routing it again", req.request_id,
+                decode_unreachable ? "decode" : "prefill", failed,
+                std::string((decode_unreachable ? stream : worker_error).message()));
+      if (first_failure.ok()) {  // as the client would have seen it (no worker addresses)
+        first_failure = decode_unreachable ? absl::Status(stream.code(), absl::StrCat("Lost the worker serving the request: ",
+                                                                                      WithoutWorkerAddresses(std::string(stream.message()))))
+                                           : worker_error;
+      }
+      avoid.insert(failed);
+      continue;
     }
     TLOG_INFO("[{}] worker {} is draining; routing the request again", req.request_id, plan->decode.worker_id);
     std::this_thread::sleep_for(std::chrono::milliseconds(50 << std::min(attempt, 3)));

@@ -19,12 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+uint64_t SplitMix64(uint64_t& state) { return SplitMixFinalize(state += kSplitMixGamma); }
 
 uint64_t Fnv1a(absl::string_view s) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -38,6 +33,25 @@ uint64_t Fnv1a(absl::string_view s) {
 // Uniform in [-1, 1), exactly representable (24 random bits).
 inline float UniformPm1(uint64_t& state) {
   return static_cast<float>(static_cast<int32_t>(SplitMix64(state) >> 40) - (1 << 23)) * (1.0f / (1 << 23));
+}
+
+// A slot's generator (model/dummy_weights.h): norms near 1, biases small, and linear weights
+// variance-preserving for y = x W^T: uniform(-a, a) with a = sqrt(3 / in_features).
+DummyFill FillOf(const WeightSlot& slot, uint64_t seed, int64_t rows_per_chunk) {
+  DummyFill f;
+  uint64_t state = seed;
+  f.name_state = SplitMix64(state) ^ Fnv1a(slot.hf_name);
+  f.cols = SlotCols(slot);
+  f.rows_per_chunk = rows_per_chunk;
+  if (slot.is_norm) {
+    f.offset = 1.0f;
+    f.scale = 0.125f;
+  } else if (slot.shape.size() == 1) {
+    f.scale = 0.03125f;
+  } else {
+    f.scale = std::sqrt(3.0f / static_cast<float>(f.cols));
+  }
+  return f;
 }
 
 absl::StatusOr<ModelConfig> DummyConfig(const LoadOptions& options) {
@@ -71,46 +85,64 @@ absl::StatusOr<LoadedModel> LoadDummyModel(const LoadOptions& options) {
   out.config.name = absl::StrCat(out.config.name, " (dummy weights, seed ", options.seed, ")");
 
   const std::vector<WeightSlot> slots = ListWeightSlots(out.config, &out.weights);
+  if (options.dummy_on_device) {  // shapes only; the backend generates the values
+    for (const WeightSlot& s : slots) {
+      *s.dst = Tensor::Wrap(DType::kBF16, s.shape, nullptr, nullptr);
+      out.dummy[s.hf_name] = FillOf(s, options.seed, RowsPerChunk(s));
+    }
+    TieEmbeddings(out.config, &out.weights);
+    return out;
+  }
   // keep_16bit: the same values rounded to bf16 (as the CUDA runner's upload would), half the memory.
   const DType dtype = options.keep_16bit ? DType::kBF16 : DType::kF32;
   const std::vector<RowChunk> chunks = AllocateAndChunk(slots, dtype);
   uint64_t total_bytes = 0;
   for (const WeightSlot& s : slots) total_bytes += static_cast<uint64_t>(s.dst->numel()) * DTypeSize(dtype);
-  std::vector<uint64_t> name_hash(slots.size());
-  for (size_t s = 0; s < slots.size(); ++s) name_hash[s] = Fnv1a(slots[s].hf_name);
+  std::vector<DummyFill> fills;
+  for (const WeightSlot& s : slots) fills.push_back(FillOf(s, options.seed, RowsPerChunk(s)));
 
   LoadProgress progress(out.config.name, total_bytes, options.show_progress);
   ParallelFor(static_cast<int64_t>(chunks.size()), [&](int64_t i) {
     const RowChunk& c = chunks[static_cast<size_t>(i)];
+    const DummyFill& f = fills[c.slot];
     const WeightSlot& slot = slots[c.slot];
-    const int64_t cols = SlotCols(slot);
-    uint64_t state = options.seed;
-    state = SplitMix64(state) ^ name_hash[c.slot];
+    uint64_t state = f.name_state;
     state = SplitMix64(state) ^ static_cast<uint64_t>(c.row_begin);
-    const int64_t first = c.row_begin * cols;
-    const int64_t n = (c.row_end - c.row_begin) * cols;
-    const auto fill = [&](auto value) {
-      if (dtype == DType::kF32) {
-        float* dst = slot.dst->data<float>() + first;
-        for (int64_t k = 0; k < n; ++k) dst[k] = value();
-      } else {
-        uint16_t* dst = slot.dst->data<uint16_t>() + first;
-        for (int64_t k = 0; k < n; ++k) dst[k] = FloatToBf16(value());
-      }
-    };
-    if (slot.is_norm) {
-      fill([&] { return 1.0f + 0.125f * UniformPm1(state); });
-    } else if (slot.shape.size() == 1) {  // biases
-      fill([&] { return 0.03125f * UniformPm1(state); });
+    const int64_t first = c.row_begin * f.cols;
+    const int64_t n = (c.row_end - c.row_begin) * f.cols;
+    if (dtype == DType::kF32) {
+      float* dst = slot.dst->data<float>() + first;
+      for (int64_t k = 0; k < n; ++k) dst[k] = f.offset + f.scale * UniformPm1(state);
     } else {
-      // Variance-preserving for y = x W^T: uniform(-a, a) with a = sqrt(3 / in_features).
-      const float a = std::sqrt(3.0f / static_cast<float>(cols));
-      fill([&] { return a * UniformPm1(state); });
+      uint16_t* dst = slot.dst->data<uint16_t>() + first;
+      for (int64_t k = 0; k < n; ++k) dst[k] = FloatToBf16(f.offset + f.scale * UniformPm1(state));
     }
     progress.Advance(static_cast<uint64_t>(n) * DTypeSize(dtype));
   });
   progress.Finish();
   TieEmbeddings(out.config, &out.weights);
+  return out;
+}
+
+float DummyValue(const DummyFill& fill, int64_t index) {
+  const int64_t row = index / fill.cols;
+  const int64_t row_begin = row - row % fill.rows_per_chunk;
+  uint64_t state = fill.name_state;
+  state = SplitMix64(state) ^ static_cast<uint64_t>(row_begin);
+  state += static_cast<uint64_t>(index - row_begin * fill.cols) * kSplitMixGamma;  // skip to this element
+  return fill.offset + fill.scale * UniformPm1(state);
+}
+
+std::unordered_map<const Tensor*, DummyFill> DummyFillsByTensor(const ModelConfig& config,
+                                                                 const ModelWeights& weights,
+                                                                 const std::map<std::string, DummyFill>& fills) {
+  std::unordered_map<const Tensor*, DummyFill> out;
+  if (fills.empty()) return out;
+  // ListWeightSlots only takes the tensors' addresses here; nothing is written.
+  for (const WeightSlot& slot : ListWeightSlots(config, const_cast<ModelWeights*>(&weights))) {
+    auto it = fills.find(slot.hf_name);
+    if (it != fills.end() && slot.dst->raw_data() == nullptr) out[slot.dst] = it->second;
+  }
   return out;
 }
 

@@ -34,4 +34,7 @@ std::vector<RowChunk> AllocateAndChunk(const std::vector<WeightSlot>& slots, DTy
 // Elements per row of a slot (product of all dimensions but the first; 1 for vectors).
 int64_t SlotCols(const WeightSlot& slot);
 
+// Rows per chunk of AllocateAndChunk for a slot (about 256K elements; at least 1).
+int64_t RowsPerChunk(const WeightSlot& slot);
+
 }  // namespace tandem::model

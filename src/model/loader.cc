@@ -55,16 +55,19 @@ int64_t SlotCols(const WeightSlot& slot) {
   return cols;
 }
 
+int64_t RowsPerChunk(const WeightSlot& slot) {
+  constexpr int64_t kChunkElements = 1 << 18;
+  return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(SlotCols(slot), 1));
+}
+
 std::vector<RowChunk> AllocateAndChunk(const std::vector<WeightSlot>& slots, DType dtype,
                                        const std::vector<bool>& skip) {
-  constexpr int64_t kChunkElements = 1 << 18;
   std::vector<RowChunk> chunks;
   for (size_t s = 0; s < slots.size(); ++s) {
     if (!skip.empty() && skip[s]) continue;
     *slots[s].dst = Tensor::Empty(dtype, slots[s].shape);
     const int64_t rows = slots[s].shape.empty() ? 1 : slots[s].shape[0];
-    const int64_t cols = SlotCols(slots[s]);
-    const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(cols, 1));
+    const int64_t rows_per_chunk = RowsPerChunk(slots[s]);
     for (int64_t r = 0; r < rows; r += rows_per_chunk) {
       chunks.push_back(RowChunk{s, r, std::min(rows, r + rows_per_chunk)});
     }
@@ -147,6 +150,11 @@ absl::StatusOr<LoadedModel> LoadModel(const LoadOptions& options) {
       return absl::InvalidArgumentError(absl::StrCat(
           options.path, ": cannot tell the format: expected a directory (safetensors) or a .gguf file"));
     }
+  }
+  if (options.dummy_on_device && options.quantize_nvfp4) {
+    return absl::InvalidArgumentError(
+        "dummy weights generated on the device cannot be quantized to NVFP4 at load (the quantizer needs "
+        "their values on the host)");
   }
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<LoadedModel> loaded;

@@ -24,7 +24,10 @@ absl::Status ValidateWeights(const ModelConfig& config, const ModelWeights& weig
                                                      "]"));
     }
   }
-  if (config.tie_word_embeddings && !weights.lm_head.SharesStorageWith(weights.embed_tokens)) {
+  // Tied: the same storage, or both without host data (dummy weights a backend generates itself).
+  const bool shape_only = weights.lm_head.raw_data() == nullptr && weights.embed_tokens.raw_data() == nullptr &&
+                          weights.lm_head.shape() == weights.embed_tokens.shape();
+  if (config.tie_word_embeddings && !weights.lm_head.SharesStorageWith(weights.embed_tokens) && !shape_only) {
     return absl::InvalidArgumentError(absl::StrCat(
         source_name, ": tie_word_embeddings is set but lm_head does not share embed_tokens' storage"));
   }

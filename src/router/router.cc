@@ -82,7 +82,8 @@ bool Router::ShouldPrefillRemotely(int64_t uncached_prompt_tokens, int64_t prefi
   return false;
 }
 
-absl::StatusOr<RouteResult> Router::Pick(Pool pool, std::span<const int32_t> prompt) {
+absl::StatusOr<RouteResult> Router::Pick(Pool pool, std::span<const int32_t> prompt,
+                                         const std::set<std::string>& avoid) {
   const int64_t block_size = options_.block_size;
   const std::vector<kvcache::BlockHash> hashes =
       kvcache::HashFullBlocks(prompt, options_.block_size, options_.hash_salt);
@@ -95,8 +96,13 @@ absl::StatusOr<RouteResult> Router::Pick(Pool pool, std::span<const int32_t> pro
   candidates.reserve(workers_.size());
   int silent = 0;
   int draining = 0;
+  int avoided = 0;
   for (const auto& [id, worker] : workers_) {
     if (!InPool(worker.info.role, pool)) continue;
+    if (avoid.contains(id)) {
+      ++avoided;  // it failed this request
+      continue;
+    }
     if (worker.load.draining) {
       ++draining;  // it would refuse the request
       continue;
@@ -111,7 +117,7 @@ absl::StatusOr<RouteResult> Router::Pick(Pool pool, std::span<const int32_t> pro
     return absl::UnavailableError(absl::StrCat("router: no ", pool == Pool::kPrefill ? "prefill" : "decode",
                                                "-capable worker is available (", workers_.size(),
                                                " workers known, ", silent, " of them not reporting, ", draining,
-                                               " draining)"));
+                                               " draining, ", avoided, " failed this request)"));
   }
 
   const Worker* chosen = nullptr;
@@ -164,47 +170,38 @@ absl::StatusOr<RouteResult> Router::Pick(Pool pool, std::span<const int32_t> pro
   return result;
 }
 
+void Router::Charge(const std::string& worker_id, int64_t blocks) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return;
+  it->second.load.active_decode_blocks += blocks;
+  it->second.load.num_running += 1;
+}
+
 absl::StatusOr<RouteResult> Router::RouteDecode(std::span<const int32_t> prompt) {
   absl::StatusOr<RouteResult> result = Pick(Pool::kDecode, prompt);
-  if (!result.ok()) return result;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = workers_.find(result->worker_id);
-  if (it != workers_.end()) {
-    it->second.load.active_decode_blocks += result->prompt_blocks;
-    it->second.load.num_running += 1;
-  }
+  if (result.ok()) Charge(result->worker_id, result->prompt_blocks);
   return result;
 }
 
 absl::StatusOr<RouteResult> Router::RoutePrefill(std::span<const int32_t> prompt) {
   absl::StatusOr<RouteResult> result = Pick(Pool::kPrefill, prompt);
-  if (!result.ok()) return result;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = workers_.find(result->worker_id);
-  if (it != workers_.end()) {
-    it->second.load.active_decode_blocks += result->prompt_blocks - result->cached_blocks;
-    it->second.load.num_running += 1;
-  }
+  if (result.ok()) Charge(result->worker_id, result->prompt_blocks - result->cached_blocks);
   return result;
 }
 
-absl::StatusOr<RoutePlan> Router::Route(std::span<const int32_t> prompt, int32_t n) {
+absl::StatusOr<RoutePlan> Router::Route(std::span<const int32_t> prompt, int32_t n,
+                                        const std::set<std::string>& avoid) {
   RoutePlan plan;
-  absl::StatusOr<RouteResult> decode = RouteDecode(prompt);
+  absl::StatusOr<RouteResult> decode = Pick(Pool::kDecode, prompt, avoid);
   if (!decode.ok()) return decode.status();
+  Charge(decode->worker_id, decode->prompt_blocks);
   plan.decode = *std::move(decode);
   if (options_.disaggregation.mode == DisaggregationMode::kOff || n > 1) return plan;
-  absl::StatusOr<RouteResult> prefill = Pick(Pool::kPrefill, prompt);
+  absl::StatusOr<RouteResult> prefill = Pick(Pool::kPrefill, prompt, avoid);
   if (!prefill.ok()) return plan;  // no prefill worker right now: the decode worker prefills locally
   if (!ShouldPrefillRemotely(plan.decode.uncached_prompt_tokens, prefill->queue_len)) return plan;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = workers_.find(prefill->worker_id);
-    if (it != workers_.end()) {
-      it->second.load.active_decode_blocks += prefill->prompt_blocks - prefill->cached_blocks;
-      it->second.load.num_running += 1;
-    }
-  }
+  Charge(prefill->worker_id, prefill->prompt_blocks - prefill->cached_blocks);
   plan.prefill = *std::move(prefill);
   return plan;
 }

@@ -180,16 +180,18 @@ TEST_P(GoldenModelOnGpu, MatchesCpuBackend) {
   for (int block_size : {1, 16}) RunAgainstCpu(GetParam(), *loaded, block_size, 2e-2);
 }
 
-// The logits of a 17-token prompt and 3 greedy decode steps on the CUDA runner.
-std::vector<float> GpuLogits(const model::LoadedModel& loaded) {
+// The logits of a 17-token prompt and 3 greedy decode steps on the CUDA runner (`tune`: time GEMM
+// candidates before the decode graph; off, every runner runs cuBLASLt's first choice per shape).
+std::vector<float> GpuLogits(const model::LoadedModel& loaded, bool tune = true) {
   CudaModelRunnerOptions options;
+  options.tune_gemms = tune;
   options.max_num_tokens = 64;
   options.max_num_seqs = 2;
   options.max_model_len = 32;
   options.block_size = 16;
   options.num_blocks = 2;
   auto gpu = CudaModelRunner::Create(loaded.config, loaded.weights, options,
-                                     loaded.nvfp4.empty() ? nullptr : &loaded.nvfp4);
+                                     loaded.nvfp4.empty() ? nullptr : &loaded.nvfp4, &loaded.dummy);
   EXPECT_TRUE(gpu.ok()) << gpu.status();
   if (!gpu.ok()) return {};
   std::vector<int32_t> tokens;
@@ -276,6 +278,37 @@ TEST(DummyModelOnGpu, SmolLm2ShapeMatchesCpuBackend) {
 TEST(DummyModelOnGpu, Llama3_8bShapeMatchesCpuBackend) {
   TANDEM_REQUIRE_GPU();
   RunAgainstCpu("llama-3-8b x2 layers", LoadDummy("llama-3-8b", 2), 16, 3e-2);
+}
+
+// LoadOptions::dummy_on_device (what backend: cuda loads dummy weights with): no host copy, the values
+// generated on the device equal the host generator's bf16 values, so the logits are bitwise the same
+// (GEMM tuning off, so both runners run the same kernels). SmolLM2's lm_head is tied to the
+// embedding, Llama-3-8B's is not.
+TEST(DummyModelOnGpu, WeightsGeneratedOnTheDeviceEqualTheHostGenerator) {
+  TANDEM_REQUIRE_GPU();
+  for (const char* preset : {"smollm2-135m", "llama-3-8b"}) {
+    model::LoadOptions options;
+    options.format = model::LoadFormat::kDummy;
+    options.dummy_config = preset;
+    options.num_layers = 2;
+    options.seed = 5;
+    options.show_progress = false;
+    options.keep_16bit = true;
+    auto host = model::LoadModel(options);
+    options.dummy_on_device = true;
+    auto device = model::LoadModel(options);
+    ASSERT_TRUE(host.ok() && device.ok()) << host.status() << device.status();
+    ASSERT_EQ(device->weights.layers[1].down_proj.raw_data(), nullptr);
+    ASSERT_FALSE(device->dummy.empty());
+    const std::vector<float> want = GpuLogits(*host, /*tune=*/false), got = GpuLogits(*device, /*tune=*/false);
+    ASSERT_FALSE(want.empty()) << preset;
+    ASSERT_EQ(want.size(), got.size()) << preset;
+    size_t differ = 0;
+    for (size_t i = 0; i < want.size(); ++i) differ += want[i] != got[i] ? 1 : 0;
+    std::printf("%s x2 layers: %zu of %zu logits differ between host and device dummy weights\n", preset, differ,
+                want.size());
+    EXPECT_EQ(differ, 0u) << preset;
+  }
 }
 
 TEST(DummyModelOnGpu, Nvfp4Llama3_8bShapeMatchesCpuBackend) {

@@ -24,6 +24,7 @@
 #include "tandem/backend/collective.h"
 #include "tandem/backend/kv_pool.h"
 #include "tandem/backend/model_runner.h"
+#include "tandem/model/dummy_weights.h"
 #include "tandem/model/model_config.h"
 #include "tandem/model/nvfp4.h"
 #include "tandem/model/weights.h"
@@ -70,9 +71,13 @@ class CudaModelRunner {
   // be null): a linear whose parts are all there (q/k/v, o, gate/up, down of a layer) stays NVFP4 on
   // the device, each part with its own scale2, and runs through the NVFP4 GEMM for steps of up to
   // kNvfp4GemmMaxRows rows (decode), dequantized into a bf16 scratch for cuBLASLt above that.
+  // `dummy` (LoadedModel::dummy, may be null): tensors loaded without host data (load_format dummy,
+  // LoadOptions::dummy_on_device) are generated on the device, the same values the host generator
+  // gives; not with tensor parallelism (each rank's shard is cut from host data).
   static absl::StatusOr<std::unique_ptr<CudaModelRunner>> Create(
       const model::ModelConfig& config, const model::ModelWeights& weights, const CudaModelRunnerOptions& options,
-      const std::map<std::string, model::Nvfp4Tensor>* nvfp4 = nullptr);
+      const std::map<std::string, model::Nvfp4Tensor>* nvfp4 = nullptr,
+      const std::map<std::string, model::DummyFill>* dummy = nullptr);
   // Most rows for which a step runs an NVFP4 linear through the NVFP4 GEMV (kernels/gemm/NOTES.md, v2:
   // faster than dequantize + cuBLASLt up to m = 64 on every Llama-3-8B shape, slower from m = 128).
   static constexpr int kNvfp4GemmMaxRows = 64;

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "tandem/model/dummy_weights.h"
 #include "tandem/model/gguf.h"
 #include "tandem/model/model_config.h"
 #include "tandem/model/nvfp4.h"
@@ -53,6 +54,11 @@ struct LoadOptions {
   // weights are generated in bf16 and GGUF weights dequantized to bf16 (the same values rounded as
   // the upload would). The CPU backend needs fp32: leave false for it.
   bool keep_16bit = false;
+  // Dummy only: no host data at all — every tensor gets its shape and dtype bf16 but no storage
+  // (data() is null), and LoadedModel::dummy says how to generate its values, for a backend that
+  // generates them on its device (the CUDA runner). For one runner holding the whole model (not
+  // tensor parallelism, not quantize_nvfp4: both need the values on the host).
+  bool dummy_on_device = false;
 };
 
 struct LoadedModel {
@@ -75,6 +81,8 @@ struct LoadedModel {
   // GEMM takes these instead. Empty for an unquantized model.
   std::map<std::string, Nvfp4Tensor> nvfp4;
   std::vector<std::string> nvfp4_exclude_modules;  // the checkpoint's or the quantizer's patterns
+  // LoadOptions::dummy_on_device: each tensor's generator by Hugging Face name (model/dummy_weights.h).
+  std::map<std::string, DummyFill> dummy;
 };
 
 absl::StatusOr<LoadedModel> LoadModel(const LoadOptions& options);

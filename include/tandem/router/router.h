@@ -27,6 +27,7 @@
 #include <optional>
 #include <random>
 #include <span>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -95,8 +96,10 @@ class Router {
   // The decode worker, plus a prefill worker when ShouldPrefillRemotely says so for the decode
   // worker's uncached tokens and the chosen prefill worker's queue. `n` > 1 sequences are always
   // prefilled on the decode worker (a remote prefill hands back one sequence; the decode worker
-  // prefills once and forks them, sharing the prompt's blocks).
-  absl::StatusOr<RoutePlan> Route(std::span<const int32_t> prompt, int32_t n = 1);
+  // prefills once and forks them, sharing the prompt's blocks). Workers in `avoid` are not chosen (a
+  // request routed again after one of them failed it).
+  absl::StatusOr<RoutePlan> Route(std::span<const int32_t> prompt, int32_t n = 1,
+                                  const std::set<std::string>& avoid = {});
 
   // A request routed to `worker_id` finished: its `blocks` leave the load estimate.
   void ReleaseRequest(const std::string& worker_id, int64_t blocks);
@@ -116,8 +119,11 @@ class Router {
   };
   enum class Pool { kPrefill, kDecode };
 
-  absl::StatusOr<RouteResult> Pick(Pool pool, std::span<const int32_t> prompt);
+  absl::StatusOr<RouteResult> Pick(Pool pool, std::span<const int32_t> prompt,
+                                   const std::set<std::string>& avoid = {});
   static bool InPool(cluster::WorkerRole role, Pool pool);
+  // A request routed to `worker_id`: `blocks` and one running request join its load estimate.
+  void Charge(const std::string& worker_id, int64_t blocks);
 
   const RouterOptions options_;
   mutable std::mutex mu_;

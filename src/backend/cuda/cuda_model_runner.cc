@@ -74,6 +74,7 @@ struct CudaModelRunner::Impl {
   cuda::Stream stream;
   std::unique_ptr<cuda::CublasLtGemm> gemm;
   std::vector<std::unique_ptr<DeviceMemory>> storage;  // weights
+  std::unordered_map<const Tensor*, model::DummyFill> dummy;  // tensors to generate (Create's `dummy`)
   std::vector<Layer> layers;
   const bf16* embed = nullptr;       // [vocab, hidden]
   const bf16* final_norm = nullptr;  // [hidden]
@@ -137,11 +138,24 @@ absl::StatusOr<const bf16*> CudaModelRunner::Impl::Upload(const std::vector<cons
   }
   TANDEM_ASSIGN_OR_RETURN(auto buffer, DeviceMemory::Allocate(static_cast<size_t>(total) * sizeof(bf16)));
   bf16* dst = buffer->as<bf16>();
+
   // Tensor by tensor, a chunk at a time: bf16 as it is (a view of the mapped checkpoint streams
   // straight to the device), fp32 converted on the device, fp16 rounded to bf16 on the host.
   const int64_t chunk = static_cast<int64_t>(staging_f32->size() / sizeof(float));
   std::vector<uint16_t> rounded;
   for (const Tensor* t : parts) {
+    if (t->raw_data() == nullptr) {  // load_format dummy, its values generated here
+      auto fill = dummy.find(t);
+      if (fill == dummy.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("cuda model runner: a ", t->DebugString(),
+                                                       " weight has no data and no dummy generator"));
+      }
+      const model::DummyFill& f = fill->second;
+      TANDEM_CUDA_CHECK(kernels::DummyUniformBf16(dst, t->numel(), f.name_state, f.cols, f.rows_per_chunk, f.scale,
+                                                  f.offset, stream.get()));
+      dst += t->numel();
+      continue;
+    }
     for (int64_t done = 0; done < t->numel(); done += chunk) {
       const int64_t count = std::min(chunk, t->numel() - done);
       switch (t->dtype()) {
@@ -233,7 +247,8 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
   DeviceMemory* s = staging_f32.get();
   TANDEM_ASSIGN_OR_RETURN(embed, Upload({&weights.embed_tokens}, s));
   TANDEM_ASSIGN_OR_RETURN(final_norm, Upload({&weights.final_norm}, s));
-  const bool tied = !weights.lm_head.defined() || weights.lm_head.SharesStorageWith(weights.embed_tokens);
+  const bool tied = !weights.lm_head.defined() || weights.lm_head.SharesStorageWith(weights.embed_tokens) ||
+                    config.tie_word_embeddings;
   if (tied) {
     lm_head = embed;
   } else if (leader) {  // only rank 0 computes logits
@@ -294,6 +309,7 @@ absl::Status CudaModelRunner::Impl::UploadWeights(const model::ModelWeights& wei
   TANDEM_ASSIGN_OR_RETURN(inv_freq, DeviceMemory::Allocate(freq.size() * sizeof(float)));
   TANDEM_CUDA_CHECK(
       cudaMemcpy(inv_freq->data(), freq.data(), freq.size() * sizeof(float), cudaMemcpyHostToDevice));
+  TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream.get()));  // the weights generated on the device
   return absl::OkStatus();
 }
 
@@ -414,7 +430,7 @@ CudaModelRunner::~CudaModelRunner() {
 
 absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
     const model::ModelConfig& config, const model::ModelWeights& weights, const CudaModelRunnerOptions& options,
-    const std::map<std::string, model::Nvfp4Tensor>* nvfp4) {
+    const std::map<std::string, model::Nvfp4Tensor>* nvfp4, const std::map<std::string, model::DummyFill>* dummy) {
   TANDEM_RETURN_IF_ERROR(model::ValidateConfig(config, config.name));
   TANDEM_RETURN_IF_ERROR(model::ValidateWeights(config, weights, config.name));
   if (options.max_num_tokens <= 0 || options.max_num_seqs <= 0 || options.max_model_len <= 0 ||
@@ -453,6 +469,14 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   model::ModelWeights shard;
   const model::ModelWeights* rank_weights = &weights;
   std::map<std::string, model::Nvfp4Tensor> nvfp4_shard;
+  if (dummy != nullptr && !dummy->empty()) {
+    if (options.collective != nullptr && options.collective->size() > 1) {
+      return absl::InvalidArgumentError(
+          "cuda model runner: dummy weights generated on the device (no host data) cannot be sharded for tensor "
+          "parallelism; load them on the host (LoadOptions::dummy_on_device false)");
+    }
+    impl->dummy = model::DummyFillsByTensor(config, weights, *dummy);
+  }
   if (options.collective != nullptr && options.collective->size() > 1) {
     TANDEM_ASSIGN_OR_RETURN(const model::TensorParallelShard plan, model::PlanTensorParallelShard(
                                                                       config, options.collective->rank(),
@@ -472,6 +496,7 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   TANDEM_ASSIGN_OR_RETURN(impl->gemm, cuda::CublasLtGemm::Create());
   impl->gemm->SetBatchInvariant(options.batch_invariant);
   TANDEM_RETURN_IF_ERROR(impl->UploadWeights(*rank_weights, nvfp4));
+  impl->dummy.clear();
   shard = model::ModelWeights();
   nvfp4_shard.clear();
   TANDEM_RETURN_IF_ERROR(impl->AllocateWorkspace());

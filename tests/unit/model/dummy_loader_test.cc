@@ -57,6 +57,69 @@ TEST(DummyLoaderTest, Keep16BitIsTheFp32ValuesRoundedToBf16) {
               fp32->weights.lm_head.SharesStorageWith(fp32->weights.embed_tokens));
 }
 
+// dummy_on_device: tensors with shapes and no data, and a generator per tensor whose closed form
+// (DummyValue, what the CUDA runner's kernel computes) gives the host generator's values bit for bit.
+TEST(DummyLoaderTest, OnDeviceLeavesNoHostDataAndDescribesTheHostValues) {
+  LoadOptions o;
+  o.format = LoadFormat::kDummy;
+  o.dummy_config = "tiny-llama";
+  o.seed = 3;
+  o.show_progress = false;
+  auto host = LoadModel(o);
+  o.dummy_on_device = true;
+  auto device = LoadModel(o);
+  ASSERT_TRUE(host.ok() && device.ok()) << host.status() << device.status();
+  const std::unordered_map<const Tensor*, DummyFill> fills =
+      DummyFillsByTensor(device->config, device->weights, device->dummy);
+  EXPECT_EQ(fills.size(), device->dummy.size());
+  const ModelWeights& h = host->weights;
+  const ModelWeights& d = device->weights;
+  using Pair = std::pair<const Tensor*, const Tensor*>;
+  for (const auto& [want, got] : {Pair{&h.embed_tokens, &d.embed_tokens}, Pair{&h.layers[0].q_proj, &d.layers[0].q_proj},
+                                  Pair{&h.layers[1].down_proj, &d.layers[1].down_proj},
+                                  Pair{&h.layers[1].input_norm, &d.layers[1].input_norm},
+                                  Pair{&h.final_norm, &d.final_norm}}) {
+    EXPECT_EQ(got->raw_data(), nullptr);
+    EXPECT_EQ(got->dtype(), DType::kBF16);
+    ASSERT_EQ(got->shape(), want->shape());
+    auto fill = fills.find(got);
+    ASSERT_NE(fill, fills.end()) << got->DebugString();
+    for (int64_t i = 0; i < want->numel(); ++i) {
+      const float v = DummyValue(fill->second, i);
+      ASSERT_EQ(std::memcmp(&v, want->template data<float>() + i, 4), 0) << want->DebugString() << " element " << i;
+    }
+  }
+}
+
+// A tied lm_head (SmolLM2) is the embedding's shape-only tensor: the model validates and loads.
+TEST(DummyLoaderTest, OnDeviceLoadsATiedModel) {
+  LoadOptions o;
+  o.format = LoadFormat::kDummy;
+  o.dummy_config = "smollm2-135m";
+  o.num_layers = 1;
+  o.show_progress = false;
+  o.dummy_on_device = true;
+  auto loaded = LoadModel(o);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_TRUE(loaded->config.tie_word_embeddings);
+  EXPECT_EQ(loaded->weights.lm_head.raw_data(), nullptr);
+  EXPECT_EQ(loaded->weights.lm_head.shape(), loaded->weights.embed_tokens.shape());
+  EXPECT_EQ(DummyFillsByTensor(loaded->config, loaded->weights, loaded->dummy).size(), loaded->dummy.size());
+}
+
+TEST(DummyLoaderTest, OnDeviceCannotBeQuantizedAtLoad) {
+  LoadOptions o;
+  o.format = LoadFormat::kDummy;
+  o.dummy_config = "tiny-llama";
+  o.show_progress = false;
+  o.dummy_on_device = true;
+  o.quantize_nvfp4 = true;
+  auto loaded = LoadModel(o);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(loaded.status().message()), ::testing::HasSubstr("NVFP4"));
+}
+
 TEST(DummyLoaderTest, FixedValuesAcrossMachines) {
   // splitmix64 stream values are fixed by the algorithm: pin a few so a change to the generator (or
   // a platform difference) shows up.

@@ -323,6 +323,32 @@ TEST(RouterTest, RequestsForSeveralSequencesArePrefilledOnTheDecodeWorker) {
   EXPECT_FALSE(three->prefill.has_value());
 }
 
+// A request routed again after a worker failed it (remote_generator.cc) avoids that worker: the
+// other decode or prefill worker is chosen however cheap the failed one looks; with none left, a
+// decode worker is Unavailable and a prefill worker is simply not planned.
+TEST(RouterTest, RouteAvoidsTheWorkersThatFailedTheRequest) {
+  RouterOptions options = Options(RouterPolicy::kKvAware);
+  options.disaggregation.mode = DisaggregationMode::kAlways;
+  Router router(options);
+  for (const char* id : {"d0", "d1"}) router.AddWorker(Decode(id));
+  for (const char* id : {"p0", "p1"}) router.AddWorker(Prefill(id));
+  const std::vector<int32_t> prompt = Tokens(64, 0);
+  router.ApplyKvEvents("d0", std::vector<kvcache::KvEvent>{StoredEvent(prompt)});  // d0 holds the prompt
+  absl::StatusOr<RoutePlan> first = router.Route(prompt, 1);
+  ASSERT_TRUE(first.ok() && first->prefill.has_value());
+  EXPECT_EQ(first->decode.worker_id, "d0");
+  absl::StatusOr<RoutePlan> again = router.Route(prompt, 1, {"d0", first->prefill->worker_id});
+  ASSERT_TRUE(again.ok() && again->prefill.has_value());
+  EXPECT_EQ(again->decode.worker_id, "d1");
+  EXPECT_NE(again->prefill->worker_id, first->prefill->worker_id);
+  absl::StatusOr<RoutePlan> no_prefill = router.Route(prompt, 1, {"p0", "p1"});
+  ASSERT_TRUE(no_prefill.ok());
+  EXPECT_FALSE(no_prefill->prefill.has_value());
+  absl::StatusOr<RoutePlan> none = router.Route(prompt, 1, {"d0", "d1"});
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(none.status().message().find("2 failed this request"), std::string_view::npos) << none.status();
+}
+
 TEST(RouterTest, RoutePlanPrefillsRemotelyOnlyForLongUncachedPrompts) {
   RouterOptions options = Options(RouterPolicy::kKvAware);
   options.disaggregation.mode = DisaggregationMode::kConditional;
