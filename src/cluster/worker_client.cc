@@ -62,10 +62,21 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+namespace {
+
+std::shared_ptr<grpc::Channel> WorkerChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kWorkerKeepAliveMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kWorkerKeepAliveTimeoutMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // a quiet stream (a long prefill) keeps pinging
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
 WorkerClient::WorkerClient(std::string address, std::string token)
-    : address_(std::move(address)),
-      token_(std::move(token)),
-      stub_(v1::Worker::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {}
+    : address_(std::move(address)), token_(std::move(token)), stub_(v1::Worker::NewStub(WorkerChannel(address_))) {}
 
 void WorkerClient::Prepare(grpc::ClientContext* context) const {
   if (!token_.empty()) context->AddMetadata(kClusterTokenHeader, token_);

@@ -25,6 +25,7 @@
 #include "load_stream.h"
 #include "prefill_server.h"
 #include "remote_prefiller.h"
+#include "tandem/cluster/worker_client.h"
 #include "tandem/backend/kv_pool.h"
 #include "tandem/core/logging.h"
 #include "tandem/core/status.h"
@@ -135,6 +136,11 @@ class Worker::Impl {
     // No SO_REUSEPORT (gRPC's default): a second process on this port must fail to bind, not
     // silently take half of this worker's connections.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    // Clients ping every cluster::kWorkerKeepAliveMs to notice a cut network (worker_client.h): accept
+    // that, with or without calls, never answering it with GOAWAY ("too many pings").
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, cluster::kWorkerKeepAliveMs / 2);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();

@@ -38,6 +38,15 @@ class CallHandle {
   bool cancelled_ = false;
 };
 
+// HTTP/2 keep-alive on the connections to workers: a ping every kWorkerKeepAliveMs, and a connection
+// whose peer does not answer one within kWorkerKeepAliveTimeoutMs fails its calls (UNAVAILABLE). A
+// worker whose network is cut sends no TCP reset, so without this a stream from it (a generation, a
+// remote prefill) would wait for the kernel's TCP timeouts, hours; with it, ~10 s. Workers accept
+// pings this often (WorkerServerKeepAlive); the frontend's watchdog (router.load_report_timeout_s)
+// usually fails such requests first, unless the worker also left discovery.
+inline constexpr int kWorkerKeepAliveMs = 5000;
+inline constexpr int kWorkerKeepAliveTimeoutMs = 5000;
+
 class WorkerClient {
  public:
   // `address` is host:port. Connects lazily; a call to an unreachable worker fails fast (UNAVAILABLE).

@@ -6,7 +6,12 @@ must not stand in for the network). Checks:
   - greedy output equals an aggregated in-process engine's, token for token, for prompts that are
     prefilled remotely (longer than max_local_prefill_tokens) and locally;
   - a SIGKILLed decode worker leaves routing once its etcd lease runs out and its requests fail
-    clearly; a new decode worker that registers is used at once.
+    clearly; a new decode worker that registers is used at once;
+  - etcd stopped under load, then restarted (issue 18): no request is lost or changed while it is
+    down, and every worker is listed in etcd again once it is back;
+  - the decode host's network cut mid-stream (its link on the switch down): the stream ends with a
+    clear error within the configured deadlines, and once the link is back the worker re-registers
+    and serves the same output as before.
 Needs root (ip netns), iproute2 and etcd; skips with the reason otherwise.
 """
 import os
@@ -43,7 +48,7 @@ class Lan:
         self.bridge = f"tdmbr{tag}"
         net = 100 + os.getpid() % 150
         self.gateway = f"10.231.{net}.1"
-        self.ns, self.ip = {}, {}
+        self.ns, self.ip, self.port = {}, {}, {}
         self.links = []
         run("ip", "link", "add", self.bridge, "type", "bridge")
         self.links.append(self.bridge)
@@ -56,6 +61,7 @@ class Lan:
             self.ns[host] = ns
             run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
             self.links.append(outside)
+            self.port[host] = outside
             run("ip", "link", "set", inside, "netns", ns)
             run("ip", "link", "set", outside, "master", self.bridge, "up")
             self.ip[host] = f"10.231.{net}.{i + 2}"
@@ -65,6 +71,10 @@ class Lan:
 
     def exec(self, host):
         return ["ip", "netns", "exec", self.ns[host]]
+
+    def set_link(self, host, up):
+        """The host's port on the switch up or down: down, nothing reaches it or leaves it."""
+        run("ip", "link", "set", self.port[host], "up" if up else "down")
 
     def close(self):
         for ns in self.ns.values():
@@ -124,18 +134,13 @@ class Cluster:
         self.dir = tempfile.mkdtemp(prefix="tandem-multihost-")
         etcd_ip = self.lan.ip["etcd"]
         self.endpoint = f"http://{etcd_ip}:2379"
-        self.etcd = self.start("etcd", "etcd", [
+        self.etcd_args = [
             ETCD, "--name", "multihost", "--data-dir", f"{self.dir}/etcd",
             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", f"http://{etcd_ip}:2380",
             "--initial-advertise-peer-urls", f"http://{etcd_ip}:2380",
-            "--initial-cluster", f"multihost=http://{etcd_ip}:2380"])
-        deadline = time.time() + 30
-        while subprocess.run(self.lan.exec("etcd") + ["curl", "-sf", f"{self.endpoint}/health"],
-                             stdout=subprocess.DEVNULL).returncode != 0:
-            if self.etcd.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("etcd did not come up:\n" + self.etcd.log())
-            time.sleep(0.2)
+            "--initial-cluster", f"multihost=http://{etcd_ip}:2380"]
+        self.start_etcd()
         self.common = ["-c", CONFIG, "--set", f"model.path={model_path()}",
                        "--set", f"discovery.etcd.endpoints=[{self.endpoint}]",
                        "--set", f"discovery.etcd.lease_ttl_s={LEASE_TTL_S}",
@@ -148,6 +153,16 @@ class Cluster:
             "--set", "frontend.http.port=8000", "--set", "frontend.grpc.port=8001", "--wait-workers", "120"])
         self.frontend.wait_for("tandem frontend:")
         self.url = f"http://{self.lan.ip['frontend']}:8000"
+
+    def start_etcd(self):
+        """etcd on its host (its data directory kept across restarts), once it answers /health."""
+        self.etcd = self.start("etcd", "etcd", self.etcd_args)
+        deadline = time.time() + 30
+        while subprocess.run(self.lan.exec("etcd") + ["curl", "-sf", f"{self.endpoint}/health"],
+                             stdout=subprocess.DEVNULL).returncode != 0:
+            if self.etcd.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("etcd did not come up:\n" + self.etcd.log())
+            time.sleep(0.2)
 
     def start(self, host, name, args, env=None):
         p = Proc(name, self.lan.exec(host) + args, env)
@@ -275,3 +290,89 @@ def test_dead_decode_worker_leaves_and_a_new_one_is_used(cluster):
             break
         time.sleep(0.1)
     assert tokens_of(r) == want
+
+
+def listed_roles(cluster):
+    return sorted(w["role"] for w in cluster.etcd_workers().values())
+
+
+def test_etcd_restart_under_load_loses_no_request(cluster):
+    # Issue 18: etcd stopped under load and restarted. The frontend knows its workers already and the
+    # workers keep serving; while etcd is down no request may fail or change, and once it is back the
+    # workers' keys are there again (kept, or registered again after their leases ran out).
+    batch = prompts()[:5]
+    want = [tokens_of(complete(cluster.url, p, 8)) for p in batch]
+    cluster.etcd.stop()
+    stopped = time.time()
+    results = {}
+
+    def one(i, prompt):
+        results[i] = complete(cluster.url, prompt, 8)
+
+    rounds = 0
+    while time.time() - stopped < 3 * LEASE_TTL_S + 2:  # past the leases' expiry
+        threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(batch)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert [tokens_of(results[i]) for i in range(len(batch))] == want, f"round {rounds} without etcd"
+        rounds += 1
+    cluster.start_etcd()
+    deadline = time.time() + 30
+    while listed_roles(cluster) != ["decode", "prefill"]:
+        assert time.time() < deadline, f"workers not listed again after etcd's restart: {cluster.etcd_workers()}"
+        time.sleep(0.2)
+    assert [tokens_of(complete(cluster.url, p, 8)) for p in batch] == want
+    print(f"etcd down {3 * LEASE_TTL_S + 2} s: {rounds} rounds of {len(batch)} requests, all served unchanged; "
+          f"workers listed again {time.time() - stopped:.1f} s after the stop")
+
+
+def test_cut_network_to_the_decode_host_ends_its_stream_and_it_rejoins(cluster):
+    # Issue 18: the decode host's network cut mid-stream. Its stream ends (the frontend stops hearing
+    # its load reports: router.load_report_timeout_s) with a clear error, not a hang; once the link is
+    # back the worker is listed and used again, with the same output.
+    import json
+    prompt = "Once upon a time"
+    want = tokens_of(complete(cluster.url, prompt, 8))
+    events, ended = [], {}
+
+    def stream():
+        try:
+            r = requests.post(cluster.url + "/v1/completions", stream=True, timeout=300, json={
+                "model": MODEL_NAME, "prompt": prompt, "max_tokens": 1500, "ignore_eos": True, "stream": True})
+            ended["status"] = r.status_code
+            for line in r.iter_lines():
+                if line.startswith(b"data: ") and line != b"data: [DONE]":
+                    events.append(json.loads(line[6:]))
+        except requests.RequestException as e:
+            ended["exception"] = repr(e)
+        ended["at"] = time.time()
+
+    t = threading.Thread(target=stream)
+    t.start()
+    deadline = time.time() + 60
+    while len(events) < 5:
+        assert time.time() < deadline and t.is_alive(), f"no tokens streamed: {ended}"
+        time.sleep(0.05)
+    cluster.lan.set_link("decode", up=False)
+    cut = time.time()
+    try:
+        t.join(timeout=60)
+        assert not t.is_alive(), "the stream hung with the decode host cut off"
+    finally:
+        cluster.lan.set_link("decode", up=True)
+    assert "exception" not in ended, ended
+    assert ended["status"] == 200 and "error" in events[-1], events[-1]
+    assert "worker" in json.dumps(events[-1]["error"]), events[-1]
+    print(f"stream ended {ended['at'] - cut:.1f} s after the cut, after {len(events) - 1} tokens: "
+          f"{events[-1]['error']['message']}")
+    deadline = time.time() + 60
+    while True:  # the worker's lease may have run out: it registers again, the frontend reconnects
+        r = complete(cluster.url, prompt, 8)
+        if r.status_code == 200 or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert tokens_of(r) == want
+    assert listed_roles(cluster) == ["decode", "prefill"]
+    print(f"served again {time.time() - cut:.1f} s after the cut")
