@@ -52,6 +52,8 @@ int ServeFrontend(const DeploymentConfig& config, frontend::Generator* generator
   service_options.max_queued_requests = config.frontend.max_queued_requests;
   service_options.max_queue_wait_s = config.frontend.max_queue_wait_s;
   service_options.api_keys = ApiKeysFromEnv(config.frontend.api_keys_env);
+  service_options.rate_limit_requests_per_minute = config.frontend.rate_limit.requests_per_minute;
+  service_options.rate_limit_tokens_per_minute = config.frontend.rate_limit.tokens_per_minute;
   frontend::OpenAiService service(generator, tokenizer, service_options);
 
   frontend::HttpServerOptions http_options;

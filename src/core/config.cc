@@ -253,6 +253,19 @@ absl::StatusOr<DeploymentConfig> ParseTree(YAML::Node root, YamlSource& source) 
   TANDEM_RETURN_IF_ERROR(frontend.Int("max_queued_requests", &config.frontend.max_queued_requests, 1, 1 << 24));
   TANDEM_RETURN_IF_ERROR(frontend.Int("max_connections", &config.frontend.max_connections, 1, 1 << 24));
   TANDEM_RETURN_IF_ERROR(frontend.Double("max_queue_wait_s", &config.frontend.max_queue_wait_s, 0.0, 3600.0));
+  {
+    MapReader rate = frontend.Child("rate_limit");
+    FrontendSection::RateLimit& limit = config.frontend.rate_limit;
+    TANDEM_RETURN_IF_ERROR(rate.Validate());
+    TANDEM_RETURN_IF_ERROR(rate.Double("requests_per_minute", &limit.requests_per_minute, 0.0, 1e9));
+    TANDEM_RETURN_IF_ERROR(rate.Double("tokens_per_minute", &limit.tokens_per_minute, 0.0, 1e12));
+    TANDEM_RETURN_IF_ERROR(rate.Finish());
+    if (limit.requests_per_minute > 0 && limit.requests_per_minute < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          config.source, ": frontend.rate_limit.requests_per_minute: expected 0 (off) or at least 1, found ",
+          limit.requests_per_minute));
+    }
+  }
   TANDEM_RETURN_IF_ERROR(frontend.Finish());
 
   MapReader router = top.Child("router");
@@ -405,7 +418,9 @@ std::string DescribeDeployment(const DeploymentConfig& c) {
                   "}\n  api_keys_env: ", c.frontend.api_keys_env, "\n  max_request_bytes: ",
                   c.frontend.max_request_bytes, "\n  max_queued_requests: ", c.frontend.max_queued_requests,
                   "\n  max_connections: ", c.frontend.max_connections,
-                  "\n  max_queue_wait_s: ", c.frontend.max_queue_wait_s, "\n");
+                  "\n  max_queue_wait_s: ", c.frontend.max_queue_wait_s,
+                  "\n  rate_limit: {requests_per_minute: ", c.frontend.rate_limit.requests_per_minute,
+                  ", tokens_per_minute: ", c.frontend.rate_limit.tokens_per_minute, "}\n");
   absl::StrAppend(&out, "router:\n  policy: ", Name(c.router.policy), "\n  kv_overlap_weight: ",
                   c.router.kv_overlap_weight, "\n  load_report_timeout_s: ", c.router.load_report_timeout_s, "\n");
   absl::StrAppend(&out, "disaggregation:\n  mode: ", Name(c.disaggregation.mode), "\n  max_local_prefill_tokens: ",

@@ -1,5 +1,7 @@
 #include "tandem/frontend/api_error.h"
 
+#include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -94,6 +96,23 @@ ApiError Overloaded(long long max_queued) {
   ApiError error{429, absl::StrCat("The server is overloaded: ", max_queued, " requests are already queued."),
                  "rate_limit_error", "", "server_overloaded"};
   error.retry_after_s = 1;
+  return error;
+}
+
+ApiError RateLimited(const char* limit, double per_minute, double retry_after_s, bool never, double tokens) {
+  if (never) {
+    return ApiError{400,
+                    absl::StrFormat("The request needs %.0f tokens (prompt plus max_tokens for each sequence), "
+                                    "more than this API key's limit of %.0f tokens per minute.",
+                                    tokens, per_minute),
+                    "invalid_request_error", "max_tokens", "rate_limit_exceeded"};
+  }
+  const int retry_after = static_cast<int>(std::ceil(retry_after_s));
+  ApiError error{429,
+                 absl::StrFormat("Rate limit reached for this API key: %s %.0f. Retry after %d s.", limit, per_minute,
+                                 std::max(1, retry_after)),
+                 "rate_limit_error", "", "rate_limit_exceeded"};
+  error.retry_after_s = std::max(1, retry_after);
   return error;
 }
 

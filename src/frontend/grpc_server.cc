@@ -154,6 +154,7 @@ std::variant<PreparedRequest, grpc::Status> PrepareCall(OpenAiService* service,
   auto prepared = service->Prepare(std::get<OpenAiRequest>(std::move(parsed)));
   if (auto* error = std::get_if<ApiError>(&prepared)) return ToGrpc(*error);
   PreparedRequest out = std::get<PreparedRequest>(std::move(prepared));
+  out.api_key = service->KeyOf(header);
   if (!request.request_id().empty() && out.subs.size() == 1) {
     out.id = request.request_id();
     out.subs[0].request_id = request.request_id();

@@ -229,11 +229,9 @@ class Session : public std::enable_shared_from_this<Session> {
                        target == "/tokenize" || target == "/detokenize";
     if (!known) return WriteReply("unknown", ErrorReply(NotFoundRoute(target)));
     const auto auth = req.find(http::field::authorization);
-    if (!service_->Authorized(auth == req.end()
-                                  ? std::string_view()
-                                  : std::string_view(auth->value().data(), auth->value().size()))) {
-      return WriteReply(target, ErrorReply(Unauthorized()));
-    }
+    const std::string_view authorization =
+        auth == req.end() ? std::string_view() : std::string_view(auth->value().data(), auth->value().size());
+    if (!service_->Authorized(authorization)) return WriteReply(target, ErrorReply(Unauthorized()));
     if (target == "/v1/models") return WriteReply(target, is_get ? service_->Models() : wrong_method());
     if (target.rfind("/v1/models/", 0) == 0) {
       if (!is_get) return WriteReply("/v1/models", wrong_method());
@@ -242,7 +240,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!is_post) return WriteReply(target, wrong_method());
     if (target == "/tokenize") return WriteReply(target, service_->Tokenize(req.body()));
     if (target == "/detokenize") return WriteReply(target, service_->Detokenize(req.body()));
-    StartGeneration(target == "/v1/chat/completions" ? ApiKind::kChat : ApiKind::kCompletion, req.body());
+    StartGeneration(target == "/v1/chat/completions" ? ApiKind::kChat : ApiKind::kCompletion, req.body(),
+                    service_->KeyOf(authorization));
   }
 
   HttpReply ModelReply(const std::string& id) {
@@ -258,10 +257,11 @@ class Session : public std::enable_shared_from_this<Session> {
     return ErrorReply(ModelNotFound(id));
   }
 
-  void StartGeneration(ApiKind kind, const std::string& body) {
+  void StartGeneration(ApiKind kind, const std::string& body, std::string api_key) {
     auto prepared = service_->Prepare(kind, body);
     if (auto* error = std::get_if<ApiError>(&prepared)) return WriteReply(endpoint_, ErrorReply(*error));
     prepared_ = std::get<PreparedRequest>(std::move(prepared));
+    prepared_->api_key = std::move(api_key);
     builder_ = std::make_unique<ResponseBuilder>(*prepared_);
     const uint64_t generation = ++generation_;
     std::weak_ptr<Session> weak = weak_from_this();

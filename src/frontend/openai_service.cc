@@ -50,7 +50,8 @@ OpenAiService::OpenAiService(Generator* generator, const tokenizer::Tokenizer* t
     : generator_(generator),
       tokenizer_(tokenizer),
       options_(std::move(options)),
-      admission_(options_.max_queue_wait_s) {
+      admission_(options_.max_queue_wait_s),
+      limiter_(options_.rate_limit_requests_per_minute, options_.rate_limit_tokens_per_minute) {
   // Request ids start at a random point per process: several frontends share the workers, which
   // refuse an id that is already live on them (two frontends counting from 1 collided).
   std::random_device rd;
@@ -66,6 +67,12 @@ bool OpenAiService::Authorized(std::string_view authorization) const {
   bool match = false;
   for (const std::string& k : options_.api_keys) match |= ConstantTimeEquals(key, k);
   return match;
+}
+
+std::string OpenAiService::KeyOf(std::string_view authorization) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (options_.api_keys.empty() || authorization.substr(0, kBearer.size()) != kBearer) return "";
+  return std::string(authorization.substr(kBearer.size()));
 }
 
 void OpenAiService::LogUnknownKeys(const std::vector<std::string>& keys) {
@@ -200,6 +207,18 @@ std::optional<ApiError> OpenAiService::Start(PreparedRequest& prepared, SubEvent
   if (draining_) {
     return ApiError{503, "The server is shutting down and takes no new requests; retry (another replica serves it).",
                     "server_error", "", "service_unavailable", 1};
+  }
+  if (limiter_.enabled()) {
+    double tokens = 0;  // what the request may use: its prompts, and max_tokens for every sequence
+    for (const GenerateRequest& sub : prepared.subs) {
+      tokens += static_cast<double>(sub.prompt_token_ids.size()) + static_cast<double>(sub.max_tokens) * sub.n;
+    }
+    if (const RateLimiter::Decision d = limiter_.Admit(prepared.api_key, tokens, NowSeconds()); !d.admit) {
+      const bool by_requests = std::string_view(d.limit) == "requests_per_minute";
+      return RateLimited(d.limit,
+                         by_requests ? options_.rate_limit_requests_per_minute : options_.rate_limit_tokens_per_minute,
+                         d.retry_after_s, d.never, tokens);
+    }
   }
   if (metrics_.in_flight() >= options_.max_queued_requests) return Overloaded(options_.max_queued_requests);
   if (const GeneratorHealth health = generator_->Health(); !health.ready) {

@@ -50,6 +50,11 @@ struct FrontendSection {
   // Admission control: a request that would wait longer than this to start (its first token) is
   // refused with 429 and Retry-After; 0 turns it off. See frontend/admission.h for the estimate.
   double max_queue_wait_s = 30;
+  // Per-API-key rate limits (frontend/rate_limiter.h); 0 = off. Over a limit: 429 with Retry-After.
+  struct RateLimit {
+    double requests_per_minute = 0;
+    double tokens_per_minute = 0;  // prompt tokens + max_tokens x n, charged when a request starts
+  } rate_limit;
 };
 
 struct RouterSection {

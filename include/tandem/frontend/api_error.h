@@ -33,6 +33,10 @@ ApiError PayloadTooLarge(long long limit_bytes);
 ApiError Overloaded(long long max_queued);
 // 429 with Retry-After: a request would wait about `expected_s` to start, more than `limit_s`.
 ApiError QueueWaitTooLong(double expected_s, double limit_s, int retry_after_s);
+// 429 + Retry-After: the API key used its `limit` ("requests_per_minute" / "tokens_per_minute" of
+// frontend.rate_limit, `per_minute`) for now. `never`: the request alone needs more tokens than a
+// minute's allowance (`tokens`): 400, no wait will do.
+ApiError RateLimited(const char* limit, double per_minute, double retry_after_s, bool never, double tokens);
 // 503 for a connection beyond frontend.max_connections.
 ApiError TooManyConnections(long long max_connections);
 // 400 for a request the HTTP parser rejected (bad framing); `what` says what was wrong.

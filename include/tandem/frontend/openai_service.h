@@ -19,6 +19,7 @@
 #include "tandem/frontend/generator.h"
 #include "tandem/frontend/metrics.h"
 #include "tandem/frontend/openai_request.h"
+#include "tandem/frontend/rate_limiter.h"
 
 namespace tandem::tokenizer {
 class Tokenizer;
@@ -32,6 +33,8 @@ struct ServiceOptions {
   int64_t max_queued_requests = 4096;
   double max_queue_wait_s = 30;  // admission control (see admission.h); 0: off
   std::vector<std::string> api_keys;  // empty: no authorization
+  double rate_limit_requests_per_minute = 0;  // per API key (rate_limiter.h); 0: off
+  double rate_limit_tokens_per_minute = 0;
 };
 
 // Keeps a request counted as in flight while alive.
@@ -54,6 +57,7 @@ struct PreparedRequest {
   std::vector<GenerateRequest> subs;
   std::vector<std::string> prompt_texts;  // per sub, for echo
   double arrival_s = 0;                   // monotonic seconds
+  std::string api_key;                    // the key it came with (KeyOf): whose rate limits it counts against
   std::shared_ptr<InFlightGuard> in_flight;
 };
 
@@ -77,6 +81,8 @@ class OpenAiService {
 
   // True when keys are off, or `authorization` is "Bearer <a configured key>" (constant-time compare).
   bool Authorized(std::string_view authorization) const;
+  // The API key of an authorized `authorization` header ("" with keys off): rate limits are per key.
+  std::string KeyOf(std::string_view authorization) const;
 
   std::variant<PreparedRequest, ApiError> Prepare(ApiKind kind, const std::string& body);
   std::variant<PreparedRequest, ApiError> Prepare(OpenAiRequest request);
@@ -118,6 +124,7 @@ class OpenAiService {
   const ServiceOptions options_;
   Metrics metrics_;
   AdmissionControl admission_;
+  RateLimiter limiter_;
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> next_id_{1};  // a random start (the constructor); ids are unique per process
   std::atomic<uint64_t> next_ticket_{1};  // admission tickets, one per sub-request
