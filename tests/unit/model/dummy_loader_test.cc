@@ -6,14 +6,18 @@
 namespace tandem::model {
 namespace {
 
-absl::StatusOr<LoadedModel> Dummy(const std::string& config, uint64_t seed, std::optional<int> layers = {}) {
+LoadOptions DummyOptions(const std::string& config, uint64_t seed = 0, std::optional<int> layers = {}) {
   LoadOptions o;
   o.format = LoadFormat::kDummy;
   o.dummy_config = config;
   o.seed = seed;
   o.num_layers = layers;
   o.show_progress = false;
-  return LoadModel(o);
+  return o;
+}
+
+absl::StatusOr<LoadedModel> Dummy(const std::string& config, uint64_t seed, std::optional<int> layers = {}) {
+  return LoadModel(DummyOptions(config, seed, layers));
 }
 
 bool SameValues(const Tensor& a, const Tensor& b) {
@@ -35,11 +39,7 @@ TEST(DummyLoaderTest, DeterministicPerSeedAndDifferentAcrossSeeds) {
 // keep_16bit: bf16 weights holding the fp32 values rounded to nearest even (what the CUDA runner's
 // upload of the fp32 weights computes), half the host memory.
 TEST(DummyLoaderTest, Keep16BitIsTheFp32ValuesRoundedToBf16) {
-  LoadOptions o;
-  o.format = LoadFormat::kDummy;
-  o.dummy_config = "tiny-llama";
-  o.seed = 3;
-  o.show_progress = false;
+  LoadOptions o = DummyOptions("tiny-llama", 3);
   auto fp32 = LoadModel(o);
   o.keep_16bit = true;
   auto bf16 = LoadModel(o);
@@ -60,11 +60,7 @@ TEST(DummyLoaderTest, Keep16BitIsTheFp32ValuesRoundedToBf16) {
 // dummy_on_device: tensors with shapes and no data, and a generator per tensor whose closed form
 // (DummyValue, what the CUDA runner's kernel computes) gives the host generator's values bit for bit.
 TEST(DummyLoaderTest, OnDeviceLeavesNoHostDataAndDescribesTheHostValues) {
-  LoadOptions o;
-  o.format = LoadFormat::kDummy;
-  o.dummy_config = "tiny-llama";
-  o.seed = 3;
-  o.show_progress = false;
+  LoadOptions o = DummyOptions("tiny-llama", 3);
   auto host = LoadModel(o);
   o.dummy_on_device = true;
   auto device = LoadModel(o);
@@ -93,11 +89,7 @@ TEST(DummyLoaderTest, OnDeviceLeavesNoHostDataAndDescribesTheHostValues) {
 
 // A tied lm_head (SmolLM2) is the embedding's shape-only tensor: the model validates and loads.
 TEST(DummyLoaderTest, OnDeviceLoadsATiedModel) {
-  LoadOptions o;
-  o.format = LoadFormat::kDummy;
-  o.dummy_config = "smollm2-135m";
-  o.num_layers = 1;
-  o.show_progress = false;
+  LoadOptions o = DummyOptions("smollm2-135m", 0, 1);
   o.dummy_on_device = true;
   auto loaded = LoadModel(o);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
@@ -108,10 +100,7 @@ TEST(DummyLoaderTest, OnDeviceLoadsATiedModel) {
 }
 
 TEST(DummyLoaderTest, OnDeviceCannotBeQuantizedAtLoad) {
-  LoadOptions o;
-  o.format = LoadFormat::kDummy;
-  o.dummy_config = "tiny-llama";
-  o.show_progress = false;
+  LoadOptions o = DummyOptions("tiny-llama");
   o.dummy_on_device = true;
   o.quantize_nvfp4 = true;
   auto loaded = LoadModel(o);
