@@ -14,11 +14,11 @@ using nlohmann::json;
 PreparedRequest MakePrepared(ApiKind kind, int n, bool stream, bool include_usage, size_t num_prompts = 1) {
   PreparedRequest p;
   p.request.kind = kind;
-  p.request.model = "m";
+  p.request.model = std::string("m");  // move-assigned: GCC 12 -O3 warns (-Wrestrict) on assigning the literal
   p.request.params.n = n;
   p.request.stream = stream;
   p.request.include_usage = include_usage;
-  p.id = kind == ApiKind::kChat ? "chatcmpl-1" : "cmpl-1";
+  p.id = std::string(kind == ApiKind::kChat ? "chatcmpl-1" : "cmpl-1");
   p.created = 123;
   p.subs.resize(num_prompts);
   p.prompt_texts.resize(num_prompts);
