@@ -48,6 +48,12 @@ v1::WorkerGenerateRequest ToWorkerRequest(const GenerateRequest& r) {
   return out;
 }
 
+// The client's error for a stream to a worker that broke (`stream`, not OK): no worker addresses.
+absl::Status LostWorker(const absl::Status& stream) {
+  return absl::Status(stream.code(), absl::StrCat("Lost the worker serving the request: ",
+                                                  WithoutWorkerAddresses(std::string(stream.message()))));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RemoteGenerator>> RemoteGenerator::Create(const DeploymentConfig& config,
@@ -193,8 +199,8 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
   // disaggregation.on_prefill_failure's choice); with none left it fails with the first error. The
   // router only notices a dead worker once its load reports stop (router.load_report_timeout_s).
   constexpr int kMaxDrainingRetries = 5;
-  std::set<std::string> avoid;        // workers that failed this request
-  absl::Status first_failure;         // the error reported when routing again finds no worker
+  std::set<std::string> avoid;  // workers that failed this request
+  absl::Status first_failure;   // the error reported when routing again finds no worker
   struct Choice {
     ChoiceText text;
     bool finished = false;
@@ -320,11 +326,7 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
       TLOG_WARN("[{}] {} worker {} failed the request before its first token ({}); routing it again", req.request_id,
                 decode_unreachable ? "decode" : "prefill", failed,
                 std::string((decode_unreachable ? stream : worker_error).message()));
-      if (first_failure.ok()) {  // as the client would have seen it (no worker addresses)
-        first_failure = decode_unreachable ? absl::Status(stream.code(), absl::StrCat("Lost the worker serving the request: ",
-                                                                                      WithoutWorkerAddresses(std::string(stream.message()))))
-                                           : worker_error;
-      }
+      if (first_failure.ok()) first_failure = decode_unreachable ? LostWorker(stream) : worker_error;
       avoid.insert(failed);
       continue;
     }
@@ -355,8 +357,7 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
               plan->decode.address, stream.ok() ? std::string("OK") : stream.ToString());
     final_event.status =
         stream.ok() ? absl::InternalError("The worker serving the request ended its stream before the request finished.")
-                    : absl::Status(stream.code(), absl::StrCat("Lost the worker serving the request: ",
-                                                               WithoutWorkerAddresses(std::string(stream.message()))));
+                    : LostWorker(stream);
   }
   final_event.final = true;
   if (final_event.status.ok()) {
