@@ -138,7 +138,6 @@ absl::StatusOr<const bf16*> CudaModelRunner::Impl::Upload(const std::vector<cons
   }
   TANDEM_ASSIGN_OR_RETURN(auto buffer, DeviceMemory::Allocate(static_cast<size_t>(total) * sizeof(bf16)));
   bf16* dst = buffer->as<bf16>();
-
   // Tensor by tensor, a chunk at a time: bf16 as it is (a view of the mapped checkpoint streams
   // straight to the device), fp32 converted on the device, fp16 rounded to bf16 on the host.
   const int64_t chunk = static_cast<int64_t>(staging_f32->size() / sizeof(float));
