@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from serve_disagg_check import model_id, wait_healthy  # noqa: E402
+from serve_disagg_check import model_id, stop, wait_healthy  # noqa: E402
 from ttft_8b_check import COMMON, DIS  # noqa: E402
 
 
@@ -120,11 +120,7 @@ def main():
             restarted = [line.strip() for line in f if re.search(r"killed by signal|restart", line)]
         print("\n".join(restarted[:4]))
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        stop(proc, timeout=60)
     print("FAILED: " + "; ".join(failures) if failures else "OK")
     sys.exit(1 if failures else 0)
 

@@ -45,6 +45,20 @@ def ttft(url, prompt, model=None):
     return t
 
 
+def stop(*procs, timeout=30):
+    """SIGTERM each server's process group, then SIGKILL what has not exited after `timeout` s."""
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, 15)
+        except ProcessLookupError:
+            pass
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
 def wait_healthy(url, proc, timeout=300):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -116,16 +130,7 @@ def main():
             td = sorted(ttft("http://127.0.0.1:8200", f"{k} {p}") for k in range(5))[2]
             print(f"TTFT ~{n} tokens: aggregated {ta * 1e3:.1f} ms, disaggregated {td * 1e3:.1f} ms (median of 5)")
     finally:
-        for proc in (dis, agg):
-            try:
-                os.killpg(proc.pid, 15)
-            except ProcessLookupError:
-                pass
-        for proc in (dis, agg):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
+        stop(dis, agg)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,13 @@ memory each — KV over UCX cuda_ipc, layer-wise), both through `tandem serve -c
 the same. Prompts are token ids, distinct per run (no prefix hits); median of 5 per size.
 Usage: ttft_8b_check.py TANDEM_BINARY MODEL_DIR [one-gpu]
 """
-import os
 import pathlib
 import statistics
 import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from serve_disagg_check import model_id, ttft, wait_healthy  # noqa: E402
+from serve_disagg_check import model_id, stop, ttft, wait_healthy  # noqa: E402
 
 COMMON = """model: {{path: {model}, load_format: dummy, seed: 1, max_model_len: 8192}}
 backend: cuda
@@ -46,11 +45,7 @@ def measure(tandem, model_dir, name, pools, port, utilization=0.85):
             out[n] = statistics.median(runs)
         return out
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        stop(proc, timeout=60)
 
 
 def main():
