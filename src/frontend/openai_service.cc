@@ -27,6 +27,13 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+// The key of an "Authorization: Bearer <key>" header; empty when the header is not that.
+std::string_view BearerKey(std::string_view authorization) {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization.size() <= kBearer.size() || authorization.substr(0, kBearer.size()) != kBearer) return {};
+  return authorization.substr(kBearer.size());
+}
+
 HttpReply JsonReply(int status, const json& body) {
   return HttpReply{status, "application/json", DumpJson(body)};
 }
@@ -60,19 +67,15 @@ OpenAiService::OpenAiService(Generator* generator, const tokenizer::Tokenizer* t
 
 bool OpenAiService::Authorized(std::string_view authorization) const {
   if (options_.api_keys.empty()) return true;
-  constexpr std::string_view kBearer = "Bearer ";
-  if (authorization.size() <= kBearer.size() || authorization.substr(0, kBearer.size()) != kBearer)
-    return false;
-  const std::string_view key = authorization.substr(kBearer.size());
+  const std::string_view key = BearerKey(authorization);
+  if (key.empty()) return false;
   bool match = false;
   for (const std::string& k : options_.api_keys) match |= ConstantTimeEquals(key, k);
   return match;
 }
 
 std::string OpenAiService::KeyOf(std::string_view authorization) const {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (options_.api_keys.empty() || authorization.substr(0, kBearer.size()) != kBearer) return "";
-  return std::string(authorization.substr(kBearer.size()));
+  return options_.api_keys.empty() ? std::string() : std::string(BearerKey(authorization));
 }
 
 void OpenAiService::LogUnknownKeys(const std::vector<std::string>& keys) {
@@ -214,10 +217,7 @@ std::optional<ApiError> OpenAiService::Start(PreparedRequest& prepared, SubEvent
       tokens += static_cast<double>(sub.prompt_token_ids.size()) + static_cast<double>(sub.max_tokens) * sub.n;
     }
     if (const RateLimiter::Decision d = limiter_.Admit(prepared.api_key, tokens, NowSeconds()); !d.admit) {
-      const bool by_requests = std::string_view(d.limit) == "requests_per_minute";
-      return RateLimited(d.limit,
-                         by_requests ? options_.rate_limit_requests_per_minute : options_.rate_limit_tokens_per_minute,
-                         d.retry_after_s, d.never, tokens);
+      return RateLimited(d.limit, d.per_minute, d.retry_after_s, d.never, tokens);
     }
   }
   if (metrics_.in_flight() >= options_.max_queued_requests) return Overloaded(options_.max_queued_requests);

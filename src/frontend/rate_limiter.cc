@@ -14,6 +14,7 @@ RateLimiter::Decision RateLimiter::Admit(const std::string& key, double tokens, 
     d.admit = false;
     d.never = true;
     d.limit = "tokens_per_minute";
+    d.per_minute = tokens_per_minute_;
     return d;
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -37,7 +38,9 @@ RateLimiter::Decision RateLimiter::Admit(const std::string& key, double tokens, 
   if (request_wait > 0 || token_wait > 0) {
     d.admit = false;
     d.retry_after_s = std::max(request_wait, token_wait);
-    d.limit = request_wait >= token_wait ? "requests_per_minute" : "tokens_per_minute";
+    const bool by_requests = request_wait >= token_wait;
+    d.limit = by_requests ? "requests_per_minute" : "tokens_per_minute";
+    d.per_minute = by_requests ? requests_per_minute_ : tokens_per_minute_;
     return d;
   }
   if (requests_per_minute_ > 0) b.requests -= 1.0;

@@ -26,6 +26,7 @@ class RateLimiter {
     bool never = false;        // more tokens than a minute's allowance: no wait will do
     double retry_after_s = 0;  // when refused: until both buckets hold enough
     const char* limit = "";    // the limit that refused: "requests_per_minute" or "tokens_per_minute"
+    double per_minute = 0;     // ... and its value
   };
   // Charges `key` one request and `tokens` tokens at monotonic time `now_s` if both buckets hold
   // enough; otherwise charges nothing.

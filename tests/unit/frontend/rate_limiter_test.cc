@@ -20,6 +20,7 @@ TEST(RateLimiterTest, RequestsPerMinuteIsABurstThenASteadyRatePerKey) {
   EXPECT_FALSE(refused.admit);
   EXPECT_FALSE(refused.never);
   EXPECT_STREQ(refused.limit, "requests_per_minute");
+  EXPECT_DOUBLE_EQ(refused.per_minute, 3.0);
   EXPECT_DOUBLE_EQ(refused.retry_after_s, 20.0);  // one request refills in 60 / 3 s
   EXPECT_TRUE(limiter.Admit("b", 100, 10.0).admit);  // another key is not affected
   EXPECT_FALSE(limiter.Admit("a", 100, 25.0).admit);  // 15 s later: 3/4 of a request
@@ -52,6 +53,7 @@ TEST(RateLimiterTest, BothLimitsTheLongerWaitWins) {
   const RateLimiter::Decision d = limiter.Admit("a", 300, 0);
   EXPECT_FALSE(d.admit);
   EXPECT_STREQ(d.limit, "tokens_per_minute");
+  EXPECT_DOUBLE_EQ(d.per_minute, 600.0);
   EXPECT_DOUBLE_EQ(d.retry_after_s, 30.0);
 }
 
