@@ -215,8 +215,9 @@ void RemoteGenerator::Run(std::shared_ptr<InFlight> call) {
   std::optional<router::RoutePlan> plan;
   for (int attempt = 0;; ++attempt) {
     auto routed = router_->Route(req.prompt_token_ids, req.n, avoid);
-    const bool needs_prefill_worker = !first_failure.ok() && avoid.size() > 0 && plan.has_value() &&
-                                      plan->prefill.has_value() && avoid.contains(plan->prefill->worker_id);
+    // The last attempt's prefill worker failed it: another one, or none.
+    const bool needs_prefill_worker =
+        plan.has_value() && plan->prefill.has_value() && avoid.contains(plan->prefill->worker_id);
     if (routed.ok() && needs_prefill_worker && !routed->prefill.has_value()) {  // would prefill locally
       router_->ReleaseRequest(routed->decode.worker_id, routed->decode.prompt_blocks);
       routed = absl::UnavailableError("no other prefill worker");

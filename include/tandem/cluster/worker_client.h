@@ -42,7 +42,7 @@ class CallHandle {
 // whose peer does not answer one within kWorkerKeepAliveTimeoutMs fails its calls (UNAVAILABLE). A
 // worker whose network is cut sends no TCP reset, so without this a stream from it (a generation, a
 // remote prefill) would wait for the kernel's TCP timeouts, hours; with it, ~10 s. Workers accept
-// pings this often (WorkerServerKeepAlive); the frontend's watchdog (router.load_report_timeout_s)
+// pings this often (their gRPC server's arguments, worker.cc); the frontend's watchdog (router.load_report_timeout_s)
 // usually fails such requests first, unless the worker also left discovery.
 inline constexpr int kWorkerKeepAliveMs = 5000;
 inline constexpr int kWorkerKeepAliveTimeoutMs = 5000;
